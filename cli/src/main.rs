@@ -1,0 +1,160 @@
+//! `apoyo`: the command-line tool for field testers, demos and scripts.
+//!
+//! Every refusal exits non-zero with one line on stderr (`apoyo: <message>`); the message
+//! names what was wrong, never personal data. Exit codes: 0 success, 1 refused (bad input,
+//! duplicate, storage full, rejected), 2 usage error, 3 the store is unusable (corrupt,
+//! unknown version, wrong device), 4 internal error.
+
+mod keys;
+mod store_cmds;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "apoyo", version, about = "apoyo-sync field tools: encrypted capture store, sync, reference endpoint")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Make an endpoint (INE) X25519 key pair: DIR/endpoint.key (0600) and DIR/endpoint.pub.
+    EndpointKeygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Device store management.
+    #[command(subcommand)]
+    Device(DeviceCmd),
+    /// Process catalog management.
+    #[command(subcommand)]
+    Process(ProcessCmd),
+    /// Capture a support: validate, encrypt and durably store it.
+    Capture(store_cmds::CaptureArgs),
+    /// Counts per queue state and the bytes still held.
+    Status {
+        #[arg(long)]
+        store: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decrypt the device's own copy of a capture into a folder.
+    Open {
+        #[arg(long)]
+        store: PathBuf,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Test support: capture synthetic supports in a loop, printing each id once durable.
+    #[command(hide = true)]
+    CaptureLoop(StoreArg),
+}
+
+#[derive(Args)]
+struct StoreArg {
+    #[arg(long)]
+    store: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum DeviceCmd {
+    /// Create a device store bound to this machine's keyring ($APOYO_KEYRING).
+    Init {
+        #[arg(long)]
+        store: PathBuf,
+        /// INE's public key file (from `apoyo endpoint-keygen`).
+        #[arg(long)]
+        endpoint_pub: PathBuf,
+        /// Capture as this auxiliar (registration id) instead of as the Mi Apoyo citizen.
+        #[arg(long)]
+        auxiliar: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProcessCmd {
+    /// Add process definitions from a JSON file (one object or an array).
+    Add {
+        #[arg(long)]
+        store: PathBuf,
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// List the process catalog as JSON.
+    List {
+        #[arg(long)]
+        store: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::EndpointKeygen { out } => keys::endpoint_keygen(&out),
+        Cmd::Device(DeviceCmd::Init { store, endpoint_pub, auxiliar }) => store_cmds::device_init(&store, &endpoint_pub, auxiliar),
+        Cmd::Process(ProcessCmd::Add { store, file }) => store_cmds::process_add(&store, &file),
+        Cmd::Process(ProcessCmd::List { store }) => store_cmds::process_list(&store),
+        Cmd::Capture(args) => store_cmds::capture(args),
+        Cmd::Status { store, json } => store_cmds::status(&store, json),
+        Cmd::Open { store, id, out } => store_cmds::open(&store, &id, &out),
+        Cmd::CaptureLoop(a) => store_cmds::capture_loop(&a.store),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("apoyo: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// A CLI failure: an engine error or a usage problem found after parsing.
+#[derive(Debug)]
+pub enum CliError {
+    Engine(apoyo_sync::Error),
+    Usage(String),
+    Io(String),
+}
+
+impl CliError {
+    fn exit_code(&self) -> u8 {
+        use apoyo_sync::ErrorClass as C;
+        match self {
+            CliError::Usage(_) => 2,
+            CliError::Io(_) => 4,
+            CliError::Engine(e) => match e.class() {
+                C::StoreUnusable | C::KeyUnavailable | C::Integrity => 3,
+                C::Internal => 4,
+                _ => 1,
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Engine(e) => write!(f, "{e}"),
+            CliError::Usage(m) | CliError::Io(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<apoyo_sync::Error> for CliError {
+    fn from(e: apoyo_sync::Error) -> Self {
+        CliError::Engine(e)
+    }
+}
+
+pub type CliResult<T = ()> = Result<T, CliError>;
+
+/// Reads a file, naming it in the error.
+pub fn read_file(path: &std::path::Path, what: &str) -> CliResult<Vec<u8>> {
+    std::fs::read(path).map_err(|e| CliError::Io(format!("cannot read {what} {}: {}", path.display(), e.kind())))
+}

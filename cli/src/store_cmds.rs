@@ -1,0 +1,213 @@
+//! The store commands: device init, process add/list, capture, status, open.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use apoyo_sync::{CardFields, Collector, CredentialModel, FileKeyGuard, Images, Location, NewCapture, Process, Store, StoreOptions};
+use clap::Args;
+
+use crate::{CliError, CliResult, keys, read_file};
+
+/// Opens the keyring named by $APOYO_KEYRING (or the user data dir).
+pub fn keyring(create: bool) -> CliResult<FileKeyGuard> {
+    let dir = FileKeyGuard::default_dir()?;
+    Ok(if create { FileKeyGuard::open_or_create(&dir)? } else { FileKeyGuard::open(&dir)? })
+}
+
+/// Opens a device store with the default options.
+pub fn open_store(dir: &Path) -> CliResult<Store> {
+    let guard = keyring(false)?;
+    Ok(Store::open(dir, &guard, StoreOptions::default())?)
+}
+
+pub fn device_init(store: &Path, endpoint_pub: &Path, auxiliar: Option<String>) -> CliResult {
+    let public = keys::read_public(endpoint_pub)?;
+    let guard = keyring(true)?;
+    let collector = auxiliar.map(Collector::Auxiliar);
+    let s = Store::init(store, &guard, public, collector, StoreOptions::default())?;
+    println!("device {} created in {} (endpoint key {})", s.device_id(), store.display(), public.key_id());
+    Ok(())
+}
+
+pub fn process_add(store: &Path, file: &Path) -> CliResult {
+    let json = read_file(file, "process file")?;
+    let list = Process::parse_json_list(&json)?;
+    let mut s = open_store(store)?;
+    s.put_processes(&list)?;
+    for p in &list {
+        println!("{}", p.id);
+    }
+    Ok(())
+}
+
+pub fn process_list(store: &Path) -> CliResult {
+    let s = open_store(store)?;
+    let list = s.processes()?;
+    println!("{}", serde_json::to_string_pretty(&list).map_err(|e| CliError::Io(e.to_string()))?);
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct CaptureArgs {
+    #[arg(long)]
+    store: PathBuf,
+    /// Process id (see `apoyo process list`).
+    #[arg(long)]
+    process: String,
+    /// Credential model: C, D, E, F, G, H, …
+    #[arg(long)]
+    model: String,
+    #[arg(long)]
+    front: PathBuf,
+    #[arg(long)]
+    back: PathBuf,
+    #[arg(long)]
+    selfie: PathBuf,
+    #[arg(long)]
+    signature: PathBuf,
+    #[arg(long)]
+    clave_elector: String,
+    #[arg(long)]
+    entidad: Option<u8>,
+    #[arg(long)]
+    seccion: Option<u16>,
+    /// Last year of validity printed on the card.
+    #[arg(long)]
+    vigencia: Option<u16>,
+    #[arg(long)]
+    curp: Option<String>,
+    #[arg(long)]
+    ocr: Option<String>,
+    #[arg(long)]
+    cic: Option<String>,
+    #[arg(long)]
+    emision: Option<u8>,
+    #[arg(long, requires_all = ["lon", "accuracy"], allow_negative_numbers = true)]
+    lat: Option<f64>,
+    #[arg(long, requires_all = ["lat", "accuracy"], allow_negative_numbers = true)]
+    lon: Option<f64>,
+    /// Location accuracy in metres.
+    #[arg(long, requires_all = ["lat", "lon"])]
+    accuracy: Option<f64>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn capture(a: CaptureArgs) -> CliResult {
+    let images = Images {
+        front: read_file(&a.front, "front image")?,
+        back: read_file(&a.back, "back image")?,
+        selfie: read_file(&a.selfie, "selfie image")?,
+        signature: read_file(&a.signature, "signature image")?,
+    };
+    let location = match (a.lat, a.lon, a.accuracy) {
+        (Some(lat), Some(lon), Some(accuracy_m)) => Some(Location { lat, lon, accuracy_m }),
+        _ => None,
+    };
+    let c = NewCapture {
+        process_id: a.process,
+        model: CredentialModel::parse(&a.model)?,
+        fields: CardFields {
+            clave_elector: a.clave_elector,
+            entidad: a.entidad,
+            seccion: a.seccion,
+            curp: a.curp,
+            ocr: a.ocr,
+            cic: a.cic,
+            numero_emision: a.emision,
+            vigencia: a.vigencia,
+        },
+        location,
+        images,
+        collector: None,
+    };
+    let mut s = open_store(&a.store)?;
+    let id = s.capture(c)?;
+    if a.json {
+        println!("{}", serde_json::json!({"id": id, "state": "captured"}));
+    } else {
+        println!("{id}");
+    }
+    Ok(())
+}
+
+pub fn status(store: &Path, json: bool) -> CliResult {
+    let s = open_store(store)?;
+    let st = s.status()?;
+    if json {
+        println!("{}", serde_json::to_string(&st).map_err(|e| CliError::Io(e.to_string()))?);
+    } else {
+        println!("device       {}", s.device_id());
+        println!("captured     {}", st.captured);
+        println!("uploading    {}", st.uploading);
+        println!("committed    {}", st.committed);
+        println!("quarantined  {}", st.quarantined);
+        println!("purged       {}", st.purged);
+        println!("pending      {} bytes", st.pending_bytes);
+        for info in s.list()?.iter().filter(|i| i.state == apoyo_sync::State::Quarantined) {
+            println!("  quarantined {} reason={}", info.id, info.reason.as_deref().unwrap_or("-"));
+        }
+    }
+    Ok(())
+}
+
+pub fn open(store: &Path, id: &str, out: &Path) -> CliResult {
+    let s = open_store(store)?;
+    let id = id.parse()?;
+    for path in s.export(&id, out)? {
+        println!("{}", path.display());
+    }
+    Ok(())
+}
+
+/// Synthetic JPEG-framed bytes (magic bytes + random body) for load and crash tests.
+pub fn synthetic_jpeg(len: usize) -> CliResult<Vec<u8>> {
+    let mut v = vec![0u8; len.max(8)];
+    apoyo_sync::crypto::fill_random(&mut v)?;
+    v[..4].copy_from_slice(&[0xFF, 0xD8, 0xFF, 0xE0]);
+    let n = v.len();
+    v[n - 2..].copy_from_slice(&[0xFF, 0xD9]);
+    Ok(v)
+}
+
+/// A random, well-formed clave de elector (synthetic: no real person's).
+pub fn synthetic_clave() -> CliResult<String> {
+    let mut r = [0u8; 9];
+    apoyo_sync::crypto::fill_random(&mut r)?;
+    let letters: String = r[..6].iter().map(|b| char::from(b'A' + b % 26)).collect();
+    let digits = u16::from_le_bytes([r[6], r[7]]) % 1000;
+    let sex = ['H', 'M', 'X'][usize::from(r[8] % 3)];
+    Ok(format!("{letters}900101{:02}{sex}{digits:03}", 1 + r[8] % 32))
+}
+
+/// Captures synthetic supports for the first process in the catalog until killed, printing
+/// each id on its own line once `capture()` returned (i.e. once it is durable).
+pub fn capture_loop(store: &Path) -> CliResult {
+    let mut s = open_store(store)?;
+    let process = s.processes()?.into_iter().next().ok_or_else(|| CliError::Usage("the store has no process".into()))?;
+    let model = process.accepted_models[0].clone();
+    let stdout = std::io::stdout();
+    loop {
+        let c = NewCapture {
+            process_id: process.id.clone(),
+            model: model.clone(),
+            fields: CardFields { clave_elector: synthetic_clave()?, ..Default::default() },
+            location: None,
+            images: Images {
+                front: synthetic_jpeg(150_000)?,
+                back: synthetic_jpeg(150_000)?,
+                selfie: synthetic_jpeg(200_000)?,
+                signature: synthetic_jpeg(20_000)?,
+            },
+            collector: None,
+        };
+        match s.capture(c) {
+            Ok(id) => {
+                let mut out = stdout.lock();
+                writeln!(out, "{id}").and_then(|_| out.flush()).map_err(|e| CliError::Io(e.to_string()))?;
+            }
+            Err(apoyo_sync::Error::Duplicate { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! Chunked authenticated encryption of one capture part (STREAM, Hoang-Reyhanitabar-Rogaway-
+//! Vizár, as implemented by `aead-stream` over ChaCha20-Poly1305).
+//!
+//! Ciphertext format of a part (exactly the bytes stored on the phone and uploaded):
+//! `version(1) || chunk_0 || … || chunk_{n-1}`, each chunk the ChaCha20-Poly1305 encryption of
+//! up to [`CHUNK_SIZE`] plaintext bytes followed by its 16-byte tag; every chunk but the last
+//! is full; an empty plaintext is one empty chunk. The key is
+//! `HKDF-SHA256(data_key, info = "part" || capture_id || kind)`; the STREAM nonce is a
+//! 32-bit big-endian chunk counter plus a last-chunk flag (so chunks cannot be reordered or the
+//! part truncated); the associated data of chunk *i* is
+//! `"apoyo-sync/v1/part" || version || capture_id(16) || kind(1) || i (u32 BE)`, so parts
+//! cannot be swapped between captures or kinds.
+
+use std::io::{Read, Write};
+
+use aead_stream::{NewStream, StreamBE32, StreamPrimitive};
+use chacha20poly1305::ChaCha20Poly1305;
+use chacha20poly1305::aead::KeyInit;
+
+use super::{CIPHERTEXT_VERSION, SecretKey, derive_key};
+use crate::error::{Error, Result};
+use crate::limits::CHUNK_SIZE;
+use crate::model::PartKind;
+
+const TAG: usize = 16;
+const AD_PREFIX: &[u8] = b"apoyo-sync/v1/part";
+
+/// Length of the ciphertext of a `plain_len`-byte part.
+pub fn ciphertext_len(plain_len: u64) -> u64 {
+    let chunks = plain_len.div_ceil(CHUNK_SIZE as u64).max(1);
+    1 + plain_len + chunks * TAG as u64
+}
+
+/// Length of the plaintext inside a `ct_len`-byte part ciphertext, if `ct_len` is well formed.
+pub fn plaintext_len(ct_len: u64) -> Option<u64> {
+    let body = ct_len.checked_sub(1)?;
+    let full = (CHUNK_SIZE + TAG) as u64;
+    let chunks = body.div_ceil(full).max(1);
+    let last = body - (chunks - 1) * full;
+    if last < TAG as u64 {
+        return None;
+    }
+    Some(body - chunks * TAG as u64)
+}
+
+struct PartCipher {
+    stream: StreamBE32<ChaCha20Poly1305>,
+    ad: [u8; 18 + 1 + 16 + 1 + 4],
+}
+
+impl PartCipher {
+    fn new(data_key: &SecretKey, capture_id: &[u8; 16], kind: PartKind) -> Result<Self> {
+        let key = derive_key(data_key.as_bytes(), &[b"part", capture_id, &[kind.code()]])?;
+        let aead = ChaCha20Poly1305::new_from_slice(key.as_bytes()).map_err(|_| Error::Crypto("part key length"))?;
+        // A fresh key per (capture, part), so the nonce prefix can be constant.
+        let stream = StreamBE32::from_aead(aead, &Default::default());
+        let mut ad = [0u8; 40];
+        ad[..18].copy_from_slice(AD_PREFIX);
+        ad[18] = CIPHERTEXT_VERSION;
+        ad[19..35].copy_from_slice(capture_id);
+        ad[35] = kind.code();
+        Ok(PartCipher { stream, ad })
+    }
+
+    fn ad_for(&self, index: u32) -> [u8; 40] {
+        let mut ad = self.ad;
+        ad[36..40].copy_from_slice(&index.to_be_bytes());
+        ad
+    }
+}
+
+/// Encrypts one part. Memory use: one chunk.
+pub struct PartSealer {
+    cipher: PartCipher,
+}
+
+impl PartSealer {
+    pub fn new(data_key: &SecretKey, capture_id: &[u8; 16], kind: PartKind) -> Result<Self> {
+        Ok(PartSealer { cipher: PartCipher::new(data_key, capture_id, kind)? })
+    }
+
+    /// Seals `plaintext` into `out`; returns the number of ciphertext bytes written.
+    pub fn seal_to<W: Write>(&mut self, plaintext: &[u8], out: &mut W) -> Result<u64> {
+        let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_SIZE + TAG);
+        self.seal_with_buffer(plaintext, out, &mut buf)
+    }
+
+    /// As [`PartSealer::seal_to`], reusing the caller's chunk buffer.
+    pub fn seal_with_buffer<W: Write>(&mut self, plaintext: &[u8], out: &mut W, buf: &mut Vec<u8>) -> Result<u64> {
+        out.write_all(&[CIPHERTEXT_VERSION])?;
+        let mut written = 1u64;
+        let chunks: Vec<&[u8]> = if plaintext.is_empty() { vec![&[][..]] } else { plaintext.chunks(CHUNK_SIZE).collect() };
+        let n = chunks.len();
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let index = u32::try_from(i).map_err(|_| Error::Crypto("too many chunks"))?;
+            buf.clear();
+            buf.extend_from_slice(chunk);
+            let ad = self.cipher.ad_for(index);
+            self.cipher
+                .stream
+                .encrypt_in_place(index, i + 1 == n, &ad, buf)
+                .map_err(|_| Error::Crypto("part encryption"))?;
+            out.write_all(buf)?;
+            written += buf.len() as u64;
+        }
+        Ok(written)
+    }
+}
+
+/// Decrypts one part, streaming. Memory use: one chunk.
+pub struct PartOpener {
+    cipher: PartCipher,
+    kind: PartKind,
+}
+
+impl PartOpener {
+    pub fn new(data_key: &SecretKey, capture_id: &[u8; 16], kind: PartKind) -> Result<Self> {
+        Ok(PartOpener { cipher: PartCipher::new(data_key, capture_id, kind)?, kind })
+    }
+
+    /// Reads exactly `ct_len` ciphertext bytes from `input` and writes the plaintext to `out`.
+    /// Any tampering, truncation, reordering or swap gives [`Error::Integrity`] naming the part
+    /// kind. Returns the plaintext length.
+    pub fn open_to<R: Read, W: Write>(&mut self, ct_len: u64, mut input: R, out: &mut W) -> Result<u64> {
+        let what = || Error::integrity(format!("{} part", self.kind.name()));
+        let expected_plain = plaintext_len(ct_len).ok_or_else(what)?;
+        let mut version = [0u8; 1];
+        read_exact(&mut input, &mut version).map_err(|_| what())?;
+        if version[0] != CIPHERTEXT_VERSION {
+            return Err(Error::CiphertextVersion(version[0]));
+        }
+        let mut remaining = ct_len - 1;
+        let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_SIZE + TAG);
+        let mut index: u32 = 0;
+        let mut plain = 0u64;
+        loop {
+            let this = remaining.min((CHUNK_SIZE + TAG) as u64) as usize;
+            let last = remaining <= (CHUNK_SIZE + TAG) as u64;
+            buf.resize(this, 0);
+            read_exact(&mut input, &mut buf).map_err(|_| what())?;
+            let ad = self.cipher.ad_for(index);
+            self.cipher.stream.decrypt_in_place(index, last, &ad, &mut buf).map_err(|_| what())?;
+            out.write_all(&buf)?;
+            plain += buf.len() as u64;
+            remaining -= this as u64;
+            if last {
+                break;
+            }
+            index = index.checked_add(1).ok_or_else(what)?;
+        }
+        if plain != expected_plain {
+            return Err(what());
+        }
+        Ok(plain)
+    }
+}
+
+fn read_exact<R: Read>(r: &mut R, buf: &mut [u8]) -> std::io::Result<()> {
+    r.read_exact(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::random_key;
+
+    fn roundtrip(len: usize) {
+        let dk = random_key().unwrap();
+        let id = [3u8; 16];
+        let pt: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+        let mut ct = Vec::new();
+        let n = PartSealer::new(&dk, &id, PartKind::Selfie).unwrap().seal_to(&pt, &mut ct).unwrap();
+        assert_eq!(n as usize, ct.len());
+        assert_eq!(ciphertext_len(len as u64), ct.len() as u64);
+        assert_eq!(plaintext_len(ct.len() as u64), Some(len as u64));
+        let mut back = Vec::new();
+        PartOpener::new(&dk, &id, PartKind::Selfie).unwrap().open_to(ct.len() as u64, &ct[..], &mut back).unwrap();
+        assert_eq!(back, pt);
+    }
+
+    #[test]
+    fn roundtrips_at_chunk_boundaries() {
+        for len in [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 3 * CHUNK_SIZE, 600_000] {
+            roundtrip(len);
+        }
+    }
+
+    #[test]
+    fn detects_tamper_truncation_swap_and_reorder() {
+        let dk = random_key().unwrap();
+        let id = [3u8; 16];
+        let pt = vec![0x5au8; 3 * CHUNK_SIZE + 10];
+        let mut ct = Vec::new();
+        PartSealer::new(&dk, &id, PartKind::Front).unwrap().seal_to(&pt, &mut ct).unwrap();
+        let open = |kind: PartKind, cid: [u8; 16], bytes: &[u8]| {
+            PartOpener::new(&dk, &cid, kind).unwrap().open_to(bytes.len() as u64, bytes, &mut std::io::sink())
+        };
+        assert!(open(PartKind::Front, id, &ct).is_ok());
+        // Flip a byte.
+        let mut t = ct.clone();
+        t[1000] ^= 0x01;
+        assert!(matches!(open(PartKind::Front, id, &t), Err(Error::Integrity { .. })));
+        // Another kind or capture.
+        assert!(matches!(open(PartKind::Back, id, &ct), Err(Error::Integrity { .. })));
+        assert!(matches!(open(PartKind::Front, [4u8; 16], &ct), Err(Error::Integrity { .. })));
+        // Truncated at a chunk boundary (drop the last chunk): the last-flag catches it.
+        let full = CHUNK_SIZE + TAG;
+        assert!(matches!(open(PartKind::Front, id, &ct[..1 + 3 * full]), Err(Error::Integrity { .. })));
+        // Two chunks swapped.
+        let mut s = ct.clone();
+        let (a, b) = (1, 1 + full);
+        let first: Vec<u8> = s[a..a + full].to_vec();
+        let second: Vec<u8> = s[b..b + full].to_vec();
+        s[a..a + full].copy_from_slice(&second);
+        s[b..b + full].copy_from_slice(&first);
+        assert!(matches!(open(PartKind::Front, id, &s), Err(Error::Integrity { .. })));
+        // Unknown version.
+        let mut v = ct.clone();
+        v[0] = 9;
+        assert!(matches!(open(PartKind::Front, id, &v), Err(Error::CiphertextVersion(9))));
+    }
+}

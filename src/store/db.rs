@@ -1,0 +1,80 @@
+//! Opening the SQLite connection with the pragmas the promises rest on.
+//!
+//! | pragma | value | why |
+//! |---|---|---|
+//! | `journal_mode` | `WAL` | one fsync per commit; readers never block the writer |
+//! | `synchronous` | `FULL` | in WAL mode `NORMAL` can roll back a commit that already returned, after a power loss |
+//! | `fullfsync`, `checkpoint_fullfsync` | `ON` | on Apple platforms a plain fsync does not flush the drive cache (no-op elsewhere) |
+//! | `secure_delete` | `ON` | deleted rows (key wraps, receipts) are overwritten, not left in free pages |
+//! | `foreign_keys` | `ON` | a part or key wrap can't outlive its capture row |
+//! | `trusted_schema` | `OFF` | the schema can't run functions with side effects |
+//! | `application_id` | `0x41505953` ("APYS") | tells an apoyo store from any other SQLite file |
+//! | `busy_timeout` | 5000 ms | a reader in another process does not fail a write at once |
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::{Error, Result};
+
+/// "APYS".
+pub const APPLICATION_ID: i64 = 0x4150_5953;
+
+/// Applies the connection pragmas (safe on an existing, healthy store).
+pub fn apply_pragmas(conn: &Connection) -> Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "fullfsync", "ON")?;
+    conn.pragma_update(None, "checkpoint_fullfsync", "ON")?;
+    conn.pragma_update(None, "secure_delete", "ON")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "trusted_schema", "OFF")?;
+    conn.busy_timeout(std::time::Duration::from_millis(5000))?;
+    Ok(())
+}
+
+/// Creates a new database file at `path` with the application id set.
+pub fn create(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
+    conn.pragma_update(None, "application_id", APPLICATION_ID)?;
+    apply_pragmas(&conn)?;
+    Ok(conn)
+}
+
+/// Opens an existing store database, checking — before writing anything — that it is a
+/// healthy apoyo store of a version this engine knows. A damaged file gives
+/// [`Error::CorruptStore`] and is left exactly as it was.
+pub fn open_existing(path: &Path) -> Result<Connection> {
+    let corrupt = |detail: String| Error::CorruptStore { path: path.to_path_buf(), detail };
+    // The header must be SQLite's before SQLite is allowed near the file.
+    let mut header = [0u8; 16];
+    {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path)?;
+        f.read_exact(&mut header).map_err(|_| corrupt("shorter than a database header".into()))?;
+    }
+    if &header != b"SQLite format 3\0" {
+        return Err(corrupt("not an SQLite database".into()));
+    }
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    let check = |conn: &Connection| -> std::result::Result<(i64, String), rusqlite::Error> {
+        let app: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+        let qc: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+        Ok((app, qc))
+    };
+    let (app, qc) = check(&conn).map_err(|e| corrupt(format!("SQLite: {}", sqlite_code(&e))))?;
+    if app != APPLICATION_ID {
+        return Err(corrupt("not an apoyo-sync store (application id)".into()));
+    }
+    if qc != "ok" {
+        return Err(corrupt("integrity check failed".into()));
+    }
+    Ok(conn)
+}
+
+fn sqlite_code(e: &rusqlite::Error) -> String {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _) => format!("{:?}", f.code),
+        other => other.to_string(),
+    }
+}

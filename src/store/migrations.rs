@@ -1,0 +1,127 @@
+//! Numbered schema migrations (`schema/NNNN_*.sql`), each applied inside one transaction
+//! together with the `user_version` bump, so a crash leaves the store at one version or the
+//! next, never in between. Migrations only add: none may drop or rewrite a queued capture.
+
+use rusqlite::Connection;
+
+use crate::error::{Error, Result};
+
+/// The migrations, in order; index + 1 is the version each produces.
+pub const MIGRATIONS: &[&str] = &[include_str!("../../schema/0001_init.sql"), include_str!("../../schema/0002_sync.sql")];
+
+/// The schema version this engine writes.
+pub const LATEST: i64 = MIGRATIONS.len() as i64;
+
+/// Reads `PRAGMA user_version`.
+pub fn version(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+}
+
+/// Applies every migration after the current version up to `target`.
+pub fn migrate_to(conn: &mut Connection, target: i64) -> Result<()> {
+    let current = version(conn)?;
+    if current > LATEST {
+        return Err(Error::StoreVersion { found: current, supported: LATEST });
+    }
+    for v in (current + 1)..=target.min(LATEST) {
+        let sql = MIGRATIONS[(v - 1) as usize];
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", v)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema_of(conn: &Connection) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        let mut st = conn
+            .prepare("SELECT type, name, sql FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name")
+            .unwrap();
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?))).unwrap();
+        for row in rows {
+            let (t, n, _sql) = row.unwrap();
+            // Compare the resulting columns, not the text (ALTER TABLE rewrites the SQL text).
+            if t == "table" {
+                let mut cols = conn.prepare(&format!("SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info('{n}') ORDER BY cid")).unwrap();
+                let desc: Vec<String> = cols
+                    .query_map([], |r| {
+                        Ok(format!(
+                            "{}:{}:{}:{:?}:{}",
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, i64>(2)?,
+                            r.get::<_, Option<String>>(3)?,
+                            r.get::<_, i64>(4)?
+                        ))
+                    })
+                    .unwrap()
+                    .map(|x| x.unwrap())
+                    .collect();
+                out.push((t, n, desc.join(",")));
+            } else {
+                out.push((t, n, _sql.unwrap_or_default()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn upgrading_from_1_equals_fresh_and_keeps_queued_captures() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut old = Connection::open(dir.path().join("old.db")).unwrap();
+        migrate_to(&mut old, 1).unwrap();
+        assert_eq!(version(&old).unwrap(), 1);
+        // A queued capture with its parts and keys, in every state that can exist at v1.
+        for (i, state) in ["captured", "uploading", "quarantined"].iter().enumerate() {
+            let id = format!("0190000{i}-0000-7000-8000-000000000000");
+            old.execute(
+                "INSERT INTO captures (id, process_id, collector_kind, collector_id, captured_at, dup_key, state, total_bytes, updated_at)
+                 VALUES (?1, 'p', 'auxiliar', 'a1', '2022-01-01T00:00:00Z', ?2, ?3, 10, '2022-01-01T00:00:00Z')",
+                rusqlite::params![id, vec![i as u8; 32], state],
+            )
+            .unwrap();
+            old.execute("INSERT INTO parts (capture_id, kind, file_offset, ct_len, sha256) VALUES (?1, 'front', 0, 10, x'00')", [&id])
+                .unwrap();
+            old.execute("INSERT INTO capture_keys VALUES (?1, x'01', x'02')", [&id]).unwrap();
+        }
+        migrate_to(&mut old, LATEST).unwrap();
+        let mut fresh = Connection::open(dir.path().join("fresh.db")).unwrap();
+        migrate_to(&mut fresh, LATEST).unwrap();
+        assert_eq!(schema_of(&old), schema_of(&fresh));
+        let n: i64 = old.query_row("SELECT count(*) FROM captures", [], |r| r.get(0)).unwrap();
+        let p: i64 = old.query_row("SELECT count(*) FROM parts", [], |r| r.get(0)).unwrap();
+        let k: i64 = old.query_row("SELECT count(*) FROM capture_keys", [], |r| r.get(0)).unwrap();
+        assert_eq!((n, p, k), (3, 3, 3));
+        let states: Vec<String> = old
+            .prepare("SELECT state FROM captures ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|x| x.unwrap())
+            .collect();
+        assert_eq!(states, ["captured", "uploading", "quarantined"]);
+    }
+
+    #[test]
+    fn no_migration_drops_or_deletes() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            let upper = m.to_uppercase();
+            for banned in ["DROP TABLE", "DELETE FROM", "DROP COLUMN", "UPDATE CAPTURES"] {
+                assert!(!upper.contains(banned), "migration {} contains {banned}", i + 1);
+            }
+        }
+    }
+
+    #[test]
+    fn refuses_a_newer_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Connection::open(dir.path().join("x.db")).unwrap();
+        c.pragma_update(None, "user_version", LATEST + 1).unwrap();
+        assert!(matches!(migrate_to(&mut c, LATEST), Err(Error::StoreVersion { .. })));
+    }
+}
