@@ -12,6 +12,7 @@ pub mod error;
 pub mod limits;
 pub mod model;
 pub mod process;
+pub mod protocol;
 pub mod queue;
 pub mod store;
 pub mod validate;

@@ -25,17 +25,23 @@ pub fn validate(c: &NewCapture, process: &Process) -> Result<ImageFormats> {
     if let Some(loc) = &c.location {
         validate_location(loc)?;
     }
-    if !process.accepted_models.contains(&c.model) {
-        return Err(Error::ModelNotAccepted { process: process.id.clone() });
-    }
-    check_vigencia(&c.fields, process)?;
-    check_scope(&c.fields, process)?;
+    check_against_process(&c.model, &c.fields, process)?;
     Ok(ImageFormats {
         front: check_image(PartKind::Front, &c.images.front)?,
         back: check_image(PartKind::Back, &c.images.back)?,
         selfie: check_image(PartKind::Selfie, &c.images.selfie)?,
         signature: check_image(PartKind::Signature, &c.images.signature)?,
     })
+}
+
+/// The process rules for a card: accepted model, vigencia against the cutoff, scope. The
+/// endpoint applies the same function to the manifest it decrypts.
+pub fn check_against_process(model: &crate::model::CredentialModel, fields: &CardFields, process: &Process) -> Result<()> {
+    if !process.accepted_models.contains(model) {
+        return Err(Error::ModelNotAccepted { process: process.id.clone() });
+    }
+    check_vigencia(fields, process)?;
+    check_scope(fields, process)
 }
 
 /// Checks the card's fields on their own.

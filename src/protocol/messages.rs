@@ -1,0 +1,188 @@
+//! The CBOR messages of protocol version 1. Byte strings are CBOR byte strings (major type 2),
+//! never arrays of integers; times are RFC 3339 UTC text.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::reason::Reason;
+use crate::model::{CaptureId, Collector, PartKind};
+use crate::process::Process;
+
+/// A fixed-size byte string serialized as a CBOR byte string.
+pub mod bytes32 {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+    pub fn serialize<S: Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let b: serde_bytes::ByteBuf = Deserialize::deserialize(d)?;
+        b.into_vec().try_into().map_err(|_| D::Error::custom("expected 32 bytes"))
+    }
+}
+
+/// Email validation provider (the app validates the address through one of these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Google,
+    Facebook,
+}
+
+/// `POST /v1/devices` — "Registro ciudadano".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    pub v: u8,
+    /// The device's X25519 public key; the activation code is bound to it.
+    #[serde(with = "bytes32")]
+    pub device_public: [u8; 32],
+    pub email: String,
+    pub provider: Provider,
+    /// Binds the sealed card front (used as the "capture id" of its encryption).
+    pub registration_id: CaptureId,
+    /// The card front's data key, HPKE-sealed to the endpoint (81 bytes).
+    #[serde(with = "serde_bytes")]
+    pub front_sealed_key: Vec<u8>,
+    /// The card front, encrypted exactly like a capture's `front` part.
+    #[serde(with = "serde_bytes")]
+    pub front: Vec<u8>,
+}
+
+/// Answer to a registration (201).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    pub v: u8,
+    pub registration_id: CaptureId,
+    /// When the emailed code stops working (24 h after issue).
+    #[serde(with = "time::serde::rfc3339")]
+    pub code_expires_at: OffsetDateTime,
+}
+
+/// `POST /v1/devices/activate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivateRequest {
+    pub v: u8,
+    #[serde(with = "bytes32")]
+    pub device_public: [u8; 32],
+    pub code: String,
+    /// 16 random bytes chosen by the device for this attempt.
+    #[serde(with = "serde_bytes")]
+    pub nonce: Vec<u8>,
+    /// [`super::activation_proof`] over code, nonce and key.
+    #[serde(with = "bytes32")]
+    pub proof: [u8; 32],
+}
+
+/// Answer to an activation (200).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivateResponse {
+    pub v: u8,
+    /// Bearer token for uploads and commits.
+    pub token: String,
+    /// The token is valid while the code is (24 h from registration).
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    /// The endpoint's Ed25519 key that signs receipts.
+    #[serde(with = "bytes32")]
+    pub receipt_key: [u8; 32],
+    pub receipt_key_id: String,
+    /// The open processes.
+    pub processes: Vec<Process>,
+}
+
+/// `GET /v1/processes` (200).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessList {
+    pub v: u8,
+    pub processes: Vec<Process>,
+}
+
+/// One part named in a commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitPart {
+    pub kind: PartKind,
+    /// The tus upload URL path that holds the part's ciphertext (`/v1/uploads/{id}`).
+    pub upload: String,
+    #[serde(with = "bytes32")]
+    pub sha256: [u8; 32],
+    pub length: u64,
+}
+
+/// `PUT /v1/supports/{capture_id}` with `Idempotency-Key: {capture_id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommitRequest {
+    pub v: u8,
+    pub capture_id: CaptureId,
+    pub process_id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub captured_at: OffsetDateTime,
+    pub collector: Collector,
+    /// The capture's data key, HPKE-sealed (auth mode) by this device to the endpoint.
+    #[serde(with = "serde_bytes")]
+    pub sealed_key: Vec<u8>,
+    /// Exactly the five parts: front, back, selfie, signature, manifest.
+    pub parts: Vec<CommitPart>,
+}
+
+/// The outcome a receipt certifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiptResult {
+    /// The support was counted.
+    Counted,
+    /// The citizen was already counted for this process (LGIPE art. 385): this support is
+    /// recorded but not counted again; `first_capture_id` names the counted one.
+    Duplicate,
+}
+
+/// A part's digest as the endpoint verified it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptPart {
+    pub kind: PartKind,
+    #[serde(with = "bytes32")]
+    pub sha256: [u8; 32],
+}
+
+/// What the endpoint signs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub v: u8,
+    pub capture_id: CaptureId,
+    pub process_id: String,
+    pub device_id: String,
+    pub result: ReceiptResult,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_capture_id: Option<CaptureId>,
+    pub parts: Vec<ReceiptPart>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub counted_at: OffsetDateTime,
+    /// Id of the Ed25519 key that signed (hex of the first 8 bytes of its SHA-256).
+    pub endpoint_key_id: String,
+}
+
+/// Answer to a commit (201 counted, 200 duplicate; the same bytes on every replay).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignedReceipt {
+    /// The CBOR encoding of a [`Receipt`].
+    #[serde(with = "serde_bytes")]
+    pub receipt: Vec<u8>,
+    /// Ed25519 over `"apoyo-sync/v1/receipt" || receipt`.
+    #[serde(with = "serde_bytes")]
+    pub signature: Vec<u8>,
+}
+
+/// Every 4xx/5xx answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub v: u8,
+    pub reason: Reason,
+    /// Human-readable detail in English, never personal data.
+    pub detail: String,
+}
+
+/// `GET /v1/dev/mailbox/{email}` (development endpoint only; JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mailbox {
+    pub email: String,
+    pub code: String,
+    pub expires_at: String,
+}

@@ -1,0 +1,210 @@
+//! Reason codes: why the endpoint refused, and what the device does about it.
+//!
+//! Classified in one place ([`Reason::action`]): a transient reason is retried with backoff;
+//! a permanent one quarantines the capture with the reason, never deletes it.
+
+use serde::{Deserialize, Serialize};
+
+/// Every reason code the endpoint may answer with. Unknown codes decode as [`Reason::Other`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    // --- permanent rejections of a support (INE category in the comment) ---
+    /// Vigencia ended before the process cutoff ("credencial inválida").
+    CredentialExpired,
+    /// Credential model not accepted by the process ("credencial inválida").
+    ModelNotAccepted,
+    /// Clave de elector or other card field malformed ("credencial inválida").
+    CardInvalid,
+    /// The sección/entidad is outside the process's scope (LGIPE art. 385).
+    OutOfScope,
+    /// The process does not exist ("otro").
+    ProcessUnknown,
+    /// The process is not open at the capture time ("otro").
+    ProcessClosed,
+    /// The sealed key or a part could not be decrypted or authenticated ("otro").
+    Undecryptable,
+    /// A part's length or SHA-256 differs from the commit ("otro").
+    PartMismatch,
+    /// The manifest does not agree with the commit (id, process, capture time) ("otro").
+    ManifestMismatch,
+    /// The same capture id was committed with different content.
+    IdempotencyConflict,
+    /// A body that is not a valid message of this protocol.
+    Malformed,
+    /// A body or declared length over the documented maximum.
+    TooLarge,
+    // --- conditions the device handles without quarantining ---
+    /// An upload named in the commit is unknown, incomplete or expired: upload again.
+    UploadMissing,
+    /// The activation token is missing, unknown or expired: activate again.
+    Unauthorized,
+    /// Slow down (429), with Retry-After.
+    RateLimited,
+    /// The endpoint is temporarily unable to serve (503), with Retry-After.
+    Unavailable,
+    // --- activation ---
+    /// The activation code is not one the endpoint issued.
+    ActivationCodeWrong,
+    /// The activation code's 24 hours have passed: register again.
+    ActivationCodeExpired,
+    /// The code was issued to another device's key.
+    ActivationCodeForeignDevice,
+    /// The activation proof does not verify for the presented device key.
+    ActivationProofInvalid,
+    /// A registration request that cannot be honoured (bad email, provider or card image).
+    RegistrationInvalid,
+    /// Not found (unknown upload id, unknown route).
+    NotFound,
+    /// Any code this version does not know.
+    #[serde(other)]
+    Other,
+}
+
+/// What the device does with a reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Retry later with backoff (honouring Retry-After).
+    Retry,
+    /// Forget the upload state of the capture's parts and upload them again.
+    Reupload,
+    /// The activation is gone: stop syncing, ask the user to activate again.
+    Reactivate,
+    /// Quarantine the capture with this reason.
+    Quarantine,
+}
+
+impl Reason {
+    /// The single place that decides transient vs permanent.
+    pub fn action(self) -> Action {
+        match self {
+            Reason::RateLimited | Reason::Unavailable => Action::Retry,
+            Reason::UploadMissing | Reason::NotFound => Action::Reupload,
+            Reason::Unauthorized => Action::Reactivate,
+            Reason::CredentialExpired
+            | Reason::ModelNotAccepted
+            | Reason::CardInvalid
+            | Reason::OutOfScope
+            | Reason::ProcessUnknown
+            | Reason::ProcessClosed
+            | Reason::Undecryptable
+            | Reason::PartMismatch
+            | Reason::ManifestMismatch
+            | Reason::IdempotencyConflict
+            | Reason::Malformed
+            | Reason::TooLarge
+            | Reason::ActivationCodeWrong
+            | Reason::ActivationCodeExpired
+            | Reason::ActivationCodeForeignDevice
+            | Reason::ActivationProofInvalid
+            | Reason::RegistrationInvalid
+            | Reason::Other => Action::Quarantine,
+        }
+    }
+
+    /// The snake_case code on the wire.
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::CredentialExpired => "credential_expired",
+            Reason::ModelNotAccepted => "model_not_accepted",
+            Reason::CardInvalid => "card_invalid",
+            Reason::OutOfScope => "out_of_scope",
+            Reason::ProcessUnknown => "process_unknown",
+            Reason::ProcessClosed => "process_closed",
+            Reason::Undecryptable => "undecryptable",
+            Reason::PartMismatch => "part_mismatch",
+            Reason::ManifestMismatch => "manifest_mismatch",
+            Reason::IdempotencyConflict => "idempotency_conflict",
+            Reason::Malformed => "malformed",
+            Reason::TooLarge => "too_large",
+            Reason::UploadMissing => "upload_missing",
+            Reason::Unauthorized => "unauthorized",
+            Reason::RateLimited => "rate_limited",
+            Reason::Unavailable => "unavailable",
+            Reason::ActivationCodeWrong => "activation_code_wrong",
+            Reason::ActivationCodeExpired => "activation_code_expired",
+            Reason::ActivationCodeForeignDevice => "activation_code_foreign_device",
+            Reason::ActivationProofInvalid => "activation_proof_invalid",
+            Reason::RegistrationInvalid => "registration_invalid",
+            Reason::NotFound => "not_found",
+            Reason::Other => "other",
+        }
+    }
+
+    /// The HTTP status the endpoint answers with for this reason.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Reason::CredentialExpired
+            | Reason::ModelNotAccepted
+            | Reason::CardInvalid
+            | Reason::OutOfScope
+            | Reason::ProcessUnknown
+            | Reason::ProcessClosed
+            | Reason::Undecryptable
+            | Reason::PartMismatch
+            | Reason::ManifestMismatch
+            | Reason::RegistrationInvalid => 422,
+            Reason::IdempotencyConflict => 409,
+            Reason::Malformed => 400,
+            Reason::TooLarge => 413,
+            Reason::UploadMissing => 409,
+            Reason::Unauthorized => 401,
+            Reason::RateLimited => 429,
+            Reason::Unavailable => 503,
+            Reason::ActivationCodeWrong | Reason::ActivationCodeForeignDevice | Reason::ActivationProofInvalid => 403,
+            Reason::ActivationCodeExpired => 410,
+            Reason::NotFound => 404,
+            Reason::Other => 400,
+        }
+    }
+
+    /// Every reason (for docs and exhaustive tests).
+    pub const ALL: [Reason; 23] = [
+        Reason::CredentialExpired,
+        Reason::ModelNotAccepted,
+        Reason::CardInvalid,
+        Reason::OutOfScope,
+        Reason::ProcessUnknown,
+        Reason::ProcessClosed,
+        Reason::Undecryptable,
+        Reason::PartMismatch,
+        Reason::ManifestMismatch,
+        Reason::IdempotencyConflict,
+        Reason::Malformed,
+        Reason::TooLarge,
+        Reason::UploadMissing,
+        Reason::Unauthorized,
+        Reason::RateLimited,
+        Reason::Unavailable,
+        Reason::ActivationCodeWrong,
+        Reason::ActivationCodeExpired,
+        Reason::ActivationCodeForeignDevice,
+        Reason::ActivationProofInvalid,
+        Reason::RegistrationInvalid,
+        Reason::NotFound,
+        Reason::Other,
+    ];
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_roundtrip_through_serde() {
+        for r in Reason::ALL {
+            let v = crate::cbor::to_vec(&r).unwrap();
+            let back: Reason = crate::cbor::from_slice(&v, 100, "reason").unwrap();
+            assert_eq!(back, r);
+            assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"{}\"", r.code()));
+        }
+        let unknown: Reason = serde_json::from_str("\"something_new\"").unwrap();
+        assert_eq!(unknown, Reason::Other);
+    }
+}
