@@ -15,6 +15,7 @@ pub mod process;
 pub mod protocol;
 pub mod queue;
 pub mod store;
+pub mod sync;
 pub mod validate;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};

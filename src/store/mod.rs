@@ -11,6 +11,9 @@
 mod db;
 mod files;
 pub mod migrations;
+mod sync_state;
+
+pub use sync_state::{Activation, ReceiptInfo};
 
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom, Write};

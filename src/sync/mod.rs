@@ -1,0 +1,58 @@
+//! Sync: delivering each capture to the endpoint exactly once.
+//!
+//! - [`transport`]: the network seam ([`Transport`]) and its HTTP implementation over rustls,
+//!   with certificate pinning ([`pinning`]).
+//! - [`client`]: one function per protocol exchange; classifies every failure once.
+//! - [`engine`]: a sync run within a time budget.
+//! - [`device`]: registration and activation.
+//! - [`retry`]: backoff with full jitter, `Retry-After`.
+//! - [`faults`]: a seeded fault-injecting transport (demo, tests, field tests).
+//!
+//! The blocking entry points ([`sync_blocking`], [`register_blocking`], [`activate_blocking`])
+//! run the async code on a current-thread runtime: what the CLI and the C ABI call.
+
+pub mod client;
+pub mod device;
+pub mod engine;
+pub mod faults;
+pub mod pinning;
+pub mod retry;
+pub mod transport;
+
+pub use engine::{Progress, StopReason, SyncOptions, SyncReport};
+pub use faults::{FaultPlan, FaultyTransport};
+pub use retry::BackoffPolicy;
+pub use transport::{HttpTransport, TlsConfig, Transport};
+
+use crate::error::{Error, Result};
+use crate::protocol::{ActivateResponse, Provider, RegisterResponse};
+use crate::store::Store;
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Internal(format!("runtime: {e}")))
+}
+
+/// Runs [`engine::run`] to completion on a private runtime.
+pub fn sync_blocking(store: &mut Store, transport: &dyn Transport, opts: SyncOptions) -> Result<SyncReport> {
+    runtime()?.block_on(engine::run(store, transport, opts))
+}
+
+/// Runs [`device::register`] on a private runtime.
+pub fn register_blocking(
+    store: &mut Store,
+    transport: &dyn Transport,
+    endpoint_url: &str,
+    email: &str,
+    provider: Provider,
+    front: &[u8],
+) -> Result<RegisterResponse> {
+    runtime()?.block_on(device::register(store, transport, endpoint_url, email, provider, front))
+}
+
+/// Runs [`device::activate`] on a private runtime.
+pub fn activate_blocking(store: &mut Store, transport: &dyn Transport, code: &str) -> Result<ActivateResponse> {
+    runtime()?.block_on(device::activate(store, transport, code))
+}
