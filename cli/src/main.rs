@@ -7,6 +7,7 @@
 
 mod keys;
 mod store_cmds;
+mod sync_cmds;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +52,32 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Upload pending captures, commit them, keep receipts, purge what was acknowledged.
+    Sync {
+        #[arg(long)]
+        store: PathBuf,
+        /// Stop cleanly after this long (e.g. 30s, 5m); default 9m.
+        #[arg(long)]
+        budget: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        tls: sync_cmds::TlsArgs,
+    },
+    /// List the kept receipts (capture id, counted_at, result, signature check).
+    Receipts {
+        #[arg(long)]
+        store: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue a quarantined capture again.
+    Retry {
+        #[arg(long)]
+        store: PathBuf,
+        #[arg(long)]
+        id: String,
+    },
     /// Test support: capture synthetic supports in a loop, printing each id once durable.
     #[command(hide = true)]
     CaptureLoop(StoreArg),
@@ -74,6 +101,33 @@ enum DeviceCmd {
         /// Capture as this auxiliar (registration id) instead of as the Mi Apoyo citizen.
         #[arg(long)]
         auxiliar: Option<String>,
+    },
+    /// Register with the endpoint ("Registro ciudadano"); the code arrives by email.
+    Register {
+        #[arg(long)]
+        store: PathBuf,
+        /// Endpoint base URL (https, or http on loopback).
+        #[arg(long)]
+        endpoint: String,
+        #[arg(long)]
+        email: String,
+        /// google | facebook
+        #[arg(long)]
+        provider: String,
+        /// The card front image.
+        #[arg(long)]
+        front: PathBuf,
+        #[command(flatten)]
+        tls: sync_cmds::TlsArgs,
+    },
+    /// Activate with the emailed code (valid 24 h, only on this device).
+    Activate {
+        #[arg(long)]
+        store: PathBuf,
+        #[arg(long)]
+        code: String,
+        #[command(flatten)]
+        tls: sync_cmds::TlsArgs,
     },
 }
 
@@ -103,6 +157,13 @@ fn main() -> ExitCode {
         Cmd::Capture(args) => store_cmds::capture(args),
         Cmd::Status { store, json } => store_cmds::status(&store, json),
         Cmd::Open { store, id, out } => store_cmds::open(&store, &id, &out),
+        Cmd::Device(DeviceCmd::Register { store, endpoint, email, provider, front, tls }) => {
+            sync_cmds::register(&store, &endpoint, &email, &provider, &front, &tls)
+        }
+        Cmd::Device(DeviceCmd::Activate { store, code, tls }) => sync_cmds::activate(&store, &code, &tls),
+        Cmd::Sync { store, budget, json, tls } => sync_cmds::run_sync(&store, budget, json, &tls),
+        Cmd::Receipts { store, json } => sync_cmds::receipts(&store, json),
+        Cmd::Retry { store, id } => sync_cmds::retry(&store, &id),
         Cmd::CaptureLoop(a) => store_cmds::capture_loop(&a.store),
     };
     match result {
