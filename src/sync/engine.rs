@@ -120,6 +120,8 @@ pub async fn run(store: &mut Store, transport: &dyn Transport, opts: SyncOptions
     let clock = store.clock().clone();
     let client = Client::new(transport, clock).with_token(Some(activation.token.clone()));
     let rng = opts.seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
+    // A kill between recording a receipt and purging leaves a committed capture: finish it.
+    store.purge_committed()?;
     let mut run = Run { store, client, deadline: start + opts.budget, opts, activation, rng, report };
     run.refresh_catalog().await?;
     run.drain().await?;
@@ -304,6 +306,13 @@ impl Run<'_> {
     /// Uploads one part (resuming), returning its upload URL once the endpoint holds it all.
     async fn upload(&mut self, id: &CaptureId, part: &PartRecord) -> Result<Result<String, Failure>> {
         let mut url = part.upload_url.clone();
+        if let Some(u) = &url
+            && part.uploaded_bytes == part.ct_len
+        {
+            // Already complete when last seen. If the endpoint has since expired it, the
+            // commit answers upload_missing and the parts are uploaded again.
+            return Ok(Ok(u.clone()));
+        }
         let mut fresh = false;
         let mut creations = 0;
         loop {
