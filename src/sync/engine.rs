@@ -16,6 +16,9 @@ use crate::model::CaptureId;
 use crate::protocol::{self, Action, CommitPart, CommitRequest, Receipt, limits};
 use crate::store::{Activation, PartRecord, Store};
 
+/// A progress callback.
+pub type ProgressFn = std::sync::Arc<dyn Fn(&Progress) + Send + Sync>;
+
 /// Options of a sync run.
 #[derive(Clone)]
 pub struct SyncOptions {
@@ -26,7 +29,7 @@ pub struct SyncOptions {
     /// Seed of the jitter generator (`None`: random).
     pub seed: Option<u64>,
     /// Called after each capture reaches a terminal state or is rescheduled.
-    pub progress: Option<std::sync::Arc<dyn Fn(&Progress) + Send + Sync>>,
+    pub progress: Option<ProgressFn>,
 }
 
 impl Default for SyncOptions {

@@ -53,7 +53,7 @@ impl ServerCertVerifier for PinnedVerifier {
         _now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
         let digest = crate::crypto::sha256(end_entity.as_ref());
-        if self.pins.iter().any(|p| *p == digest) {
+        if self.pins.contains(&digest) {
             Ok(ServerCertVerified::assertion())
         } else {
             Err(rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure))
