@@ -47,7 +47,8 @@ CREATE TABLE parts (
     kind         TEXT    NOT NULL CHECK (kind IN ('front', 'back', 'selfie', 'signature', 'manifest')),
     file_offset  INTEGER NOT NULL,     -- where the part's ciphertext starts in parts/<id>.parts
     ct_len       INTEGER NOT NULL,     -- ciphertext length
-    sha256       BLOB    NOT NULL,     -- SHA-256 of the ciphertext (what the endpoint checks)
+    sha256       BLOB,                 -- SHA-256 of the ciphertext (what the endpoint checks); computed
+                                       -- on first use, off the capture path (the AEAD tags guard integrity)
     PRIMARY KEY (capture_id, kind)
 ) STRICT;
 

@@ -38,25 +38,105 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Creates `path` (which must not exist), lets `fill` write it, then makes it durable.
-pub fn write_durably<T>(path: &Path, fill: impl FnOnce(&mut File) -> Result<T>) -> Result<T> {
-    let mut f = OpenOptions::new().write(true).create_new(true).open(path)?;
-    let out = match fill(&mut f).and_then(|v| {
-        f.flush()?;
-        f.sync_all()?;
-        Ok(v)
-    }) {
-        Ok(v) => v,
-        Err(e) => {
-            drop(f);
-            let _ = fs::remove_file(path);
-            return Err(e);
-        }
-    };
+/// One part to seal into a capture file: its kind, plaintext, and where its ciphertext goes.
+pub struct PartJob<'a> {
+    pub kind: crate::model::PartKind,
+    pub plain: &'a [u8],
+    pub offset: u64,
+}
+
+/// Creates `path` (which must not exist) and seals every job into it at its offset, then makes
+/// it durable (file data, then the folder entry). The jobs are spread over two threads: the
+/// sealing CPU work is what a capture waits on besides the flush. (Flushing finished parts
+/// early from a third thread was measured slower: on a disk where every fsync is a cache
+/// flush, more fsyncs cost more than the overlap saves.) Memory: one chunk per thread.
+pub fn write_parts_durably<F>(path: &Path, jobs: &[PartJob<'_>], seal: F) -> Result<()>
+where
+    F: Fn(&PartJob<'_>, &mut dyn Write) -> Result<u64> + Sync,
+{
+    let file = OpenOptions::new().write(true).create_new(true).open(path)?;
+    // fdatasync: the data and the metadata needed to read it back (the size); the
+    // timestamps are not worth a second flush.
+    let result = seal_all(&file, jobs, &seal).and_then(|()| {
+        file.sync_data()?;
+        Ok(())
+    });
+    if let Err(e) = result {
+        drop(file);
+        let _ = fs::remove_file(path);
+        return Err(e);
+    }
     if let Some(parent) = path.parent() {
         fsync_dir(parent)?;
     }
-    Ok(out)
+    Ok(())
+}
+
+#[cfg(unix)]
+fn seal_all<F>(file: &File, jobs: &[PartJob<'_>], seal: &F) -> Result<()>
+where
+    F: Fn(&PartJob<'_>, &mut dyn Write) -> Result<u64> + Sync,
+{
+    // Two groups of about equal size (largest first, each to the lighter group).
+    let mut order: Vec<&PartJob<'_>> = jobs.iter().collect();
+    order.sort_by_key(|j| std::cmp::Reverse(j.plain.len()));
+    let (mut a, mut b, mut wa, mut wb) = (Vec::new(), Vec::new(), 0usize, 0usize);
+    for j in order {
+        if wa <= wb {
+            wa += j.plain.len();
+            a.push(j);
+        } else {
+            wb += j.plain.len();
+            b.push(j);
+        }
+    }
+    std::thread::scope(|s| {
+        let worker = |group: Vec<&PartJob<'_>>| -> Result<()> {
+            for job in group {
+                let mut w = OffsetWriter { file, pos: job.offset };
+                seal(job, &mut w)?;
+            }
+            Ok(())
+        };
+        let other = s.spawn(move || worker(b));
+        let mine = worker(a);
+        let theirs = other.join().map_err(|_| crate::Error::Internal("a sealing thread panicked".into()))?;
+        mine.and(theirs)
+    })
+}
+
+#[cfg(not(unix))]
+fn seal_all<F>(file: &File, jobs: &[PartJob<'_>], seal: &F) -> Result<()>
+where
+    F: Fn(&PartJob<'_>, &mut dyn Write) -> Result<u64> + Sync,
+{
+    use std::io::{Seek, SeekFrom};
+    let mut f = file;
+    for job in jobs {
+        f.seek(SeekFrom::Start(job.offset))?;
+        seal(job, &mut f)?;
+    }
+    Ok(())
+}
+
+/// Writes at increasing offsets of a shared file (positional writes: no shared cursor).
+#[cfg(unix)]
+struct OffsetWriter<'f> {
+    file: &'f File,
+    pos: u64,
+}
+
+#[cfg(unix)]
+impl Write for OffsetWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        self.file.write_all_at(buf, self.pos)?;
+        self.pos += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A writer that hashes what passes through it and counts the bytes.

@@ -428,23 +428,23 @@ impl Store {
 
         let data_key = crypto::random_key()?;
         let path = files::part_file(&self.dir, &id);
-        let records = files::write_durably(&path, |file| {
-            let mut records = Vec::with_capacity(PartKind::ALL.len());
-            let mut offset = 0u64;
+        let mut jobs = Vec::with_capacity(PartKind::ALL.len());
+        let mut offset = 0u64;
+        for kind in PartKind::ALL {
+            let plain: &[u8] = match c.images.get(kind) {
+                Some(img) => img,
+                None => &manifest_bytes[..],
+            };
+            jobs.push(files::PartJob { kind, plain, offset });
+            offset += crypto::ciphertext_len(plain.len() as u64);
+        }
+        files::write_parts_durably(&path, &jobs, |job, out| {
             let mut buf = Vec::with_capacity(crate::limits::CHUNK_SIZE + 16);
-            for kind in PartKind::ALL {
-                let plain: &[u8] = match c.images.get(kind) {
-                    Some(img) => img,
-                    None => &manifest_bytes[..],
-                };
-                let mut hw = files::HashingWriter::new(file);
-                PartSealer::new(&data_key, id.as_bytes(), kind)?.seal_with_buffer(plain, &mut hw, &mut buf)?;
-                let (sha, len) = hw.finish();
-                records.push((kind, offset, len, sha));
-                offset += len;
-            }
-            Ok(records)
+            PartSealer::new(&data_key, id.as_bytes(), job.kind)?.seal_with_buffer(job.plain, out, &mut buf)
         })?;
+        let records: Vec<(PartKind, u64, u64)> =
+            jobs.iter().map(|j| (j.kind, j.offset, crypto::ciphertext_len(j.plain.len() as u64))).collect();
+        drop(jobs);
         zeroize::Zeroize::zeroize(&mut *manifest_bytes);
 
         let device_wrap = wrap::wrap(&self.keys.master, "data-key", id.as_bytes(), &data_key)?;
@@ -459,10 +459,10 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'captured', ?7, ?5)",
                 params![id.to_string(), process.id, ck, cid, now_s, &dup_key[..], total as i64],
             )?;
-            for (kind, offset, len, sha) in &records {
+            for (kind, offset, len) in &records {
                 tx.execute(
-                    "INSERT INTO parts (capture_id, kind, file_offset, ct_len, sha256) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![id.to_string(), kind.name(), *offset as i64, *len as i64, &sha[..]],
+                    "INSERT INTO parts (capture_id, kind, file_offset, ct_len) VALUES (?1, ?2, ?3, ?4)",
+                    params![id.to_string(), kind.name(), *offset as i64, *len as i64],
                 )?;
             }
             tx.execute(
@@ -531,23 +531,46 @@ impl Store {
         let mut st = self.conn.prepare(
             "SELECT kind, file_offset, ct_len, sha256, upload_url, uploaded_bytes FROM parts WHERE capture_id = ?1",
         )?;
-        let rows = st.query_map([id.to_string()], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, Vec<u8>>(3)?, r.get(4)?, r.get::<_, i64>(5)?))
-        })?;
+        type Row = (String, i64, i64, Option<Vec<u8>>, Option<String>, i64);
+        let rows: Vec<Row> = st
+            .query_map([id.to_string()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?
+            .collect::<rusqlite::Result<_>>()?;
         let mut out = Vec::new();
-        for row in rows {
-            let (kind, off, len, sha, url, up) = row?;
-            out.push(PartRecord {
-                kind: PartKind::from_name(&kind).ok_or_else(|| Error::integrity("part kind"))?,
+        for (kind, off, len, sha, url, up) in rows {
+            let kind = PartKind::from_name(&kind).ok_or_else(|| Error::integrity("part kind"))?;
+            let mut rec = PartRecord {
+                kind,
                 file_offset: off as u64,
                 ct_len: len as u64,
-                sha256: sha.try_into().map_err(|_| Error::integrity("part digest"))?,
+                sha256: [0; 32],
                 upload_url: url,
                 uploaded_bytes: up as u64,
-            });
+            };
+            rec.sha256 = match sha {
+                Some(sha) => sha.try_into().map_err(|_| Error::integrity("part digest"))?,
+                // Hashed on first use rather than on the capture path (the AEAD tags already
+                // detect damage); recorded so it is computed once.
+                None => {
+                    let digest = self.hash_part(id, &rec)?;
+                    self.conn.execute(
+                        "UPDATE parts SET sha256 = ?3 WHERE capture_id = ?1 AND kind = ?2",
+                        params![id.to_string(), kind.name(), &digest[..]],
+                    )?;
+                    digest
+                }
+            };
+            out.push(rec);
         }
         out.sort_by_key(|p| p.kind);
         Ok(out)
+    }
+
+    fn hash_part(&self, id: &CaptureId, part: &PartRecord) -> Result<[u8; 32]> {
+        let mut reader = self.part_reader(id, part)?;
+        let mut sink = std::io::sink();
+        let mut hw = files::HashingWriter::new(&mut sink);
+        std::io::copy(&mut reader, &mut hw)?;
+        Ok(hw.finish().0)
     }
 
     /// A reader over the ciphertext of one part, exactly the bytes to upload.
