@@ -30,7 +30,7 @@ CREATE TABLE captures (
     collector_kind   TEXT    NOT NULL,
     collector_id     TEXT    NOT NULL,
     captured_at      TEXT    NOT NULL,              -- RFC 3339 UTC
-    dup_key          BLOB    NOT NULL UNIQUE,       -- HMAC(device dup key, process || clave)
+    dup_key          BLOB    NOT NULL,              -- HMAC(device dup key, process || clave)
     state            TEXT    NOT NULL DEFAULT 'captured'
                      CHECK (state IN ('captured', 'uploading', 'committed', 'purged', 'quarantined')),
     reason           TEXT,                          -- quarantine reason code
@@ -41,6 +41,9 @@ CREATE TABLE captures (
     updated_at       TEXT    NOT NULL
 ) STRICT;
 CREATE INDEX captures_by_state ON captures (state, next_attempt_at);
+-- Not UNIQUE: a citizen whose capture was quarantined (say, an expired card) may be captured
+-- again; the local check ignores quarantined rows, the endpoint still counts a citizen once.
+CREATE INDEX captures_by_dup_key ON captures (dup_key);
 
 CREATE TABLE parts (
     capture_id   TEXT    NOT NULL REFERENCES captures (id),

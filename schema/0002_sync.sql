@@ -2,7 +2,7 @@
 -- Adds only: no row of a queued capture is rewritten or dropped.
 
 ALTER TABLE parts ADD COLUMN upload_url TEXT;                          -- tus upload URL once created
-ALTER TABLE parts ADD COLUMN upload_expires TEXT;                      -- tus Upload-Expires, RFC 3339
+ALTER TABLE parts ADD COLUMN upload_expires TEXT;                      -- tus Upload-Expires, as sent (HTTP date)
 ALTER TABLE parts ADD COLUMN uploaded_bytes INTEGER NOT NULL DEFAULT 0; -- last offset the server acknowledged
 
 CREATE TABLE endpoint (

@@ -62,10 +62,12 @@ async fn get(url: &str, tls: &TlsConfig) -> Result<u16, TransportError> {
 #[tokio::test]
 async fn trusts_only_the_configured_ca_or_pinned_certificate() {
     let s = server().await;
-    let sha = apoyo_sync::crypto::sha256(&s.leaf_der);
+    let sha = apoyo_sync::sync::pinning::spki_sha256(&s.leaf_der).unwrap();
+    // The pin names the key, not the certificate.
+    assert_ne!(sha, apoyo_sync::crypto::sha256(&s.leaf_der));
 
     // The configured CA: accepted.
-    let with_ca = TlsConfig { ca_pem: Some(s.ca_pem.clone().into_bytes()), pinned_cert_sha256: vec![] };
+    let with_ca = TlsConfig { ca_pem: Some(s.ca_pem.clone().into_bytes()), pinned_spki_sha256: vec![] };
     assert_eq!(get(&s.url, &with_ca).await, Ok(200));
 
     // Another CA: refused.
@@ -73,16 +75,26 @@ async fn trusts_only_the_configured_ca_or_pinned_certificate() {
     let mut other = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     other.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     let other = other.self_signed(&other_key).unwrap();
-    let wrong_ca = TlsConfig { ca_pem: Some(other.pem().into_bytes()), pinned_cert_sha256: vec![] };
+    let wrong_ca = TlsConfig { ca_pem: Some(other.pem().into_bytes()), pinned_spki_sha256: vec![] };
     assert!(get(&s.url, &wrong_ca).await.is_err());
 
     // Pinned certificate (with a backup pin that does not match): accepted.
-    let pinned = TlsConfig { ca_pem: None, pinned_cert_sha256: vec![[9u8; 32], sha] };
+    let pinned = TlsConfig { ca_pem: None, pinned_spki_sha256: vec![[9u8; 32], sha] };
     assert_eq!(get(&s.url, &pinned).await, Ok(200));
 
     // Only wrong pins: refused.
-    let wrong_pin = TlsConfig { ca_pem: None, pinned_cert_sha256: vec![[9u8; 32]] };
+    let wrong_pin = TlsConfig { ca_pem: None, pinned_spki_sha256: vec![[9u8; 32]] };
     assert!(get(&s.url, &wrong_pin).await.is_err());
+
+    // The right pin but the wrong host name: refused.
+    let by_ip = s.url.replace("localhost", "127.0.0.1");
+    assert!(get(&by_ip, &pinned).await.is_err());
+
+    // CA and pin together: both must hold.
+    let both = TlsConfig { ca_pem: Some(s.ca_pem.clone().into_bytes()), pinned_spki_sha256: vec![sha] };
+    assert_eq!(get(&s.url, &both).await, Ok(200));
+    let both_wrong_pin = TlsConfig { ca_pem: Some(s.ca_pem.clone().into_bytes()), pinned_spki_sha256: vec![[1u8; 32]] };
+    assert!(get(&s.url, &both_wrong_pin).await.is_err());
 }
 
 #[test]

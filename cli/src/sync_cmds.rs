@@ -16,7 +16,8 @@ pub struct TlsArgs {
     /// Trust only this CA (PEM) for the endpoint.
     #[arg(long)]
     pub ca: Option<PathBuf>,
-    /// Accept only an endpoint certificate with this SHA-256 (hex of the DER); repeat for backups.
+    /// Accept only an endpoint whose public key has this SHA-256 (hex, of the DER
+    /// SubjectPublicKeyInfo); repeat for backup pins.
     #[arg(long = "pin")]
     pub pins: Vec<String>,
 }
@@ -27,12 +28,12 @@ impl TlsArgs {
             Some(p) => Some(read_file(p, "CA file")?),
             None => None,
         };
-        let mut pinned_cert_sha256 = Vec::new();
+        let mut pinned_spki_sha256 = Vec::new();
         for pin in &self.pins {
             let b = hex::decode(pin.trim()).map_err(|_| CliError::Usage("--pin must be hex".into()))?;
-            pinned_cert_sha256.push(b.try_into().map_err(|_| CliError::Usage("--pin must be 32 bytes of hex".into()))?);
+            pinned_spki_sha256.push(b.try_into().map_err(|_| CliError::Usage("--pin must be 32 bytes of hex".into()))?);
         }
-        Ok(TlsConfig { ca_pem, pinned_cert_sha256 })
+        Ok(TlsConfig { ca_pem, pinned_spki_sha256 })
     }
 }
 

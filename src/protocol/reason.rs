@@ -78,7 +78,8 @@ impl Reason {
     /// The single place that decides transient vs permanent.
     pub fn action(self) -> Action {
         match self {
-            Reason::RateLimited | Reason::Unavailable => Action::Retry,
+            // Other: a code this version does not know; never quarantine on what we cannot read.
+            Reason::RateLimited | Reason::Unavailable | Reason::Other => Action::Retry,
             Reason::UploadMissing | Reason::NotFound => Action::Reupload,
             Reason::Unauthorized => Action::Reactivate,
             Reason::CredentialExpired
@@ -97,8 +98,7 @@ impl Reason {
             | Reason::ActivationCodeExpired
             | Reason::ActivationCodeForeignDevice
             | Reason::ActivationProofInvalid
-            | Reason::RegistrationInvalid
-            | Reason::Other => Action::Quarantine,
+            | Reason::RegistrationInvalid => Action::Quarantine,
         }
     }
 

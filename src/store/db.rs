@@ -56,20 +56,28 @@ pub fn open_existing(path: &Path) -> Result<Connection> {
     if &header != b"SQLite format 3\0" {
         return Err(corrupt("not an SQLite database".into()));
     }
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-    let check = |conn: &Connection| -> std::result::Result<(i64, String), rusqlite::Error> {
-        let app: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
-        let qc: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
-        Ok((app, qc))
-    };
-    let (app, qc) = check(&conn).map_err(|e| corrupt(format!("SQLite: {}", sqlite_code(&e))))?;
-    if app != APPLICATION_ID {
-        return Err(corrupt("not an apoyo-sync store (application id)".into()));
+    // Check through a read-only connection: a refused store is never written, not even by a
+    // checkpoint when the checking connection closes.
+    {
+        let ro = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let check = |conn: &Connection| -> std::result::Result<(i64, String, i64), rusqlite::Error> {
+            let app: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+            let qc: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+            let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            Ok((app, qc, v))
+        };
+        let (app, qc, v) = check(&ro).map_err(|e| corrupt(format!("SQLite: {}", sqlite_code(&e))))?;
+        if app != APPLICATION_ID {
+            return Err(corrupt("not an apoyo-sync store (application id)".into()));
+        }
+        if qc != "ok" {
+            return Err(corrupt("integrity check failed".into()));
+        }
+        if v > super::migrations::LATEST {
+            return Err(Error::StoreVersion { found: v, supported: super::migrations::LATEST });
+        }
     }
-    if qc != "ok" {
-        return Err(corrupt("integrity check failed".into()));
-    }
-    Ok(conn)
+    Ok(Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?)
 }
 
 fn sqlite_code(e: &rusqlite::Error) -> String {

@@ -87,6 +87,8 @@ pub struct PartRecord {
     pub ct_len: u64,
     pub sha256: [u8; 32],
     pub upload_url: Option<String>,
+    /// The upload's `Upload-Expires`, as the endpoint sent it (HTTP date).
+    pub upload_expires: Option<String>,
     pub uploaded_bytes: u64,
 }
 
@@ -270,9 +272,16 @@ impl Store {
     /// it went. Nothing is deleted: the set-aside copy may hold the only copy of unsent supports.
     pub fn set_aside(dir: &Path) -> Result<PathBuf> {
         let lock = lock_store(dir)?;
-        let stamp = OffsetDateTime::now_utc().unix_timestamp();
-        let target = dir.join(format!("set-aside-{stamp}"));
-        fs::create_dir(&target)?;
+        let now = OffsetDateTime::now_utc();
+        let mut n = 0u32;
+        let target = loop {
+            let candidate = dir.join(format!("set-aside-{}-{n}", now.unix_timestamp()));
+            match fs::create_dir(&candidate) {
+                Ok(()) => break candidate,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
+                Err(e) => return Err(e.into()),
+            }
+        };
         for name in [DB_FILE.to_string(), format!("{DB_FILE}-wal"), format!("{DB_FILE}-shm"), files::PARTS_DIR.to_string()] {
             let from = dir.join(&name);
             if from.exists() {
@@ -393,7 +402,11 @@ impl Store {
         )?;
         if let Some(earlier) = self
             .conn
-            .query_row("SELECT id FROM captures WHERE dup_key = ?1", [&dup_key[..]], |r| r.get::<_, String>(0))
+            .query_row(
+                "SELECT id FROM captures WHERE dup_key = ?1 AND state <> 'quarantined' ORDER BY id LIMIT 1",
+                [&dup_key[..]],
+                |r| r.get::<_, String>(0),
+            )
             .optional()?
         {
             return Err(Error::Duplicate { process: process.id, earlier });
@@ -526,17 +539,31 @@ impl Store {
             .ok_or_else(|| Error::UnknownCapture(id.to_string()))?
     }
 
+    /// Who captured a capture (kept in the queue row: an opaque id, never a name).
+    pub fn capture_collector(&self, id: &CaptureId) -> Result<Collector> {
+        let (kind, cid): (String, String) = self
+            .conn
+            .query_row("SELECT collector_kind, collector_id FROM captures WHERE id = ?1", [id.to_string()], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?
+            .ok_or_else(|| Error::UnknownCapture(id.to_string()))?;
+        Ok(if kind == "auxiliar" { Collector::Auxiliar(cid) } else { Collector::MiApoyo(cid) })
+    }
+
     /// The stored parts of a capture.
     pub fn parts(&self, id: &CaptureId) -> Result<Vec<PartRecord>> {
         let mut st = self.conn.prepare(
-            "SELECT kind, file_offset, ct_len, sha256, upload_url, uploaded_bytes FROM parts WHERE capture_id = ?1",
+            "SELECT kind, file_offset, ct_len, sha256, upload_url, uploaded_bytes, upload_expires FROM parts WHERE capture_id = ?1",
         )?;
-        type Row = (String, i64, i64, Option<Vec<u8>>, Option<String>, i64);
+        type Row = (String, i64, i64, Option<Vec<u8>>, Option<String>, i64, Option<String>);
         let rows: Vec<Row> = st
-            .query_map([id.to_string()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?
+            .query_map([id.to_string()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+            })?
             .collect::<rusqlite::Result<_>>()?;
         let mut out = Vec::new();
-        for (kind, off, len, sha, url, up) in rows {
+        for (kind, off, len, sha, url, up, expires) in rows {
             let kind = PartKind::from_name(&kind).ok_or_else(|| Error::integrity("part kind"))?;
             let mut rec = PartRecord {
                 kind,
@@ -544,6 +571,7 @@ impl Store {
                 ct_len: len as u64,
                 sha256: [0; 32],
                 upload_url: url,
+                upload_expires: expires,
                 uploaded_bytes: up as u64,
             };
             rec.sha256 = match sha {

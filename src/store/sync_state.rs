@@ -193,6 +193,12 @@ impl Store {
         Ok(attempts.max(0) as u32)
     }
 
+    /// Starts a capture's backoff over (its link is slow, not failing).
+    pub fn reset_attempts(&mut self, id: &CaptureId) -> Result<()> {
+        self.conn().execute("UPDATE captures SET attempts = 0 WHERE id = ?1", [id.to_string()])?;
+        Ok(())
+    }
+
     /// The number of failed attempts so far.
     pub fn attempts(&self, id: &CaptureId) -> Result<u32> {
         Ok(self.info(id)?.attempts)

@@ -94,6 +94,14 @@ struct Run<'a> {
     deadline: Instant,
     rng: fastrand::Rng,
     report: SyncReport,
+    /// Whether the current capture's attempt got bytes acknowledged.
+    progressed: bool,
+}
+
+/// Whether a stored `Upload-Expires` (HTTP date) has passed, with a minute's margin.
+fn upload_expired(expires: Option<&str>, now: time::OffsetDateTime) -> bool {
+    let Some(at) = expires.and_then(|e| httpdate::parse_http_date(e).ok()) else { return false };
+    time::OffsetDateTime::from(at) <= now + time::Duration::minutes(1)
 }
 
 /// Below this much remaining budget no new exchange is started.
@@ -125,7 +133,7 @@ pub async fn run(store: &mut Store, transport: &dyn Transport, opts: SyncOptions
     let rng = opts.seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
     // A kill between recording a receipt and purging leaves a committed capture: finish it.
     store.purge_committed()?;
-    let mut run = Run { store, client, deadline: start + opts.budget, opts, activation, rng, report };
+    let mut run = Run { store, client, deadline: start + opts.budget, opts, activation, rng, report, progressed: false };
     run.refresh_catalog().await?;
     run.drain().await?;
     run.report.bytes_sent = run.client.bytes_sent;
@@ -205,6 +213,7 @@ impl Run<'_> {
 
     /// Handles one capture until it is committed, quarantined or rescheduled.
     async fn one(&mut self, id: &CaptureId) -> Result<Item> {
+        self.progressed = false;
         match self.deliver(id).await {
             Ok(Ok(item)) => Ok(item),
             Ok(Err(failure)) => self.on_failure(id, failure),
@@ -237,6 +246,11 @@ impl Run<'_> {
                     }
                 }
                 self.report.retries += 1;
+                // A slow link that keeps making progress is not a failing one: start the
+                // backoff over rather than letting it climb to minutes.
+                if self.progressed {
+                    self.store.reset_attempts(id)?;
+                }
                 let attempts = self.store.attempts(id)? + 1;
                 let delay = self.opts.backoff.delay(attempts, failure.retry_after(), &mut self.rng);
                 let next = self.store.clock().now() + delay;
@@ -256,13 +270,12 @@ impl Run<'_> {
                 Err(f) => return Ok(Err(f)),
             }
         }
-        let manifest = self.store.manifest(id)?;
         let msg = CommitRequest {
             v: protocol::VERSION,
             capture_id: *id,
             process_id: info.process_id.clone(),
             captured_at: info.captured_at,
-            collector: manifest.collector,
+            collector: self.store.capture_collector(id)?,
             sealed_key: self.store.endpoint_seal(id)?,
             parts: commit_parts,
         };
@@ -309,6 +322,11 @@ impl Run<'_> {
     /// Uploads one part (resuming), returning its upload URL once the endpoint holds it all.
     async fn upload(&mut self, id: &CaptureId, part: &PartRecord) -> Result<Result<String, Failure>> {
         let mut url = part.upload_url.clone();
+        if url.is_some() && upload_expired(part.upload_expires.as_deref(), self.store.clock().now()) {
+            // tus expiration: the server may already have dropped it; start a new one.
+            self.store.reset_upload(id, part.kind)?;
+            url = None;
+        }
         if let Some(u) = &url
             && part.uploaded_bytes == part.ct_len
         {
@@ -372,7 +390,10 @@ impl Run<'_> {
                     return Ok(Err(Failure::Transient { what: "budget spent".into(), retry_after: None }));
                 }
                 match self.client.patch(&current, offset, buf[..n].to_vec(), t).await {
-                    Ok(PatchResult::Accepted(o)) if o > offset && o <= part.ct_len => offset = o,
+                    Ok(PatchResult::Accepted(o)) if o > offset && o <= part.ct_len => {
+                        offset = o;
+                        self.progressed = true;
+                    }
                     Ok(PatchResult::Accepted(_)) | Ok(PatchResult::OffsetMismatch) => {
                         restart = true;
                         break;

@@ -1,10 +1,16 @@
-//! Certificate pinning inside the rustls verifier. A Rust client doing its own HTTP bypasses
-//! Android's Network Security Config and iOS's pinning, so the engine pins by itself: it trusts
-//! only the configured CA, and, when pins are configured, only end-entity certificates whose
-//! SHA-256 is pinned (keep at least one backup pin for rotation).
+//! Public-key pinning inside the rustls verifier. A Rust client doing its own HTTP bypasses
+//! Android's Network Security Config and iOS's pinning, so the engine pins by itself:
+//! - with a CA configured, the chain and host name are verified against that CA only;
+//! - with pins configured, the end-entity certificate's public key (SHA-256 of its DER
+//!   SubjectPublicKeyInfo, as in RFC 7469) must be one of the pins, and the certificate must be
+//!   valid for the host name. A key pin survives certificate renewal with the same key; keep
+//!   at least one backup pin (a key held offline) for rotation.
+//!
+//! With both, both must hold.
 
 use std::sync::Arc;
 
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -12,6 +18,13 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use super::transport::TlsConfig;
 use crate::error::{Error, Result};
+
+/// SHA-256 of a certificate's SubjectPublicKeyInfo (what a pin names).
+pub fn spki_sha256(cert_der: &[u8]) -> Result<[u8; 32]> {
+    let der = CertificateDer::from(cert_der);
+    let cert = webpki::EndEntityCert::try_from(&der).map_err(|_| Error::Decode("not an X.509 certificate".into()))?;
+    Ok(crate::crypto::sha256(cert.subject_public_key_info().as_ref()))
+}
 
 /// Builds the rustls client configuration for `tls`.
 pub fn client_config(tls: &TlsConfig) -> Result<rustls::ClientConfig> {
@@ -26,38 +39,61 @@ pub fn client_config(tls: &TlsConfig) -> Result<rustls::ClientConfig> {
             let cert = cert.map_err(|_| Error::Decode("CA file is not PEM".into()))?;
             roots.add(cert).map_err(|_| Error::Decode("CA certificate rejected".into()))?;
         }
-    }
-    if tls.pinned_cert_sha256.is_empty() {
         if roots.is_empty() {
-            return Err(Error::Decode("https needs a CA file or a certificate pin".into()));
+            return Err(Error::Decode("CA file holds no certificate".into()));
         }
-        return Ok(builder.with_root_certificates(roots).with_no_client_auth());
     }
-    let verifier = PinnedVerifier { pins: tls.pinned_cert_sha256.clone(), provider };
+    let chain = if roots.is_empty() {
+        None
+    } else {
+        Some(
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|_| Error::Decode("CA certificate rejected".into()))?,
+        )
+    };
+    if tls.pinned_spki_sha256.is_empty() && chain.is_none() {
+        return Err(Error::Decode("https needs a CA file or a public-key pin".into()));
+    }
+    let verifier = PinningVerifier { chain, pins: tls.pinned_spki_sha256.clone(), provider };
     Ok(builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier)).with_no_client_auth())
 }
 
 #[derive(Debug)]
-struct PinnedVerifier {
+struct PinningVerifier {
+    chain: Option<Arc<WebPkiServerVerifier>>,
     pins: Vec<[u8; 32]>,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for PinnedVerifier {
+fn bad_cert() -> rustls::Error {
+    rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure)
+}
+
+impl ServerCertVerifier for PinningVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        let digest = crate::crypto::sha256(end_entity.as_ref());
-        if self.pins.contains(&digest) {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure))
+        if let Some(chain) = &self.chain {
+            chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
         }
+        if !self.pins.is_empty() {
+            let cert = webpki::EndEntityCert::try_from(end_entity).map_err(|_| bad_cert())?;
+            let name = server_name.to_owned();
+            cert.verify_is_valid_for_subject_name(&name).map_err(|_| {
+                rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName)
+            })?;
+            let digest = crate::crypto::sha256(cert.subject_public_key_info().as_ref());
+            if !self.pins.contains(&digest) {
+                return Err(bad_cert());
+            }
+        }
+        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(

@@ -97,9 +97,9 @@ impl<T: Transport + ?Sized> Transport for Arc<T> {
 pub struct TlsConfig {
     /// Trust only this CA (PEM) for the endpoint, instead of none.
     pub ca_pem: Option<Vec<u8>>,
-    /// SHA-256 digests of accepted end-entity certificates (DER). When non-empty, the
-    /// endpoint's certificate must be one of these (keep at least one backup pin).
-    pub pinned_cert_sha256: Vec<[u8; 32]>,
+    /// SHA-256 digests of accepted endpoint public keys (DER SubjectPublicKeyInfo, RFC 7469).
+    /// When non-empty, the endpoint's key must be one of these (keep at least one backup pin).
+    pub pinned_spki_sha256: Vec<[u8; 32]>,
 }
 
 /// The production transport: HTTP/1.1 or HTTP/2 over rustls (reqwest). Plain `http://` is
