@@ -12,15 +12,24 @@ use crate::limits::MAX_CBOR_DEPTH;
 /// Encodes a value as CBOR.
 pub fn to_vec<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    ciborium::into_writer(value, &mut out).map_err(|e| Error::Internal(format!("CBOR encode: {e}")))?;
+    ciborium::into_writer(value, &mut out)
+        .map_err(|e| Error::Internal(format!("CBOR encode: {e}")))?;
     Ok(out)
 }
 
 /// Decodes `bytes` as a `T`, refusing inputs over `limit` bytes or nested deeper than
 /// [`MAX_CBOR_DEPTH`]. `what` names the message in the error.
-pub fn from_slice<T: DeserializeOwned>(bytes: &[u8], limit: usize, what: &'static str) -> Result<T> {
+pub fn from_slice<T: DeserializeOwned>(
+    bytes: &[u8],
+    limit: usize,
+    what: &'static str,
+) -> Result<T> {
     if bytes.len() > limit {
-        return Err(Error::TooLarge { what, len: bytes.len() as u64, limit: limit as u64 });
+        return Err(Error::TooLarge {
+            what,
+            len: bytes.len() as u64,
+            limit: limit as u64,
+        });
     }
     ciborium::de::from_reader_with_recursion_limit(bytes, MAX_CBOR_DEPTH)
         .map_err(|e| Error::Decode(format!("{what}: {}", describe(&e))))
@@ -64,7 +73,14 @@ mod tests {
     fn refuses_oversized_before_parsing() {
         let big = vec![0u8; 100];
         let r: Result<u8> = from_slice(&big, 10, "thing");
-        assert!(matches!(r, Err(Error::TooLarge { len: 100, limit: 10, .. })));
+        assert!(matches!(
+            r,
+            Err(Error::TooLarge {
+                len: 100,
+                limit: 10,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -79,7 +95,9 @@ mod tests {
     #[test]
     fn huge_declared_length_does_not_allocate() {
         // A byte string claiming 2^63 bytes, with 3 bytes present.
-        let v = [0x5b, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3];
+        let v = [
+            0x5b, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3,
+        ];
         let r: Result<serde_bytes_like::Bytes> = from_slice(&v, 1000, "thing");
         assert!(r.is_err());
     }
@@ -92,6 +110,9 @@ mod tests {
 
     #[test]
     fn redacts_quoted_values() {
-        assert_eq!(redact("invalid value: string \"ABCD\", expected x"), "invalid value: string \"…\", expected x");
+        assert_eq!(
+            redact("invalid value: string \"ABCD\", expected x"),
+            "invalid value: string \"…\", expected x"
+        );
     }
 }

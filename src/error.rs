@@ -99,7 +99,9 @@ pub enum Error {
     InvalidProcess(String),
     #[error("duplicate: this citizen already supported process {process} in capture {earlier}")]
     Duplicate { process: String, earlier: String },
-    #[error("storage full: {available} bytes free, {needed} needed (reserve included); nothing was evicted")]
+    #[error(
+        "storage full: {available} bytes free, {needed} needed (reserve included); nothing was evicted"
+    )]
     StorageFull { available: u64, needed: u64 },
     #[error("unknown capture {0}")]
     UnknownCapture(String),
@@ -131,7 +133,11 @@ pub enum Error {
     #[error("malformed message: {0}")]
     Decode(String),
     #[error("message too large: {what} is {len} bytes, limit {limit}")]
-    TooLarge { what: &'static str, len: u64, limit: u64 },
+    TooLarge {
+        what: &'static str,
+        len: u64,
+        limit: u64,
+    },
     #[error("the device is not registered")]
     NotRegistered,
     #[error("the device is not activated (or its activation expired)")]

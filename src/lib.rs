@@ -21,7 +21,10 @@ pub mod validate;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use crypto::{EndpointPublicKey, EndpointSecretKey, FileKeyGuard, KeyGuard};
 pub use error::{Error, ErrorClass, ErrorCode, Field, Result};
-pub use model::{CaptureId, CardFields, Collector, CredentialModel, Images, Location, Manifest, NewCapture, PartKind};
+pub use model::{
+    CaptureId, CardFields, Collector, CredentialModel, Images, Location, Manifest, NewCapture,
+    PartKind,
+};
 pub use process::{Process, Scope};
 pub use queue::State;
 pub use store::{CaptureInfo, PartRecord, Status, Store, StoreOptions};

@@ -102,7 +102,8 @@ impl CredentialModel {
     pub fn parse(s: &str) -> Result<Self> {
         let ok = (1..=4).contains(&s.len())
             && s.bytes().next().is_some_and(|b| b.is_ascii_uppercase())
-            && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+            && s.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
         if ok {
             Ok(CredentialModel(s.to_owned()))
         } else {
@@ -290,9 +291,13 @@ impl Manifest {
 
     /// Decodes a manifest, checking its size and version.
     pub fn from_cbor(bytes: &[u8]) -> Result<Self> {
-        let m: Manifest = crate::cbor::from_slice(bytes, crate::limits::MAX_MANIFEST_BYTES, "manifest")?;
+        let m: Manifest =
+            crate::cbor::from_slice(bytes, crate::limits::MAX_MANIFEST_BYTES, "manifest")?;
         if m.v != Self::VERSION {
-            return Err(Error::Decode(format!("unsupported manifest version {}", m.v)));
+            return Err(Error::Decode(format!(
+                "unsupported manifest version {}",
+                m.v
+            )));
         }
         Ok(m)
     }

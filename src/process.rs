@@ -59,10 +59,18 @@ pub struct Process {
     pub vigencia_cutoff: Date,
     pub scope: Scope,
     /// When captures open (RFC 3339); absent means already open.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
     pub opens: Option<OffsetDateTime>,
     /// When captures close (RFC 3339); absent means no end set.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
     pub closes: Option<OffsetDateTime>,
 }
 
@@ -77,12 +85,17 @@ impl Process {
             });
         }
         // Parse as a Value first so that errors name the problem precisely.
-        let value: serde_json::Value =
-            serde_json::from_slice(json).map_err(|e| Error::InvalidProcess(format!("not JSON: line {} column {}", e.line(), e.column())))?;
+        let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| {
+            Error::InvalidProcess(format!("not JSON: line {} column {}", e.line(), e.column()))
+        })?;
         let list = if value.is_array() {
-            serde_json::from_value::<Vec<Process>>(value).map_err(|e| Error::InvalidProcess(e.to_string()))?
+            serde_json::from_value::<Vec<Process>>(value)
+                .map_err(|e| Error::InvalidProcess(e.to_string()))?
         } else {
-            vec![serde_json::from_value::<Process>(value).map_err(|e| Error::InvalidProcess(e.to_string()))?]
+            vec![
+                serde_json::from_value::<Process>(value)
+                    .map_err(|e| Error::InvalidProcess(e.to_string()))?,
+            ]
         };
         for p in &list {
             p.check()?;
@@ -94,15 +107,26 @@ impl Process {
     pub fn check(&self) -> Result<()> {
         let id_ok = !self.id.is_empty()
             && self.id.len() <= 64
-            && self.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            && self
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
         if !id_ok {
-            return Err(Error::InvalidProcess("id must be 1-64 of a-z, 0-9, '-' or '_'".into()));
+            return Err(Error::InvalidProcess(
+                "id must be 1-64 of a-z, 0-9, '-' or '_'".into(),
+            ));
         }
         if self.name.trim().is_empty() || self.name.len() > 200 {
-            return Err(Error::InvalidProcess(format!("process {}: name must be 1-200 bytes", self.id)));
+            return Err(Error::InvalidProcess(format!(
+                "process {}: name must be 1-200 bytes",
+                self.id
+            )));
         }
         if self.accepted_models.is_empty() {
-            return Err(Error::InvalidProcess(format!("process {}: accepted_models is empty", self.id)));
+            return Err(Error::InvalidProcess(format!(
+                "process {}: accepted_models is empty",
+                self.id
+            )));
         }
         match &self.scope {
             Scope::National(_) => {}
@@ -115,7 +139,11 @@ impl Process {
                 }
             }
             Scope::Secciones { secciones } => {
-                if secciones.is_empty() || secciones.iter().any(|s| !(1..=32).contains(&s.entidad) || s.seccion == 0) {
+                if secciones.is_empty()
+                    || secciones
+                        .iter()
+                        .any(|s| !(1..=32).contains(&s.entidad) || s.seccion == 0)
+                {
                     return Err(Error::InvalidProcess(format!(
                         "process {}: secciones must be a non-empty list with entidad 1-32 and sección > 0",
                         self.id
@@ -126,7 +154,10 @@ impl Process {
         if let (Some(o), Some(c)) = (self.opens, self.closes)
             && c <= o
         {
-            return Err(Error::InvalidProcess(format!("process {}: closes is not after opens", self.id)));
+            return Err(Error::InvalidProcess(format!(
+                "process {}: closes is not after opens",
+                self.id
+            )));
         }
         Ok(())
     }
@@ -155,8 +186,21 @@ mod tests {
             {"id":"b","name":"B","accepted_models":["G"],"vigencia_cutoff":"2022-01-01","scope":{"secciones":[{"entidad":9,"seccion":1234}]},
              "opens":"2022-01-01T00:00:00Z","closes":"2022-02-01T00:00:00Z"}]"#;
         let l = Process::parse_json_list(many).unwrap();
-        assert_eq!(l[0].scope, Scope::Entidades { entidades: vec![9, 15] });
-        assert_eq!(l[1].scope, Scope::Secciones { secciones: vec![SeccionRef { entidad: 9, seccion: 1234 }] });
+        assert_eq!(
+            l[0].scope,
+            Scope::Entidades {
+                entidades: vec![9, 15]
+            }
+        );
+        assert_eq!(
+            l[1].scope,
+            Scope::Secciones {
+                secciones: vec![SeccionRef {
+                    entidad: 9,
+                    seccion: 1234
+                }]
+            }
+        );
         assert!(l[1].opens.is_some());
     }
 

@@ -13,8 +13,9 @@ use crate::process::{Process, Scope};
 
 // 6 letters from the name, birth date YYMMDD, 2-digit birth entidad, sex H/M/X, 3 digits.
 // INE publishes no check-digit algorithm, so none is validated.
-static CLAVE_RE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[A-Z]{6}(\d{2})(\d{2})(\d{2})\d{2}[HMX]\d{3}$").expect("static regex"));
+static CLAVE_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[A-Z]{6}(\d{2})(\d{2})(\d{2})\d{2}[HMX]\d{3}$").expect("static regex")
+});
 // CURP: 4 letters, YYMMDD, sex, 2-letter state, 3 consonants, homoclave, check digit.
 static CURP_RE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Z]{4}\d{6}[HMX][A-Z]{5}[A-Z0-9]\d$").expect("static regex"));
@@ -36,9 +37,15 @@ pub fn validate(c: &NewCapture, process: &Process) -> Result<ImageFormats> {
 
 /// The process rules for a card: accepted model, vigencia against the cutoff, scope. The
 /// endpoint applies the same function to the manifest it decrypts.
-pub fn check_against_process(model: &crate::model::CredentialModel, fields: &CardFields, process: &Process) -> Result<()> {
+pub fn check_against_process(
+    model: &crate::model::CredentialModel,
+    fields: &CardFields,
+    process: &Process,
+) -> Result<()> {
     if !process.accepted_models.contains(model) {
-        return Err(Error::ModelNotAccepted { process: process.id.clone() });
+        return Err(Error::ModelNotAccepted {
+            process: process.id.clone(),
+        });
     }
     check_vigencia(fields, process)?;
     check_scope(fields, process)
@@ -85,26 +92,37 @@ pub fn validate_fields(f: &CardFields) -> Result<()> {
     if let (Some(ocr), Some(s)) = (&f.ocr, f.seccion)
         && ocr.get(0..4).and_then(|p| p.parse::<u16>().ok()) != Some(s)
     {
-        return Err(Error::invalid(Field::Ocr, "its first 4 digits are not the sección"));
+        return Err(Error::invalid(
+            Field::Ocr,
+            "its first 4 digits are not the sección",
+        ));
     }
     Ok(())
 }
 
 /// Checks a clave de elector: the pattern and a real birth date (either century).
 pub fn validate_clave(clave: &str) -> Result<()> {
-    let caps = CLAVE_RE
-        .captures(clave)
-        .ok_or(Error::invalid(Field::ClaveElector, "does not match the 18-character pattern"))?;
+    let caps = CLAVE_RE.captures(clave).ok_or(Error::invalid(
+        Field::ClaveElector,
+        "does not match the 18-character pattern",
+    ))?;
     let num = |i: usize| caps.get(i).and_then(|m| m.as_str().parse::<u8>().ok());
     let (Some(yy), Some(mm), Some(dd)) = (num(1), num(2), num(3)) else {
-        return Err(Error::invalid(Field::ClaveElector, "does not match the 18-character pattern"));
+        return Err(Error::invalid(
+            Field::ClaveElector,
+            "does not match the 18-character pattern",
+        ));
     };
-    let month = Month::try_from(mm).map_err(|_| Error::invalid(Field::ClaveElector, "birth month is not a month"))?;
+    let month = Month::try_from(mm)
+        .map_err(|_| Error::invalid(Field::ClaveElector, "birth month is not a month"))?;
     let real = [1900, 2000]
         .iter()
         .any(|century| Date::from_calendar_date(century + i32::from(yy), month, dd).is_ok());
     if !real {
-        return Err(Error::invalid(Field::ClaveElector, "birth date is not a real date"));
+        return Err(Error::invalid(
+            Field::ClaveElector,
+            "birth date is not a real date",
+        ));
     }
     Ok(())
 }
@@ -116,16 +134,27 @@ fn validate_location(l: &Location) -> Result<()> {
         && (-90.0..=90.0).contains(&l.lat)
         && (-180.0..=180.0).contains(&l.lon)
         && l.accuracy_m > 0.0;
-    if ok { Ok(()) } else { Err(Error::invalid(Field::Location, "latitude, longitude or accuracy out of range")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            Field::Location,
+            "latitude, longitude or accuracy out of range",
+        ))
+    }
 }
 
 fn check_vigencia(f: &CardFields, p: &Process) -> Result<()> {
-    let Some(year) = f.vigencia else { return Ok(()) };
+    let Some(year) = f.vigencia else {
+        return Ok(());
+    };
     // Valid through 31 December of the printed year.
     let last_day = Date::from_calendar_date(i32::from(year), Month::December, 31)
         .map_err(|_| Error::invalid(Field::Vigencia, "not a year"))?;
     if last_day < p.vigencia_cutoff {
-        return Err(Error::CredentialExpired { cutoff: p.vigencia_cutoff.to_string() });
+        return Err(Error::CredentialExpired {
+            cutoff: p.vigencia_cutoff.to_string(),
+        });
     }
     Ok(())
 }
@@ -134,12 +163,18 @@ fn check_scope(f: &CardFields, p: &Process) -> Result<()> {
     match &p.scope {
         Scope::National(_) => Ok(()),
         Scope::Entidades { entidades } => match f.entidad {
-            Some(e) if !entidades.contains(&e) => Err(Error::OutOfScope { field: Field::Entidad, process: p.id.clone() }),
+            Some(e) if !entidades.contains(&e) => Err(Error::OutOfScope {
+                field: Field::Entidad,
+                process: p.id.clone(),
+            }),
             _ => Ok(()),
         },
         Scope::Secciones { secciones } => match (f.entidad, f.seccion) {
             (Some(e), Some(s)) if !secciones.iter().any(|r| r.entidad == e && r.seccion == s) => {
-                Err(Error::OutOfScope { field: Field::Seccion, process: p.id.clone() })
+                Err(Error::OutOfScope {
+                    field: Field::Seccion,
+                    process: p.id.clone(),
+                })
             }
             _ => Ok(()),
         },

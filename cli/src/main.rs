@@ -5,7 +5,9 @@
 //! duplicate, storage full, rejected), 2 usage error, 3 the store is unusable (corrupt,
 //! unknown version, wrong device), 4 internal error.
 
+mod demo;
 mod keys;
+mod serve;
 mod store_cmds;
 mod sync_cmds;
 
@@ -15,7 +17,11 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "apoyo", version, about = "apoyo-sync field tools: encrypted capture store, sync, reference endpoint")]
+#[command(
+    name = "apoyo",
+    version,
+    about = "apoyo-sync field tools: encrypted capture store, sync, reference endpoint"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -78,6 +84,30 @@ enum Cmd {
         #[arg(long)]
         id: String,
     },
+    /// Run the reference INE endpoint (axum + SQLite).
+    Serve {
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// The endpoint's X25519 key (from `apoyo endpoint-keygen`); its receipt-signing key
+        /// is kept beside it (`<key>.sign`, created if missing).
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        processes: PathBuf,
+        /// Enable the development mailbox and admin stats routes.
+        #[arg(long)]
+        dev: bool,
+    },
+    /// The main job on embedded defaults: endpoint, two devices, captures, a lossy link, sync.
+    Demo {
+        #[arg(long)]
+        json: bool,
+        /// Seed of the lossy link and the retry jitter.
+        #[arg(long, default_value_t = 2022)]
+        seed: u64,
+    },
     /// Test support: capture synthetic supports in a loop, printing each id once durable.
     #[command(hide = true)]
     CaptureLoop(StoreArg),
@@ -101,6 +131,12 @@ enum DeviceCmd {
         /// Capture as this auxiliar (registration id) instead of as the Mi Apoyo citizen.
         #[arg(long)]
         auxiliar: Option<String>,
+    },
+    /// Move a store that cannot be opened (corrupt, unknown version) aside, keeping every byte,
+    /// so a fresh one can be created. Prints where it went.
+    SetAside {
+        #[arg(long)]
+        store: PathBuf,
     },
     /// Register with the endpoint ("Registro ciudadano"); the code arrives by email.
     Register {
@@ -151,19 +187,44 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::EndpointKeygen { out } => keys::endpoint_keygen(&out),
-        Cmd::Device(DeviceCmd::Init { store, endpoint_pub, auxiliar }) => store_cmds::device_init(&store, &endpoint_pub, auxiliar),
+        Cmd::Device(DeviceCmd::Init {
+            store,
+            endpoint_pub,
+            auxiliar,
+        }) => store_cmds::device_init(&store, &endpoint_pub, auxiliar),
+        Cmd::Device(DeviceCmd::SetAside { store }) => store_cmds::set_aside(&store),
         Cmd::Process(ProcessCmd::Add { store, file }) => store_cmds::process_add(&store, &file),
         Cmd::Process(ProcessCmd::List { store }) => store_cmds::process_list(&store),
         Cmd::Capture(args) => store_cmds::capture(args),
         Cmd::Status { store, json } => store_cmds::status(&store, json),
         Cmd::Open { store, id, out } => store_cmds::open(&store, &id, &out),
-        Cmd::Device(DeviceCmd::Register { store, endpoint, email, provider, front, tls }) => {
-            sync_cmds::register(&store, &endpoint, &email, &provider, &front, &tls)
+        Cmd::Device(DeviceCmd::Register {
+            store,
+            endpoint,
+            email,
+            provider,
+            front,
+            tls,
+        }) => sync_cmds::register(&store, &endpoint, &email, &provider, &front, &tls),
+        Cmd::Device(DeviceCmd::Activate { store, code, tls }) => {
+            sync_cmds::activate(&store, &code, &tls)
         }
-        Cmd::Device(DeviceCmd::Activate { store, code, tls }) => sync_cmds::activate(&store, &code, &tls),
-        Cmd::Sync { store, budget, json, tls } => sync_cmds::run_sync(&store, budget, json, &tls),
+        Cmd::Sync {
+            store,
+            budget,
+            json,
+            tls,
+        } => sync_cmds::run_sync(&store, budget, json, &tls),
         Cmd::Receipts { store, json } => sync_cmds::receipts(&store, json),
         Cmd::Retry { store, id } => sync_cmds::retry(&store, &id),
+        Cmd::Serve {
+            db,
+            listen,
+            key,
+            processes,
+            dev,
+        } => serve::serve(&db, &listen, &key, &processes, dev),
+        Cmd::Demo { json, seed } => demo::demo(json, seed),
         Cmd::CaptureLoop(a) => store_cmds::capture_loop(&a.store),
     };
     match result {
@@ -217,5 +278,11 @@ pub type CliResult<T = ()> = Result<T, CliError>;
 
 /// Reads a file, naming it in the error.
 pub fn read_file(path: &std::path::Path, what: &str) -> CliResult<Vec<u8>> {
-    std::fs::read(path).map_err(|e| CliError::Io(format!("cannot read {what} {}: {}", path.display(), e.kind())))
+    std::fs::read(path).map_err(|e| {
+        CliError::Io(format!(
+            "cannot read {what} {}: {}",
+            path.display(),
+            e.kind()
+        ))
+    })
 }

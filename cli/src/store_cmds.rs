@@ -3,7 +3,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use apoyo_sync::{CardFields, Collector, CredentialModel, FileKeyGuard, Images, Location, NewCapture, Process, Store, StoreOptions};
+use apoyo_sync::{
+    CardFields, Collector, CredentialModel, FileKeyGuard, Images, Location, NewCapture, Process,
+    Store, StoreOptions,
+};
 use clap::Args;
 
 use crate::{CliError, CliResult, keys, read_file};
@@ -11,7 +14,11 @@ use crate::{CliError, CliResult, keys, read_file};
 /// Opens the keyring named by $APOYO_KEYRING (or the user data dir).
 pub fn keyring(create: bool) -> CliResult<FileKeyGuard> {
     let dir = FileKeyGuard::default_dir()?;
-    Ok(if create { FileKeyGuard::open_or_create(&dir)? } else { FileKeyGuard::open(&dir)? })
+    Ok(if create {
+        FileKeyGuard::open_or_create(&dir)?
+    } else {
+        FileKeyGuard::open(&dir)?
+    })
 }
 
 /// Opens a device store with the default options.
@@ -25,7 +32,19 @@ pub fn device_init(store: &Path, endpoint_pub: &Path, auxiliar: Option<String>) 
     let guard = keyring(true)?;
     let collector = auxiliar.map(Collector::Auxiliar);
     let s = Store::init(store, &guard, public, collector, StoreOptions::default())?;
-    println!("device {} created in {} (endpoint key {})", s.device_id(), store.display(), public.key_id());
+    println!(
+        "device {} created in {} (endpoint key {})",
+        s.device_id(),
+        store.display(),
+        public.key_id()
+    );
+    Ok(())
+}
+
+pub fn set_aside(store: &Path) -> CliResult {
+    let to = Store::set_aside(store)?;
+    println!("{}", to.display());
+    eprintln!("apoyo: the store was moved aside intact; report it — it may hold unsent supports");
     Ok(())
 }
 
@@ -43,7 +62,10 @@ pub fn process_add(store: &Path, file: &Path) -> CliResult {
 pub fn process_list(store: &Path) -> CliResult {
     let s = open_store(store)?;
     let list = s.processes()?;
-    println!("{}", serde_json::to_string_pretty(&list).map_err(|e| CliError::Io(e.to_string()))?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&list).map_err(|e| CliError::Io(e.to_string()))?
+    );
     Ok(())
 }
 
@@ -101,7 +123,11 @@ pub fn capture(a: CaptureArgs) -> CliResult {
         signature: read_file(&a.signature, "signature image")?,
     };
     let location = match (a.lat, a.lon, a.accuracy) {
-        (Some(lat), Some(lon), Some(accuracy_m)) => Some(Location { lat, lon, accuracy_m }),
+        (Some(lat), Some(lon), Some(accuracy_m)) => Some(Location {
+            lat,
+            lon,
+            accuracy_m,
+        }),
         _ => None,
     };
     let c = NewCapture {
@@ -135,7 +161,10 @@ pub fn status(store: &Path, json: bool) -> CliResult {
     let s = open_store(store)?;
     let st = s.status()?;
     if json {
-        println!("{}", serde_json::to_string(&st).map_err(|e| CliError::Io(e.to_string()))?);
+        println!(
+            "{}",
+            serde_json::to_string(&st).map_err(|e| CliError::Io(e.to_string()))?
+        );
     } else {
         println!("device       {}", s.device_id());
         println!("captured     {}", st.captured);
@@ -144,8 +173,16 @@ pub fn status(store: &Path, json: bool) -> CliResult {
         println!("quarantined  {}", st.quarantined);
         println!("purged       {}", st.purged);
         println!("pending      {} bytes", st.pending_bytes);
-        for info in s.list()?.iter().filter(|i| i.state == apoyo_sync::State::Quarantined) {
-            println!("  quarantined {} reason={}", info.id, info.reason.as_deref().unwrap_or("-"));
+        for info in s
+            .list()?
+            .iter()
+            .filter(|i| i.state == apoyo_sync::State::Quarantined)
+        {
+            println!(
+                "  quarantined {} reason={}",
+                info.id,
+                info.reason.as_deref().unwrap_or("-")
+            );
         }
     }
     Ok(())
@@ -177,21 +214,31 @@ pub fn synthetic_clave() -> CliResult<String> {
     let letters: String = r[..6].iter().map(|b| char::from(b'A' + b % 26)).collect();
     let digits = u16::from_le_bytes([r[6], r[7]]) % 1000;
     let sex = ['H', 'M', 'X'][usize::from(r[8] % 3)];
-    Ok(format!("{letters}900101{:02}{sex}{digits:03}", 1 + r[8] % 32))
+    Ok(format!(
+        "{letters}900101{:02}{sex}{digits:03}",
+        1 + r[8] % 32
+    ))
 }
 
 /// Captures synthetic supports for the first process in the catalog until killed, printing
 /// each id on its own line once `capture()` returned (i.e. once it is durable).
 pub fn capture_loop(store: &Path) -> CliResult {
     let mut s = open_store(store)?;
-    let process = s.processes()?.into_iter().next().ok_or_else(|| CliError::Usage("the store has no process".into()))?;
+    let process = s
+        .processes()?
+        .into_iter()
+        .next()
+        .ok_or_else(|| CliError::Usage("the store has no process".into()))?;
     let model = process.accepted_models[0].clone();
     let stdout = std::io::stdout();
     loop {
         let c = NewCapture {
             process_id: process.id.clone(),
             model: model.clone(),
-            fields: CardFields { clave_elector: synthetic_clave()?, ..Default::default() },
+            fields: CardFields {
+                clave_elector: synthetic_clave()?,
+                ..Default::default()
+            },
             location: None,
             images: Images {
                 front: synthetic_jpeg(150_000)?,
@@ -204,7 +251,9 @@ pub fn capture_loop(store: &Path) -> CliResult {
         match s.capture(c) {
             Ok(id) => {
                 let mut out = stdout.lock();
-                writeln!(out, "{id}").and_then(|_| out.flush()).map_err(|e| CliError::Io(e.to_string()))?;
+                writeln!(out, "{id}")
+                    .and_then(|_| out.flush())
+                    .map_err(|e| CliError::Io(e.to_string()))?;
             }
             Err(apoyo_sync::Error::Duplicate { .. }) => continue,
             Err(e) => return Err(e.into()),

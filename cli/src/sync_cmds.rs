@@ -30,24 +30,45 @@ impl TlsArgs {
         };
         let mut pinned_spki_sha256 = Vec::new();
         for pin in &self.pins {
-            let b = hex::decode(pin.trim()).map_err(|_| CliError::Usage("--pin must be hex".into()))?;
-            pinned_spki_sha256.push(b.try_into().map_err(|_| CliError::Usage("--pin must be 32 bytes of hex".into()))?);
+            let b =
+                hex::decode(pin.trim()).map_err(|_| CliError::Usage("--pin must be hex".into()))?;
+            pinned_spki_sha256.push(
+                b.try_into()
+                    .map_err(|_| CliError::Usage("--pin must be 32 bytes of hex".into()))?,
+            );
         }
-        Ok(TlsConfig { ca_pem, pinned_spki_sha256 })
+        Ok(TlsConfig {
+            ca_pem,
+            pinned_spki_sha256,
+        })
     }
 }
 
-pub fn register(store: &Path, endpoint: &str, email: &str, provider: &str, front: &Path, tls: &TlsArgs) -> CliResult {
+pub fn register(
+    store: &Path,
+    endpoint: &str,
+    email: &str,
+    provider: &str,
+    front: &Path,
+    tls: &TlsArgs,
+) -> CliResult {
     let provider = match provider {
         "google" => Provider::Google,
         "facebook" => Provider::Facebook,
-        _ => return Err(CliError::Usage("--provider must be google or facebook".into())),
+        _ => {
+            return Err(CliError::Usage(
+                "--provider must be google or facebook".into(),
+            ));
+        }
     };
     let front = read_file(front, "front image")?;
     let mut s = open_store(store)?;
     let transport = HttpTransport::new(endpoint, &tls.config()?)?;
     let resp = sync::register_blocking(&mut s, &transport, endpoint, email, provider, &front)?;
-    println!("registered; the activation code was sent by email and expires at {}", resp.code_expires_at);
+    println!(
+        "registered; the activation code was sent by email and expires at {}",
+        rfc3339(resp.code_expires_at)
+    );
     Ok(())
 }
 
@@ -56,12 +77,22 @@ pub fn activate(store: &Path, code: &str, tls: &TlsArgs) -> CliResult {
     let url = s.endpoint_url()?.ok_or(apoyo_sync::Error::NotRegistered)?;
     let transport = HttpTransport::new(&url, &tls.config()?)?;
     let resp = sync::activate_blocking(&mut s, &transport, code)?;
-    println!("activated until {}; {} open process(es)", resp.expires_at, resp.processes.len());
+    println!(
+        "activated until {}; {} open process(es)",
+        rfc3339(resp.expires_at),
+        resp.processes.len()
+    );
     Ok(())
 }
 
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
 pub fn parse_budget(s: &str) -> CliResult<Duration> {
-    humantime::parse_duration(s).map_err(|_| CliError::Usage(format!("--budget: '{s}' is not a duration like 30s or 5m")))
+    humantime::parse_duration(s)
+        .map_err(|_| CliError::Usage(format!("--budget: '{s}' is not a duration like 30s or 5m")))
 }
 
 pub fn report_json(r: &SyncReport) -> String {
@@ -102,15 +133,21 @@ pub fn run_sync(store: &Path, budget: Option<String>, json: bool, tls: &TlsArgs)
     } else {
         println!(
             "committed {}  duplicates {}  quarantined {}  pending {}  sent {} bytes  retries {}",
-            report.committed, report.duplicates, report.quarantined, report.pending, report.bytes_sent, report.retries
+            report.committed,
+            report.duplicates,
+            report.quarantined,
+            report.pending,
+            report.bytes_sent,
+            report.retries
         );
     }
     match report.stopped {
-        sync::StopReason::NeedsActivation => {
-            Err(CliError::Engine(apoyo_sync::Error::NotActivated))
-        }
+        sync::StopReason::NeedsActivation => Err(CliError::Engine(apoyo_sync::Error::NotActivated)),
         sync::StopReason::Budget => {
-            eprintln!("apoyo: the time budget ended; {} capture(s) wait for the next run", report.pending);
+            eprintln!(
+                "apoyo: the time budget ended; {} capture(s) wait for the next run",
+                report.pending
+            );
             Ok(())
         }
         sync::StopReason::Drained => Ok(()),
@@ -123,7 +160,9 @@ fn progress_bar(len: u64) -> Option<indicatif::ProgressBar> {
         return None;
     }
     let bar = indicatif::ProgressBar::new(len);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} supports  {msg}") {
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} supports  {msg}")
+    {
         bar.set_style(style);
     }
     Some(bar)
@@ -133,16 +172,28 @@ pub fn receipts(store: &Path, json: bool) -> CliResult {
     let s = open_store(store)?;
     let list = s.receipts()?;
     if json {
-        println!("{}", serde_json::to_string(&list).map_err(|e| CliError::Io(e.to_string()))?);
+        println!(
+            "{}",
+            serde_json::to_string(&list).map_err(|e| CliError::Io(e.to_string()))?
+        );
     } else {
         for r in &list {
             let result = match r.result {
                 apoyo_sync::protocol::ReceiptResult::Counted => "counted".to_string(),
                 apoyo_sync::protocol::ReceiptResult::Duplicate => {
-                    format!("duplicate of {}", r.first_capture_id.as_deref().unwrap_or("?"))
+                    format!(
+                        "duplicate of {}",
+                        r.first_capture_id.as_deref().unwrap_or("?")
+                    )
                 }
             };
-            println!("{}  {}  {}  signature {}", r.capture_id, r.counted_at, result, if r.verified { "ok" } else { "INVALID" });
+            println!(
+                "{}  {}  {}  signature {}",
+                r.capture_id,
+                r.counted_at,
+                result,
+                if r.verified { "ok" } else { "INVALID" }
+            );
         }
     }
     Ok(())

@@ -1,1 +1,172 @@
+//! The reference INE endpoint for protocol v1 of apoyo-sync (axum + SQLite): registration and
+//! activation, tus 1.0 uploads of part ciphertexts, idempotent commits answered with signed
+//! receipts, and the duplicate rule of LGIPE art. 385.
+//!
+//! This file is the public API; each concern lives in its own module:
+//! - `config`: [`EndpointConfig`], the [`Chaos`] hook;
+//! - `state`: the shared state ([`AppState`]): database, blob folder, derived keys;
+//! - `db` (pragmas and numbered migrations, `endpoint/schema/`), `blobs` (ciphertext on disk);
+//! - `routes`: the HTTP routes; `support`: deciding a commit; `digest`: idempotency;
+//! - `auth`: bearer tokens; `stats`: what was decided; `signer`: the receipt key file.
+#![deny(unsafe_code)]
 
+mod auth;
+mod blobs;
+mod config;
+mod db;
+mod digest;
+mod error;
+mod http;
+mod routes;
+mod signer;
+mod state;
+mod stats;
+mod support;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use config::{Chaos, DEFAULT_UPLOAD_TTL, EndpointConfig, Injected, Route};
+pub use error::EndpointError;
+pub use routes::router;
+pub use signer::{load_or_create_signer, signer_path};
+pub use state::AppState;
+pub use stats::{ProcessStats, Stats};
+
+/// How long [`RunningEndpoint::shutdown`] waits for requests in flight before dropping them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// An endpoint serving on a socket.
+pub struct RunningEndpoint {
+    /// The bound address (the real port when started on port 0).
+    pub addr: SocketAddr,
+    state: AppState,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl std::fmt::Debug for RunningEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningEndpoint")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens the database and blob folder, binds `listen` and serves in the background.
+pub async fn start(
+    config: EndpointConfig,
+    listen: SocketAddr,
+) -> Result<RunningEndpoint, EndpointError> {
+    let state = tokio::task::spawn_blocking(move || AppState::open(config))
+        .await
+        .map_err(|e| EndpointError::Internal(e.to_string()))??;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let app = router(state.clone());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    tracing::info!(%addr, "endpoint listening");
+    Ok(RunningEndpoint {
+        addr,
+        state,
+        stop: Some(stop),
+        task: Some(task),
+    })
+}
+
+impl RunningEndpoint {
+    /// The base URL (`http://127.0.0.1:PORT`; loopback when bound to every interface).
+    pub fn url(&self) -> String {
+        let ip = match self.addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        format!("http://{}", SocketAddr::new(ip, self.addr.port()))
+    }
+
+    /// The shared state (for [`router`] in in-process tests).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// What the endpoint decided so far.
+    pub async fn try_stats(&self) -> Result<Stats, EndpointError> {
+        self.state
+            .db(|conn, _| Ok(stats::query(conn)?))
+            .await
+            .map_err(|e| EndpointError::Internal(e.detail))
+    }
+
+    /// What the endpoint decided so far (as `/v1/admin/stats` serves it). A database failure is
+    /// logged and gives empty stats; use [`RunningEndpoint::try_stats`] to see it.
+    pub async fn stats(&self) -> Stats {
+        match self.try_stats().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "stats unavailable");
+                Stats::default()
+            }
+        }
+    }
+
+    /// Stops accepting connections, lets requests in flight finish (up to a few seconds), and
+    /// returns when the server has stopped.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut task) = self.task.take() {
+            match tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server stopped with an error"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
+                Err(_) => {
+                    tracing::warn!(
+                        "requests still in flight after the grace period; dropping them"
+                    );
+                    task.abort();
+                }
+            }
+        }
+    }
+}
+
+impl Drop for RunningEndpoint {
+    fn drop(&mut self) {
+        // Dropped without `shutdown`: still stop serving.
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// For the CLI: builds a runtime, starts the endpoint, calls `on_ready` with the bound address,
+/// and serves until Ctrl-C.
+pub fn serve_blocking(
+    config: EndpointConfig,
+    listen: SocketAddr,
+    on_ready: impl FnOnce(SocketAddr),
+) -> Result<(), EndpointError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let ep = start(config, listen).await?;
+        on_ready(ep.addr);
+        let signal = tokio::signal::ctrl_c().await;
+        ep.shutdown().await;
+        signal?;
+        Ok(())
+    })
+}

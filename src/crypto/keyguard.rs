@@ -51,7 +51,9 @@ impl FileKeyGuard {
         }
         dirs::data_dir()
             .map(|d| d.join("apoyo-sync").join("keyring"))
-            .ok_or_else(|| Error::KeyUnavailable("no user data directory; set APOYO_KEYRING".into()))
+            .ok_or_else(|| {
+                Error::KeyUnavailable("no user data directory; set APOYO_KEYRING".into())
+            })
     }
 
     /// Opens the keyring in `dir`, creating its key if there is none.
@@ -75,7 +77,10 @@ impl FileKeyGuard {
         f.sync_all()?;
         crate::store::fsync_dir(dir)?;
         fs::write(dir.join("README.txt"), README)?;
-        Ok(FileKeyGuard { dir: dir.to_path_buf(), key })
+        Ok(FileKeyGuard {
+            dir: dir.to_path_buf(),
+            key,
+        })
     }
 
     /// Opens an existing keyring; [`Error::KeyUnavailable`] if it has no key.
@@ -84,13 +89,23 @@ impl FileKeyGuard {
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::KeyUnavailable(format!("no development keyring key in {}", dir.display())));
+                return Err(Error::KeyUnavailable(format!(
+                    "no development keyring key in {}",
+                    dir.display()
+                )));
             }
             Err(e) => return Err(e.into()),
         };
-        let key = SecretKey::from_slice(&bytes)
-            .map_err(|_| Error::KeyUnavailable(format!("the keyring key in {} is not 32 bytes", dir.display())))?;
-        Ok(FileKeyGuard { dir: dir.to_path_buf(), key })
+        let key = SecretKey::from_slice(&bytes).map_err(|_| {
+            Error::KeyUnavailable(format!(
+                "the keyring key in {} is not 32 bytes",
+                dir.display()
+            ))
+        })?;
+        Ok(FileKeyGuard {
+            dir: dir.to_path_buf(),
+            key,
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -111,7 +126,10 @@ impl KeyGuard for FileKeyGuard {
     }
 
     fn describe(&self) -> String {
-        format!("development file key guard in {} (NOT for production)", self.dir.display())
+        format!(
+            "development file key guard in {} (NOT for production)",
+            self.dir.display()
+        )
     }
 
     fn location(&self) -> Option<&Path> {

@@ -16,7 +16,9 @@ impl SecretKey {
         SecretKey(b)
     }
     pub fn from_slice(b: &[u8]) -> Result<Self> {
-        let arr: [u8; 32] = b.try_into().map_err(|_| Error::Crypto("a key must be 32 bytes"))?;
+        let arr: [u8; 32] = b
+            .try_into()
+            .map_err(|_| Error::Crypto("a key must be 32 bytes"))?;
         Ok(SecretKey(arr))
     }
     pub fn as_bytes(&self) -> &[u8; 32] {
@@ -48,8 +50,11 @@ impl EndpointPublicKey {
 
     /// Parses the text form written by `apoyo endpoint-keygen` (hex, optional whitespace).
     pub fn from_text(s: &str) -> Result<Self> {
-        let b = hex::decode(s.trim()).map_err(|_| Error::Decode("endpoint public key is not hex".into()))?;
-        let arr: [u8; 32] = b.try_into().map_err(|_| Error::Decode("endpoint public key must be 32 bytes".into()))?;
+        let b = hex::decode(s.trim())
+            .map_err(|_| Error::Decode("endpoint public key is not hex".into()))?;
+        let arr: [u8; 32] = b
+            .try_into()
+            .map_err(|_| Error::Decode("endpoint public key must be 32 bytes".into()))?;
         Ok(EndpointPublicKey(arr))
     }
 
@@ -115,7 +120,10 @@ impl DeviceIdentity {
     /// X25519 shared secret with a peer public key.
     pub fn diffie_hellman(&self, peer: &[u8; 32]) -> SecretKey {
         let s = x25519_dalek::StaticSecret::from(*self.secret.as_bytes());
-        SecretKey::from_bytes(s.diffie_hellman(&x25519_dalek::PublicKey::from(*peer)).to_bytes())
+        SecretKey::from_bytes(
+            s.diffie_hellman(&x25519_dalek::PublicKey::from(*peer))
+                .to_bytes(),
+        )
     }
     /// The device id: hex of the first 16 bytes of SHA-256 of the public key.
     pub fn device_id(&self) -> String {
@@ -130,6 +138,8 @@ pub fn device_id_of(public: &[u8; 32]) -> String {
 
 impl std::fmt::Debug for DeviceIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeviceIdentity").field("public", &hex::encode(self.public)).finish()
+        f.debug_struct("DeviceIdentity")
+            .field("public", &hex::encode(self.public))
+            .finish()
     }
 }

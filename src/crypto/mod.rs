@@ -45,14 +45,16 @@ pub fn derive_key(ikm: &[u8], info: &[&[u8]]) -> Result<SecretKey> {
     let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(b"apoyo-sync/v1"), ikm);
     let mut out = SecretKey::zero();
     let info: Vec<u8> = info.concat();
-    hk.expand(&info, out.as_mut()).map_err(|_| Error::Crypto("HKDF expand length"))?;
+    hk.expand(&info, out.as_mut())
+        .map_err(|_| Error::Crypto("HKDF expand length"))?;
     Ok(out)
 }
 
 /// HMAC-SHA-256 of the concatenation of `parts` under `key`.
 pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Result<[u8; 32]> {
     use hmac::{KeyInit, Mac};
-    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key).map_err(|_| Error::Crypto("HMAC key"))?;
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key)
+        .map_err(|_| Error::Crypto("HMAC key"))?;
     for p in parts {
         mac.update(p);
     }
@@ -62,7 +64,8 @@ pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Result<[u8; 32]> {
 /// Constant-time HMAC-SHA-256 check.
 pub fn hmac_sha256_verify(key: &[u8], parts: &[&[u8]], tag: &[u8]) -> Result<bool> {
     use hmac::{KeyInit, Mac};
-    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key).map_err(|_| Error::Crypto("HMAC key"))?;
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key)
+        .map_err(|_| Error::Crypto("HMAC key"))?;
     for p in parts {
         mac.update(p);
     }

@@ -56,7 +56,8 @@ struct PartCipher {
 impl PartCipher {
     fn new(data_key: &SecretKey, capture_id: &[u8; 16], kind: PartKind) -> Result<Self> {
         let key = derive_key(data_key.as_bytes(), &[b"part", capture_id, &[kind.code()]])?;
-        let aead = ChaCha20Poly1305::new_from_slice(key.as_bytes()).map_err(|_| Error::Crypto("part key length"))?;
+        let aead = ChaCha20Poly1305::new_from_slice(key.as_bytes())
+            .map_err(|_| Error::Crypto("part key length"))?;
         // A fresh key per (capture, part), so the nonce prefix can be constant.
         let stream = StreamBE32::from_aead(aead, &Default::default());
         let mut ad = [0u8; AD_LEN];
@@ -81,7 +82,9 @@ pub struct PartSealer {
 
 impl PartSealer {
     pub fn new(data_key: &SecretKey, capture_id: &[u8; 16], kind: PartKind) -> Result<Self> {
-        Ok(PartSealer { cipher: PartCipher::new(data_key, capture_id, kind)? })
+        Ok(PartSealer {
+            cipher: PartCipher::new(data_key, capture_id, kind)?,
+        })
     }
 
     /// Seals `plaintext` into `out`; returns the number of ciphertext bytes written.
@@ -91,10 +94,19 @@ impl PartSealer {
     }
 
     /// As [`PartSealer::seal_to`], reusing the caller's chunk buffer.
-    pub fn seal_with_buffer<W: Write + ?Sized>(&mut self, plaintext: &[u8], out: &mut W, buf: &mut Vec<u8>) -> Result<u64> {
+    pub fn seal_with_buffer<W: Write + ?Sized>(
+        &mut self,
+        plaintext: &[u8],
+        out: &mut W,
+        buf: &mut Vec<u8>,
+    ) -> Result<u64> {
         out.write_all(&[CIPHERTEXT_VERSION])?;
         let mut written = 1u64;
-        let chunks: Vec<&[u8]> = if plaintext.is_empty() { vec![&[][..]] } else { plaintext.chunks(CHUNK_SIZE).collect() };
+        let chunks: Vec<&[u8]> = if plaintext.is_empty() {
+            vec![&[][..]]
+        } else {
+            plaintext.chunks(CHUNK_SIZE).collect()
+        };
         let n = chunks.len();
         for (i, chunk) in chunks.into_iter().enumerate() {
             let index = u32::try_from(i).map_err(|_| Error::Crypto("too many chunks"))?;
@@ -120,13 +132,21 @@ pub struct PartOpener {
 
 impl PartOpener {
     pub fn new(data_key: &SecretKey, capture_id: &[u8; 16], kind: PartKind) -> Result<Self> {
-        Ok(PartOpener { cipher: PartCipher::new(data_key, capture_id, kind)?, kind })
+        Ok(PartOpener {
+            cipher: PartCipher::new(data_key, capture_id, kind)?,
+            kind,
+        })
     }
 
     /// Reads exactly `ct_len` ciphertext bytes from `input` and writes the plaintext to `out`.
     /// Any tampering, truncation, reordering or swap gives [`Error::Integrity`] naming the part
     /// kind. Returns the plaintext length.
-    pub fn open_to<R: Read, W: Write>(&mut self, ct_len: u64, mut input: R, out: &mut W) -> Result<u64> {
+    pub fn open_to<R: Read, W: Write>(
+        &mut self,
+        ct_len: u64,
+        mut input: R,
+        out: &mut W,
+    ) -> Result<u64> {
         let what = || Error::integrity(format!("{} part", self.kind.name()));
         let expected_plain = plaintext_len(ct_len).ok_or_else(what)?;
         let mut version = [0u8; 1];
@@ -144,7 +164,10 @@ impl PartOpener {
             buf.resize(this, 0);
             read_exact(&mut input, &mut buf).map_err(|_| what())?;
             let ad = self.cipher.ad_for(index);
-            self.cipher.stream.decrypt_in_place(index, last, &ad, &mut buf).map_err(|_| what())?;
+            self.cipher
+                .stream
+                .decrypt_in_place(index, last, &ad, &mut buf)
+                .map_err(|_| what())?;
             out.write_all(&buf)?;
             plain += buf.len() as u64;
             remaining -= this as u64;
@@ -174,18 +197,32 @@ mod tests {
         let id = [3u8; 16];
         let pt: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
         let mut ct = Vec::new();
-        let n = PartSealer::new(&dk, &id, PartKind::Selfie).unwrap().seal_to(&pt, &mut ct).unwrap();
+        let n = PartSealer::new(&dk, &id, PartKind::Selfie)
+            .unwrap()
+            .seal_to(&pt, &mut ct)
+            .unwrap();
         assert_eq!(n as usize, ct.len());
         assert_eq!(ciphertext_len(len as u64), ct.len() as u64);
         assert_eq!(plaintext_len(ct.len() as u64), Some(len as u64));
         let mut back = Vec::new();
-        PartOpener::new(&dk, &id, PartKind::Selfie).unwrap().open_to(ct.len() as u64, &ct[..], &mut back).unwrap();
+        PartOpener::new(&dk, &id, PartKind::Selfie)
+            .unwrap()
+            .open_to(ct.len() as u64, &ct[..], &mut back)
+            .unwrap();
         assert_eq!(back, pt);
     }
 
     #[test]
     fn roundtrips_at_chunk_boundaries() {
-        for len in [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 3 * CHUNK_SIZE, 600_000] {
+        for len in [
+            0,
+            1,
+            CHUNK_SIZE - 1,
+            CHUNK_SIZE,
+            CHUNK_SIZE + 1,
+            3 * CHUNK_SIZE,
+            600_000,
+        ] {
             roundtrip(len);
         }
     }
@@ -196,21 +233,40 @@ mod tests {
         let id = [3u8; 16];
         let pt = vec![0x5au8; 3 * CHUNK_SIZE + 10];
         let mut ct = Vec::new();
-        PartSealer::new(&dk, &id, PartKind::Front).unwrap().seal_to(&pt, &mut ct).unwrap();
+        PartSealer::new(&dk, &id, PartKind::Front)
+            .unwrap()
+            .seal_to(&pt, &mut ct)
+            .unwrap();
         let open = |kind: PartKind, cid: [u8; 16], bytes: &[u8]| {
-            PartOpener::new(&dk, &cid, kind).unwrap().open_to(bytes.len() as u64, bytes, &mut std::io::sink())
+            PartOpener::new(&dk, &cid, kind).unwrap().open_to(
+                bytes.len() as u64,
+                bytes,
+                &mut std::io::sink(),
+            )
         };
         assert!(open(PartKind::Front, id, &ct).is_ok());
         // Flip a byte.
         let mut t = ct.clone();
         t[1000] ^= 0x01;
-        assert!(matches!(open(PartKind::Front, id, &t), Err(Error::Integrity { .. })));
+        assert!(matches!(
+            open(PartKind::Front, id, &t),
+            Err(Error::Integrity { .. })
+        ));
         // Another kind or capture.
-        assert!(matches!(open(PartKind::Back, id, &ct), Err(Error::Integrity { .. })));
-        assert!(matches!(open(PartKind::Front, [4u8; 16], &ct), Err(Error::Integrity { .. })));
+        assert!(matches!(
+            open(PartKind::Back, id, &ct),
+            Err(Error::Integrity { .. })
+        ));
+        assert!(matches!(
+            open(PartKind::Front, [4u8; 16], &ct),
+            Err(Error::Integrity { .. })
+        ));
         // Truncated at a chunk boundary (drop the last chunk): the last-flag catches it.
         let full = CHUNK_SIZE + TAG;
-        assert!(matches!(open(PartKind::Front, id, &ct[..1 + 3 * full]), Err(Error::Integrity { .. })));
+        assert!(matches!(
+            open(PartKind::Front, id, &ct[..1 + 3 * full]),
+            Err(Error::Integrity { .. })
+        ));
         // Two chunks swapped.
         let mut s = ct.clone();
         let (a, b) = (1, 1 + full);
@@ -218,10 +274,16 @@ mod tests {
         let second: Vec<u8> = s[b..b + full].to_vec();
         s[a..a + full].copy_from_slice(&second);
         s[b..b + full].copy_from_slice(&first);
-        assert!(matches!(open(PartKind::Front, id, &s), Err(Error::Integrity { .. })));
+        assert!(matches!(
+            open(PartKind::Front, id, &s),
+            Err(Error::Integrity { .. })
+        ));
         // Unknown version.
         let mut v = ct.clone();
         v[0] = 9;
-        assert!(matches!(open(PartKind::Front, id, &v), Err(Error::CiphertextVersion(9))));
+        assert!(matches!(
+            open(PartKind::Front, id, &v),
+            Err(Error::CiphertextVersion(9))
+        ));
     }
 }

@@ -33,5 +33,6 @@ impl ReceiptSigner {
 pub fn verify(public: &[u8; 32], msg: &[u8], sig: &[u8]) -> Result<()> {
     let vk = VerifyingKey::from_bytes(public).map_err(|_| Error::BadReceipt)?;
     let sig: [u8; 64] = sig.try_into().map_err(|_| Error::BadReceipt)?;
-    vk.verify_strict(msg, &Signature::from_bytes(&sig)).map_err(|_| Error::BadReceipt)
+    vk.verify_strict(msg, &Signature::from_bytes(&sig))
+        .map_err(|_| Error::BadReceipt)
 }

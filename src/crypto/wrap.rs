@@ -12,7 +12,10 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hpke::{Deserializable, Kem as _, OpModeR, OpModeS, Serializable};
 
-use super::{CIPHERTEXT_VERSION, DeviceIdentity, EndpointPublicKey, EndpointSecretKey, SecretKey, fill_random};
+use super::{
+    CIPHERTEXT_VERSION, DeviceIdentity, EndpointPublicKey, EndpointSecretKey, SecretKey,
+    fill_random,
+};
 use crate::error::{Error, Result};
 
 type HpkeKem = hpke::kem::X25519HkdfSha256;
@@ -31,12 +34,19 @@ fn wrap_ad(domain: &str, label: &[u8]) -> Vec<u8> {
 
 /// Wraps `secret` under `kek`, bound to `domain` and `label`.
 pub fn wrap(kek: &SecretKey, domain: &str, label: &[u8], secret: &SecretKey) -> Result<Vec<u8>> {
-    let cipher = XChaCha20Poly1305::new_from_slice(kek.as_bytes()).map_err(|_| Error::Crypto("wrap key length"))?;
+    let cipher = XChaCha20Poly1305::new_from_slice(kek.as_bytes())
+        .map_err(|_| Error::Crypto("wrap key length"))?;
     let mut nonce = [0u8; 24];
     fill_random(&mut nonce)?;
     let ad = wrap_ad(domain, label);
     let ct = cipher
-        .encrypt(&XNonce::from(nonce), Payload { msg: secret.as_bytes(), aad: &ad })
+        .encrypt(
+            &XNonce::from(nonce),
+            Payload {
+                msg: secret.as_bytes(),
+                aad: &ad,
+            },
+        )
         .map_err(|_| Error::Crypto("wrap"))?;
     let mut out = Vec::with_capacity(WRAP_LEN);
     out.push(CIPHERTEXT_VERSION);
@@ -47,18 +57,33 @@ pub fn wrap(kek: &SecretKey, domain: &str, label: &[u8], secret: &SecretKey) -> 
 
 /// Unwraps what [`wrap`] made. A wrong key, domain or label, or a tampered wrap, gives
 /// [`Error::Integrity`] naming `what`.
-pub fn unwrap(kek: &SecretKey, domain: &str, label: &[u8], wrapped: &[u8], what: &str) -> Result<SecretKey> {
+pub fn unwrap(
+    kek: &SecretKey,
+    domain: &str,
+    label: &[u8],
+    wrapped: &[u8],
+    what: &str,
+) -> Result<SecretKey> {
     if wrapped.len() != WRAP_LEN {
         return Err(Error::integrity(format!("{what} (length)")));
     }
     if wrapped[0] != CIPHERTEXT_VERSION {
         return Err(Error::CiphertextVersion(wrapped[0]));
     }
-    let cipher = XChaCha20Poly1305::new_from_slice(kek.as_bytes()).map_err(|_| Error::Crypto("wrap key length"))?;
-    let nonce: [u8; 24] = wrapped[1..25].try_into().map_err(|_| Error::integrity(what.to_string()))?;
+    let cipher = XChaCha20Poly1305::new_from_slice(kek.as_bytes())
+        .map_err(|_| Error::Crypto("wrap key length"))?;
+    let nonce: [u8; 24] = wrapped[1..25]
+        .try_into()
+        .map_err(|_| Error::integrity(what.to_string()))?;
     let ad = wrap_ad(domain, label);
     let pt = cipher
-        .decrypt(&XNonce::from(nonce), Payload { msg: &wrapped[25..], aad: &ad })
+        .decrypt(
+            &XNonce::from(nonce),
+            Payload {
+                msg: &wrapped[25..],
+                aad: &ad,
+            },
+        )
         .map_err(|_| Error::integrity(what.to_string()))?;
     let key = SecretKey::from_slice(&pt);
     let mut pt = pt;
@@ -73,13 +98,20 @@ pub fn seal_to_endpoint(
     capture_id: &[u8; 16],
     data_key: &SecretKey,
 ) -> Result<Vec<u8>> {
-    let pk_r = <HpkeKem as hpke::Kem>::PublicKey::from_bytes(&endpoint.0).map_err(|_| Error::Crypto("endpoint public key"))?;
+    let pk_r = <HpkeKem as hpke::Kem>::PublicKey::from_bytes(&endpoint.0)
+        .map_err(|_| Error::Crypto("endpoint public key"))?;
     let sk_s = <HpkeKem as hpke::Kem>::PrivateKey::from_bytes(device.secret().as_bytes())
         .map_err(|_| Error::Crypto("device identity key"))?;
     let pk_s = HpkeKem::sk_to_pk(&sk_s);
     let mode = OpModeS::Auth((sk_s, pk_s));
-    let (enc, ct) = hpke::single_shot_seal::<HpkeAead, HpkeKdf, HpkeKem>(&mode, &pk_r, HPKE_INFO, data_key.as_bytes(), capture_id)
-        .map_err(|_| Error::Crypto("HPKE seal"))?;
+    let (enc, ct) = hpke::single_shot_seal::<HpkeAead, HpkeKdf, HpkeKem>(
+        &mode,
+        &pk_r,
+        HPKE_INFO,
+        data_key.as_bytes(),
+        capture_id,
+    )
+    .map_err(|_| Error::Crypto("HPKE seal"))?;
     let mut out = Vec::with_capacity(SEALED_KEY_LEN);
     out.push(CIPHERTEXT_VERSION);
     out.extend_from_slice(&enc.to_bytes());
@@ -100,12 +132,22 @@ pub fn open_from_device(
     if sealed[0] != CIPHERTEXT_VERSION {
         return Err(Error::CiphertextVersion(sealed[0]));
     }
-    let sk_r = <HpkeKem as hpke::Kem>::PrivateKey::from_bytes(endpoint.as_bytes()).map_err(|_| Error::Crypto("endpoint key"))?;
-    let pk_s = <HpkeKem as hpke::Kem>::PublicKey::from_bytes(device_public).map_err(|_| Error::integrity("device public key"))?;
-    let enc = <HpkeKem as hpke::Kem>::EncappedKey::from_bytes(&sealed[1..33]).map_err(|_| Error::integrity("sealed data key"))?;
-    let mode = OpModeR::Auth(pk_s);
-    let mut pt = hpke::single_shot_open::<HpkeAead, HpkeKdf, HpkeKem>(&mode, &sk_r, &enc, HPKE_INFO, &sealed[33..], capture_id)
+    let sk_r = <HpkeKem as hpke::Kem>::PrivateKey::from_bytes(endpoint.as_bytes())
+        .map_err(|_| Error::Crypto("endpoint key"))?;
+    let pk_s = <HpkeKem as hpke::Kem>::PublicKey::from_bytes(device_public)
+        .map_err(|_| Error::integrity("device public key"))?;
+    let enc = <HpkeKem as hpke::Kem>::EncappedKey::from_bytes(&sealed[1..33])
         .map_err(|_| Error::integrity("sealed data key"))?;
+    let mode = OpModeR::Auth(pk_s);
+    let mut pt = hpke::single_shot_open::<HpkeAead, HpkeKdf, HpkeKem>(
+        &mode,
+        &sk_r,
+        &enc,
+        HPKE_INFO,
+        &sealed[33..],
+        capture_id,
+    )
+    .map_err(|_| Error::integrity("sealed data key"))?;
     let key = SecretKey::from_slice(&pt);
     zeroize::Zeroize::zeroize(&mut pt);
     key
@@ -123,13 +165,25 @@ mod tests {
         let w = wrap(&kek, "data-key", b"id-1", &secret).unwrap();
         assert_eq!(w.len(), WRAP_LEN);
         assert_eq!(unwrap(&kek, "data-key", b"id-1", &w, "k").unwrap(), secret);
-        assert!(matches!(unwrap(&kek, "data-key", b"id-2", &w, "k"), Err(Error::Integrity { .. })));
-        assert!(matches!(unwrap(&kek, "identity", b"id-1", &w, "k"), Err(Error::Integrity { .. })));
+        assert!(matches!(
+            unwrap(&kek, "data-key", b"id-2", &w, "k"),
+            Err(Error::Integrity { .. })
+        ));
+        assert!(matches!(
+            unwrap(&kek, "identity", b"id-1", &w, "k"),
+            Err(Error::Integrity { .. })
+        ));
         let other = random_key().unwrap();
-        assert!(matches!(unwrap(&other, "data-key", b"id-1", &w, "k"), Err(Error::Integrity { .. })));
+        assert!(matches!(
+            unwrap(&other, "data-key", b"id-1", &w, "k"),
+            Err(Error::Integrity { .. })
+        ));
         let mut t = w.clone();
         t[40] ^= 1;
-        assert!(matches!(unwrap(&kek, "data-key", b"id-1", &t, "k"), Err(Error::Integrity { .. })));
+        assert!(matches!(
+            unwrap(&kek, "data-key", b"id-1", &t, "k"),
+            Err(Error::Integrity { .. })
+        ));
     }
 
     #[test]
@@ -141,7 +195,10 @@ mod tests {
         let id = [7u8; 16];
         let sealed = seal_to_endpoint(&ep.public(), &dev, &id, &dk).unwrap();
         assert_eq!(sealed.len(), SEALED_KEY_LEN);
-        assert_eq!(open_from_device(&ep, &dev.public(), &id, &sealed).unwrap(), dk);
+        assert_eq!(
+            open_from_device(&ep, &dev.public(), &id, &sealed).unwrap(),
+            dk
+        );
         // Another device's key, another capture id: refused.
         assert!(open_from_device(&ep, &other.public(), &id, &sealed).is_err());
         assert!(open_from_device(&ep, &dev.public(), &[8u8; 16], &sealed).is_err());

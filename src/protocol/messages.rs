@@ -16,7 +16,9 @@ pub mod bytes32 {
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
         let b: serde_bytes::ByteBuf = Deserialize::deserialize(d)?;
-        b.into_vec().try_into().map_err(|_| D::Error::custom("expected 32 bytes"))
+        b.into_vec()
+            .try_into()
+            .map_err(|_| D::Error::custom("expected 32 bytes"))
     }
 }
 

@@ -83,15 +83,43 @@ pub fn encode<T: serde::Serialize>(msg: &T) -> Result<Vec<u8>> {
 /// The activation proof: `HMAC-SHA256(K, "apoyo-sync/v1/activate" || code || nonce || device_public)`
 /// with `K = HKDF-SHA256(X25519(device, endpoint), info = "activation")`. Only the holder of
 /// the device private key the code was issued to (or the endpoint) can compute it.
-pub fn activation_proof(shared: &SecretKey, code: &str, nonce: &[u8], device_public: &[u8; 32]) -> Result<[u8; 32]> {
+pub fn activation_proof(
+    shared: &SecretKey,
+    code: &str,
+    nonce: &[u8],
+    device_public: &[u8; 32],
+) -> Result<[u8; 32]> {
     let k = crypto::derive_key(shared.as_bytes(), &[b"activation"])?;
-    crypto::hmac_sha256(k.as_bytes(), &[b"apoyo-sync/v1/activate", code.as_bytes(), nonce, device_public])
+    crypto::hmac_sha256(
+        k.as_bytes(),
+        &[
+            b"apoyo-sync/v1/activate",
+            code.as_bytes(),
+            nonce,
+            device_public,
+        ],
+    )
 }
 
 /// Verifies an activation proof in constant time.
-pub fn verify_activation_proof(shared: &SecretKey, code: &str, nonce: &[u8], device_public: &[u8; 32], proof: &[u8]) -> Result<bool> {
+pub fn verify_activation_proof(
+    shared: &SecretKey,
+    code: &str,
+    nonce: &[u8],
+    device_public: &[u8; 32],
+    proof: &[u8],
+) -> Result<bool> {
     let k = crypto::derive_key(shared.as_bytes(), &[b"activation"])?;
-    crypto::hmac_sha256_verify(k.as_bytes(), &[b"apoyo-sync/v1/activate", code.as_bytes(), nonce, device_public], proof)
+    crypto::hmac_sha256_verify(
+        k.as_bytes(),
+        &[
+            b"apoyo-sync/v1/activate",
+            code.as_bytes(),
+            nonce,
+            device_public,
+        ],
+        proof,
+    )
 }
 
 /// Domain separation for receipt signatures.

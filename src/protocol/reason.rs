@@ -151,7 +151,9 @@ impl Reason {
             Reason::Unauthorized => 401,
             Reason::RateLimited => 429,
             Reason::Unavailable => 503,
-            Reason::ActivationCodeWrong | Reason::ActivationCodeForeignDevice | Reason::ActivationProofInvalid => 403,
+            Reason::ActivationCodeWrong
+            | Reason::ActivationCodeForeignDevice
+            | Reason::ActivationProofInvalid => 403,
             Reason::ActivationCodeExpired => 410,
             Reason::NotFound => 404,
             Reason::Other => 400,
@@ -202,7 +204,10 @@ mod tests {
             let v = crate::cbor::to_vec(&r).unwrap();
             let back: Reason = crate::cbor::from_slice(&v, 100, "reason").unwrap();
             assert_eq!(back, r);
-            assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"{}\"", r.code()));
+            assert_eq!(
+                serde_json::to_string(&r).unwrap(),
+                format!("\"{}\"", r.code())
+            );
         }
         let unknown: Reason = serde_json::from_str("\"something_new\"").unwrap();
         assert_eq!(unknown, Reason::Other);

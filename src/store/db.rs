@@ -35,7 +35,10 @@ pub fn apply_pragmas(conn: &Connection) -> Result<()> {
 
 /// Creates a new database file at `path` with the application id set.
 pub fn create(path: &Path) -> Result<Connection> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+    )?;
     conn.pragma_update(None, "application_id", APPLICATION_ID)?;
     apply_pragmas(&conn)?;
     Ok(conn)
@@ -45,13 +48,17 @@ pub fn create(path: &Path) -> Result<Connection> {
 /// healthy apoyo store of a version this engine knows. A damaged file gives
 /// [`Error::CorruptStore`] and is left exactly as it was.
 pub fn open_existing(path: &Path) -> Result<Connection> {
-    let corrupt = |detail: String| Error::CorruptStore { path: path.to_path_buf(), detail };
+    let corrupt = |detail: String| Error::CorruptStore {
+        path: path.to_path_buf(),
+        detail,
+    };
     // The header must be SQLite's before SQLite is allowed near the file.
     let mut header = [0u8; 16];
     {
         use std::io::Read;
         let mut f = std::fs::File::open(path)?;
-        f.read_exact(&mut header).map_err(|_| corrupt("shorter than a database header".into()))?;
+        f.read_exact(&mut header)
+            .map_err(|_| corrupt("shorter than a database header".into()))?;
     }
     if &header != b"SQLite format 3\0" {
         return Err(corrupt("not an SQLite database".into()));
@@ -60,13 +67,15 @@ pub fn open_existing(path: &Path) -> Result<Connection> {
     // checkpoint when the checking connection closes.
     {
         let ro = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-        let check = |conn: &Connection| -> std::result::Result<(i64, String, i64), rusqlite::Error> {
-            let app: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
-            let qc: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
-            let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-            Ok((app, qc, v))
-        };
-        let (app, qc, v) = check(&ro).map_err(|e| corrupt(format!("SQLite: {}", sqlite_code(&e))))?;
+        let check =
+            |conn: &Connection| -> std::result::Result<(i64, String, i64), rusqlite::Error> {
+                let app: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+                let qc: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+                let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+                Ok((app, qc, v))
+            };
+        let (app, qc, v) =
+            check(&ro).map_err(|e| corrupt(format!("SQLite: {}", sqlite_code(&e))))?;
         if app != APPLICATION_ID {
             return Err(corrupt("not an apoyo-sync store (application id)".into()));
         }
@@ -74,10 +83,16 @@ pub fn open_existing(path: &Path) -> Result<Connection> {
             return Err(corrupt("integrity check failed".into()));
         }
         if v > super::migrations::LATEST {
-            return Err(Error::StoreVersion { found: v, supported: super::migrations::LATEST });
+            return Err(Error::StoreVersion {
+                found: v,
+                supported: super::migrations::LATEST,
+            });
         }
     }
-    Ok(Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?)
+    Ok(Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE,
+    )?)
 }
 
 fn sqlite_code(e: &rusqlite::Error) -> String {

@@ -93,7 +93,10 @@ where
     std::thread::scope(|s| {
         let worker = |group: Vec<&PartJob<'_>>| -> Result<()> {
             for job in group {
-                let mut w = OffsetWriter { file, pos: job.offset };
+                let mut w = OffsetWriter {
+                    file,
+                    pos: job.offset,
+                };
                 let len = seal(job, &mut w)?;
                 start_writeback(file, job.offset, len);
             }
@@ -101,7 +104,9 @@ where
         };
         let other = s.spawn(move || worker(b));
         let mine = worker(a);
-        let theirs = other.join().map_err(|_| crate::Error::Internal("a sealing thread panicked".into()))?;
+        let theirs = other
+            .join()
+            .map_err(|_| crate::Error::Internal("a sealing thread panicked".into()))?;
         mine.and(theirs)
     })
 }
@@ -128,7 +133,9 @@ where
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn start_writeback(file: &File, offset: u64, len: u64) {
     use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
-    let (Ok(off), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else { return };
+    let (Ok(off), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
     let _ = posix_fadvise(file, off, len, PosixFadviseAdvice::POSIX_FADV_DONTNEED);
 }
 
@@ -164,7 +171,11 @@ pub struct HashingWriter<'a, W: Write> {
 
 impl<'a, W: Write> HashingWriter<'a, W> {
     pub fn new(inner: &'a mut W) -> Self {
-        HashingWriter { inner, hasher: sha2::Sha256::new(), count: 0 }
+        HashingWriter {
+            inner,
+            hasher: sha2::Sha256::new(),
+            count: 0,
+        }
     }
     /// The SHA-256 and length of what was written.
     pub fn finish(self) -> ([u8; 32], u64) {

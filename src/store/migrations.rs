@@ -7,7 +7,10 @@ use rusqlite::Connection;
 use crate::error::{Error, Result};
 
 /// The migrations, in order; index + 1 is the version each produces.
-pub const MIGRATIONS: &[&str] = &[include_str!("../../schema/0001_init.sql"), include_str!("../../schema/0002_sync.sql")];
+pub const MIGRATIONS: &[&str] = &[
+    include_str!("../../schema/0001_init.sql"),
+    include_str!("../../schema/0002_sync.sql"),
+];
 
 /// The schema version this engine writes.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -21,7 +24,10 @@ pub fn version(conn: &Connection) -> Result<i64> {
 pub fn migrate_to(conn: &mut Connection, target: i64) -> Result<()> {
     let current = version(conn)?;
     if current > LATEST {
-        return Err(Error::StoreVersion { found: current, supported: LATEST });
+        return Err(Error::StoreVersion {
+            found: current,
+            supported: LATEST,
+        });
     }
     for v in (current + 1)..=target.min(LATEST) {
         let sql = MIGRATIONS[(v - 1) as usize];
@@ -42,7 +48,15 @@ mod tests {
         let mut st = conn
             .prepare("SELECT type, name, sql FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name")
             .unwrap();
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?))).unwrap();
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            })
+            .unwrap();
         for row in rows {
             let (t, n, _sql) = row.unwrap();
             // Compare the resulting columns, not the text (ALTER TABLE rewrites the SQL text).
@@ -87,15 +101,22 @@ mod tests {
             .unwrap();
             old.execute("INSERT INTO parts (capture_id, kind, file_offset, ct_len, sha256) VALUES (?1, 'front', 0, 10, x'00')", [&id])
                 .unwrap();
-            old.execute("INSERT INTO capture_keys VALUES (?1, x'01', x'02')", [&id]).unwrap();
+            old.execute("INSERT INTO capture_keys VALUES (?1, x'01', x'02')", [&id])
+                .unwrap();
         }
         migrate_to(&mut old, LATEST).unwrap();
         let mut fresh = Connection::open(dir.path().join("fresh.db")).unwrap();
         migrate_to(&mut fresh, LATEST).unwrap();
         assert_eq!(schema_of(&old), schema_of(&fresh));
-        let n: i64 = old.query_row("SELECT count(*) FROM captures", [], |r| r.get(0)).unwrap();
-        let p: i64 = old.query_row("SELECT count(*) FROM parts", [], |r| r.get(0)).unwrap();
-        let k: i64 = old.query_row("SELECT count(*) FROM capture_keys", [], |r| r.get(0)).unwrap();
+        let n: i64 = old
+            .query_row("SELECT count(*) FROM captures", [], |r| r.get(0))
+            .unwrap();
+        let p: i64 = old
+            .query_row("SELECT count(*) FROM parts", [], |r| r.get(0))
+            .unwrap();
+        let k: i64 = old
+            .query_row("SELECT count(*) FROM capture_keys", [], |r| r.get(0))
+            .unwrap();
         assert_eq!((n, p, k), (3, 3, 3));
         let states: Vec<String> = old
             .prepare("SELECT state FROM captures ORDER BY id")
@@ -111,8 +132,17 @@ mod tests {
     fn no_migration_drops_or_deletes() {
         for (i, m) in MIGRATIONS.iter().enumerate() {
             let upper = m.to_uppercase();
-            for banned in ["DROP TABLE", "DELETE FROM", "DROP COLUMN", "UPDATE CAPTURES"] {
-                assert!(!upper.contains(banned), "migration {} contains {banned}", i + 1);
+            for banned in [
+                "DROP TABLE",
+                "DELETE FROM",
+                "DROP COLUMN",
+                "UPDATE CAPTURES",
+            ] {
+                assert!(
+                    !upper.contains(banned),
+                    "migration {} contains {banned}",
+                    i + 1
+                );
             }
         }
     }
@@ -122,6 +152,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut c = Connection::open(dir.path().join("x.db")).unwrap();
         c.pragma_update(None, "user_version", LATEST + 1).unwrap();
-        assert!(matches!(migrate_to(&mut c, LATEST), Err(Error::StoreVersion { .. })));
+        assert!(matches!(
+            migrate_to(&mut c, LATEST),
+            Err(Error::StoreVersion { .. })
+        ));
     }
 }

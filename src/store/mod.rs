@@ -28,7 +28,9 @@ use time::format_description::well_known::Rfc3339;
 pub use files::fsync_dir;
 
 use crate::clock::{SharedClock, SystemClock};
-use crate::crypto::{self, DeviceIdentity, EndpointPublicKey, KeyGuard, PartOpener, PartSealer, SecretKey, wrap};
+use crate::crypto::{
+    self, DeviceIdentity, EndpointPublicKey, KeyGuard, PartOpener, PartSealer, SecretKey, wrap,
+};
 use crate::error::{Error, Result};
 use crate::limits::DEFAULT_DISK_RESERVE_BYTES;
 use crate::model::{CaptureId, Collector, Manifest, NewCapture, PartKind};
@@ -50,7 +52,10 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { disk_reserve_bytes: DEFAULT_DISK_RESERVE_BYTES, clock: Arc::new(SystemClock) }
+        StoreOptions {
+            disk_reserve_bytes: DEFAULT_DISK_RESERVE_BYTES,
+            clock: Arc::new(SystemClock),
+        }
     }
 }
 
@@ -113,16 +118,26 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("dir", &self.dir).field("device_id", &self.device_id).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("dir", &self.dir)
+            .field("device_id", &self.device_id)
+            .finish_non_exhaustive()
     }
 }
 
 fn now_text(clock: &SharedClock) -> Result<String> {
-    clock.now().format(&Rfc3339).map_err(|e| Error::Internal(e.to_string()))
+    clock
+        .now()
+        .format(&Rfc3339)
+        .map_err(|e| Error::Internal(e.to_string()))
 }
 
 fn lock_store(dir: &Path) -> Result<File> {
-    let f = fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(LOCK_FILE))?;
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK_FILE))?;
     match f.try_lock() {
         Ok(()) => Ok(f),
         Err(fs::TryLockError::WouldBlock) => Err(Error::StoreBusy),
@@ -221,7 +236,10 @@ impl Store {
         let mut conn = db::open_existing(&db_path)?;
         let v = migrations::version(&conn)?;
         if v > migrations::LATEST {
-            return Err(Error::StoreVersion { found: v, supported: migrations::LATEST });
+            return Err(Error::StoreVersion {
+                found: v,
+                supported: migrations::LATEST,
+            });
         }
         // Unwrap the keys before changing anything: a foreign store stays untouched.
         type DeviceRow = (Vec<u8>, String, Vec<u8>, Vec<u8>, Vec<u8>, String, String);
@@ -235,15 +253,28 @@ impl Store {
             .optional()
             .map_err(|_| Error::CorruptStore { path: db_path.clone(), detail: "no device record".into() })?;
         let Some((sid, device_id, wm, wi, ep, ck, cid)) = row else {
-            return Err(Error::CorruptStore { path: db_path, detail: "no device record".into() });
+            return Err(Error::CorruptStore {
+                path: db_path,
+                detail: "no device record".into(),
+            });
         };
-        let store_id: [u8; 16] =
-            sid.try_into().map_err(|_| Error::CorruptStore { path: db_path.clone(), detail: "bad store id".into() })?;
+        let store_id: [u8; 16] = sid.try_into().map_err(|_| Error::CorruptStore {
+            path: db_path.clone(),
+            detail: "bad store id".into(),
+        })?;
         let master = guard.unwrap(&store_id, &wm)?;
-        let identity = DeviceIdentity::from_secret(wrap::unwrap(&master, "identity", &store_id, &wi, "device identity")?);
-        let endpoint_public = EndpointPublicKey(
-            ep.try_into().map_err(|_| Error::CorruptStore { path: db_path.clone(), detail: "bad endpoint key".into() })?,
-        );
+        let identity = DeviceIdentity::from_secret(wrap::unwrap(
+            &master,
+            "identity",
+            &store_id,
+            &wi,
+            "device identity",
+        )?);
+        let endpoint_public =
+            EndpointPublicKey(ep.try_into().map_err(|_| Error::CorruptStore {
+                path: db_path.clone(),
+                detail: "bad endpoint key".into(),
+            })?);
         let collector = match ck.as_str() {
             "auxiliar" => Collector::Auxiliar(cid),
             _ => Collector::MiApoyo(cid),
@@ -255,7 +286,11 @@ impl Store {
         let store = Store {
             conn,
             dir: dir.to_path_buf(),
-            keys: DeviceKeys { master, identity, dup_key },
+            keys: DeviceKeys {
+                master,
+                identity,
+                dup_key,
+            },
             store_id,
             device_id,
             endpoint_public,
@@ -282,7 +317,12 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
         };
-        for name in [DB_FILE.to_string(), format!("{DB_FILE}-wal"), format!("{DB_FILE}-shm"), files::PARTS_DIR.to_string()] {
+        for name in [
+            DB_FILE.to_string(),
+            format!("{DB_FILE}-wal"),
+            format!("{DB_FILE}-shm"),
+            files::PARTS_DIR.to_string(),
+        ] {
             let from = dir.join(&name);
             if from.exists() {
                 fs::rename(&from, target.join(&name))?;
@@ -299,7 +339,11 @@ impl Store {
             let Some(id) = id else { continue };
             let held: Option<String> = self
                 .conn
-                .query_row("SELECT state FROM captures WHERE id = ?1", [id.to_string()], |r| r.get(0))
+                .query_row(
+                    "SELECT state FROM captures WHERE id = ?1",
+                    [id.to_string()],
+                    |r| r.get(0),
+                )
                 .optional()?;
             // No row: the capture's transaction never committed, so it was never reported as
             // captured. Purged: the key wraps are gone and the bytes are unreadable.
@@ -367,7 +411,9 @@ impl Store {
 
     /// The process catalog.
     pub fn processes(&self) -> Result<Vec<Process>> {
-        let mut st = self.conn.prepare("SELECT definition FROM processes ORDER BY id")?;
+        let mut st = self
+            .conn
+            .prepare("SELECT definition FROM processes ORDER BY id")?;
         let rows = st.query_map([], |r| r.get::<_, String>(0))?;
         let mut out = Vec::new();
         for json in rows {
@@ -378,10 +424,18 @@ impl Store {
 
     /// One process by id.
     pub fn process(&self, id: &str) -> Result<Process> {
-        let json: Option<String> =
-            self.conn.query_row("SELECT definition FROM processes WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+        let json: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT definition FROM processes WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?;
         let json = json.ok_or_else(|| Error::UnknownProcess(id.to_string()))?;
-        Process::parse_json_list(json.as_bytes())?.pop().ok_or_else(|| Error::UnknownProcess(id.to_string()))
+        Process::parse_json_list(json.as_bytes())?
+            .pop()
+            .ok_or_else(|| Error::UnknownProcess(id.to_string()))
     }
 
     // ---- capture ---------------------------------------------------------------------------
@@ -393,12 +447,18 @@ impl Store {
         let now = self.opts.clock.now();
         let process = self.process(&c.process_id)?;
         if !process.is_open_at(now) {
-            return Err(Error::ProcessClosed { process: process.id });
+            return Err(Error::ProcessClosed {
+                process: process.id,
+            });
         }
         let formats = crate::validate::validate(&c, &process)?;
         let dup_key = crypto::hmac_sha256(
             self.keys.dup_key.as_bytes(),
-            &[process.id.as_bytes(), &[0], c.fields.clave_elector.as_bytes()],
+            &[
+                process.id.as_bytes(),
+                &[0],
+                c.fields.clave_elector.as_bytes(),
+            ],
         )?;
         if let Some(earlier) = self
             .conn
@@ -413,7 +473,10 @@ impl Store {
         }
 
         let id = CaptureId::new_v7(now);
-        let collector = c.collector.clone().unwrap_or_else(|| self.collector.clone());
+        let collector = c
+            .collector
+            .clone()
+            .unwrap_or_else(|| self.collector.clone());
         let manifest = Manifest {
             v: Manifest::VERSION,
             capture_id: id,
@@ -431,7 +494,11 @@ impl Store {
         // Backpressure: refuse rather than fill the phone; never evict unsent data.
         let part_bytes: u64 = PartKind::ALL
             .iter()
-            .map(|k| crypto::ciphertext_len(c.images.get(*k).map_or(manifest_bytes.len(), <[u8]>::len) as u64))
+            .map(|k| {
+                crypto::ciphertext_len(
+                    c.images.get(*k).map_or(manifest_bytes.len(), <[u8]>::len) as u64
+                )
+            })
             .sum();
         let needed = part_bytes + ROW_OVERHEAD_BYTES + self.opts.disk_reserve_bytes;
         let available = fs4::available_space(&self.dir)?;
@@ -448,21 +515,41 @@ impl Store {
                 Some(img) => img,
                 None => &manifest_bytes[..],
             };
-            jobs.push(files::PartJob { kind, plain, offset });
+            jobs.push(files::PartJob {
+                kind,
+                plain,
+                offset,
+            });
             offset += crypto::ciphertext_len(plain.len() as u64);
         }
         files::write_parts_durably(&path, &jobs, |job, out| {
             let mut buf = Vec::with_capacity(crate::limits::CHUNK_SIZE + 16);
-            PartSealer::new(&data_key, id.as_bytes(), job.kind)?.seal_with_buffer(job.plain, out, &mut buf)
+            PartSealer::new(&data_key, id.as_bytes(), job.kind)?
+                .seal_with_buffer(job.plain, out, &mut buf)
         })?;
-        let records: Vec<(PartKind, u64, u64)> =
-            jobs.iter().map(|j| (j.kind, j.offset, crypto::ciphertext_len(j.plain.len() as u64))).collect();
+        let records: Vec<(PartKind, u64, u64)> = jobs
+            .iter()
+            .map(|j| {
+                (
+                    j.kind,
+                    j.offset,
+                    crypto::ciphertext_len(j.plain.len() as u64),
+                )
+            })
+            .collect();
         drop(jobs);
         zeroize::Zeroize::zeroize(&mut *manifest_bytes);
 
         let device_wrap = wrap::wrap(&self.keys.master, "data-key", id.as_bytes(), &data_key)?;
-        let endpoint_seal = crypto::wrap::seal_to_endpoint(&self.endpoint_public, &self.keys.identity, id.as_bytes(), &data_key)?;
-        let now_s = now.format(&Rfc3339).map_err(|e| Error::Internal(e.to_string()))?;
+        let endpoint_seal = crypto::wrap::seal_to_endpoint(
+            &self.endpoint_public,
+            &self.keys.identity,
+            id.as_bytes(),
+            &data_key,
+        )?;
+        let now_s = now
+            .format(&Rfc3339)
+            .map_err(|e| Error::Internal(e.to_string()))?;
         let (ck, cid) = collector_parts(&collector);
         let total: u64 = records.iter().map(|r| r.2).sum();
         let result = (|| -> Result<()> {
@@ -498,8 +585,16 @@ impl Store {
     /// Counts per state and the bytes still held.
     pub fn status(&self) -> Result<Status> {
         let mut s = Status::default();
-        let mut st = self.conn.prepare("SELECT state, count(*), coalesce(sum(total_bytes), 0) FROM captures GROUP BY state")?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))?;
+        let mut st = self.conn.prepare(
+            "SELECT state, count(*), coalesce(sum(total_bytes), 0) FROM captures GROUP BY state",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
         for row in rows {
             let (state, n, bytes) = row?;
             let n = n as u64;
@@ -524,7 +619,8 @@ impl Store {
             "SELECT id, process_id, state, reason, attempts, captured_at, total_bytes FROM captures ORDER BY id",
         )?;
         let rows = st.query_map([], row_to_info)?;
-        rows.map(|r| r.map_err(Error::from).and_then(|x| x)).collect()
+        rows.map(|r| r.map_err(Error::from).and_then(|x| x))
+            .collect()
     }
 
     /// One capture's queue row.
@@ -543,12 +639,18 @@ impl Store {
     pub fn capture_collector(&self, id: &CaptureId) -> Result<Collector> {
         let (kind, cid): (String, String) = self
             .conn
-            .query_row("SELECT collector_kind, collector_id FROM captures WHERE id = ?1", [id.to_string()], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT collector_kind, collector_id FROM captures WHERE id = ?1",
+                [id.to_string()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()?
             .ok_or_else(|| Error::UnknownCapture(id.to_string()))?;
-        Ok(if kind == "auxiliar" { Collector::Auxiliar(cid) } else { Collector::MiApoyo(cid) })
+        Ok(if kind == "auxiliar" {
+            Collector::Auxiliar(cid)
+        } else {
+            Collector::MiApoyo(cid)
+        })
     }
 
     /// The stored parts of a capture.
@@ -556,10 +658,26 @@ impl Store {
         let mut st = self.conn.prepare(
             "SELECT kind, file_offset, ct_len, sha256, upload_url, uploaded_bytes, upload_expires FROM parts WHERE capture_id = ?1",
         )?;
-        type Row = (String, i64, i64, Option<Vec<u8>>, Option<String>, i64, Option<String>);
+        type Row = (
+            String,
+            i64,
+            i64,
+            Option<Vec<u8>>,
+            Option<String>,
+            i64,
+            Option<String>,
+        );
         let rows: Vec<Row> = st
             .query_map([id.to_string()], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
             })?
             .collect::<rusqlite::Result<_>>()?;
         let mut out = Vec::new();
@@ -575,7 +693,9 @@ impl Store {
                 uploaded_bytes: up as u64,
             };
             rec.sha256 = match sha {
-                Some(sha) => sha.try_into().map_err(|_| Error::integrity("part digest"))?,
+                Some(sha) => sha
+                    .try_into()
+                    .map_err(|_| Error::integrity("part digest"))?,
                 // Hashed on first use rather than on the capture path (the AEAD tags already
                 // detect damage); recorded so it is computed once.
                 None => {
@@ -602,30 +722,51 @@ impl Store {
     }
 
     /// A reader over the ciphertext of one part, exactly the bytes to upload.
-    pub fn part_reader(&self, id: &CaptureId, part: &PartRecord) -> Result<impl Read + Seek + use<>> {
+    pub fn part_reader(
+        &self,
+        id: &CaptureId,
+        part: &PartRecord,
+    ) -> Result<impl Read + Seek + use<>> {
         let mut f = File::open(files::part_file(&self.dir, id)).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::integrity(format!("{} part (file missing)", part.kind.name())),
+            std::io::ErrorKind::NotFound => {
+                Error::integrity(format!("{} part (file missing)", part.kind.name()))
+            }
             _ => Error::Io(e),
         })?;
         let file_len = f.metadata()?.len();
         if part.file_offset + part.ct_len > file_len {
-            return Err(Error::integrity(format!("{} part (file truncated)", part.kind.name())));
+            return Err(Error::integrity(format!(
+                "{} part (file truncated)",
+                part.kind.name()
+            )));
         }
         f.seek(SeekFrom::Start(part.file_offset))?;
-        Ok(PartRange { file: f, start: part.file_offset, len: part.ct_len, pos: 0 })
+        Ok(PartRange {
+            file: f,
+            start: part.file_offset,
+            len: part.ct_len,
+            pos: 0,
+        })
     }
 
     /// The endpoint-sealed data key of a capture (sent in the commit).
     pub fn endpoint_seal(&self, id: &CaptureId) -> Result<Vec<u8>> {
         self.conn
-            .query_row("SELECT endpoint_seal FROM capture_keys WHERE capture_id = ?1", [id.to_string()], |r| r.get(0))
+            .query_row(
+                "SELECT endpoint_seal FROM capture_keys WHERE capture_id = ?1",
+                [id.to_string()],
+                |r| r.get(0),
+            )
             .optional()?
             .ok_or_else(|| self.gone(id))
     }
 
     fn gone(&self, id: &CaptureId) -> Error {
         match self.info(id) {
-            Ok(info) => Error::CaptureGone { id: id.to_string(), state: info.state.as_str().to_string() },
+            Ok(info) => Error::CaptureGone {
+                id: id.to_string(),
+                state: info.state.as_str().to_string(),
+            },
             Err(e) => e,
         }
     }
@@ -633,10 +774,20 @@ impl Store {
     fn device_data_key(&self, id: &CaptureId) -> Result<SecretKey> {
         let w: Vec<u8> = self
             .conn
-            .query_row("SELECT device_wrap FROM capture_keys WHERE capture_id = ?1", [id.to_string()], |r| r.get(0))
+            .query_row(
+                "SELECT device_wrap FROM capture_keys WHERE capture_id = ?1",
+                [id.to_string()],
+                |r| r.get(0),
+            )
             .optional()?
             .ok_or_else(|| self.gone(id))?;
-        wrap::unwrap(&self.keys.master, "data-key", id.as_bytes(), &w, "data key wrap")
+        wrap::unwrap(
+            &self.keys.master,
+            "data-key",
+            id.as_bytes(),
+            &w,
+            "data key wrap",
+        )
     }
 
     /// Decrypts one part of the device's own copy into `out` (streaming, one chunk of memory).
@@ -669,7 +820,9 @@ impl Store {
         fs::create_dir_all(out_dir)?;
         let mut written = Vec::new();
         for kind in PartKind::ALL {
-            let Some(fmt) = m.formats.get(kind) else { continue };
+            let Some(fmt) = m.formats.get(kind) else {
+                continue;
+            };
             let path = out_dir.join(format!("{}.{}", kind.name(), fmt.extension()));
             let mut f = File::create(&path)?;
             self.read_part(id, kind, &mut f)?;
@@ -687,7 +840,10 @@ impl Store {
             "fields": m.fields,
             "location": m.location,
         });
-        fs::write(&path, serde_json::to_vec_pretty(&json).map_err(|e| Error::Internal(e.to_string()))?)?;
+        fs::write(
+            &path,
+            serde_json::to_vec_pretty(&json).map_err(|e| Error::Internal(e.to_string()))?,
+        )?;
         written.push(path);
         Ok(written)
     }
@@ -699,7 +855,10 @@ impl Store {
     pub(crate) fn purge(&mut self, id: &CaptureId) -> Result<()> {
         let now = self.now_text()?;
         let tx = self.conn.transaction()?;
-        tx.execute("DELETE FROM capture_keys WHERE capture_id = ?1", [id.to_string()])?;
+        tx.execute(
+            "DELETE FROM capture_keys WHERE capture_id = ?1",
+            [id.to_string()],
+        )?;
         tx.execute(
             "UPDATE captures SET state = 'purged', total_bytes = 0, updated_at = ?2 WHERE id = ?1 AND state = 'committed'",
             params![id.to_string(), now],
@@ -711,7 +870,8 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e.into()),
         }
-        self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
 }
@@ -738,7 +898,8 @@ fn row_to_info(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<CaptureInfo>> {
             state: State::parse(&state)?,
             reason,
             attempts: attempts.max(0) as u32,
-            captured_at: OffsetDateTime::parse(&captured_at, &Rfc3339).map_err(|_| Error::integrity("captured_at"))?,
+            captured_at: OffsetDateTime::parse(&captured_at, &Rfc3339)
+                .map_err(|_| Error::integrity("captured_at"))?,
             total_bytes: total.max(0) as u64,
         })
     })())
@@ -773,9 +934,13 @@ impl Seek for PartRange {
             SeekFrom::End(d) => self.len as i64 + d,
         };
         if target < 0 || target as u64 > self.len {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek outside the part"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "seek outside the part",
+            ));
         }
-        self.file.seek(SeekFrom::Start(self.start + target as u64))?;
+        self.file
+            .seek(SeekFrom::Start(self.start + target as u64))?;
         self.pos = target as u64;
         Ok(self.pos)
     }

@@ -35,7 +35,8 @@ pub struct ReceiptInfo {
 }
 
 fn rfc3339(t: OffsetDateTime) -> Result<String> {
-    t.format(&Rfc3339).map_err(|e| Error::Internal(e.to_string()))
+    t.format(&Rfc3339)
+        .map_err(|e| Error::Internal(e.to_string()))
 }
 
 fn unix_ms(t: OffsetDateTime) -> i64 {
@@ -56,7 +57,12 @@ impl Store {
 
     /// The endpoint URL, if one was set.
     pub fn endpoint_url(&self) -> Result<Option<String>> {
-        Ok(self.conn().query_row("SELECT url FROM endpoint WHERE singleton = 1", [], |r| r.get(0)).optional()?)
+        Ok(self
+            .conn()
+            .query_row("SELECT url FROM endpoint WHERE singleton = 1", [], |r| {
+                r.get(0)
+            })
+            .optional()?)
     }
 
     /// Records a registration.
@@ -76,15 +82,27 @@ impl Store {
     pub fn registration_id(&self) -> Result<Option<String>> {
         Ok(self
             .conn()
-            .query_row("SELECT registration_id FROM endpoint WHERE singleton = 1", [], |r| r.get::<_, Option<String>>(0))
+            .query_row(
+                "SELECT registration_id FROM endpoint WHERE singleton = 1",
+                [],
+                |r| r.get::<_, Option<String>>(0),
+            )
             .optional()?
             .flatten())
     }
 
     /// Records an activation (the token is wrapped under the master key).
-    pub fn set_activation(&mut self, token: &str, expires_at: OffsetDateTime, receipt_public: &[u8; 32], key_id: &str) -> Result<()> {
-        let token_bytes = hex::decode(token).map_err(|_| Error::Decode("activation token is not hex".into()))?;
-        let token_key = SecretKey::from_slice(&token_bytes).map_err(|_| Error::Decode("activation token must be 32 bytes".into()))?;
+    pub fn set_activation(
+        &mut self,
+        token: &str,
+        expires_at: OffsetDateTime,
+        receipt_public: &[u8; 32],
+        key_id: &str,
+    ) -> Result<()> {
+        let token_bytes =
+            hex::decode(token).map_err(|_| Error::Decode("activation token is not hex".into()))?;
+        let token_key = SecretKey::from_slice(&token_bytes)
+            .map_err(|_| Error::Decode("activation token must be 32 bytes".into()))?;
         let wrapped = wrap::wrap(self.master(), "token", self.store_id(), &token_key)?;
         let now = self.now_text()?;
         let n = self.conn().execute(
@@ -100,7 +118,13 @@ impl Store {
 
     /// The current activation, if any (expired or not: the caller checks `expires_at`).
     pub fn activation(&self) -> Result<Option<Activation>> {
-        type Row = (String, Option<Vec<u8>>, Option<String>, Option<Vec<u8>>, Option<String>);
+        type Row = (
+            String,
+            Option<Vec<u8>>,
+            Option<String>,
+            Option<Vec<u8>>,
+            Option<String>,
+        );
         let row: Option<Row> = self
             .conn()
             .query_row(
@@ -109,12 +133,21 @@ impl Store {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()?;
-        let Some((url, Some(tw), Some(exp), Some(rp), Some(kid))) = row else { return Ok(None) };
-        let token = wrap::unwrap(self.master(), "token", self.store_id(), &tw, "activation token")?;
+        let Some((url, Some(tw), Some(exp), Some(rp), Some(kid))) = row else {
+            return Ok(None);
+        };
+        let token = wrap::unwrap(
+            self.master(),
+            "token",
+            self.store_id(),
+            &tw,
+            "activation token",
+        )?;
         Ok(Some(Activation {
             url,
             token: hex::encode(token.as_bytes()),
-            expires_at: OffsetDateTime::parse(&exp, &Rfc3339).map_err(|_| Error::integrity("token expiry"))?,
+            expires_at: OffsetDateTime::parse(&exp, &Rfc3339)
+                .map_err(|_| Error::integrity("token expiry"))?,
             receipt_public: rp.try_into().map_err(|_| Error::integrity("receipt key"))?,
             receipt_key_id: kid,
         }))
@@ -127,7 +160,8 @@ impl Store {
                AND (next_attempt_at IS NULL OR next_attempt_at <= ?1) ORDER BY id",
         )?;
         let rows = st.query_map([unix_ms(now)], |r| r.get::<_, String>(0))?;
-        rows.map(|r| r.map_err(Error::from).and_then(|s| s.parse())).collect()
+        rows.map(|r| r.map_err(Error::from).and_then(|s| s.parse()))
+            .collect()
     }
 
     /// When the next not-yet-due capture becomes due, if any is waiting.
@@ -137,18 +171,29 @@ impl Store {
             [],
             |r| r.get(0),
         )?;
-        Ok(ms.and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()))
+        Ok(ms.and_then(|ms| {
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+        }))
     }
 
     /// Captures not yet acknowledged (captured or uploading).
     pub fn pending_count(&self) -> Result<u64> {
-        let n: i64 =
-            self.conn().query_row("SELECT count(*) FROM captures WHERE state IN ('captured', 'uploading')", [], |r| r.get(0))?;
+        let n: i64 = self.conn().query_row(
+            "SELECT count(*) FROM captures WHERE state IN ('captured', 'uploading')",
+            [],
+            |r| r.get(0),
+        )?;
         Ok(n as u64)
     }
 
     /// Records a created tus upload for a part (and moves the capture to `uploading`).
-    pub fn set_upload(&mut self, id: &CaptureId, kind: PartKind, url: &str, expires: Option<&str>) -> Result<()> {
+    pub fn set_upload(
+        &mut self,
+        id: &CaptureId,
+        kind: PartKind,
+        url: &str,
+        expires: Option<&str>,
+    ) -> Result<()> {
         let now = self.now_text()?;
         let tx = self.conn_mut().transaction()?;
         tx.execute(
@@ -182,7 +227,12 @@ impl Store {
     }
 
     /// Records a transient failure: one more attempt, the next one not before `next_at`.
-    pub fn record_transient(&mut self, id: &CaptureId, next_at: OffsetDateTime, error: &str) -> Result<u32> {
+    pub fn record_transient(
+        &mut self,
+        id: &CaptureId,
+        next_at: OffsetDateTime,
+        error: &str,
+    ) -> Result<u32> {
         let now = self.now_text()?;
         let attempts: i64 = self.conn().query_row(
             "UPDATE captures SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3, updated_at = ?4
@@ -195,7 +245,10 @@ impl Store {
 
     /// Starts a capture's backoff over (its link is slow, not failing).
     pub fn reset_attempts(&mut self, id: &CaptureId) -> Result<()> {
-        self.conn().execute("UPDATE captures SET attempts = 0 WHERE id = ?1", [id.to_string()])?;
+        self.conn().execute(
+            "UPDATE captures SET attempts = 0 WHERE id = ?1",
+            [id.to_string()],
+        )?;
         Ok(())
     }
 
@@ -233,7 +286,12 @@ impl Store {
     }
 
     /// Records a verified receipt and marks the capture committed, in one transaction.
-    pub fn record_receipt(&mut self, receipt: &Receipt, receipt_cbor: &[u8], signature: &[u8]) -> Result<()> {
+    pub fn record_receipt(
+        &mut self,
+        receipt: &Receipt,
+        receipt_cbor: &[u8],
+        signature: &[u8],
+    ) -> Result<()> {
         let now = self.now_text()?;
         let id = receipt.capture_id.to_string();
         let result = match receipt.result {
@@ -267,8 +325,11 @@ impl Store {
     /// Crypto-shreds every committed capture (normally done right after each receipt).
     pub fn purge_committed(&mut self) -> Result<u64> {
         let ids: Vec<String> = {
-            let mut st = self.conn().prepare("SELECT id FROM captures WHERE state = 'committed'")?;
-            st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
+            let mut st = self
+                .conn()
+                .prepare("SELECT id FROM captures WHERE state = 'committed'")?;
+            st.query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
         };
         for id in &ids {
             self.purge(&id.parse()?)?;
@@ -280,7 +341,11 @@ impl Store {
     pub fn receipts(&self) -> Result<Vec<ReceiptInfo>> {
         let key: Option<Vec<u8>> = self
             .conn()
-            .query_row("SELECT receipt_public FROM endpoint WHERE singleton = 1", [], |r| r.get(0))
+            .query_row(
+                "SELECT receipt_public FROM endpoint WHERE singleton = 1",
+                [],
+                |r| r.get(0),
+            )
             .optional()?
             .flatten();
         let key: Option<[u8; 32]> = key.and_then(|k| k.try_into().ok());
@@ -288,16 +353,34 @@ impl Store {
             "SELECT capture_id, result, counted_at, first_capture_id, receipt, signature FROM receipts ORDER BY capture_id",
         )?;
         type Row = (String, String, String, Option<String>, Vec<u8>, Vec<u8>);
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })?;
         let mut out = Vec::new();
         for row in rows {
             let (id, result, counted_at, first, rc, sig): Row = row?;
             let verified = key.is_some_and(|k| {
-                crate::crypto::receipt::verify(&k, &crate::protocol::receipt_signing_input(&rc), &sig).is_ok()
+                crate::crypto::receipt::verify(
+                    &k,
+                    &crate::protocol::receipt_signing_input(&rc),
+                    &sig,
+                )
+                .is_ok()
             });
             out.push(ReceiptInfo {
                 capture_id: id.parse()?,
-                result: if result == "duplicate" { ReceiptResult::Duplicate } else { ReceiptResult::Counted },
+                result: if result == "duplicate" {
+                    ReceiptResult::Duplicate
+                } else {
+                    ReceiptResult::Counted
+                },
                 counted_at,
                 first_capture_id: first,
                 verified,

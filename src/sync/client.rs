@@ -21,9 +21,16 @@ use crate::protocol::{self, Action, ErrorBody, Reason, limits, routes, tus};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
     /// Try again later (not before `retry_after` if given).
-    Transient { what: String, retry_after: Option<Duration> },
+    Transient {
+        what: String,
+        retry_after: Option<Duration>,
+    },
     /// The endpoint refused with a documented reason.
-    Refused { reason: Reason, detail: String, retry_after: Option<Duration> },
+    Refused {
+        reason: Reason,
+        detail: String,
+        retry_after: Option<Duration>,
+    },
 }
 
 impl Failure {
@@ -36,7 +43,9 @@ impl Failure {
     }
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Failure::Transient { retry_after, .. } | Failure::Refused { retry_after, .. } => *retry_after,
+            Failure::Transient { retry_after, .. } | Failure::Refused { retry_after, .. } => {
+                *retry_after
+            }
         }
     }
     /// A short description without personal data.
@@ -50,7 +59,10 @@ impl Failure {
 
 impl From<TransportError> for Failure {
     fn from(e: TransportError) -> Self {
-        Failure::Transient { what: e.to_string(), retry_after: None }
+        Failure::Transient {
+            what: e.to_string(),
+            retry_after: None,
+        }
     }
 }
 
@@ -86,7 +98,13 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(45);
 
 impl<'t> Client<'t> {
     pub fn new(transport: &'t dyn Transport, clock: SharedClock) -> Self {
-        Client { transport, token: None, clock, request_timeout: REQUEST_TIMEOUT, bytes_sent: 0 }
+        Client {
+            transport,
+            token: None,
+            clock,
+            request_timeout: REQUEST_TIMEOUT,
+            bytes_sent: 0,
+        }
     }
 
     pub fn with_token(mut self, token: Option<String>) -> Self {
@@ -111,13 +129,21 @@ impl<'t> Client<'t> {
 
     /// Turns a non-success response into a failure.
     fn failure(&self, resp: &Response) -> Failure {
-        let retry_after = resp.header("retry-after").and_then(|v| parse_retry_after(v, self.clock.now()));
-        let documented: Option<ErrorBody> = protocol::decode(&resp.body, limits::MAX_RESPONSE_BYTES, "error body").ok();
+        let retry_after = resp
+            .header("retry-after")
+            .and_then(|v| parse_retry_after(v, self.clock.now()));
+        let documented: Option<ErrorBody> =
+            protocol::decode(&resp.body, limits::MAX_RESPONSE_BYTES, "error body").ok();
         match documented {
-            Some(body) if resp.status < 500 && body.reason != Reason::Other => {
-                Failure::Refused { reason: body.reason, detail: body.detail, retry_after }
-            }
-            _ => Failure::Transient { what: format!("HTTP {}", resp.status), retry_after },
+            Some(body) if resp.status < 500 && body.reason != Reason::Other => Failure::Refused {
+                reason: body.reason,
+                detail: body.detail,
+                retry_after,
+            },
+            _ => Failure::Transient {
+                what: format!("HTTP {}", resp.status),
+                retry_after,
+            },
         }
     }
 
@@ -138,27 +164,73 @@ impl<'t> Client<'t> {
         match protocol::decode::<T>(&resp.body, limit, what) {
             Ok(v) => Ok(Ok((resp.status, v, resp.body))),
             // An answer that does not decode is treated like a garbled transmission.
-            Err(_) => Ok(Err(Failure::Transient { what: format!("undecodable {what}"), retry_after: None })),
+            Err(_) => Ok(Err(Failure::Transient {
+                what: format!("undecodable {what}"),
+                retry_after: None,
+            })),
         }
     }
 
-    fn cbor_request(&self, method: Method, path: &str, body: Vec<u8>, timeout: Duration) -> Request {
-        self.req(method, path, timeout).header("content-type", protocol::CBOR).header("accept", protocol::CBOR).body(body)
+    fn cbor_request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Request {
+        self.req(method, path, timeout)
+            .header("content-type", protocol::CBOR)
+            .header("accept", protocol::CBOR)
+            .body(body)
     }
 
-    pub async fn register(&mut self, msg: &protocol::RegisterRequest, timeout: Duration) -> Result<Outcome<protocol::RegisterResponse>> {
-        let req = self.cbor_request(Method::Post, routes::REGISTER, protocol::encode(msg)?, timeout);
-        Ok(self.cbor_call(req, &[201], limits::MAX_RESPONSE_BYTES, "registration answer").await?.map(|r| r.1))
+    pub async fn register(
+        &mut self,
+        msg: &protocol::RegisterRequest,
+        timeout: Duration,
+    ) -> Result<Outcome<protocol::RegisterResponse>> {
+        let req = self.cbor_request(
+            Method::Post,
+            routes::REGISTER,
+            protocol::encode(msg)?,
+            timeout,
+        );
+        Ok(self
+            .cbor_call(
+                req,
+                &[201],
+                limits::MAX_RESPONSE_BYTES,
+                "registration answer",
+            )
+            .await?
+            .map(|r| r.1))
     }
 
-    pub async fn activate(&mut self, msg: &protocol::ActivateRequest, timeout: Duration) -> Result<Outcome<protocol::ActivateResponse>> {
-        let req = self.cbor_request(Method::Post, routes::ACTIVATE, protocol::encode(msg)?, timeout);
-        Ok(self.cbor_call(req, &[200], limits::MAX_CATALOG_BYTES, "activation answer").await?.map(|r| r.1))
+    pub async fn activate(
+        &mut self,
+        msg: &protocol::ActivateRequest,
+        timeout: Duration,
+    ) -> Result<Outcome<protocol::ActivateResponse>> {
+        let req = self.cbor_request(
+            Method::Post,
+            routes::ACTIVATE,
+            protocol::encode(msg)?,
+            timeout,
+        );
+        Ok(self
+            .cbor_call(req, &[200], limits::MAX_CATALOG_BYTES, "activation answer")
+            .await?
+            .map(|r| r.1))
     }
 
     pub async fn processes(&mut self, timeout: Duration) -> Result<Outcome<protocol::ProcessList>> {
-        let req = self.req(Method::Get, routes::PROCESSES, timeout).header("accept", protocol::CBOR);
-        Ok(self.cbor_call(req, &[200], limits::MAX_CATALOG_BYTES, "process catalog").await?.map(|r| r.1))
+        let req = self
+            .req(Method::Get, routes::PROCESSES, timeout)
+            .header("accept", protocol::CBOR);
+        Ok(self
+            .cbor_call(req, &[200], limits::MAX_CATALOG_BYTES, "process catalog")
+            .await?
+            .map(|r| r.1))
     }
 
     /// Creates a tus upload for a part; returns its URL path and expiry.
@@ -169,7 +241,11 @@ impl<'t> Client<'t> {
         length: u64,
         timeout: Duration,
     ) -> Outcome<(String, Option<String>)> {
-        let meta = format!("capture_id {},kind {}", B64.encode(id.to_string()), B64.encode(kind.name()));
+        let meta = format!(
+            "capture_id {},kind {}",
+            B64.encode(id.to_string()),
+            B64.encode(kind.name())
+        );
         let req = self
             .req(Method::Post, routes::UPLOADS, timeout)
             .header("tus-resumable", tus::RESUMABLE)
@@ -180,7 +256,10 @@ impl<'t> Client<'t> {
             return Err(self.failure(&resp));
         }
         let Some(loc) = resp.header("location") else {
-            return Err(Failure::Transient { what: "upload created without Location".into(), retry_after: None });
+            return Err(Failure::Transient {
+                what: "upload created without Location".into(),
+                retry_after: None,
+            });
         };
         // Keep the path: the endpoint's base URL is configured separately.
         let path = match loc.find("/v1/") {
@@ -192,12 +271,20 @@ impl<'t> Client<'t> {
 
     /// Asks the server how much of an upload it holds; `None` if it is gone.
     pub async fn upload_offset(&mut self, url: &str, timeout: Duration) -> Outcome<Option<u64>> {
-        let req = self.req(Method::Head, url, timeout).header("tus-resumable", tus::RESUMABLE);
+        let req = self
+            .req(Method::Head, url, timeout)
+            .header("tus-resumable", tus::RESUMABLE);
         let resp = self.exchange(req, limits::MAX_RESPONSE_BYTES).await?;
         match resp.status {
-            200 | 204 => match resp.header("upload-offset").and_then(|v| v.trim().parse::<u64>().ok()) {
+            200 | 204 => match resp
+                .header("upload-offset")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+            {
                 Some(o) => Ok(Some(o)),
-                None => Err(Failure::Transient { what: "HEAD without Upload-Offset".into(), retry_after: None }),
+                None => Err(Failure::Transient {
+                    what: "HEAD without Upload-Offset".into(),
+                    retry_after: None,
+                }),
             },
             404 | 410 => Ok(None),
             _ => Err(self.failure(&resp)),
@@ -205,7 +292,13 @@ impl<'t> Client<'t> {
     }
 
     /// Sends `bytes` at `offset`, with their SHA-256 as the tus checksum.
-    pub async fn patch(&mut self, url: &str, offset: u64, bytes: Vec<u8>, timeout: Duration) -> Outcome<PatchResult> {
+    pub async fn patch(
+        &mut self,
+        url: &str,
+        offset: u64,
+        bytes: Vec<u8>,
+        timeout: Duration,
+    ) -> Outcome<PatchResult> {
         let checksum = format!("sha256 {}", B64.encode(crate::crypto::sha256(&bytes)));
         let req = self
             .req(Method::Patch, url, timeout)
@@ -216,9 +309,15 @@ impl<'t> Client<'t> {
             .body(bytes);
         let resp = self.exchange(req, limits::MAX_RESPONSE_BYTES).await?;
         match resp.status {
-            204 | 200 => match resp.header("upload-offset").and_then(|v| v.trim().parse::<u64>().ok()) {
+            204 | 200 => match resp
+                .header("upload-offset")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+            {
                 Some(o) => Ok(PatchResult::Accepted(o)),
-                None => Err(Failure::Transient { what: "PATCH without Upload-Offset".into(), retry_after: None }),
+                None => Err(Failure::Transient {
+                    what: "PATCH without Upload-Offset".into(),
+                    retry_after: None,
+                }),
             },
             409 => Ok(PatchResult::OffsetMismatch),
             s if s == tus::CHECKSUM_MISMATCH => Ok(PatchResult::ChecksumMismatch),
@@ -235,8 +334,16 @@ impl<'t> Client<'t> {
     ) -> Result<Outcome<(u16, protocol::SignedReceipt)>> {
         let id = msg.capture_id.to_string();
         let req = self
-            .cbor_request(Method::Put, &format!("{}/{id}", routes::SUPPORTS), protocol::encode(msg)?, timeout)
+            .cbor_request(
+                Method::Put,
+                &format!("{}/{id}", routes::SUPPORTS),
+                protocol::encode(msg)?,
+                timeout,
+            )
             .header("idempotency-key", id);
-        Ok(self.cbor_call(req, &[200, 201], limits::MAX_RESPONSE_BYTES, "receipt").await?.map(|(s, r, _)| (s, r)))
+        Ok(self
+            .cbor_call(req, &[200, 201], limits::MAX_RESPONSE_BYTES, "receipt")
+            .await?
+            .map(|(s, r, _)| (s, r)))
     }
 }

@@ -7,7 +7,9 @@ use super::transport::Transport;
 use crate::crypto::{self, PartSealer};
 use crate::error::{Error, Result};
 use crate::model::{CaptureId, PartKind};
-use crate::protocol::{self, ActivateRequest, ActivateResponse, Provider, RegisterRequest, RegisterResponse};
+use crate::protocol::{
+    self, ActivateRequest, ActivateResponse, Provider, RegisterRequest, RegisterResponse,
+};
 use crate::store::Store;
 
 /// How long registration and activation wait for the endpoint.
@@ -15,7 +17,12 @@ pub const DEVICE_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn refused(f: Failure, what: &str) -> Error {
     match f {
-        Failure::Refused { reason, .. } => Error::Activation(format!("{what} refused: {}", reason.code())),
+        Failure::Refused { reason, .. } if what == "activation" => {
+            Error::Activation(reason.code().to_string())
+        }
+        Failure::Refused { reason, .. } => Error::Rejected {
+            reason: reason.code().to_string(),
+        },
         Failure::Transient { what: w, .. } => Error::Transient(format!("{what}: {w}")),
     }
 }
@@ -32,13 +39,22 @@ pub async fn register(
 ) -> Result<RegisterResponse> {
     crate::validate::check_image(PartKind::Front, front)?;
     if email.len() > 254 || email.matches('@').count() != 1 {
-        return Err(Error::invalid(crate::error::Field::Collector, "email is not an address"));
+        return Err(Error::invalid(
+            crate::error::Field::Collector,
+            "email is not an address",
+        ));
     }
     let registration_id = CaptureId::new_v7(store.clock().now());
     let dk = crypto::random_key()?;
     let mut sealed_front = Vec::with_capacity(crypto::ciphertext_len(front.len() as u64) as usize);
-    PartSealer::new(&dk, registration_id.as_bytes(), PartKind::Front)?.seal_to(front, &mut sealed_front)?;
-    let front_sealed_key = crypto::wrap::seal_to_endpoint(&store.endpoint_public(), store.identity(), registration_id.as_bytes(), &dk)?;
+    PartSealer::new(&dk, registration_id.as_bytes(), PartKind::Front)?
+        .seal_to(front, &mut sealed_front)?;
+    let front_sealed_key = crypto::wrap::seal_to_endpoint(
+        &store.endpoint_public(),
+        store.identity(),
+        registration_id.as_bytes(),
+        &dk,
+    )?;
     let msg = RegisterRequest {
         v: protocol::VERSION,
         device_public: store.device_public(),
@@ -50,14 +66,21 @@ pub async fn register(
     };
     store.set_endpoint_url(endpoint_url)?;
     let mut client = Client::new(transport, store.clock().clone());
-    let resp = client.register(&msg, DEVICE_CALL_TIMEOUT).await?.map_err(|f| refused(f, "registration"))?;
+    let resp = client
+        .register(&msg, DEVICE_CALL_TIMEOUT)
+        .await?
+        .map_err(|f| refused(f, "registration"))?;
     store.set_registration(&resp.registration_id)?;
     Ok(resp)
 }
 
 /// Activates the device with the emailed code, proving it holds the key the code was issued
 /// to. Stores the token and the receipt key, and refreshes the process catalog.
-pub async fn activate(store: &mut Store, transport: &dyn Transport, code: &str) -> Result<ActivateResponse> {
+pub async fn activate(
+    store: &mut Store,
+    transport: &dyn Transport,
+    code: &str,
+) -> Result<ActivateResponse> {
     if store.registration_id()?.is_none() {
         return Err(Error::NotRegistered);
     }
@@ -70,10 +93,24 @@ pub async fn activate(store: &mut Store, transport: &dyn Transport, code: &str) 
     let shared = store.identity().diffie_hellman(&store.endpoint_public().0);
     let device_public = store.device_public();
     let proof = protocol::activation_proof(&shared, &code, &nonce, &device_public)?;
-    let msg = ActivateRequest { v: protocol::VERSION, device_public, code, nonce: nonce.to_vec(), proof };
+    let msg = ActivateRequest {
+        v: protocol::VERSION,
+        device_public,
+        code,
+        nonce: nonce.to_vec(),
+        proof,
+    };
     let mut client = Client::new(transport, store.clock().clone());
-    let resp = client.activate(&msg, DEVICE_CALL_TIMEOUT).await?.map_err(|f| refused(f, "activation"))?;
-    store.set_activation(&resp.token, resp.expires_at, &resp.receipt_key, &resp.receipt_key_id)?;
+    let resp = client
+        .activate(&msg, DEVICE_CALL_TIMEOUT)
+        .await?
+        .map_err(|f| refused(f, "activation"))?;
+    store.set_activation(
+        &resp.token,
+        resp.expires_at,
+        &resp.receipt_key,
+        &resp.receipt_key_id,
+    )?;
     store.put_processes(&resp.processes)?;
     Ok(resp)
 }

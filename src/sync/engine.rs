@@ -34,7 +34,12 @@ pub struct SyncOptions {
 
 impl Default for SyncOptions {
     fn default() -> Self {
-        SyncOptions { budget: Duration::from_secs(9 * 60), backoff: BackoffPolicy::default(), seed: None, progress: None }
+        SyncOptions {
+            budget: Duration::from_secs(9 * 60),
+            backoff: BackoffPolicy::default(),
+            seed: None,
+            progress: None,
+        }
     }
 }
 
@@ -100,7 +105,9 @@ struct Run<'a> {
 
 /// Whether a stored `Upload-Expires` (HTTP date) has passed, with a minute's margin.
 fn upload_expired(expires: Option<&str>, now: time::OffsetDateTime) -> bool {
-    let Some(at) = expires.and_then(|e| httpdate::parse_http_date(e).ok()) else { return false };
+    let Some(at) = expires.and_then(|e| httpdate::parse_http_date(e).ok()) else {
+        return false;
+    };
     time::OffsetDateTime::from(at) <= now + time::Duration::minutes(1)
 }
 
@@ -109,7 +116,11 @@ const MIN_EXCHANGE_TIME: Duration = Duration::from_millis(200);
 
 /// Runs one sync. Transport failures are never errors here (they are rescheduled); an `Err` is
 /// a local problem (the store) or a missing registration.
-pub async fn run(store: &mut Store, transport: &dyn Transport, opts: SyncOptions) -> Result<SyncReport> {
+pub async fn run(
+    store: &mut Store,
+    transport: &dyn Transport,
+    opts: SyncOptions,
+) -> Result<SyncReport> {
     let start = Instant::now();
     let mut report = SyncReport {
         committed: 0,
@@ -130,10 +141,21 @@ pub async fn run(store: &mut Store, transport: &dyn Transport, opts: SyncOptions
     };
     let clock = store.clock().clone();
     let client = Client::new(transport, clock).with_token(Some(activation.token.clone()));
-    let rng = opts.seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
+    let rng = opts
+        .seed
+        .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
     // A kill between recording a receipt and purging leaves a committed capture: finish it.
     store.purge_committed()?;
-    let mut run = Run { store, client, deadline: start + opts.budget, opts, activation, rng, report, progressed: false };
+    let mut run = Run {
+        store,
+        client,
+        deadline: start + opts.budget,
+        opts,
+        activation,
+        rng,
+        report,
+        progressed: false,
+    };
     run.refresh_catalog().await?;
     run.drain().await?;
     run.report.bytes_sent = run.client.bytes_sent;
@@ -206,7 +228,11 @@ impl Run<'_> {
     fn progress(&self) -> Result<()> {
         if let Some(cb) = &self.opts.progress {
             let done = self.report.committed + self.report.duplicates + self.report.quarantined;
-            cb(&super::Progress { done, pending: self.store.pending_count()?, bytes_sent: self.client.bytes_sent });
+            cb(&super::Progress {
+                done,
+                pending: self.store.pending_count()?,
+                bytes_sent: self.client.bytes_sent,
+            });
         }
         Ok(())
     }
@@ -252,7 +278,10 @@ impl Run<'_> {
                     self.store.reset_attempts(id)?;
                 }
                 let attempts = self.store.attempts(id)? + 1;
-                let delay = self.opts.backoff.delay(attempts, failure.retry_after(), &mut self.rng);
+                let delay = self
+                    .opts
+                    .backoff
+                    .delay(attempts, failure.retry_after(), &mut self.rng);
                 let next = self.store.clock().now() + delay;
                 self.store.record_transient(id, next, &failure.describe())?;
                 Ok(Item::Rescheduled)
@@ -266,7 +295,12 @@ impl Run<'_> {
         let mut commit_parts = Vec::with_capacity(parts.len());
         for part in &parts {
             match self.upload(id, part).await? {
-                Ok(url) => commit_parts.push(CommitPart { kind: part.kind, upload: url, sha256: part.sha256, length: part.ct_len }),
+                Ok(url) => commit_parts.push(CommitPart {
+                    kind: part.kind,
+                    upload: url,
+                    sha256: part.sha256,
+                    length: part.ct_len,
+                }),
                 Err(f) => return Ok(Err(f)),
             }
         }
@@ -292,7 +326,8 @@ impl Run<'_> {
                 return Ok(Ok(Item::Quarantined));
             }
         };
-        self.store.record_receipt(&receipt, &signed.receipt, &signed.signature)?;
+        self.store
+            .record_receipt(&receipt, &signed.receipt, &signed.signature)?;
         self.store.purge(id)?;
         Ok(Ok(match receipt.result {
             protocol::ReceiptResult::Counted => Item::Counted,
@@ -300,7 +335,11 @@ impl Run<'_> {
         }))
     }
 
-    fn check_receipt(&self, sent: &CommitRequest, signed: &protocol::SignedReceipt) -> Result<Receipt> {
+    fn check_receipt(
+        &self,
+        sent: &CommitRequest,
+        signed: &protocol::SignedReceipt,
+    ) -> Result<Receipt> {
         crate::crypto::receipt::verify(
             &self.activation.receipt_public,
             &protocol::receipt_signing_input(&signed.receipt),
@@ -308,7 +347,11 @@ impl Run<'_> {
         )?;
         let r: Receipt = protocol::decode(&signed.receipt, limits::MAX_RESPONSE_BYTES, "receipt")?;
         let parts_match = r.parts.len() == sent.parts.len()
-            && sent.parts.iter().all(|p| r.parts.iter().any(|q| q.kind == p.kind && q.sha256 == p.sha256));
+            && sent.parts.iter().all(|p| {
+                r.parts
+                    .iter()
+                    .any(|q| q.kind == p.kind && q.sha256 == p.sha256)
+            });
         if r.capture_id != sent.capture_id
             || r.process_id != sent.process_id
             || !parts_match
@@ -320,9 +363,14 @@ impl Run<'_> {
     }
 
     /// Uploads one part (resuming), returning its upload URL once the endpoint holds it all.
-    async fn upload(&mut self, id: &CaptureId, part: &PartRecord) -> Result<Result<String, Failure>> {
+    async fn upload(
+        &mut self,
+        id: &CaptureId,
+        part: &PartRecord,
+    ) -> Result<Result<String, Failure>> {
         let mut url = part.upload_url.clone();
-        if url.is_some() && upload_expired(part.upload_expires.as_deref(), self.store.clock().now()) {
+        if url.is_some() && upload_expired(part.upload_expires.as_deref(), self.store.clock().now())
+        {
             // tus expiration: the server may already have dropped it; start a new one.
             self.store.reset_upload(id, part.kind)?;
             url = None;
@@ -342,9 +390,16 @@ impl Run<'_> {
                 None => {
                     creations += 1;
                     if creations > 2 {
-                        return Ok(Err(Failure::Transient { what: "upload keeps disappearing".into(), retry_after: None }));
+                        return Ok(Err(Failure::Transient {
+                            what: "upload keeps disappearing".into(),
+                            retry_after: None,
+                        }));
                     }
-                    match self.client.create_upload(id, part.kind, part.ct_len, t).await {
+                    match self
+                        .client
+                        .create_upload(id, part.kind, part.ct_len, t)
+                        .await
+                    {
                         Ok((u, exp)) => {
                             self.store.set_upload(id, part.kind, &u, exp.as_deref())?;
                             url = Some(u.clone());
@@ -387,9 +442,16 @@ impl Run<'_> {
                 reader.read_exact(&mut buf[..n])?;
                 let t = self.remaining();
                 if t < MIN_EXCHANGE_TIME {
-                    return Ok(Err(Failure::Transient { what: "budget spent".into(), retry_after: None }));
+                    return Ok(Err(Failure::Transient {
+                        what: "budget spent".into(),
+                        retry_after: None,
+                    }));
                 }
-                match self.client.patch(&current, offset, buf[..n].to_vec(), t).await {
+                match self
+                    .client
+                    .patch(&current, offset, buf[..n].to_vec(), t)
+                    .await
+                {
                     Ok(PatchResult::Accepted(o)) if o > offset && o <= part.ct_len => {
                         offset = o;
                         self.progressed = true;
@@ -399,7 +461,10 @@ impl Run<'_> {
                         break;
                     }
                     Ok(PatchResult::ChecksumMismatch) => {
-                        return Ok(Err(Failure::Transient { what: "checksum mismatch in transit".into(), retry_after: None }));
+                        return Ok(Err(Failure::Transient {
+                            what: "checksum mismatch in transit".into(),
+                            retry_after: None,
+                        }));
                     }
                     Ok(PatchResult::Gone) => {
                         self.store.reset_upload(id, part.kind)?;

@@ -22,7 +22,11 @@ pub struct FaultPlan {
 impl FaultPlan {
     /// A link that fails about one request in four, in every way.
     pub fn lossy() -> Self {
-        FaultPlan { drop_request: 0.1, lose_response: 0.1, cut_upload: 0.1 }
+        FaultPlan {
+            drop_request: 0.1,
+            lose_response: 0.1,
+            cut_upload: 0.1,
+        }
     }
 }
 
@@ -47,7 +51,12 @@ pub struct FaultyTransport<T> {
 
 impl<T: Transport> FaultyTransport<T> {
     pub fn new(inner: T, plan: FaultPlan, seed: u64) -> Self {
-        FaultyTransport { inner, plan, rng: Mutex::new(fastrand::Rng::with_seed(seed)), stats: FaultStats::default() }
+        FaultyTransport {
+            inner,
+            plan,
+            rng: Mutex::new(fastrand::Rng::with_seed(seed)),
+            stats: FaultStats::default(),
+        }
     }
 
     fn roll(&self, p: f64) -> bool {
@@ -55,7 +64,10 @@ impl<T: Transport> FaultyTransport<T> {
     }
 
     fn pick(&self, below: usize) -> usize {
-        self.rng.lock().unwrap_or_else(|e| e.into_inner()).usize(..below.max(1))
+        self.rng
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .usize(..below.max(1))
     }
 }
 
@@ -67,13 +79,19 @@ impl<T: Transport> Transport for FaultyTransport<T> {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 return Err(TransportError::Connect);
             }
-            if req.method == Method::Patch && req.body.len() > 1 && self.roll(self.plan.cut_upload) {
+            if req.method == Method::Patch && req.body.len() > 1 && self.roll(self.plan.cut_upload)
+            {
                 let at = 1 + self.pick(req.body.len() - 1);
                 req.abort_body_after = Some(at);
                 self.stats.cut_uploads.fetch_add(1, Ordering::Relaxed);
             }
-            let sent = req.abort_body_after.unwrap_or(req.body.len()).min(req.body.len());
-            self.stats.body_bytes_sent.fetch_add(sent as u64, Ordering::Relaxed);
+            let sent = req
+                .abort_body_after
+                .unwrap_or(req.body.len())
+                .min(req.body.len());
+            self.stats
+                .body_bytes_sent
+                .fetch_add(sent as u64, Ordering::Relaxed);
             let lose = self.roll(self.plan.lose_response);
             let resp = self.inner.send(req, limit).await;
             if lose && resp.is_ok() {

@@ -36,7 +36,11 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// Runs [`engine::run`] to completion on a private runtime.
-pub fn sync_blocking(store: &mut Store, transport: &dyn Transport, opts: SyncOptions) -> Result<SyncReport> {
+pub fn sync_blocking(
+    store: &mut Store,
+    transport: &dyn Transport,
+    opts: SyncOptions,
+) -> Result<SyncReport> {
     runtime()?.block_on(engine::run(store, transport, opts))
 }
 
@@ -49,10 +53,21 @@ pub fn register_blocking(
     provider: Provider,
     front: &[u8],
 ) -> Result<RegisterResponse> {
-    runtime()?.block_on(device::register(store, transport, endpoint_url, email, provider, front))
+    runtime()?.block_on(device::register(
+        store,
+        transport,
+        endpoint_url,
+        email,
+        provider,
+        front,
+    ))
 }
 
 /// Runs [`device::activate`] on a private runtime.
-pub fn activate_blocking(store: &mut Store, transport: &dyn Transport, code: &str) -> Result<ActivateResponse> {
+pub fn activate_blocking(
+    store: &mut Store,
+    transport: &dyn Transport,
+    code: &str,
+) -> Result<ActivateResponse> {
     runtime()?.block_on(device::activate(store, transport, code))
 }

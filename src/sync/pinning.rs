@@ -22,8 +22,11 @@ use crate::error::{Error, Result};
 /// SHA-256 of a certificate's SubjectPublicKeyInfo (what a pin names).
 pub fn spki_sha256(cert_der: &[u8]) -> Result<[u8; 32]> {
     let der = CertificateDer::from(cert_der);
-    let cert = webpki::EndEntityCert::try_from(&der).map_err(|_| Error::Decode("not an X.509 certificate".into()))?;
-    Ok(crate::crypto::sha256(cert.subject_public_key_info().as_ref()))
+    let cert = webpki::EndEntityCert::try_from(&der)
+        .map_err(|_| Error::Decode("not an X.509 certificate".into()))?;
+    Ok(crate::crypto::sha256(
+        cert.subject_public_key_info().as_ref(),
+    ))
 }
 
 /// Builds the rustls client configuration for `tls`.
@@ -37,7 +40,9 @@ pub fn client_config(tls: &TlsConfig) -> Result<rustls::ClientConfig> {
         let mut reader = std::io::BufReader::new(&pem[..]);
         for cert in rustls_pemfile::certs(&mut reader) {
             let cert = cert.map_err(|_| Error::Decode("CA file is not PEM".into()))?;
-            roots.add(cert).map_err(|_| Error::Decode("CA certificate rejected".into()))?;
+            roots
+                .add(cert)
+                .map_err(|_| Error::Decode("CA certificate rejected".into()))?;
         }
         if roots.is_empty() {
             return Err(Error::Decode("CA file holds no certificate".into()));
@@ -53,10 +58,19 @@ pub fn client_config(tls: &TlsConfig) -> Result<rustls::ClientConfig> {
         )
     };
     if tls.pinned_spki_sha256.is_empty() && chain.is_none() {
-        return Err(Error::Decode("https needs a CA file or a public-key pin".into()));
+        return Err(Error::Decode(
+            "https needs a CA file or a public-key pin".into(),
+        ));
     }
-    let verifier = PinningVerifier { chain, pins: tls.pinned_spki_sha256.clone(), provider };
-    Ok(builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier)).with_no_client_auth())
+    let verifier = PinningVerifier {
+        chain,
+        pins: tls.pinned_spki_sha256.clone(),
+        provider,
+    };
+    Ok(builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth())
 }
 
 #[derive(Debug)]
@@ -102,7 +116,12 @@ impl ServerCertVerifier for PinningVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -111,10 +130,17 @@ impl ServerCertVerifier for PinningVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }

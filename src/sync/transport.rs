@@ -36,7 +36,14 @@ pub struct Request {
 
 impl Request {
     pub fn new(method: Method, path: impl Into<String>, timeout: Duration) -> Self {
-        Request { method, path: path.into(), headers: Vec::new(), body: Vec::new(), abort_body_after: None, timeout }
+        Request {
+            method,
+            path: path.into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            abort_body_after: None,
+            timeout,
+        }
     }
     pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
         self.headers.push((name.to_string(), value.into()));
@@ -59,7 +66,10 @@ pub struct Response {
 impl Response {
     /// A header's value (case-insensitive name).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -79,7 +89,8 @@ pub enum TransportError {
 }
 
 /// The boxed future a transport returns.
-pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<Response, TransportError>> + Send + 'a>>;
+pub type SendFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Response, TransportError>> + Send + 'a>>;
 
 /// Sends one request and reads a response of at most `limit` body bytes.
 pub trait Transport: Send + Sync {
@@ -115,17 +126,26 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 impl HttpTransport {
     pub fn new(base_url: &str, tls: &TlsConfig) -> crate::Result<Self> {
         let base = base_url.trim_end_matches('/').to_string();
-        let url = reqwest::Url::parse(&base).map_err(|_| crate::Error::Decode("endpoint URL is not a URL".into()))?;
+        let url = reqwest::Url::parse(&base)
+            .map_err(|_| crate::Error::Decode("endpoint URL is not a URL".into()))?;
         match url.scheme() {
             "https" => {}
             "http" if is_loopback(&url) => {}
-            _ => return Err(crate::Error::Decode("endpoint URL must be https (http only on loopback)".into())),
+            _ => {
+                return Err(crate::Error::Decode(
+                    "endpoint URL must be https (http only on loopback)".into(),
+                ));
+            }
         }
-        let mut builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT).pool_idle_timeout(Duration::from_secs(30));
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .pool_idle_timeout(Duration::from_secs(30));
         if url.scheme() == "https" {
             builder = builder.use_preconfigured_tls(super::pinning::client_config(tls)?);
         }
-        let client = builder.build().map_err(|e| crate::Error::Internal(format!("HTTP client: {e}")))?;
+        let client = builder
+            .build()
+            .map_err(|e| crate::Error::Internal(format!("HTTP client: {e}")))?;
         Ok(HttpTransport { base, client })
     }
 }
@@ -151,7 +171,10 @@ impl Transport for HttpTransport {
                 Method::Delete => reqwest::Method::DELETE,
                 Method::Options => reqwest::Method::OPTIONS,
             };
-            let mut rb = self.client.request(method, format!("{}{}", self.base, req.path)).timeout(req.timeout);
+            let mut rb = self
+                .client
+                .request(method, format!("{}{}", self.base, req.path))
+                .timeout(req.timeout);
             for (k, v) in &req.headers {
                 rb = rb.header(k.as_str(), v.as_str());
             }
@@ -160,9 +183,17 @@ impl Transport for HttpTransport {
                 Some(n) => {
                     let total = req.body.len();
                     let head = bytes::Bytes::from(req.body[..n.min(total)].to_vec());
-                    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> =
-                        vec![Ok(head), Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected link drop"))];
-                    rb.header("content-length", total.to_string()).body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+                    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = vec![
+                        Ok(head),
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::ConnectionReset,
+                            "injected link drop",
+                        )),
+                    ];
+                    rb.header("content-length", total.to_string())
+                        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                            chunks,
+                        )))
                 }
             };
             let mut resp = rb.send().await.map_err(classify)?;
@@ -170,7 +201,11 @@ impl Transport for HttpTransport {
             let headers = resp
                 .headers()
                 .iter()
-                .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
+                .filter_map(|(k, v)| {
+                    v.to_str()
+                        .ok()
+                        .map(|v| (k.as_str().to_string(), v.to_string()))
+                })
                 .collect();
             if let Some(len) = resp.content_length()
                 && len > limit as u64
@@ -184,7 +219,11 @@ impl Transport for HttpTransport {
                 }
                 body.extend_from_slice(&chunk);
             }
-            Ok(Response { status, headers, body })
+            Ok(Response {
+                status,
+                headers,
+                body,
+            })
         })
     }
 }

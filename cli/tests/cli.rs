@@ -1,0 +1,684 @@
+//! The `apoyo` binary, driven as a user would: real processes, real store folders, the
+//! development keyring always named explicitly through `APOYO_KEYRING` (never the home dir).
+
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use apoyo_sync::{EndpointSecretKey, FileKeyGuard, Store, StoreOptions};
+
+const PROCESSES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/processes.json");
+const IMAGES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/images");
+const CLAVE: &str = "GOMEZA85061509H123";
+
+struct Env {
+    root: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        let root = tempfile::tempdir().expect("temp dir");
+        fs::create_dir_all(root.path().join("home")).expect("home");
+        Env { root }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.root.path().join(name)
+    }
+
+    fn store(&self) -> PathBuf {
+        self.path("store")
+    }
+
+    fn keyring(&self) -> PathBuf {
+        self.path("keyring")
+    }
+
+    fn keys(&self) -> PathBuf {
+        self.path("endpoint-keys")
+    }
+
+    /// The binary with this environment's keyring; HOME and XDG_DATA_HOME point into the
+    /// temporary root so nothing can reach the developer's own files.
+    fn cmd_with_keyring<I, S>(&self, keyring: &Path, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_apoyo"));
+        c.args(args)
+            .env("APOYO_KEYRING", keyring)
+            .env("HOME", self.path("home"))
+            .env("XDG_DATA_HOME", self.path("home"))
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run_with_keyring<I, S>(&self, keyring: &Path, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.cmd_with_keyring(keyring, args)
+            .output()
+            .expect("run apoyo")
+    }
+
+    fn run<I, S>(&self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.run_with_keyring(&self.keyring(), args)
+    }
+
+    /// Runs and asserts success; returns stdout.
+    fn ok<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<_> = args
+            .into_iter()
+            .map(|a| a.as_ref().to_os_string())
+            .collect();
+        let out = self.run(&args);
+        assert_no_panic(&out);
+        assert!(
+            out.status.success(),
+            "apoyo {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+
+    /// endpoint-keygen, device init, process add.
+    fn setup(&self) {
+        self.ok([
+            OsStr::new("endpoint-keygen"),
+            OsStr::new("--out"),
+            self.keys().as_os_str(),
+        ]);
+        let init = self.ok([
+            OsStr::new("device"),
+            OsStr::new("init"),
+            OsStr::new("--store"),
+            self.store().as_os_str(),
+            OsStr::new("--endpoint-pub"),
+            self.keys().join("endpoint.pub").as_os_str(),
+        ]);
+        assert!(init.contains("created"), "{init}");
+        let added = self.ok([
+            OsStr::new("process"),
+            OsStr::new("add"),
+            OsStr::new("--store"),
+            self.store().as_os_str(),
+            OsStr::new("--file"),
+            OsStr::new(PROCESSES),
+        ]);
+        let ids: BTreeSet<&str> = added.lines().collect();
+        assert_eq!(
+            ids,
+            BTreeSet::from(["revocacion-2022", "consulta-cdmx-demo"])
+        );
+    }
+
+    /// `apoyo capture` arguments with the example images; `extra` appended.
+    fn capture_args(&self, process: &str, clave: &str, extra: &[&str]) -> Vec<String> {
+        let img = |n: &str| format!("{IMAGES}/{n}");
+        let mut a: Vec<String> = [
+            "capture",
+            "--store",
+            self.store().to_str().expect("utf-8 path"),
+            "--process",
+            process,
+            "--model",
+            "G",
+            "--front",
+            &img("front.jpg"),
+            "--back",
+            &img("back.jpg"),
+            "--selfie",
+            &img("selfie.jpg"),
+            "--signature",
+            &img("signature.png"),
+            "--clave-elector",
+            clave,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    }
+
+    fn status_json(&self) -> serde_json::Value {
+        let out = self.ok([
+            OsStr::new("status"),
+            OsStr::new("--store"),
+            self.store().as_os_str(),
+            OsStr::new("--json"),
+        ]);
+        serde_json::from_str(out.trim()).expect("status --json is JSON")
+    }
+}
+
+fn assert_no_panic(out: &Output) {
+    for stream in [&out.stdout, &out.stderr] {
+        let text = String::from_utf8_lossy(stream);
+        assert!(
+            !text.contains("panicked") && !text.contains("RUST_BACKTRACE"),
+            "panic text: {text}"
+        );
+    }
+}
+
+/// A refusal: non-zero exit (not a signal), exactly one line on stderr, no panic text.
+/// Returns the exit code and the line.
+fn refusal(out: &Output, what: &str) -> (i32, String) {
+    assert_no_panic(out);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{what}: succeeded");
+    let code = out
+        .status
+        .code()
+        .unwrap_or_else(|| panic!("{what}: ended by a signal ({})", out.status));
+    assert!(
+        stderr.ends_with('\n') && stderr.lines().count() == 1,
+        "{what}: stderr is not exactly one line: {stderr:?}"
+    );
+    assert!(stderr.starts_with("apoyo: "), "{what}: {stderr:?}");
+    (code, stderr.trim_end().to_string())
+}
+
+/// `args` with the value after `flag` replaced.
+fn replace(mut args: Vec<String>, flag: &str, value: &str) -> Vec<String> {
+    let i = args.iter().position(|x| x == flag).expect("flag") + 1;
+    args[i] = value.to_string();
+    args
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped, even if the test panics.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn image(name: &str) -> Vec<u8> {
+    fs::read(Path::new(IMAGES).join(name)).expect("example image")
+}
+
+#[test]
+fn endpoint_keygen_writes_a_private_key_and_its_public_half() {
+    let env = Env::new();
+    let out = env.ok([
+        OsStr::new("endpoint-keygen"),
+        OsStr::new("--out"),
+        env.keys().as_os_str(),
+    ]);
+    assert_eq!(
+        out.trim(),
+        env.keys().join("endpoint.pub").display().to_string()
+    );
+
+    use std::os::unix::fs::PermissionsExt;
+    let key = env.keys().join("endpoint.key");
+    let mode = fs::metadata(&key)
+        .expect("endpoint.key")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "endpoint.key mode {:o}", mode & 0o777);
+
+    let secret = hex::decode(fs::read_to_string(&key).expect("key").trim()).expect("hex key");
+    let secret: [u8; 32] = secret.try_into().expect("32 bytes");
+    let public = fs::read_to_string(env.keys().join("endpoint.pub")).expect("pub");
+    assert_eq!(
+        public.trim(),
+        EndpointSecretKey::from_bytes(secret).public().to_text(),
+        "endpoint.pub is not the public half of endpoint.key"
+    );
+
+    // It never overwrites a key.
+    let again = env.run([
+        OsStr::new("endpoint-keygen"),
+        OsStr::new("--out"),
+        env.keys().as_os_str(),
+    ]);
+    refusal(&again, "second keygen");
+    assert_eq!(
+        fs::read(&key).expect("key"),
+        format!("{}\n", hex::encode(secret)).into_bytes()
+    );
+}
+
+#[test]
+fn capture_status_and_open() {
+    let env = Env::new();
+    env.setup();
+
+    // The store seals to the key made by endpoint-keygen.
+    {
+        let guard = FileKeyGuard::open(&env.keyring()).expect("keyring");
+        let store = Store::open(&env.store(), &guard, StoreOptions::default()).expect("open");
+        let public = fs::read_to_string(env.keys().join("endpoint.pub")).expect("pub");
+        assert_eq!(store.endpoint_public().to_text(), public.trim());
+    }
+
+    let status = env.status_json();
+    let keys: BTreeSet<&str> = status
+        .as_object()
+        .expect("status is an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from([
+            "captured",
+            "uploading",
+            "committed",
+            "quarantined",
+            "purged",
+            "pending_bytes"
+        ])
+    );
+    assert_eq!(status["captured"], 0);
+    assert_eq!(status["pending_bytes"], 0);
+
+    let args = env.capture_args(
+        "revocacion-2022",
+        CLAVE,
+        &[
+            "--entidad",
+            "9",
+            "--seccion",
+            "1234",
+            "--vigencia",
+            "2029",
+            "--curp",
+            "GOMA850615HDFMRR01",
+            "--lat",
+            "19.432608",
+            "--lon",
+            "-99.133209",
+            "--accuracy",
+            "9.5",
+            "--json",
+        ],
+    );
+    let out = env.ok(&args);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("capture --json");
+    let obj = v.as_object().expect("object");
+    assert_eq!(
+        obj.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+        BTreeSet::from(["id", "state"])
+    );
+    assert_eq!(v["state"], "captured");
+    let id = v["id"].as_str().expect("id string").to_string();
+    let parsed: apoyo_sync::CaptureId = id.parse().expect("the id is a UUID");
+    assert_eq!(parsed.0.get_version_num(), 7);
+
+    // Plain capture prints the bare id.
+    let out = env.ok(env.capture_args("consulta-cdmx-demo", "PEREZA90010115M001", &[]));
+    let id2 = out.trim().to_string();
+    id2.parse::<apoyo_sync::CaptureId>().expect("bare id");
+    assert_ne!(id, id2);
+
+    let status = env.status_json();
+    assert_eq!(status["captured"], 2);
+    for k in ["uploading", "committed", "quarantined", "purged"] {
+        assert_eq!(status[k], 0, "{k}");
+    }
+    let image_bytes: u64 = ["front.jpg", "back.jpg", "selfie.jpg", "signature.png"]
+        .iter()
+        .map(|n| image(n).len() as u64)
+        .sum();
+    let pending = status["pending_bytes"].as_u64().expect("pending_bytes");
+    assert!(
+        pending > 2 * image_bytes,
+        "pending {pending} for 2 × {image_bytes} image bytes"
+    );
+    let on_disk: u64 = fs::read_dir(env.store().join("parts"))
+        .expect("parts")
+        .map(|e| e.expect("entry").metadata().expect("meta").len())
+        .sum();
+    assert_eq!(pending, on_disk);
+
+    // The human status works too.
+    let text = env.ok([
+        OsStr::new("status"),
+        OsStr::new("--store"),
+        env.store().as_os_str(),
+    ]);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("captured") && l.ends_with(" 2")),
+        "{text}"
+    );
+
+    // open: byte-identical images and the fields.
+    let out_dir = env.path("opened");
+    let listed = env.ok([
+        OsStr::new("open"),
+        OsStr::new("--store"),
+        env.store().as_os_str(),
+        OsStr::new("--id"),
+        OsStr::new(&id),
+        OsStr::new("--out"),
+        out_dir.as_os_str(),
+    ]);
+    assert_eq!(listed.lines().count(), 5, "{listed}");
+    for name in ["front.jpg", "back.jpg", "selfie.jpg", "signature.png"] {
+        assert!(
+            fs::read(out_dir.join(name)).expect(name) == image(name),
+            "{name} differs"
+        );
+    }
+    let fields: serde_json::Value =
+        serde_json::from_slice(&fs::read(out_dir.join("fields.json")).expect("fields.json"))
+            .expect("fields.json parses");
+    assert_eq!(fields["capture_id"], id);
+    assert_eq!(fields["process_id"], "revocacion-2022");
+    assert_eq!(fields["model"], "G");
+    assert_eq!(fields["fields"]["clave_elector"], CLAVE);
+    assert_eq!(fields["fields"]["entidad"], 9);
+    assert_eq!(fields["fields"]["seccion"], 1234);
+    assert_eq!(fields["fields"]["vigencia"], 2029);
+    assert_eq!(fields["fields"]["curp"], "GOMA850615HDFMRR01");
+    assert_eq!(fields["location"]["lat"], 19.432608);
+    assert_eq!(fields["location"]["lon"], -99.133209);
+    assert_eq!(fields["location"]["accuracy_m"], 9.5);
+}
+
+#[test]
+fn every_refusal_is_one_line_and_a_non_zero_exit() {
+    let env = Env::new();
+    env.setup();
+    let first = env.ok(env.capture_args("revocacion-2022", CLAVE, &["--json"]));
+    let first: serde_json::Value = serde_json::from_str(first.trim()).expect("json");
+    let first_id = first["id"].as_str().expect("id").to_string();
+
+    let gif = env.path("picture.gif");
+    let mut g = b"GIF89a".to_vec();
+    g.extend_from_slice(&[0u8; 500]);
+    fs::write(&gif, g).expect("gif");
+    let gif = gif.to_str().expect("utf-8").to_string();
+    let empty = env.path("empty.jpg");
+    fs::write(&empty, b"").expect("empty");
+    let empty = empty.to_str().expect("utf-8").to_string();
+    let missing = env.path("missing.jpg").to_str().expect("utf-8").to_string();
+
+    struct Case {
+        what: &'static str,
+        args: Vec<String>,
+        /// Expected exit code (the documented 1 for a refusal), and a word of the message.
+        code: i32,
+        says: &'static str,
+        /// A value that must not appear in the message.
+        secret: &'static str,
+    }
+    let with = |extra: &[&str]| env.capture_args("revocacion-2022", "LOPEZA85061509X777", extra);
+    let cases = vec![
+        Case {
+            what: "invalid clave",
+            args: env.capture_args("revocacion-2022", "GOMEZA85133109H123", &[]),
+            code: 1,
+            says: "clave de elector",
+            secret: "GOMEZA85133109H123",
+        },
+        Case {
+            what: "lower-case clave",
+            args: env.capture_args("revocacion-2022", "gomeza85061509h124", &[]),
+            code: 1,
+            says: "clave de elector",
+            secret: "gomeza85061509h124",
+        },
+        Case {
+            what: "duplicate",
+            args: env.capture_args("revocacion-2022", CLAVE, &[]),
+            code: 1,
+            says: "duplicate",
+            secret: CLAVE,
+        },
+        Case {
+            what: "unknown process",
+            args: env.capture_args("no-such-process", "LOPEZA85061509X777", &[]),
+            code: 1,
+            says: "unknown process",
+            secret: "LOPEZA85061509X777",
+        },
+        Case {
+            what: "GIF front",
+            args: replace(with(&[]), "--front", &gif),
+            code: 1,
+            says: "front image",
+            secret: "LOPEZA85061509X777",
+        },
+        Case {
+            what: "empty selfie",
+            args: replace(with(&[]), "--selfie", &empty),
+            code: 1,
+            says: "selfie image",
+            secret: "LOPEZA85061509X777",
+        },
+        Case {
+            what: "model not accepted",
+            args: replace(with(&[]), "--model", "C"),
+            code: 1,
+            says: "model",
+            secret: "LOPEZA85061509X777",
+        },
+        Case {
+            what: "not a model code",
+            args: replace(with(&[]), "--model", "g"),
+            code: 1,
+            says: "model",
+            secret: "LOPEZA85061509X777",
+        },
+        Case {
+            what: "expired credential",
+            args: with(&["--vigencia", "2021"]),
+            code: 1,
+            says: "vigencia",
+            secret: "LOPEZA85061509X777",
+        },
+        Case {
+            what: "out of scope",
+            args: env.capture_args(
+                "consulta-cdmx-demo",
+                "LOPEZA85061514X777",
+                &["--entidad", "14"],
+            ),
+            code: 1,
+            says: "entidad",
+            secret: "LOPEZA85061514X777",
+        },
+        Case {
+            what: "bad CURP",
+            args: with(&["--curp", "GOMA850615HDFMRR0"]),
+            code: 1,
+            says: "CURP",
+            secret: "GOMA850615HDFMRR0",
+        },
+        Case {
+            what: "location out of range",
+            args: with(&["--lat", "91.5", "--lon", "-99.1", "--accuracy", "5"]),
+            code: 1,
+            says: "location",
+            secret: "91.5",
+        },
+    ];
+    for case in &cases {
+        let out = env.run(&case.args);
+        let (code, line) = refusal(&out, case.what);
+        assert_eq!(code, case.code, "{}: {line}", case.what);
+        assert!(line.contains(case.says), "{}: {line}", case.what);
+        assert!(
+            !line.contains(case.secret),
+            "{}: shows {}: {line}",
+            case.what,
+            case.secret
+        );
+        assert!(out.stdout.is_empty(), "{}: printed on stdout", case.what);
+        if case.what == "duplicate" {
+            assert!(
+                line.contains(&first_id),
+                "the duplicate names the earlier capture: {line}"
+            );
+        }
+    }
+
+    // A missing image file: refused before anything is read from the store.
+    let out = env.run(replace(with(&[]), "--back", &missing));
+    let (_, line) = refusal(&out, "missing image file");
+    assert!(line.contains("back image"), "{line}");
+
+    // Other commands refuse the same way.
+    let bad_json = env.path("bad.json");
+    fs::write(&bad_json, b"{\"id\": \"x\", ").expect("bad json");
+    let bad_json = bad_json.to_str().expect("utf-8").to_string();
+    let store = env.store().to_str().expect("utf-8").to_string();
+    let unknown = apoyo_sync::CaptureId::new_v7(time::OffsetDateTime::now_utc()).to_string();
+    let out_dir = env.path("out").to_str().expect("utf-8").to_string();
+    let pub_file = env
+        .keys()
+        .join("endpoint.pub")
+        .to_str()
+        .expect("utf-8")
+        .to_string();
+    let (store, bad_json, unknown, out_dir) = (
+        store.as_str(),
+        bad_json.as_str(),
+        unknown.as_str(),
+        out_dir.as_str(),
+    );
+    for (what, args) in [
+        (
+            "bad process file",
+            vec!["process", "add", "--store", store, "--file", bad_json],
+        ),
+        (
+            "open an unknown id",
+            vec!["open", "--store", store, "--id", unknown, "--out", out_dir],
+        ),
+        (
+            "open a non-UUID id",
+            vec![
+                "open",
+                "--store",
+                store,
+                "--id",
+                "not-an-id",
+                "--out",
+                out_dir,
+            ],
+        ),
+        (
+            "init over a store",
+            vec![
+                "device",
+                "init",
+                "--store",
+                store,
+                "--endpoint-pub",
+                &pub_file,
+            ],
+        ),
+    ] {
+        let out = env.run(&args);
+        refusal(&out, what);
+    }
+
+    // Nothing was stored by any refusal.
+    let status = env.status_json();
+    assert_eq!(status["captured"], 1);
+    assert_eq!(
+        fs::read_dir(env.store().join("parts"))
+            .expect("parts")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn an_unusable_store_exits_3_and_is_left_untouched() {
+    let env = Env::new();
+    env.setup();
+    env.ok(env.capture_args("revocacion-2022", CLAVE, &[]));
+    let store = env.store().to_str().expect("utf-8").to_string();
+    let status_args = ["status", "--store", store.as_str(), "--json"];
+
+    // Another machine's keyring.
+    let other = env.path("other-keyring");
+    FileKeyGuard::open_or_create(&other).expect("other keyring");
+    let out = env.run_with_keyring(&other, status_args);
+    let (code, line) = refusal(&out, "wrong keyring");
+    assert_eq!(code, 3, "{line}");
+    assert!(line.contains("does not open this store"), "{line}");
+
+    // A keyring folder without a key.
+    let empty = env.path("empty-keyring");
+    fs::create_dir(&empty).expect("mkdir");
+    let out = env.run_with_keyring(&empty, status_args);
+    let (code, line) = refusal(&out, "empty keyring");
+    assert_eq!(code, 3, "{line}");
+    assert!(line.contains("not available"), "{line}");
+
+    // A damaged database file: refused, byte for byte unchanged.
+    let db = env.store().join("apoyo.db");
+    fs::write(&db, b"this is not a database, just some bytes").expect("garble");
+    let before = fs::read(&db).expect("db");
+    let out = env.run(status_args);
+    let (code, line) = refusal(&out, "corrupt store");
+    assert_eq!(code, 3, "{line}");
+    assert!(line.contains("corrupt"), "{line}");
+    assert_eq!(fs::read(&db).expect("db"), before);
+
+    // No store at all.
+    let nowhere = env.path("nowhere").to_str().expect("utf-8").to_string();
+    let out = env.run(["status", "--store", nowhere.as_str()]);
+    let (code, line) = refusal(&out, "no store");
+    assert_eq!(code, 1, "{line}");
+}
+
+#[test]
+fn a_store_in_use_is_refused_not_waited_for() {
+    let env = Env::new();
+    env.setup();
+    let mut child = KillOnDrop(
+        env.cmd_with_keyring(
+            &env.keyring(),
+            [
+                OsStr::new("capture-loop"),
+                OsStr::new("--store"),
+                env.store().as_os_str(),
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn capture-loop"),
+    );
+    // Wait until it holds the store (it printed a first id).
+    let mut lines = BufReader::new(child.0.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a first id").expect("read");
+    first.parse::<apoyo_sync::CaptureId>().expect("an id");
+
+    let out = env.run(["status", "--store", env.store().to_str().expect("utf-8")]);
+    drop(child);
+    let (code, line) = refusal(&out, "status while capture-loop runs");
+    assert_eq!(code, 1, "{line}");
+    assert!(line.contains("in use"), "{line}");
+
+    // Once the holder is gone the store opens again.
+    assert!(env.status_json()["captured"].as_u64().expect("captured") >= 1);
+}

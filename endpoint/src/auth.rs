@@ -1,0 +1,66 @@
+//! Bearer tokens: issued at activation (32 random bytes, hex), stored only as their SHA-256,
+//! valid until the activation code's expiry.
+
+use apoyo_sync::crypto::{self, keys::device_id_of};
+use axum::http::HeaderMap;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::ApiError;
+use crate::http::{bearer, unix};
+use crate::state::{AppState, Inner};
+
+/// The device a valid token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Device {
+    pub public: [u8; 32],
+    pub id: String,
+}
+
+/// Longest token accepted before hashing (ours are 64 hex characters).
+const MAX_TOKEN_LEN: usize = 128;
+
+/// The device of a presented token, if the token is known and unexpired.
+pub(crate) fn lookup(
+    conn: &Connection,
+    inner: &Inner,
+    token: &str,
+) -> Result<Option<Device>, ApiError> {
+    if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+        return Ok(None);
+    }
+    let digest = crypto::sha256(token.as_bytes());
+    let row: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT device_public FROM tokens WHERE token_sha256 = ?1 AND expires_at > ?2",
+            params![&digest[..], unix(inner.now())],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(row
+        .and_then(|p| <[u8; 32]>::try_from(p).ok())
+        .map(|public| Device {
+            id: device_id_of(&public),
+            public,
+        }))
+}
+
+/// The device of the request's bearer token, or 401 `unauthorized`.
+pub(crate) async fn require(state: &AppState, headers: &HeaderMap) -> Result<Device, ApiError> {
+    let token = bearer(headers)
+        .ok_or_else(ApiError::unauthorized)?
+        .to_string();
+    state
+        .db(move |conn, inner| lookup(conn, inner, &token))
+        .await?
+        .ok_or_else(ApiError::unauthorized)
+}
+
+/// The device of the request's bearer token, if any (for the chaos hook; never refuses).
+pub(crate) async fn peek(state: &AppState, headers: &HeaderMap) -> Option<Device> {
+    let token = bearer(headers)?.to_string();
+    state
+        .db(move |conn, inner| lookup(conn, inner, &token))
+        .await
+        .ok()
+        .flatten()
+}

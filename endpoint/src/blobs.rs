@@ -1,0 +1,248 @@
+//! Ciphertext bytes on disk. The endpoint never writes a plaintext image or manifest.
+//!
+//! ```text
+//! BLOBS/
+//!   uploads/<upload id>                tus uploads in progress (one file each)
+//!   supports/<capture id>/<kind>.part  the parts of a decided support
+//! ```
+//!
+//! Durability order: bytes are written and fsync'd before the database row that points at them
+//! is committed; a file without a row (a crash in between) is removed at the next start.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use apoyo_sync::{CaptureId, PartKind};
+use sha2::Digest;
+
+const UPLOADS: &str = "uploads";
+const SUPPORTS: &str = "supports";
+
+/// The blob folder.
+#[derive(Debug, Clone)]
+pub(crate) struct Blobs {
+    uploads: PathBuf,
+    supports: PathBuf,
+}
+
+/// Whether `id` has the form of an upload id (32 lowercase hex digits), so that it can never
+/// name a path outside `uploads/`.
+pub(crate) fn is_upload_id(id: &str) -> bool {
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl Blobs {
+    pub fn open(root: &Path) -> io::Result<Blobs> {
+        let b = Blobs {
+            uploads: root.join(UPLOADS),
+            supports: root.join(SUPPORTS),
+        };
+        fs::create_dir_all(&b.uploads)?;
+        fs::create_dir_all(&b.supports)?;
+        fsync_dir(root)?;
+        Ok(b)
+    }
+
+    fn upload_path(&self, id: &str) -> io::Result<PathBuf> {
+        if !is_upload_id(id) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not an upload id",
+            ));
+        }
+        Ok(self.uploads.join(id))
+    }
+
+    fn support_dir(&self, id: &CaptureId) -> PathBuf {
+        self.supports.join(id.to_string())
+    }
+
+    /// Creates the empty file of a new upload, durably.
+    pub fn create_upload(&self, id: &str) -> io::Result<()> {
+        let f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(self.upload_path(id)?)?;
+        f.sync_all()?;
+        fsync_dir(&self.uploads)
+    }
+
+    /// Writes `bytes` at `offset` of an upload and makes them durable. Anything past `offset`
+    /// (bytes of a PATCH whose database update never committed) is discarded first.
+    pub fn write_upload(&self, id: &str, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        let mut f = OpenOptions::new().write(true).open(self.upload_path(id)?)?;
+        f.set_len(offset)?;
+        f.seek(SeekFrom::Start(offset))?;
+        f.write_all(bytes)?;
+        f.sync_data()
+    }
+
+    /// Removes an upload's bytes (missing is fine).
+    pub fn remove_upload(&self, id: &str) -> io::Result<()> {
+        match fs::remove_file(self.upload_path(id)?) {
+            Ok(()) => fsync_dir(&self.uploads),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Length and SHA-256 of the first `len` bytes of an upload (`None` if the file is shorter).
+    pub fn digest_upload(&self, id: &str, len: u64) -> io::Result<Option<[u8; 32]>> {
+        let f = File::open(self.upload_path(id)?)?;
+        if f.metadata()?.len() < len {
+            return Ok(None);
+        }
+        let mut r = f.take(len);
+        let mut h = sha2::Sha256::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut seen = 0u64;
+        loop {
+            let n = r.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            seen += n as u64;
+        }
+        Ok((seen == len).then(|| h.finalize().into()))
+    }
+
+    /// A reader over the first `len` bytes of an upload.
+    pub fn read_upload(&self, id: &str, len: u64) -> io::Result<impl Read + use<>> {
+        Ok(io::BufReader::with_capacity(
+            64 * 1024,
+            File::open(self.upload_path(id)?)?.take(len),
+        ))
+    }
+
+    /// Makes the uploads' bytes the parts of a support: hard links (the bytes are not copied)
+    /// under `supports/<capture id>/`, made durable. The upload files stay until
+    /// [`Blobs::remove_upload`]; on failure nothing of the support folder is left.
+    pub fn link_support(
+        &self,
+        capture_id: &CaptureId,
+        parts: &[(PartKind, String)],
+    ) -> io::Result<()> {
+        let dir = self.support_dir(capture_id);
+        let result = (|| {
+            if dir.exists() {
+                // Left by a crash before its row committed: no row names it.
+                fs::remove_dir_all(&dir)?;
+            }
+            fs::create_dir(&dir)?;
+            for (kind, upload) in parts {
+                let from = self.upload_path(upload)?;
+                let to = dir.join(format!("{}.part", kind.name()));
+                if fs::hard_link(&from, &to).is_err() {
+                    // A file system without hard links: copy, durably.
+                    fs::copy(&from, &to)?;
+                    File::open(&to)?.sync_all()?;
+                }
+            }
+            fsync_dir(&dir)?;
+            fsync_dir(&self.supports)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_dir_all(&dir);
+        }
+        result
+    }
+
+    /// Removes a support folder whose row did not commit.
+    pub fn unlink_support(&self, capture_id: &CaptureId) {
+        let dir = self.support_dir(capture_id);
+        if let Err(e) = fs::remove_dir_all(&dir)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!(error = %e, "could not remove an uncommitted support folder");
+        }
+    }
+
+    /// Removes upload files and support folders that no database row names (left by a crash
+    /// between writing bytes and committing their row). Returns how many were removed.
+    pub fn remove_orphans(
+        &self,
+        uploads: &HashSet<String>,
+        supports: &HashSet<String>,
+    ) -> io::Result<usize> {
+        let mut removed = 0;
+        for entry in fs::read_dir(&self.uploads)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if is_upload_id(&name) && !uploads.contains(&name) {
+                fs::remove_file(entry.path())?;
+                removed += 1;
+            }
+        }
+        for entry in fs::read_dir(&self.supports)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.parse::<CaptureId>().is_ok() && !supports.contains(&name) {
+                fs::remove_dir_all(entry.path())?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            fsync_dir(&self.uploads)?;
+            fsync_dir(&self.supports)?;
+        }
+        Ok(removed)
+    }
+}
+
+/// fsyncs a folder so that files created or removed in it survive power loss.
+fn fsync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_ids_cannot_escape_the_folder() {
+        assert!(is_upload_id("0123456789abcdef0123456789abcdef"));
+        for bad in [
+            "",
+            "../../etc/passwd",
+            "0123456789ABCDEF0123456789ABCDEF",
+            "0123456789abcdef0123456789abcde/",
+        ] {
+            assert!(!is_upload_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_rewrite_discards_bytes_past_the_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Blobs::open(dir.path()).unwrap();
+        let id = "0123456789abcdef0123456789abcdef";
+        b.create_upload(id).unwrap();
+        b.write_upload(id, 0, b"hello world").unwrap();
+        b.write_upload(id, 5, b"!").unwrap();
+        let mut s = String::new();
+        b.read_upload(id, 100)
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
+        assert_eq!(s, "hello!");
+        assert_eq!(
+            b.digest_upload(id, 6).unwrap(),
+            Some(apoyo_sync::crypto::sha256(b"hello!"))
+        );
+        assert_eq!(b.digest_upload(id, 7).unwrap(), None);
+    }
+}

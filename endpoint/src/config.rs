@@ -1,0 +1,120 @@
+//! What the endpoint is started with, and the fault-injection hook field tests use.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use apoyo_sync::crypto::receipt::ReceiptSigner;
+use apoyo_sync::{EndpointSecretKey, Process, SharedClock, SystemClock};
+
+/// How long a tus upload lives after its creation (tus `expiration` extension). A day covers a
+/// phone that is offline overnight between two PATCHes of the same part.
+pub const DEFAULT_UPLOAD_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The endpoint's configuration.
+pub struct EndpointConfig {
+    /// The SQLite file (created if missing).
+    pub db_path: PathBuf,
+    /// Where upload and support bytes live; default `<db_path>.blobs/`.
+    pub blob_dir: Option<PathBuf>,
+    /// X25519 key: opens sealed data keys, and the activation key agreement.
+    pub key: EndpointSecretKey,
+    /// Ed25519 key that signs receipts.
+    pub signer: ReceiptSigner,
+    /// The participation processes this endpoint accepts supports for.
+    pub processes: Vec<Process>,
+    /// Enables `/v1/dev/mailbox/{email}` and `/v1/admin/stats`.
+    pub dev: bool,
+    pub clock: SharedClock,
+    /// tus expiration of an upload, counted from its creation.
+    pub upload_ttl: Duration,
+    /// Test and field-test fault hook: consulted before every routed request.
+    pub chaos: Option<Arc<dyn Chaos>>,
+}
+
+impl EndpointConfig {
+    /// A configuration with the defaults: no dev routes, the system clock, 24 h uploads, no chaos.
+    pub fn new(
+        db_path: PathBuf,
+        key: EndpointSecretKey,
+        signer: ReceiptSigner,
+        processes: Vec<Process>,
+    ) -> Self {
+        EndpointConfig {
+            db_path,
+            blob_dir: None,
+            key,
+            signer,
+            processes,
+            dev: false,
+            clock: Arc::new(SystemClock),
+            upload_ttl: DEFAULT_UPLOAD_TTL,
+            chaos: None,
+        }
+    }
+
+    /// The blob folder in use (`blob_dir`, or `<db_path>.blobs`).
+    pub fn blob_dir(&self) -> PathBuf {
+        match &self.blob_dir {
+            Some(d) => d.clone(),
+            None => {
+                let mut s = self.db_path.clone().into_os_string();
+                s.push(".blobs");
+                PathBuf::from(s)
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for EndpointConfig {
+    // Never prints key material.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointConfig")
+            .field("db_path", &self.db_path)
+            .field("blob_dir", &self.blob_dir())
+            .field(
+                "processes",
+                &self
+                    .processes
+                    .iter()
+                    .map(|p| p.id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("dev", &self.dev)
+            .field("upload_ttl", &self.upload_ttl)
+            .field("chaos", &self.chaos.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The routes a [`Chaos`] hook is told about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Route {
+    Register,
+    Activate,
+    Processes,
+    UploadOptions,
+    UploadCreate,
+    UploadHead,
+    UploadPatch,
+    UploadDelete,
+    Commit,
+    Dev,
+}
+
+/// What a [`Chaos`] hook makes the endpoint answer instead of handling the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Injected {
+    /// Answer this status (with an `ErrorBody`: 429 → `rate_limited`, 503 → `unavailable`,
+    /// anything else → `other`) and `Retry-After` when given; do nothing else.
+    Status {
+        status: u16,
+        retry_after_secs: Option<u32>,
+    },
+}
+
+/// A fault hook: consulted before every routed request with the route and, when the request
+/// carries a valid token, the device id.
+pub trait Chaos: Send + Sync {
+    fn before(&self, route: Route, device_id: Option<&str>) -> Option<Injected>;
+}

@@ -1,0 +1,135 @@
+//! Errors: [`EndpointError`] for starting and running the endpoint (public), [`ApiError`] for
+//! one HTTP answer (internal; every refusal is an `ErrorBody` with the reason's status).
+
+use std::path::PathBuf;
+
+use apoyo_sync::protocol::{self, ErrorBody, Reason};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// Why the endpoint could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the database has schema version {found}; this endpoint knows up to {supported}")]
+    SchemaVersion { found: i64, supported: i64 },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("the receipt signing key {path} is unusable: {problem}")]
+    SignerKey {
+        path: PathBuf,
+        problem: &'static str,
+    },
+    #[error(transparent)]
+    Core(#[from] apoyo_sync::Error),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// One refusal, answered as `ErrorBody{v:1, reason, detail}` (CBOR).
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub status: StatusCode,
+    pub reason: Reason,
+    /// English, never personal data.
+    pub detail: String,
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// A refusal with the reason's own status.
+    pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
+        Self::with_status(reason.http_status(), reason, detail)
+    }
+
+    /// A refusal whose status is not the reason's (tus statuses: 409, 412, 415, 460).
+    pub fn with_status(status: u16, reason: Reason, detail: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            reason,
+            detail: detail.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    pub fn malformed(detail: impl Into<String>) -> Self {
+        Self::new(Reason::Malformed, detail)
+    }
+
+    pub fn too_large(detail: impl Into<String>) -> Self {
+        Self::new(Reason::TooLarge, detail)
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(Reason::Unauthorized, "a valid bearer token is required")
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(Reason::NotFound, "not found")
+    }
+
+    /// A local failure (database, disk): logged, answered 500 without details.
+    pub fn internal(what: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %what, "internal error");
+        Self::with_status(500, Reason::Other, "internal error")
+    }
+
+    /// The encoded `ErrorBody`.
+    pub fn body(&self) -> Vec<u8> {
+        let body = ErrorBody {
+            v: protocol::VERSION,
+            reason: self.reason,
+            detail: self.detail.clone(),
+        };
+        // Encoding a two-field struct into a Vec cannot fail; an empty body is the fallback.
+        protocol::encode(&body).unwrap_or_default()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = self.body();
+        let mut resp = (self.status, body).into_response();
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(protocol::CBOR),
+        );
+        if let Some(secs) = self.retry_after {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+impl From<rusqlite::Error> for ApiError {
+    fn from(e: rusqlite::Error) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl From<std::io::Error> for ApiError {
+    fn from(e: std::io::Error) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl From<apoyo_sync::Error> for ApiError {
+    fn from(e: apoyo_sync::Error) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        ApiError::internal(e)
+    }
+}

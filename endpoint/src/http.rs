@@ -1,0 +1,167 @@
+//! HTTP helpers shared by the routes: bounded body reading, CBOR answers, headers, times.
+
+use std::time::{Duration, SystemTime};
+
+use apoyo_sync::protocol;
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use serde::de::DeserializeOwned;
+use time::OffsetDateTime;
+
+use crate::error::ApiError;
+
+/// Reads a request body of at most `limit` bytes. A declared `Content-Length` over the limit is
+/// refused before reading anything; a body without one is refused as soon as it passes the
+/// limit, so at most `limit` bytes are ever buffered. A body cut short (client gone) is refused.
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    what: &str,
+) -> Result<Vec<u8>, ApiError> {
+    let declared = match headers.get(header::CONTENT_LENGTH) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| ApiError::malformed("Content-Length is not a number"))?,
+        ),
+    };
+    if let Some(n) = declared
+        && n > limit as u64
+    {
+        return Err(ApiError::too_large(format!(
+            "{what} is {n} bytes, the limit is {limit}"
+        )));
+    }
+    let mut body = body;
+    let mut buf = Vec::with_capacity(declared.map_or(0, |n| n as usize).min(limit));
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|_| ApiError::malformed(format!("{what}: the body was cut short")))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(ApiError::too_large(format!(
+                    "{what} is over the limit of {limit} bytes"
+                )));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    if let Some(n) = declared
+        && n != buf.len() as u64
+    {
+        return Err(ApiError::malformed(format!(
+            "{what}: the body was cut short"
+        )));
+    }
+    Ok(buf)
+}
+
+/// Decodes a CBOR protocol message (already bounded by [`read_body`]) and checks its version.
+pub(crate) fn decode<T: DeserializeOwned>(
+    bytes: &[u8],
+    limit: usize,
+    what: &'static str,
+) -> Result<T, ApiError> {
+    protocol::decode(bytes, limit, what).map_err(|e| match e {
+        apoyo_sync::Error::TooLarge { .. } => ApiError::too_large(e.to_string()),
+        _ => ApiError::malformed(e.to_string()),
+    })
+}
+
+/// Checks a message's `v`.
+pub(crate) fn check_version(v: u8) -> Result<(), ApiError> {
+    if v == protocol::VERSION {
+        Ok(())
+    } else {
+        Err(ApiError::malformed(format!(
+            "protocol version {v} is not supported (this endpoint speaks {})",
+            protocol::VERSION
+        )))
+    }
+}
+
+/// A CBOR answer.
+pub(crate) fn cbor(status: u16, body: Vec<u8>) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (status, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(protocol::CBOR),
+    );
+    resp
+}
+
+/// Encodes a message as a CBOR answer.
+pub(crate) fn cbor_msg<T: serde::Serialize>(status: u16, msg: &T) -> Result<Response, ApiError> {
+    Ok(cbor(status, protocol::encode(msg)?))
+}
+
+/// A header's value as text, if present and visible ASCII.
+pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = header_str(headers, header::AUTHORIZATION.as_str())?.trim();
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+/// Unix seconds of a time (times the endpoint compares are whole seconds).
+pub(crate) fn unix(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp()
+}
+
+/// The time of unix second `s` (clamped to the representable range).
+pub(crate) fn from_unix(s: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(s).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// An RFC 7231 HTTP date (`Upload-Expires`).
+pub(crate) fn http_date(unix_secs: i64) -> String {
+    httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(unix_secs.max(0) as u64))
+}
+
+/// RFC 3339 text of a time.
+pub(crate) fn rfc3339(t: OffsetDateTime) -> Result<String, ApiError> {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .map_err(ApiError::internal)
+}
+
+/// `n` random bytes from the operating system's CSPRNG, as lowercase hex.
+pub(crate) fn random_hex(n: usize) -> Result<String, ApiError> {
+    let mut b = vec![0u8; n];
+    apoyo_sync::crypto::fill_random(&mut b)?;
+    Ok(hex::encode(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens_are_parsed_strictly() {
+        let mut h = HeaderMap::new();
+        assert_eq!(bearer(&h), None);
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc"),
+        );
+        assert_eq!(bearer(&h), Some("abc"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(bearer(&h), None);
+    }
+
+    #[test]
+    fn http_dates_are_imf_fixdate() {
+        assert_eq!(http_date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
+    }
+}

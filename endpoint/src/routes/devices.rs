@@ -1,0 +1,377 @@
+//! `POST /v1/devices` ("Registro ciudadano") and `POST /v1/devices/activate`.
+
+use std::io::Write;
+
+use apoyo_sync::crypto::keys::device_id_of;
+use apoyo_sync::crypto::wrap::open_from_device;
+use apoyo_sync::crypto::{self, PartOpener};
+use apoyo_sync::protocol::{
+    self, ActivateRequest, ActivateResponse, Provider, Reason, RegisterRequest, RegisterResponse,
+    limits,
+};
+use apoyo_sync::{PartKind, validate};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::error::ApiError;
+use crate::http::{cbor_msg, check_version, decode, from_unix, random_hex, read_body, unix};
+use crate::state::{AppState, Inner};
+
+/// An activation code is valid for 24 hours from its issue (DOMAIN.md, Mi Apoyo flow step 3).
+const CODE_VALIDITY_SECS: i64 = 24 * 60 * 60;
+/// Code characters: no 0/O, 1/I/L, so a code read from an email and typed is not misread.
+const CODE_ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
+/// Failed activations allowed per device key within [`FAILURE_WINDOW_SECS`] before 429.
+const MAX_FAILURES: i64 = 5;
+/// The rate-limit window: 15 minutes.
+const FAILURE_WINDOW_SECS: i64 = 15 * 60;
+/// The activation nonce is 16 bytes (protocol).
+const NONCE_LEN: usize = 16;
+/// Longest code text accepted (ours are [`limits::ACTIVATION_CODE_LEN`]).
+const MAX_CODE_TEXT: usize = 64;
+/// Longest email address (RFC 5321 path limit).
+const MAX_EMAIL_BYTES: usize = 254;
+
+pub(crate) async fn register(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(&headers, body, limits::MAX_REGISTER_BYTES, "registration").await?;
+    let req: RegisterRequest = decode(&bytes, limits::MAX_REGISTER_BYTES, "registration")?;
+    drop(bytes);
+    check_version(req.v)?;
+    if !plausible_email(&req.email) {
+        return Err(ApiError::new(
+            Reason::RegistrationInvalid,
+            "the email is not an address",
+        ));
+    }
+    let req = st
+        .blocking(move |inner| {
+            check_front(inner, &req)?;
+            Ok(req)
+        })
+        .await?;
+    let resp = st
+        .db(move |conn, inner| record_registration(conn, inner, &req))
+        .await?;
+    cbor_msg(201, &resp)
+}
+
+/// One '@', something on both sides, no spaces or control characters, at most 254 bytes.
+fn plausible_email(e: &str) -> bool {
+    let Some((local, domain)) = e.split_once('@') else {
+        return false;
+    };
+    e.len() <= MAX_EMAIL_BYTES
+        && !local.is_empty()
+        && !domain.is_empty()
+        && !domain.contains('@')
+        && e.chars()
+            .all(|c| !c.is_whitespace() && !c.is_control() && c != '/')
+}
+
+/// Opens the sealed card front with the registering device's key and checks it is a JPEG or
+/// PNG within the card limit. The plaintext is never kept: only its first bytes and its length
+/// are looked at as it streams through.
+fn check_front(inner: &Inner, req: &RegisterRequest) -> Result<(), ApiError> {
+    let invalid = |d: &str| ApiError::new(Reason::RegistrationInvalid, d);
+    let id = req.registration_id.as_bytes();
+    let dk = open_from_device(
+        &inner.cfg.key,
+        &req.device_public,
+        id,
+        &req.front_sealed_key,
+    )
+    .map_err(|_| invalid("the card front's sealed key does not open for this device key"))?;
+    let mut probe = ImageProbe::default();
+    PartOpener::new(&dk, id, PartKind::Front)?
+        .open_to(req.front.len() as u64, &req.front[..], &mut probe)
+        .map_err(|_| invalid("the card front does not decrypt"))?;
+    if probe.len == 0 || probe.len > validate::max_image_bytes(PartKind::Front) as u64 {
+        return Err(invalid("the card front is empty or over its size limit"));
+    }
+    validate::check_image(PartKind::Front, &probe.head)
+        .map_err(|_| invalid("the card front is not a JPEG or PNG image"))?;
+    Ok(())
+}
+
+/// A sink that keeps an image's first bytes (enough for its magic number) and counts the rest.
+#[derive(Default)]
+struct ImageProbe {
+    head: Vec<u8>,
+    len: u64,
+}
+
+impl Write for ImageProbe {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let keep = 16usize.saturating_sub(self.head.len()).min(buf.len());
+        self.head.extend_from_slice(&buf[..keep]);
+        self.len += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn record_registration(
+    conn: &mut Connection,
+    inner: &Inner,
+    req: &RegisterRequest,
+) -> Result<RegisterResponse, ApiError> {
+    let now = unix(inner.now());
+    let expires_at = now + CODE_VALIDITY_SECS;
+    let reg_id = req.registration_id.to_string();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let owner: Option<Vec<u8>> = tx
+        .query_row(
+            "SELECT device_public FROM registrations WHERE registration_id = ?1",
+            [&reg_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if owner.is_some_and(|p| p != req.device_public) {
+        return Err(ApiError::new(
+            Reason::IdempotencyConflict,
+            "this registration id was used by another device key",
+        ));
+    }
+    tx.execute(
+        "INSERT INTO devices (device_public, device_id, registered_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        params![&req.device_public[..], device_id_of(&req.device_public), now],
+    )?;
+    let provider = match req.provider {
+        Provider::Google => "google",
+        Provider::Facebook => "facebook",
+    };
+    tx.execute(
+        "INSERT INTO registrations (registration_id, device_public, provider, front_sealed_key, front, registered_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (registration_id) DO NOTHING",
+        params![reg_id, &req.device_public[..], provider, req.front_sealed_key, req.front, now],
+    )?;
+    let code = unused_code(&tx)?;
+    tx.execute(
+        "INSERT INTO activation_codes (code, device_public, registration_id, issued_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![code, &req.device_public[..], reg_id, now, expires_at],
+    )?;
+    // "Send it by email": the development mailbox keeps the latest code per address.
+    tx.execute(
+        "INSERT INTO dev_mailbox (email, code, expires_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (email) DO UPDATE SET code = excluded.code, expires_at = excluded.expires_at",
+        params![req.email, code, expires_at],
+    )?;
+    tx.commit()?;
+    tracing::info!("registration recorded; activation code mailed");
+    Ok(RegisterResponse {
+        v: protocol::VERSION,
+        registration_id: req.registration_id,
+        code_expires_at: from_unix(expires_at),
+    })
+}
+
+/// A fresh code no other registration holds.
+fn unused_code(conn: &Connection) -> Result<String, ApiError> {
+    // 31^10 ≈ 8·10^14 codes: a clash is rare enough that a few tries always suffice.
+    for _ in 0..8 {
+        let code = random_code()?;
+        let taken: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM activation_codes WHERE code = ?1)",
+            [&code],
+            |r| r.get(0),
+        )?;
+        if !taken {
+            return Ok(code);
+        }
+    }
+    Err(ApiError::internal(
+        "could not draw an unused activation code",
+    ))
+}
+
+/// [`limits::ACTIVATION_CODE_LEN`] characters of [`CODE_ALPHABET`] from the OS CSPRNG, without
+/// modulo bias (bytes at or above the largest multiple of 31 are drawn again).
+fn random_code() -> Result<String, ApiError> {
+    let n = CODE_ALPHABET.len();
+    let cutoff = 256 - 256 % n;
+    let mut out = String::with_capacity(limits::ACTIVATION_CODE_LEN);
+    let mut buf = [0u8; 32];
+    while out.len() < limits::ACTIVATION_CODE_LEN {
+        crypto::fill_random(&mut buf)?;
+        for &b in buf.iter().filter(|&&b| usize::from(b) < cutoff) {
+            if out.len() == limits::ACTIVATION_CODE_LEN {
+                break;
+            }
+            out.push(char::from(CODE_ALPHABET[usize::from(b) % n]));
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) async fn activate(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(&headers, body, limits::MAX_ACTIVATE_BYTES, "activation").await?;
+    let req: ActivateRequest = decode(&bytes, limits::MAX_ACTIVATE_BYTES, "activation")?;
+    check_version(req.v)?;
+    if req.nonce.len() != NONCE_LEN {
+        return Err(ApiError::malformed(format!(
+            "the nonce must be {NONCE_LEN} bytes"
+        )));
+    }
+    if req.code.is_empty() || req.code.len() > MAX_CODE_TEXT {
+        return Err(ApiError::malformed(format!(
+            "the code must be 1-{MAX_CODE_TEXT} bytes"
+        )));
+    }
+    let resp = st
+        .db(move |conn, inner| activate_device(conn, inner, &req))
+        .await?;
+    cbor_msg(200, &resp)
+}
+
+/// Checks, in order: the rate limit, the proof, the code (known, this device's, unexpired).
+/// An unknown or foreign code counts as a failure of the presented device key. A bad proof does
+/// not: whoever sent it does not hold that key, and counting it would let anyone lock a device
+/// out by sending garbage with its public key.
+fn activate_device(
+    conn: &mut Connection,
+    inner: &Inner,
+    req: &ActivateRequest,
+) -> Result<ActivateResponse, ApiError> {
+    let now = inner.now();
+    let now_s = unix(now);
+    let window_start = now_s - FAILURE_WINDOW_SECS;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let (failures, oldest): (i64, Option<i64>) = tx.query_row(
+        "SELECT count(*), min(at) FROM activation_failures WHERE device_public = ?1 AND at > ?2",
+        params![&req.device_public[..], window_start],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if failures >= MAX_FAILURES {
+        let wait = (oldest.unwrap_or(now_s) + FAILURE_WINDOW_SECS - now_s).max(1);
+        return Err(ApiError::new(
+            Reason::RateLimited,
+            "too many failed activation attempts for this device key",
+        )
+        .retry_after(wait as u64));
+    }
+    if !proof_valid(inner, req)? {
+        return Err(ApiError::new(
+            Reason::ActivationProofInvalid,
+            "the proof does not verify for this device key",
+        ));
+    }
+    let code = req.code.to_ascii_uppercase();
+    let row: Option<(Vec<u8>, i64)> = tx
+        .query_row(
+            "SELECT device_public, expires_at FROM activation_codes WHERE code = ?1",
+            [&code],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let expires_at = match row {
+        Some((owner, expires_at)) if owner == req.device_public => expires_at,
+        other => {
+            let refusal = match other {
+                None => ApiError::new(Reason::ActivationCodeWrong, "this code was not issued"),
+                Some(_) => ApiError::new(
+                    Reason::ActivationCodeForeignDevice,
+                    "this code was issued to another device key",
+                ),
+            };
+            tx.execute(
+                "DELETE FROM activation_failures WHERE at <= ?1",
+                [window_start],
+            )?;
+            tx.execute(
+                "INSERT INTO activation_failures (device_public, at) VALUES (?1, ?2)",
+                params![&req.device_public[..], now_s],
+            )?;
+            tx.commit()?;
+            return Err(refusal);
+        }
+    };
+    if now_s >= expires_at {
+        return Err(ApiError::new(
+            Reason::ActivationCodeExpired,
+            "the code's 24 hours have passed; register again",
+        ));
+    }
+    let token = random_hex(32)?;
+    tx.execute(
+        "INSERT INTO tokens (token_sha256, device_public, issued_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+        params![&crypto::sha256(token.as_bytes())[..], &req.device_public[..], now_s, expires_at],
+    )?;
+    tx.commit()?;
+    tracing::info!(device = %device_id_of(&req.device_public), "device activated");
+    Ok(ActivateResponse {
+        v: protocol::VERSION,
+        token,
+        expires_at: from_unix(expires_at),
+        receipt_key: inner.cfg.signer.public(),
+        receipt_key_id: inner.receipt_key_id.clone(),
+        processes: inner
+            .cfg
+            .processes
+            .iter()
+            .filter(|p| p.is_open_at(now))
+            .cloned()
+            .collect(),
+    })
+}
+
+fn proof_valid(inner: &Inner, req: &ActivateRequest) -> Result<bool, ApiError> {
+    let shared = inner.cfg.key.diffie_hellman(&req.device_public);
+    // A low-order device key gives an all-zero secret anyone can compute: never a valid proof.
+    if shared.as_bytes().iter().all(|&b| b == 0) {
+        return Ok(false);
+    }
+    Ok(protocol::verify_activation_proof(
+        &shared,
+        &req.code,
+        &req.nonce,
+        &req.device_public,
+        &req.proof,
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_use_the_alphabet_and_length() {
+        for _ in 0..200 {
+            let c = random_code().unwrap();
+            assert_eq!(c.len(), limits::ACTIVATION_CODE_LEN);
+            assert!(c.bytes().all(|b| CODE_ALPHABET.contains(&b)), "{c}");
+        }
+    }
+
+    #[test]
+    fn emails_are_checked_for_plausibility() {
+        assert!(plausible_email("a@example.org"));
+        for bad in [
+            "",
+            "a",
+            "@example.org",
+            "a@",
+            "a@b@c",
+            "a b@example.org",
+            "a/b@example.org",
+        ] {
+            assert!(!plausible_email(bad), "{bad}");
+        }
+        assert!(!plausible_email(&format!(
+            "{}@example.org",
+            "a".repeat(250)
+        )));
+    }
+}
