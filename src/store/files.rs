@@ -125,8 +125,8 @@ where
     Ok(())
 }
 
-/// Asks the kernel to start writing a finished part to the device now, without waiting and
-/// without a cache flush, so the device works while the next part is sealed and the final
+/// Asks the kernel to start writing a finished chunk to the device now, without waiting and
+/// without a cache flush, so the device works while the next chunk is sealed and the final
 /// fdatasync has little left to do. (`POSIX_FADV_DONTNEED` starts writeback of dirty pages
 /// on Linux and Android; elsewhere this is a no-op.) Purely an optimisation: durability comes
 /// from the fdatasync that follows.
@@ -154,6 +154,8 @@ impl Write for OffsetWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         use std::os::unix::fs::FileExt;
         self.file.write_all_at(buf, self.pos)?;
+        // Each write is one sealed chunk: let the device start on it while the next is sealed.
+        start_writeback(self.file, self.pos, buf.len() as u64);
         self.pos += buf.len() as u64;
         Ok(buf.len())
     }
