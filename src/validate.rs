@@ -11,14 +11,18 @@ use crate::limits::{MAX_CARD_IMAGE_BYTES, MAX_SELFIE_BYTES, MAX_SIGNATURE_BYTES}
 use crate::model::{CardFields, ImageFormat, ImageFormats, Location, NewCapture, PartKind};
 use crate::process::{Process, Scope};
 
+// ASCII classes only: `\d` would also match Arabic-Indic or full-width digits, letting the same
+// clave in another script past the duplicate check.
 // 6 letters from the name, birth date YYMMDD, 2-digit birth entidad, sex H/M/X, 3 digits.
 // INE publishes no check-digit algorithm, so none is validated.
 static CLAVE_RE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^[A-Z]{6}(\d{2})(\d{2})(\d{2})\d{2}[HMX]\d{3}$").expect("static regex")
+    Regex::new(r"^[A-Z]{6}([0-9]{2})([0-9]{2})([0-9]{2})[0-9]{2}[HMX][0-9]{3}$")
+        .expect("static regex")
 });
 // CURP: 4 letters, YYMMDD, sex, 2-letter state, 3 consonants, homoclave, check digit.
-static CURP_RE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[A-Z]{4}\d{6}[HMX][A-Z]{5}[A-Z0-9]\d$").expect("static regex"));
+static CURP_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[A-Z]{4}[0-9]{6}[HMX][A-Z]{5}[A-Z0-9][0-9]$").expect("static regex")
+});
 
 /// Checks a capture against the domain rules and `process`; returns the images' formats.
 pub fn validate(c: &NewCapture, process: &Process) -> Result<ImageFormats> {

@@ -40,23 +40,40 @@ async fn server() -> Server {
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 let mut buf = [0u8; 4096];
                 let _ = tls.read(&mut buf).await;
-                let _ = tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
+                let _ = tls
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
                 let _ = tls.shutdown().await;
             });
         }
     });
-    Server { url: format!("https://localhost:{port}"), ca_pem: ca.pem(), leaf_der }
+    Server {
+        url: format!("https://localhost:{port}"),
+        ca_pem: ca.pem(),
+        leaf_der,
+    }
 }
 
 async fn get(url: &str, tls: &TlsConfig) -> Result<u16, TransportError> {
     let t = HttpTransport::new(url, tls).unwrap();
-    t.send(Request::new(Method::Get, "/", Duration::from_secs(10)), 1024).await.map(|r| r.status)
+    t.send(
+        Request::new(Method::Get, "/", Duration::from_secs(10)),
+        1024,
+    )
+    .await
+    .map(|r| r.status)
 }
 
 #[tokio::test]
@@ -67,7 +84,10 @@ async fn trusts_only_the_configured_ca_or_pinned_certificate() {
     assert_ne!(sha, apoyo_sync::crypto::sha256(&s.leaf_der));
 
     // The configured CA: accepted.
-    let with_ca = TlsConfig { ca_pem: Some(s.ca_pem.clone().into_bytes()), pinned_spki_sha256: vec![] };
+    let with_ca = TlsConfig {
+        ca_pem: Some(s.ca_pem.clone().into_bytes()),
+        pinned_spki_sha256: vec![],
+    };
     assert_eq!(get(&s.url, &with_ca).await, Ok(200));
 
     // Another CA: refused.
@@ -75,15 +95,24 @@ async fn trusts_only_the_configured_ca_or_pinned_certificate() {
     let mut other = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     other.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     let other = other.self_signed(&other_key).unwrap();
-    let wrong_ca = TlsConfig { ca_pem: Some(other.pem().into_bytes()), pinned_spki_sha256: vec![] };
+    let wrong_ca = TlsConfig {
+        ca_pem: Some(other.pem().into_bytes()),
+        pinned_spki_sha256: vec![],
+    };
     assert!(get(&s.url, &wrong_ca).await.is_err());
 
     // Pinned certificate (with a backup pin that does not match): accepted.
-    let pinned = TlsConfig { ca_pem: None, pinned_spki_sha256: vec![[9u8; 32], sha] };
+    let pinned = TlsConfig {
+        ca_pem: None,
+        pinned_spki_sha256: vec![[9u8; 32], sha],
+    };
     assert_eq!(get(&s.url, &pinned).await, Ok(200));
 
     // Only wrong pins: refused.
-    let wrong_pin = TlsConfig { ca_pem: None, pinned_spki_sha256: vec![[9u8; 32]] };
+    let wrong_pin = TlsConfig {
+        ca_pem: None,
+        pinned_spki_sha256: vec![[9u8; 32]],
+    };
     assert!(get(&s.url, &wrong_pin).await.is_err());
 
     // The right pin but the wrong host name: refused.
@@ -91,9 +120,15 @@ async fn trusts_only_the_configured_ca_or_pinned_certificate() {
     assert!(get(&by_ip, &pinned).await.is_err());
 
     // CA and pin together: both must hold.
-    let both = TlsConfig { ca_pem: Some(s.ca_pem.clone().into_bytes()), pinned_spki_sha256: vec![sha] };
+    let both = TlsConfig {
+        ca_pem: Some(s.ca_pem.clone().into_bytes()),
+        pinned_spki_sha256: vec![sha],
+    };
     assert_eq!(get(&s.url, &both).await, Ok(200));
-    let both_wrong_pin = TlsConfig { ca_pem: Some(s.ca_pem.clone().into_bytes()), pinned_spki_sha256: vec![[1u8; 32]] };
+    let both_wrong_pin = TlsConfig {
+        ca_pem: Some(s.ca_pem.clone().into_bytes()),
+        pinned_spki_sha256: vec![[1u8; 32]],
+    };
     assert!(get(&s.url, &both_wrong_pin).await.is_err());
 }
 

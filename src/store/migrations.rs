@@ -147,6 +147,26 @@ mod tests {
         }
     }
 
+    /// Migrations are frozen once they land: a store in the field was built by exactly these
+    /// bytes. To change the schema, add a migration; never edit one. (Before the first landing,
+    /// 0001 and 0002 were reshaped within one development session; no store was made by the
+    /// earlier shapes outside it.)
+    #[test]
+    fn landed_migrations_are_frozen() {
+        const LANDED: [&str; 2] = [
+            "d44cbbbeee815960f1e32015f95212551539a25f0d60dc8eef7c17cb560249d2",
+            "b83274b57a15c83096c2e7916d3489adacd5a35319b99ef6894478f19b93498a",
+        ];
+        for (i, sql) in MIGRATIONS.iter().enumerate().take(LANDED.len()) {
+            assert_eq!(
+                hex::encode(crate::crypto::sha256(sql.as_bytes())),
+                LANDED[i],
+                "migration {} was edited in place: add a new migration instead",
+                i + 1
+            );
+        }
+    }
+
     #[test]
     fn refuses_a_newer_store() {
         let dir = tempfile::tempdir().unwrap();

@@ -683,14 +683,15 @@ impl Store {
         let mut out = Vec::new();
         for (kind, off, len, sha, url, up, expires) in rows {
             let kind = PartKind::from_name(&kind).ok_or_else(|| Error::integrity("part kind"))?;
+            let bad = || Error::integrity(format!("{} part (offset or length)", kind.name()));
             let mut rec = PartRecord {
                 kind,
-                file_offset: off as u64,
-                ct_len: len as u64,
+                file_offset: u64::try_from(off).map_err(|_| bad())?,
+                ct_len: u64::try_from(len).map_err(|_| bad())?,
                 sha256: [0; 32],
                 upload_url: url,
                 upload_expires: expires,
-                uploaded_bytes: up as u64,
+                uploaded_bytes: u64::try_from(up).unwrap_or(0),
             };
             rec.sha256 = match sha {
                 Some(sha) => sha
@@ -734,7 +735,11 @@ impl Store {
             _ => Error::Io(e),
         })?;
         let file_len = f.metadata()?.len();
-        if part.file_offset + part.ct_len > file_len {
+        if part
+            .file_offset
+            .checked_add(part.ct_len)
+            .is_none_or(|end| end > file_len)
+        {
             return Err(Error::integrity(format!(
                 "{} part (file truncated)",
                 part.kind.name()
@@ -824,9 +829,19 @@ impl Store {
                 continue;
             };
             let path = out_dir.join(format!("{}.{}", kind.name(), fmt.extension()));
-            let mut f = File::create(&path)?;
-            self.read_part(id, kind, &mut f)?;
-            f.sync_all()?;
+            // Decrypt into a temporary name: a part that fails authentication halfway must not
+            // leave a truncated image that looks like the real one.
+            let tmp = out_dir.join(format!(".{}.partial", kind.name()));
+            let mut f = File::create(&tmp)?;
+            if let Err(e) = self
+                .read_part(id, kind, &mut f)
+                .and_then(|_| Ok(f.sync_all()?))
+            {
+                drop(f);
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+            fs::rename(&tmp, &path)?;
             written.push(path);
         }
         let path = out_dir.join("fields.json");
