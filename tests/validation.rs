@@ -628,3 +628,23 @@ fn location_out_of_range() {
     let c = v.base("nacional");
     v.accept(c);
 }
+
+#[test]
+fn the_collector_id_is_bounded() {
+    let mut v = V::new();
+    let too_long = "A".repeat(apoyo_sync::store::MAX_COLLECTOR_ID_LEN + 1);
+    for bad in ["", too_long.as_str(), "AUX 01", "AUX-ñ"] {
+        let mut c = capture_of("nacional", &clave(900));
+        c.collector = Some(apoyo_sync::Collector::Auxiliar(bad.to_string()));
+        match v.store.capture(c) {
+            Err(Error::Invalid {
+                field: Field::Collector,
+                ..
+            }) => {}
+            other => panic!("collector {bad:?}: {other:?}"),
+        }
+    }
+    let mut ok = capture_of("nacional", &clave(901));
+    ok.collector = Some(apoyo_sync::Collector::Auxiliar("AUX-0001".into()));
+    v.store.capture(ok).expect("a normal auxiliar id");
+}

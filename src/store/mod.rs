@@ -192,6 +192,7 @@ impl Store {
         let identity = DeviceIdentity::generate()?;
         let device_id = identity.device_id();
         let collector = collector.unwrap_or_else(|| Collector::MiApoyo(device_id.clone()));
+        check_collector(&collector)?;
         {
             let mut conn = db::create(&partial)?;
             migrations::migrate_to(&mut conn, migrations::LATEST)?;
@@ -477,6 +478,7 @@ impl Store {
             .collector
             .clone()
             .unwrap_or_else(|| self.collector.clone());
+        check_collector(&collector)?;
         let manifest = Manifest {
             v: Manifest::VERSION,
             capture_id: id,
@@ -889,6 +891,22 @@ impl Store {
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
+}
+
+/// Longest collector id: auxiliar registration ids and device ids are short codes; the bound
+/// keeps every commit under `protocol::limits::MAX_COMMIT_BYTES`.
+pub const MAX_COLLECTOR_ID_LEN: usize = 64;
+
+fn check_collector(c: &Collector) -> Result<()> {
+    let id = c.id();
+    if id.is_empty() || id.len() > MAX_COLLECTOR_ID_LEN || !id.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(Error::invalid(
+            crate::error::Field::Collector,
+            "must be 1-64 printable ASCII characters",
+        ));
+    }
+    Ok(())
 }
 
 fn collector_parts(c: &Collector) -> (&'static str, &str) {

@@ -171,6 +171,23 @@ impl<'t> Client<'t> {
         }
     }
 
+    /// Encodes a request body, refusing one over its documented limit before sending it.
+    fn encode_bounded<T: serde::Serialize>(
+        msg: &T,
+        limit: usize,
+        what: &'static str,
+    ) -> Result<Vec<u8>> {
+        let body = protocol::encode(msg)?;
+        if body.len() > limit {
+            return Err(crate::Error::TooLarge {
+                what,
+                len: body.len() as u64,
+                limit: limit as u64,
+            });
+        }
+        Ok(body)
+    }
+
     fn cbor_request(
         &self,
         method: Method,
@@ -192,7 +209,7 @@ impl<'t> Client<'t> {
         let req = self.cbor_request(
             Method::Post,
             routes::REGISTER,
-            protocol::encode(msg)?,
+            Self::encode_bounded(msg, limits::MAX_REGISTER_BYTES, "registration")?,
             timeout,
         );
         Ok(self
@@ -214,7 +231,7 @@ impl<'t> Client<'t> {
         let req = self.cbor_request(
             Method::Post,
             routes::ACTIVATE,
-            protocol::encode(msg)?,
+            Self::encode_bounded(msg, limits::MAX_ACTIVATE_BYTES, "activation")?,
             timeout,
         );
         Ok(self
@@ -337,7 +354,7 @@ impl<'t> Client<'t> {
             .cbor_request(
                 Method::Put,
                 &format!("{}/{id}", routes::SUPPORTS),
-                protocol::encode(msg)?,
+                Self::encode_bounded(msg, limits::MAX_COMMIT_BYTES, "commit")?,
                 timeout,
             )
             .header("idempotency-key", id);

@@ -250,6 +250,12 @@ impl Run<'_> {
                 self.store.quarantine(id, "local_integrity")?;
                 Ok(Item::Quarantined)
             }
+            // A message this capture would need is over a protocol limit: it can never be
+            // sent as it is. Kept, quarantined, and the rest of the queue goes on.
+            Err(Error::TooLarge { .. }) => {
+                self.store.quarantine(id, "too_large")?;
+                Ok(Item::Quarantined)
+            }
             Err(e) => Err(e),
         }
     }
