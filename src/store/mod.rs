@@ -249,7 +249,7 @@ impl Store {
                 "SELECT store_id, device_id, wrapped_master, wrapped_identity, endpoint_public, collector_kind, collector_id
                  FROM device WHERE singleton = 1",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+                |r| r.try_into(),
             )
             .optional()
             .map_err(|_| Error::CorruptStore { path: db_path.clone(), detail: "no device record".into() })?;
@@ -644,7 +644,7 @@ impl Store {
             .query_row(
                 "SELECT collector_kind, collector_id FROM captures WHERE id = ?1",
                 [id.to_string()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| r.try_into(),
             )
             .optional()?
             .ok_or_else(|| Error::UnknownCapture(id.to_string()))?;
@@ -670,17 +670,7 @@ impl Store {
             Option<String>,
         );
         let rows: Vec<Row> = st
-            .query_map([id.to_string()], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
-            })?
+            .query_map([id.to_string()], |r| r.try_into())?
             .collect::<rusqlite::Result<_>>()?;
         let mut out = Vec::new();
         for (kind, off, len, sha, url, up, expires) in rows {

@@ -130,7 +130,7 @@ impl Store {
             .query_row(
                 "SELECT url, token_wrapped, token_expires_at, receipt_public, receipt_key_id FROM endpoint WHERE singleton = 1",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                |r| r.try_into(),
             )
             .optional()?;
         let Some((url, Some(tw), Some(exp), Some(rp), Some(kid))) = row else {
@@ -353,16 +353,7 @@ impl Store {
             "SELECT capture_id, result, counted_at, first_capture_id, receipt, signature FROM receipts ORDER BY capture_id",
         )?;
         type Row = (String, String, String, Option<String>, Vec<u8>, Vec<u8>);
-        let rows = st.query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
-        })?;
+        let rows = st.query_map([], |r| r.try_into())?;
         let mut out = Vec::new();
         for row in rows {
             let (id, result, counted_at, first, rc, sig): Row = row?;
