@@ -11,17 +11,18 @@
 //!   durable write, and the baseline of the goal;
 //! - `model file+dir+sqlite` (informative): the above plus one SQLite WAL commit with
 //!   `synchronous=FULL` of rows the size of the capture's — the floor of the store's design
-//!   (part file fsync, folder fsync, then the commit), without any crypto or validation;
-//! - `what-if` (informative): the change recommended to the library when the goal is missed —
-//!   the five parts sealed and hashed in parallel, each at its precomputed offset, with the
-//!   crate's own `PartSealer` — followed by the same I/O as the model; and the same with the
-//!   SHA-256 of the ciphertext left to the sync engine (not computed at capture).
+//!   (part file fsync, folder fsync, then the commit), without any crypto or validation.
 //!
 //! The variants run interleaved in the same process, one of each per round, their order rotated
 //! every round so each occupies every position equally (drift and "who goes first" cancel). The
 //! ratio is `median(capture) / median(raw file+dir fsync)`, with a bootstrap 95 % interval over
 //! rounds. A hand-written harness rather than criterion: each sample is one fsync-bound
 //! operation that leaves a new file behind, which criterion's batching does not model well.
+//!
+//! After the measured rounds, two informative CPU figures (no device I/O): `Store::capture` into
+//! a second store on tmpfs (`/dev/shm`, when there is one) — the library's own work, sealing
+//! and all — and the four images sealed serially to a sink by `PartSealer`. Capture on disk
+//! minus capture on tmpfs is the device time the capture could not hide behind its CPU work.
 //!
 //! Modes: `cargo bench --bench commit` runs the full measurement (`APOYO_BENCH_ROUNDS`,
 //! `APOYO_BENCH_WARMUP` override the counts). Without cargo bench's `--bench` argument (e.g.
@@ -381,120 +382,18 @@ impl SqliteModel {
     }
 }
 
-/// Informative "what if": the capture's part file written the way recommended to the library —
-/// each part sealed *and hashed* on its own thread, straight to its offset in the file
-/// (`ciphertext_len` gives every offset up front; `FileExt::write_all_at` is safe std), then
-/// file fsync, folder fsync and the SQLite commit as today. Same bytes, same crate sealer.
-struct WhatIf {
-    model: SqliteModel,
-    parts: PathBuf,
-    n: usize,
-}
-
-/// A `Write` that writes at a fixed position of a shared file and hashes what it writes.
-struct AtWriter<'a> {
-    file: &'a File,
-    pos: u64,
-    /// `None`: the digest is left to the sync engine (computed when the part is uploaded).
-    hasher: Option<sha2::Sha256>,
-}
-
-impl Write for AtWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        use std::os::unix::fs::FileExt;
-        self.file.write_all_at(buf, self.pos)?;
-        if let Some(h) = &mut self.hasher {
-            sha2::Digest::update(h, buf);
-        }
-        self.pos += buf.len() as u64;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl WhatIf {
-    fn new(dir: &Path) -> BoxResult<Self> {
-        let model = SqliteModel::new(dir)?;
-        Ok(WhatIf {
-            parts: dir.join("parts"),
-            model,
-            n: 0,
-        })
-    }
-
-    fn commit(&mut self, images: &Images, manifest: &[u8], hash: bool) -> BoxResult<()> {
-        self.n += 1;
-        let data_key = apoyo_sync::crypto::random_key()?;
-        let mut id = [0u8; 16];
-        id[..8].copy_from_slice(&(self.n as u64).to_be_bytes());
-        let path = self.parts.join(format!("{:06}.parts", self.n));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
-        let mut jobs = Vec::new();
-        let mut offset = 0u64;
-        for kind in PartKind::ALL {
-            let plain: &[u8] = images.get(kind).unwrap_or(manifest);
-            jobs.push((kind, plain, offset));
-            offset += apoyo_sync::crypto::ciphertext_len(plain.len() as u64);
-        }
-        let digests: Vec<Result<[u8; 32], String>> = std::thread::scope(|s| {
-            let handles: Vec<_> = jobs
-                .iter()
-                .map(|&(kind, plain, pos)| {
-                    let (file, key) = (&file, &data_key);
-                    s.spawn(move || -> Result<[u8; 32], String> {
-                        let mut w = AtWriter {
-                            file,
-                            pos,
-                            hasher: hash.then(sha2::Digest::new),
-                        };
-                        let mut buf = Vec::with_capacity(apoyo_sync::limits::CHUNK_SIZE + 16);
-                        PartSealer::new(key, &id, kind)
-                            .and_then(|mut sealer| sealer.seal_with_buffer(plain, &mut w, &mut buf))
-                            .map_err(|e| e.to_string())?;
-                        Ok(w.hasher
-                            .map(|h| sha2::Digest::finalize(h).into())
-                            .unwrap_or_default())
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err("sealer thread panicked".into()))
-                })
-                .collect()
-        });
-        for d in digests {
-            black_box(d?);
-        }
-        file.sync_all()?;
-        fsync_dir(&self.parts)?;
-        self.model.commit_rows(offset as usize)
-    }
-}
-
 // ---- main ----------------------------------------------------------------------------------
 
 const CAPTURE: usize = 0;
 const RAW_FILE: usize = 1;
 const RAW_FILE_DIR: usize = 2;
 const MODEL: usize = 3;
-const WHAT_IF: usize = 4;
-const WHAT_IF_NO_HASH: usize = 5;
-const VARIANTS: usize = 6;
+const VARIANTS: usize = 4;
 const NAMES: [&str; VARIANTS] = [
     "capture (Store::capture)",
     "raw write + fsync file",
     "raw write + fsync file + dir",
     "model: file+dir fsync + SQLite commit",
-    "what-if: parallel seal+hash, same I/O",
-    "what-if: parallel seal, hash deferred",
 ];
 
 fn main() -> BoxResult<()> {
@@ -541,17 +440,8 @@ fn main() -> BoxResult<()> {
 
     // The store, its keyring outside it.
     let guard = FileKeyGuard::open_or_create(&root.join("keyring"))?;
-    let store_dir = root.join("store");
-    fs::create_dir_all(&store_dir)?;
     let endpoint = EndpointSecretKey::generate()?;
-    let mut store = Store::init(
-        &store_dir,
-        &guard,
-        endpoint.public(),
-        None,
-        StoreOptions::default(),
-    )?;
-    store.put_processes(&Process::parse_json_list(PROCESS_JSON.as_bytes())?)?;
+    let mut store = new_store(&root.join("store"), &guard, &endpoint)?;
 
     let mut rng = fastrand::Rng::with_seed(20260401);
     let mut work = Workload {
@@ -583,13 +473,6 @@ fn main() -> BoxResult<()> {
     fs::create_dir_all(&raw_dir_dir)?;
     fsync_dir(root)?;
     let mut model = SqliteModel::new(&root.join("model"))?;
-    let mut what_if = WhatIf::new(&root.join("what-if"))?;
-    // A manifest-sized blob for the what-if (a real encoded manifest is ≈ 300 B).
-    let image_ct: u64 = [FRONT, BACK, SELFIE, SIGNATURE]
-        .iter()
-        .map(|&n| apoyo_sync::crypto::ciphertext_len(n as u64))
-        .sum();
-    let manifest_blob = vec![0xA5u8; (ct_bytes as u64 - image_ct).saturating_sub(1 + 16) as usize];
     let (mut n_file, mut n_dir) = (0usize, 0usize);
 
     let mut run = |variant: usize, store: &mut Store, work: &mut Workload| -> BoxResult<Duration> {
@@ -615,11 +498,6 @@ fn main() -> BoxResult<()> {
                 model.commit(&raw_bytes)?;
                 t.elapsed()
             }
-            WHAT_IF | WHAT_IF_NO_HASH => {
-                let t = Instant::now();
-                what_if.commit(&work.images, &manifest_blob, variant == WHAT_IF)?;
-                t.elapsed()
-            }
             _ => unreachable!("no variant {variant}"),
         })
     };
@@ -636,11 +514,18 @@ fn main() -> BoxResult<()> {
     }
     // (`run`'s borrows of the baselines end here.)
 
-    // Informative: the CPU work inside a capture, measured alone (no I/O).
+    let status = store.status()?;
+    assert_eq!(
+        status.captured as usize, work.next,
+        "every capture must be in the queue"
+    );
+
+    // Informative: the CPU work, measured without device I/O.
     let cpu_reps = if cfg.quick { 1 } else { 21 };
-    let (mut seal_ms, mut sha_ms) = (Vec::new(), Vec::new());
+    let tmpfs_capture_ms = capture_on_tmpfs(&guard, &endpoint, &mut work, cpu_reps)?;
+    let mut seal_ms = Vec::new();
     let key = apoyo_sync::crypto::random_key()?;
-    let mut buf = Vec::with_capacity(apoyo_sync::limits::CHUNK_SIZE + 16);
+    let mut buf = Vec::with_capacity(apoyo_sync::limits::CHUNK_SIZE + 17);
     for _ in 0..cpu_reps {
         let t = Instant::now();
         for kind in [
@@ -657,16 +542,7 @@ fn main() -> BoxResult<()> {
             )?;
         }
         seal_ms.push(ms(t.elapsed()));
-        let t = Instant::now();
-        black_box(apoyo_sync::crypto::sha256(black_box(&raw_bytes)));
-        sha_ms.push(ms(t.elapsed()));
     }
-
-    let status = store.status()?;
-    assert_eq!(
-        status.captured as usize, work.next,
-        "every capture must be in the queue"
-    );
 
     println!();
     println!(
@@ -684,33 +560,42 @@ fn main() -> BoxResult<()> {
             s.len()
         );
     }
+    match &tmpfs_capture_ms {
+        Some(t) => println!(
+            "{:<40} {:>10.2} {:>9.2} {:>9.2} {:>9.2} {:>5}   (no device I/O: the library's CPU work)",
+            "cpu: Store::capture on tmpfs",
+            median(t),
+            quantile(t, 0.25),
+            quantile(t, 0.75),
+            quantile(t, 0.0),
+            t.len()
+        ),
+        None => println!("cpu: Store::capture on tmpfs: skipped (no tmpfs at /dev/shm)"),
+    }
     println!(
-        "{:<40} {:>10.2}   (seal of the 4 images to a sink, no I/O; {cpu_reps} reps)",
-        "cpu: PartSealer x4 (2.04 MB)",
-        median(&seal_ms)
-    );
-    println!(
-        "{:<40} {:>10.2}   (SHA-256 of {ct_bytes} B, what HashingWriter adds)",
-        "cpu: SHA-256 of the ciphertext",
-        median(&sha_ms)
+        "{:<40} {:>10.2} {:>9.2} {:>9.2} {:>9.2} {:>5}   (the 4 images sealed serially to a sink)",
+        "cpu: PartSealer x4, one thread (2.04 MB)",
+        median(&seal_ms),
+        quantile(&seal_ms, 0.25),
+        quantile(&seal_ms, 0.75),
+        quantile(&seal_ms, 0.0),
+        seal_ms.len()
     );
     let m = |i: usize| median(&samples[i]);
     println!();
     println!(
         "decomposition (medians): dir fsync adds {:+.2} ms over file-only; the SQLite commit adds {:+.2} ms over \
-         file+dir; capture is {:+.2} ms over the model (crypto, hashing, validation, queries)",
+         file+dir; capture is {:+.2} ms over the model (crypto, validation, queries not hidden behind the I/O)",
         m(RAW_FILE_DIR) - m(RAW_FILE),
         m(MODEL) - m(RAW_FILE_DIR),
         m(CAPTURE) - m(MODEL)
     );
-
-    println!(
-        "what-ifs (changes recommended to the library, modelled with the crate's own PartSealer; they skip \
-         validation, HPKE and queries, ≈0.5 ms): parallel seal+hash {:+.2} ms vs capture; with the hash deferred \
-         {:+.2} ms",
-        m(WHAT_IF) - m(CAPTURE),
-        m(WHAT_IF_NO_HASH) - m(CAPTURE)
-    );
+    if let Some(t) = &tmpfs_capture_ms {
+        println!(
+            "capture on disk is {:+.2} ms over capture on tmpfs (the device time it does not hide behind its CPU work)",
+            m(CAPTURE) - median(t)
+        );
+    }
 
     let ratio = m(CAPTURE) / m(RAW_FILE_DIR);
     let ci = fmt_ci(
@@ -726,14 +611,11 @@ fn main() -> BoxResult<()> {
     let met = ratio <= GOAL;
     println!();
     println!(
-        "absolute medians: capture {:.2} ms, raw file fsync {:.2} ms, raw file+dir fsync {:.2} ms, model {:.2} ms, \
-         what-if {:.2} ms, what-if without hash {:.2} ms",
+        "absolute medians: capture {:.2} ms, raw file fsync {:.2} ms, raw file+dir fsync {:.2} ms, model {:.2} ms",
         m(CAPTURE),
         m(RAW_FILE),
         m(RAW_FILE_DIR),
         m(MODEL),
-        m(WHAT_IF),
-        m(WHAT_IF_NO_HASH)
     );
     println!(
         "RATIO commit_vs_raw_fsync_file_only = {:.2} (informative; {file_ci})",
@@ -742,14 +624,6 @@ fn main() -> BoxResult<()> {
     println!(
         "RATIO commit_vs_model_sqlite = {:.2} (informative: capture vs the design's floor without crypto)",
         m(CAPTURE) / m(MODEL)
-    );
-    println!(
-        "RATIO what_if_parallel_vs_raw_fsync = {:.2} (informative: the what-if against the same goal)",
-        m(WHAT_IF) / m(RAW_FILE_DIR)
-    );
-    println!(
-        "RATIO what_if_parallel_no_hash_vs_raw_fsync = {:.2} (informative: the what-if without hash, same goal)",
-        m(WHAT_IF_NO_HASH) / m(RAW_FILE_DIR)
     );
     println!(
         "RATIO commit_vs_raw_fsync_paired_median = {:.2} (informative: median of per-round ratios)",
@@ -770,4 +644,40 @@ fn main() -> BoxResult<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// A new store in `dir` (created), with the bench's process.
+fn new_store(dir: &Path, guard: &FileKeyGuard, endpoint: &EndpointSecretKey) -> BoxResult<Store> {
+    fs::create_dir_all(dir)?;
+    let mut store = Store::init(dir, guard, endpoint.public(), None, StoreOptions::default())?;
+    store.put_processes(&Process::parse_json_list(PROCESS_JSON.as_bytes())?)?;
+    Ok(store)
+}
+
+/// `reps` captures (after one warm-up) into a store on tmpfs, where fsync costs nothing: the
+/// CPU cost of a capture. `None` if there is no tmpfs at /dev/shm.
+fn capture_on_tmpfs(
+    guard: &FileKeyGuard,
+    endpoint: &EndpointSecretKey,
+    work: &mut Workload,
+    reps: usize,
+) -> BoxResult<Option<Vec<f64>>> {
+    let shm = Path::new("/dev/shm");
+    if filesystem_of(shm).is_none_or(|(_, fstype, _)| fstype != "tmpfs") {
+        return Ok(None);
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("apoyo-bench-commit-cpu-")
+        .tempdir_in(shm)?;
+    let mut store = new_store(&dir.path().join("store"), guard, endpoint)?;
+    let mut out = Vec::with_capacity(reps);
+    for rep in 0..=reps {
+        let c = work.next_capture();
+        let t = Instant::now();
+        black_box(store.capture(c)?);
+        if rep > 0 {
+            out.push(ms(t.elapsed()));
+        }
+    }
+    Ok(Some(out))
 }

@@ -75,7 +75,55 @@ impl PartCipher {
     }
 }
 
-/// Encrypts one part. Memory use: one chunk.
+/// Number of chunks in the ciphertext of a `plain_len`-byte part (an empty part is one empty
+/// chunk).
+pub fn chunk_count(plain_len: usize) -> usize {
+    plain_len.div_ceil(CHUNK_SIZE).max(1)
+}
+
+/// Where the bytes [`PartSealer::seal_chunk`] gives for chunk `index` go in the part's
+/// ciphertext: chunk 0 carries the version byte and starts the part; chunk *i* > 0 starts
+/// after the version byte and *i* full sealed chunks.
+pub fn chunk_offset(index: usize) -> u64 {
+    if index == 0 {
+        0
+    } else {
+        1 + index as u64 * (CHUNK_SIZE + TAG) as u64
+    }
+}
+
+/// An [`aead::Buffer`](chacha20poly1305::aead::Buffer) over a `Vec` past its first `head`
+/// bytes, so chunk 0 can be sealed in place right after the version byte.
+struct Tail<'a> {
+    buf: &'a mut Vec<u8>,
+    head: usize,
+}
+
+impl AsRef<[u8]> for Tail<'_> {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[self.head..]
+    }
+}
+
+impl AsMut<[u8]> for Tail<'_> {
+    fn as_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.head..]
+    }
+}
+
+impl chacha20poly1305::aead::Buffer for Tail<'_> {
+    fn extend_from_slice(&mut self, other: &[u8]) -> chacha20poly1305::aead::Result<()> {
+        self.buf.extend_from_slice(other);
+        Ok(())
+    }
+    fn truncate(&mut self, len: usize) {
+        self.buf.truncate(self.head + len);
+    }
+}
+
+/// Encrypts one part. Memory use: one chunk. Chunks are independent (STREAM's position and
+/// last-chunk flag are explicit), so [`PartSealer::seal_chunk`] may seal them in any order,
+/// from several threads at once (`PartSealer` is `Sync`).
 pub struct PartSealer {
     cipher: PartCipher,
 }
@@ -89,7 +137,7 @@ impl PartSealer {
 
     /// Seals `plaintext` into `out`; returns the number of ciphertext bytes written.
     pub fn seal_to<W: Write + ?Sized>(&mut self, plaintext: &[u8], out: &mut W) -> Result<u64> {
-        let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_SIZE + TAG);
+        let mut buf: Vec<u8> = Vec::with_capacity(1 + CHUNK_SIZE + TAG);
         self.seal_with_buffer(plaintext, out, &mut buf)
     }
 
@@ -100,27 +148,43 @@ impl PartSealer {
         out: &mut W,
         buf: &mut Vec<u8>,
     ) -> Result<u64> {
-        out.write_all(&[CIPHERTEXT_VERSION])?;
-        let mut written = 1u64;
-        let chunks: Vec<&[u8]> = if plaintext.is_empty() {
-            vec![&[][..]]
-        } else {
-            plaintext.chunks(CHUNK_SIZE).collect()
-        };
-        let n = chunks.len();
-        for (i, chunk) in chunks.into_iter().enumerate() {
-            let index = u32::try_from(i).map_err(|_| Error::Crypto("too many chunks"))?;
-            buf.clear();
-            buf.extend_from_slice(chunk);
-            let ad = self.cipher.ad_for(index);
-            self.cipher
-                .stream
-                .encrypt_in_place(index, i + 1 == n, &ad, buf)
-                .map_err(|_| Error::Crypto("part encryption"))?;
+        let mut written = 0u64;
+        for index in 0..chunk_count(plaintext.len()) {
+            self.seal_chunk(plaintext, index, buf)?;
             out.write_all(buf)?;
             written += buf.len() as u64;
         }
         Ok(written)
+    }
+
+    /// Replaces `buf`'s contents with chunk `index` of the ciphertext of `plaintext` (the
+    /// whole part's plaintext): the sealed chunk, preceded by the version byte for chunk 0.
+    /// Those bytes belong at [`chunk_offset`]`(index)` of the part's ciphertext; sealing every
+    /// index below [`chunk_count`]`(plaintext.len())` and placing each there gives exactly the
+    /// bytes of [`PartSealer::seal_to`]. `buf` needs room for `1 + CHUNK_SIZE + 16` bytes.
+    pub fn seal_chunk(&self, plaintext: &[u8], index: usize, buf: &mut Vec<u8>) -> Result<()> {
+        let n = chunk_count(plaintext.len());
+        if index >= n {
+            return Err(Error::Internal(format!(
+                "chunk {index} of a {n}-chunk part"
+            )));
+        }
+        let position = u32::try_from(index).map_err(|_| Error::Crypto("too many chunks"))?;
+        let start = index * CHUNK_SIZE;
+        let chunk = &plaintext[start..plaintext.len().min(start + CHUNK_SIZE)];
+        buf.clear();
+        let head = if index == 0 {
+            buf.push(CIPHERTEXT_VERSION);
+            1
+        } else {
+            0
+        };
+        buf.extend_from_slice(chunk);
+        let ad = self.cipher.ad_for(position);
+        self.cipher
+            .stream
+            .encrypt_in_place(position, index + 1 == n, &ad, &mut Tail { buf, head })
+            .map_err(|_| Error::Crypto("part encryption"))
     }
 }
 
@@ -224,6 +288,30 @@ mod tests {
             600_000,
         ] {
             roundtrip(len);
+        }
+    }
+
+    #[test]
+    fn chunks_sealed_in_any_order_give_the_same_bytes() {
+        let dk = random_key().unwrap();
+        let id = [5u8; 16];
+        for len in [0, 1, CHUNK_SIZE, CHUNK_SIZE + 1, 3 * CHUNK_SIZE + 10] {
+            let pt: Vec<u8> = (0..len).map(|i| (i * 7 % 253) as u8).collect();
+            let mut whole = Vec::new();
+            PartSealer::new(&dk, &id, PartKind::Back)
+                .unwrap()
+                .seal_to(&pt, &mut whole)
+                .unwrap();
+            let sealer = PartSealer::new(&dk, &id, PartKind::Back).unwrap();
+            let mut pieced = vec![0u8; ciphertext_len(len as u64) as usize];
+            let mut buf = Vec::new();
+            for index in (0..chunk_count(len)).rev() {
+                sealer.seal_chunk(&pt, index, &mut buf).unwrap();
+                let at = chunk_offset(index) as usize;
+                pieced[at..at + buf.len()].copy_from_slice(&buf);
+            }
+            assert_eq!(pieced, whole, "{len}-byte part");
+            assert!(sealer.seal_chunk(&pt, chunk_count(len), &mut buf).is_err());
         }
     }
 
