@@ -427,11 +427,8 @@ impl Store {
     pub fn process(&self, id: &str) -> Result<Process> {
         let json: Option<String> = self
             .conn
-            .query_row(
-                "SELECT definition FROM processes WHERE id = ?1",
-                [id],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT definition FROM processes WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
             .optional()?;
         let json = json.ok_or_else(|| Error::UnknownProcess(id.to_string()))?;
         Process::parse_json_list(json.as_bytes())?
@@ -446,7 +443,7 @@ impl Store {
     /// and will survive a kill or a power loss.
     pub fn capture(&mut self, c: NewCapture) -> Result<CaptureId> {
         let now = self.opts.clock.now();
-        let process = cached_process(&self.conn, &c.process_id)?;
+        let process = self.process(&c.process_id)?;
         if !process.is_open_at(now) {
             return Err(Error::ProcessClosed {
                 process: process.id,
@@ -892,17 +889,6 @@ impl Store {
 pub const MAX_COLLECTOR_ID_LEN: usize = 64;
 
 /// [`Store::process`] with its statement cached: `capture` looks the process up every time.
-fn cached_process(conn: &Connection, id: &str) -> Result<Process> {
-    let json: Option<String> = conn
-        .prepare_cached("SELECT definition FROM processes WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))
-        .optional()?;
-    let json = json.ok_or_else(|| Error::UnknownProcess(id.to_string()))?;
-    Process::parse_json_list(json.as_bytes())?
-        .pop()
-        .ok_or_else(|| Error::UnknownProcess(id.to_string()))
-}
-
 fn check_collector(c: &Collector) -> Result<()> {
     let id = c.id();
     if id.is_empty() || id.len() > MAX_COLLECTOR_ID_LEN || !id.bytes().all(|b| b.is_ascii_graphic())
