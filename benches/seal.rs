@@ -42,88 +42,10 @@ const GOAL: f64 = 0.9;
 const SIZES: [(usize, &str); 2] = [(2_000_000, "2MB"), (600_000, "600kB")];
 const SAMPLE_TARGET: Duration = Duration::from_millis(2);
 
-// ---- configuration -------------------------------------------------------------------------
+// ---- configuration and statistics: benches/common/mod.rs -----------------------------------
 
-struct Config {
-    quick: bool,
-    warmup: usize,
-    rounds: usize,
-    enforce: bool,
-}
-
-fn env_flag(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
-fn env_usize(name: &str) -> Option<usize> {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-}
-
-impl Config {
-    fn from_env() -> Config {
-        // `cargo bench` passes `--bench` to a harness = false target; `cargo test --benches`
-        // does not: that is a smoke run.
-        let bench_mode = std::env::args().any(|a| a == "--bench");
-        let quick = env_flag("APOYO_BENCH_QUICK") || !bench_mode;
-        let (warmup, rounds) = if quick { (0, 2) } else { (10, 201) };
-        Config {
-            quick,
-            warmup: env_usize("APOYO_BENCH_WARMUP").unwrap_or(warmup),
-            rounds: env_usize("APOYO_BENCH_ROUNDS").unwrap_or(rounds),
-            enforce: env_flag("APOYO_BENCH_ENFORCE"),
-        }
-    }
-}
-
-// ---- statistics ----------------------------------------------------------------------------
-
-fn median(xs: &[f64]) -> f64 {
-    quantile(xs, 0.5)
-}
-
-/// Linear-interpolated quantile.
-fn quantile(xs: &[f64], q: f64) -> f64 {
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let pos = q * (v.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
-}
-
-/// Percentile-bootstrap 95 % interval of `median(a) / median(b)`, resampling paired rounds.
-fn bootstrap_ratio_ci(a: &[f64], b: &[f64]) -> (f64, f64) {
-    let n = a.len().min(b.len());
-    if n < 5 {
-        return (f64::NAN, f64::NAN);
-    }
-    let mut rng = fastrand::Rng::with_seed(0x41505953);
-    let mut ratios = Vec::with_capacity(2000);
-    let (mut ra, mut rb) = (vec![0.0; n], vec![0.0; n]);
-    for _ in 0..2000 {
-        for i in 0..n {
-            let j = rng.usize(..n);
-            ra[i] = a[j];
-            rb[i] = b[j];
-        }
-        ratios.push(median(&ra) / median(&rb));
-    }
-    (quantile(&ratios, 0.025), quantile(&ratios, 0.975))
-}
-
-/// "95% CI lo-hi", or "n/a" when there are too few rounds for a bootstrap.
-fn fmt_ci((lo, hi): (f64, f64), decimals: usize) -> String {
-    if lo.is_nan() || hi.is_nan() {
-        "95% CI n/a (too few rounds)".to_string()
-    } else {
-        format!("95% CI {lo:.decimals$}-{hi:.decimals$}")
-    }
-}
+mod common;
+use common::*;
 
 // ---- the variants --------------------------------------------------------------------------
 
@@ -309,7 +231,7 @@ fn measure(cfg: &Config, size: usize, label: &'static str) -> BoxResult<SizeResu
 }
 
 fn main() -> BoxResult<()> {
-    let cfg = Config::from_env();
+    let cfg = Config::from_env((10, 201));
     println!(
         "apoyo-sync bench: PartSealer throughput vs bare ChaCha20-Poly1305 over the same bytes"
     );
