@@ -7,10 +7,7 @@
 //! at the next open.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-
-use sha2::Digest;
 
 use crate::crypto::PartSealer;
 use crate::crypto::part;
@@ -422,39 +419,6 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 
 #[cfg(all(unix, not(any(target_os = "linux", target_os = "android"))))]
 fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
-
-/// A writer that hashes what passes through it and counts the bytes.
-pub struct HashingWriter<'a, W: Write> {
-    inner: &'a mut W,
-    hasher: sha2::Sha256,
-    count: u64,
-}
-
-impl<'a, W: Write> HashingWriter<'a, W> {
-    pub fn new(inner: &'a mut W) -> Self {
-        HashingWriter {
-            inner,
-            hasher: sha2::Sha256::new(),
-            count: 0,
-        }
-    }
-    /// The SHA-256 and length of what was written.
-    pub fn finish(self) -> ([u8; 32], u64) {
-        (self.hasher.finalize().into(), self.count)
-    }
-}
-
-impl<W: Write> Write for HashingWriter<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
 
 /// Capture ids of the part files present on disk.
 pub fn list_part_files(store: &Path) -> Result<Vec<(PathBuf, Option<CaptureId>)>> {

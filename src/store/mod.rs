@@ -708,11 +708,17 @@ impl Store {
     }
 
     fn hash_part(&self, id: &CaptureId, part: &PartRecord) -> Result<[u8; 32]> {
+        use sha2::Digest;
         let mut reader = self.part_reader(id, part)?;
-        let mut sink = std::io::sink();
-        let mut hw = files::HashingWriter::new(&mut sink);
-        std::io::copy(&mut reader, &mut hw)?;
-        Ok(hw.finish().0)
+        let mut hasher = sha2::Sha256::new();
+        let mut buf = vec![0u8; crate::limits::CHUNK_SIZE];
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                return Ok(hasher.finalize().into());
+            }
+            hasher.update(&buf[..n]);
+        }
     }
 
     /// A reader over the ciphertext of one part, exactly the bytes to upload.
