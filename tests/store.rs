@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use apoyo_sync::crypto::{PartOpener, ciphertext_len, wrap};
 use apoyo_sync::model::ImageFormat;
-use apoyo_sync::store::migrations;
+use apoyo_sync::store::{PART_FILE_TRAILER_LEN, migrations};
 use apoyo_sync::{
     CaptureId, CardFields, Collector, CredentialModel, Error, ErrorClass, FileKeyGuard, Images,
     Location, Manifest, NewCapture, PartKind, Store, StoreOptions,
@@ -1041,12 +1041,15 @@ fn status_counts_captures_and_pending_bytes() {
                 assert_eq!(p.ct_len, ciphertext_len(img.len() as u64));
             }
         }
+        // Then the trailer that makes the file a record of its own (ADR 0013); the file is
+        // what the capture holds on the device.
+        let held = sum + PART_FILE_TRAILER_LEN;
         assert_eq!(
             fs::metadata(part_file(&fx, &c.id)).expect("file").len(),
-            sum
+            held
         );
-        assert_eq!(store.info(&c.id).expect("info").total_bytes, sum);
-        expected += sum;
+        assert_eq!(store.info(&c.id).expect("info").total_bytes, held);
+        expected += held;
     }
 
     let st = store.status().expect("status");
@@ -1141,26 +1144,41 @@ fn export_writes_the_images_and_fields() {
 }
 
 #[test]
-fn orphan_part_files_are_removed_at_open() {
+fn part_files_of_interrupted_captures_are_removed_at_open() {
     let fx = Fixture::new();
     let mut store = fx.init();
     let a = capture(&mut store, capture_of("nacional", &clave(61)));
     let b = capture(&mut store, capture_of("nacional", &clave(62)));
     drop(store);
 
-    // A capture whose transaction never committed leaves a file without a row.
+    // A capture killed before its file was complete: no trailer, never reported.
     let orphan = CaptureId::new_v7(OffsetDateTime::now_utc());
     let orphan_path = part_file(&fx, &orphan);
     fs::write(&orphan_path, random_bytes(4_321)).expect("orphan");
+    // One killed after its parts but before its trailer: a's bytes, minus the trailer.
+    let cut = CaptureId::new_v7(OffsetDateTime::now_utc());
+    let a_bytes = fs::read(part_file(&fx, &a.id)).expect("a");
+    let cut_path = part_file(&fx, &cut);
+    fs::write(
+        &cut_path,
+        &a_bytes[..a_bytes.len() - PART_FILE_TRAILER_LEN as usize],
+    )
+    .expect("cut");
     // A file that is not a part file is not the store's to delete.
     let stranger = fx.parts_dir().join("README.txt");
     fs::write(&stranger, b"not a part file").expect("stranger");
-    let a_bytes = fs::read(part_file(&fx, &a.id)).expect("a");
     let b_bytes = fs::read(part_file(&fx, &b.id)).expect("b");
 
     let store = fx.open().expect("open");
     assert!(!orphan_path.exists(), "the orphan part file is still there");
+    assert!(
+        !cut_path.exists(),
+        "the file without a trailer is still there"
+    );
     assert!(stranger.exists(), "a non-part file was deleted");
+    let report = store.open_report();
+    assert_eq!(report.removed_incomplete, 2);
+    assert!(report.recovered.is_empty() && report.damaged.is_empty());
     assert_eq!(fs::read(part_file(&fx, &a.id)).expect("a"), a_bytes);
     assert_eq!(fs::read(part_file(&fx, &b.id)).expect("b"), b_bytes);
     let mut names = part_file_names(&fx.store_dir());
@@ -1171,4 +1189,174 @@ fn orphan_part_files_are_removed_at_open() {
     assert_intact(&store, &a);
     assert_intact(&store, &b);
     assert_eq!(store.status().expect("status").captured, 2);
+    drop(store);
+    // Nothing left to do at the next open.
+    assert_eq!(
+        fx.open().expect("reopen").open_report(),
+        &Default::default()
+    );
+}
+
+/// The database files of a closed store, to put back later: what the disk held before a
+/// commit that a power loss then undid.
+fn database_snapshot(fx: &Fixture) -> Vec<(PathBuf, Option<Vec<u8>>)> {
+    ["", "-wal", "-shm"]
+        .iter()
+        .map(|suffix| {
+            let path = PathBuf::from(format!("{}{suffix}", fx.db_path().display()));
+            let bytes = fs::read(&path).ok();
+            (path, bytes)
+        })
+        .collect()
+}
+
+fn restore_database(snapshot: &[(PathBuf, Option<Vec<u8>>)]) {
+    for (path, bytes) in snapshot {
+        match bytes {
+            Some(b) => fs::write(path, b).expect("restore"),
+            None => {
+                let _ = fs::remove_file(path);
+            }
+        }
+    }
+}
+
+/// A capture's queue rows are committed without a flush of their own (ADR 0013): its part
+/// file, trailer included, is the durable record. Here the rows are lost as a power loss
+/// would lose them (the database put back as it was before the capture), and the next open
+/// rebuilds them: the capture opens byte-identically, is a duplicate for its citizen, and
+/// INE's sealed key opens again.
+#[test]
+fn a_capture_whose_rows_a_power_loss_rolled_back_is_rebuilt_from_its_file() {
+    let fx = Fixture::new();
+    let mut store = fx.init();
+    let a = capture(&mut store, capture_of("nacional", &clave(63)));
+    drop(store);
+    let before = database_snapshot(&fx);
+
+    let mut store = fx.open().expect("open");
+    let mut c = capture_of("otro", &clave(64));
+    c.fields.curp = Some(curp(64));
+    c.fields.vigencia = Some(2031);
+    c.location = Some(Location {
+        lat: 17.06,
+        lon: -96.72,
+        accuracy_m: 8.0,
+    });
+    c.images.front = jpeg(200_000); // several chunks
+    c.collector = Some(Collector::Auxiliar("AUX-0042".into()));
+    let b = capture(&mut store, c);
+    let b_info = store.info(&b.id).expect("info");
+    let b_parts = store.parts(&b.id).expect("parts");
+    drop(store);
+    let b_file = fs::read(part_file(&fx, &b.id)).expect("b's file");
+
+    restore_database(&before);
+    let mut store = fx.open().expect("open after the loss");
+    assert_eq!(store.open_report().recovered, vec![b.id]);
+    assert_eq!(store.open_report().removed_incomplete, 0);
+    assert!(store.open_report().damaged.is_empty());
+    assert_eq!(fs::read(part_file(&fx, &b.id)).expect("b's file"), b_file);
+
+    // The same queue row and parts as before the loss.
+    assert_eq!(store.info(&b.id).expect("info"), b_info);
+    assert_eq!(store.parts(&b.id).expect("parts"), b_parts);
+    assert_eq!(
+        store.capture_collector(&b.id).expect("collector"),
+        Collector::Auxiliar("AUX-0042".into())
+    );
+    assert_intact(&store, &a);
+    assert_intact(&store, &b);
+    assert_eq!(store.status().expect("status").captured, 2);
+
+    // INE opens the (re-made) sealed key and every part.
+    let sealed = store.endpoint_seal(&b.id).expect("endpoint seal");
+    let dk = wrap::open_from_device(
+        &fx.endpoint,
+        &store.device_public(),
+        b.id.as_bytes(),
+        &sealed,
+    )
+    .expect("the endpoint opens the rebuilt seal");
+    for part in &b_parts {
+        let reader = store.part_reader(&b.id, part).expect("reader");
+        let mut plain = Vec::new();
+        PartOpener::new(&dk, b.id.as_bytes(), part.kind)
+            .expect("opener")
+            .open_to(part.ct_len, reader, &mut plain)
+            .expect("the endpoint decrypts");
+        if let Some(img) = b.images.get(part.kind) {
+            assert!(plain == img, "{} differs", part.kind.name());
+        }
+    }
+
+    // The citizen is still a duplicate in that process, naming the rebuilt capture.
+    let err = store
+        .capture(capture_of("otro", &clave(64)))
+        .expect_err("duplicate accepted");
+    assert!(matches!(&err, Error::Duplicate { earlier, .. } if *earlier == b.id.to_string()));
+    drop(store);
+    // Rebuilt once: the rows are durable now.
+    assert_eq!(
+        fx.open().expect("reopen").open_report(),
+        &Default::default()
+    );
+}
+
+/// A part file with a trailer whose parts do not authenticate (damaged, or flushed only in
+/// part when the power went) is not rebuilt and not deleted: it is moved to `damaged/`.
+#[test]
+fn a_damaged_part_file_without_rows_is_kept_aside_not_deleted() {
+    let fx = Fixture::new();
+    let mut store = fx.init();
+    let a = capture(&mut store, capture_of("nacional", &clave(65)));
+    drop(store);
+    let before = database_snapshot(&fx);
+    let mut store = fx.open().expect("open");
+    let b = capture(&mut store, capture_of("nacional", &clave(66)));
+    let c = capture(&mut store, capture_of("nacional", &clave(67)));
+    drop(store);
+    restore_database(&before);
+
+    // b: one byte of the selfie flipped; c: a trailer that names another capture's wrap.
+    let b_path = part_file(&fx, &b.id);
+    let mut b_bytes = fs::read(&b_path).expect("b");
+    let selfie_at = (ciphertext_len(b.images.front.len() as u64)
+        + ciphertext_len(b.images.back.len() as u64)
+        + 100) as usize;
+    b_bytes[selfie_at] ^= 0x40;
+    fs::write(&b_path, &b_bytes).expect("tamper b");
+    let c_path = part_file(&fx, &c.id);
+    let mut c_bytes = fs::read(&c_path).expect("c");
+    let a_bytes = fs::read(part_file(&fx, &a.id)).expect("a");
+    let t = PART_FILE_TRAILER_LEN as usize;
+    let (cl, al) = (c_bytes.len(), a_bytes.len());
+    c_bytes[cl - t + 40..cl - t + 113].copy_from_slice(&a_bytes[al - t + 40..al - t + 113]);
+    fs::write(&c_path, &c_bytes).expect("tamper c");
+
+    let store = fx.open().expect("open");
+    let report = store.open_report().clone();
+    assert!(report.recovered.is_empty(), "{report:?}");
+    assert_eq!(report.removed_incomplete, 0);
+    let damaged = fx.store_dir().join("damaged");
+    let mut expected = vec![
+        damaged.join(format!("{}.parts", b.id)),
+        damaged.join(format!("{}.parts", c.id)),
+    ];
+    expected.sort();
+    let mut got = report.damaged.clone();
+    got.sort();
+    assert_eq!(got, expected);
+    assert_eq!(
+        fs::read(damaged.join(format!("{}.parts", b.id))).expect("kept"),
+        b_bytes
+    );
+    assert_eq!(
+        fs::read(damaged.join(format!("{}.parts", c.id))).expect("kept"),
+        c_bytes
+    );
+    assert!(!b_path.exists() && !c_path.exists());
+    assert!(matches!(store.info(&b.id), Err(Error::UnknownCapture(_))));
+    assert_intact(&store, &a);
+    assert_eq!(store.status().expect("status").captured, 1);
 }

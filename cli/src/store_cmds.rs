@@ -22,9 +22,32 @@ pub fn keyring(create: bool) -> CliResult<FileKeyGuard> {
 }
 
 /// Opens a device store with the default options.
+/// What opening found among the part files (ADR 0013) goes to stderr, one line each, so a
+/// field tester sees it without it mixing into `--json` output.
 pub fn open_store(dir: &Path) -> CliResult<Store> {
     let guard = keyring(false)?;
-    Ok(Store::open(dir, &guard, StoreOptions::default())?)
+    let store = Store::open(dir, &guard, StoreOptions::default())?;
+    let report = store.open_report();
+    if !report.recovered.is_empty() {
+        eprintln!(
+            "apoyo: rebuilt the queue rows of {} capture(s) from their part files (their commit was undone, e.g. by a power loss)",
+            report.recovered.len()
+        );
+    }
+    if report.removed_incomplete > 0 {
+        eprintln!(
+            "apoyo: removed {} part file(s) of captures interrupted before they completed (never reported as captured)",
+            report.removed_incomplete
+        );
+    }
+    if !report.damaged.is_empty() {
+        eprintln!(
+            "apoyo: {} part file(s) without a queue row failed to authenticate; kept in {} — report them",
+            report.damaged.len(),
+            dir.join("damaged").display()
+        );
+    }
+    Ok(store)
 }
 
 pub fn device_init(store: &Path, endpoint_pub: &Path, auxiliar: Option<String>) -> CliResult {

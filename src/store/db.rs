@@ -3,7 +3,7 @@
 //! | pragma | value | why |
 //! |---|---|---|
 //! | `journal_mode` | `WAL` | one fsync per commit; readers never block the writer |
-//! | `synchronous` | `FULL` | in WAL mode `NORMAL` can roll back a commit that already returned, after a power loss |
+//! | `synchronous` | `FULL` | in WAL mode `NORMAL` can roll back a commit that already returned, after a power loss; only the transaction that indexes a new capture runs with `NORMAL`, because its part file is already durable and rebuilds it (ADR 0013, [`with_unflushed_commit`]) |
 //! | `fullfsync`, `checkpoint_fullfsync` | `ON` | on Apple platforms a plain fsync does not flush the drive cache (no-op elsewhere) |
 //! | `secure_delete` | `ON` | deleted rows (key wraps, receipts) are overwritten, not left in free pages |
 //! | `foreign_keys` | `ON` | a part or key wrap can't outlive its capture row |
@@ -31,6 +31,26 @@ pub fn apply_pragmas(conn: &Connection) -> Result<()> {
     conn.pragma_update(None, "trusted_schema", "OFF")?;
     conn.busy_timeout(std::time::Duration::from_millis(5000))?;
     Ok(())
+}
+
+/// Runs `f`, whose transaction must not need its own flush, with `synchronous=NORMAL`, and
+/// puts `FULL` back afterwards, whatever `f` returned.
+///
+/// Only for the transaction that indexes a new capture: its part file, trailer included, is
+/// durable before the commit, so a power loss that rolls the commit back loses nothing
+/// (`Store::open` rebuilds the rows from the file). In WAL mode the WAL is append-only, so the
+/// next `FULL` commit flushes this one's frames too, and a later state change can never reach
+/// the disk without it. (The level cannot change inside a transaction, hence around it.)
+pub fn with_unflushed_commit<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&mut Connection) -> Result<T>,
+) -> Result<T> {
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let result = f(conn);
+    let restored = conn.pragma_update(None, "synchronous", "FULL");
+    let value = result?;
+    restored?;
+    Ok(value)
 }
 
 /// Creates a new database file at `path` with the application id set.
@@ -99,5 +119,31 @@ fn sqlite_code(e: &rusqlite::Error) -> String {
     match e {
         rusqlite::Error::SqliteFailure(f, _) => format!("{:?}", f.code),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn level(c: &Connection) -> i64 {
+        c.query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .expect("synchronous")
+    }
+
+    /// The capture's commit runs at NORMAL (1); every other transaction at FULL (2), even
+    /// after the capture's failed.
+    #[test]
+    fn an_unflushed_commit_puts_full_back_whatever_happens() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut conn = create(&dir.path().join("t.db")).expect("create");
+        assert_eq!(level(&conn), 2);
+        let inside = with_unflushed_commit(&mut conn, |c| Ok(level(c))).expect("ok");
+        assert_eq!(inside, 1);
+        assert_eq!(level(&conn), 2);
+        let failed: Result<()> =
+            with_unflushed_commit(&mut conn, |_| Err(Error::Internal("refused".into())));
+        assert!(failed.is_err());
+        assert_eq!(level(&conn), 2);
     }
 }

@@ -27,6 +27,10 @@ use time::format_description::well_known::Rfc3339;
 
 pub use files::fsync_dir;
 
+/// Bytes a part file holds after its parts: the trailer that makes it a self-describing record
+/// of the capture (ADR 0013).
+pub const PART_FILE_TRAILER_LEN: u64 = files::Trailer::LEN as u64;
+
 use crate::clock::{SharedClock, SystemClock};
 use crate::crypto::{
     self, DeviceIdentity, EndpointPublicKey, KeyGuard, PartOpener, PartSealer, SecretKey, wrap,
@@ -103,6 +107,68 @@ struct DeviceKeys {
     dup_key: SecretKey,
 }
 
+impl DeviceKeys {
+    /// The local duplicate key of a citizen in a process (ADR 0009).
+    fn dup_key_of(&self, process_id: &str, clave_elector: &str) -> Result<[u8; 32]> {
+        crypto::hmac_sha256(
+            self.dup_key.as_bytes(),
+            &[process_id.as_bytes(), &[0], clave_elector.as_bytes()],
+        )
+    }
+}
+
+/// The queue rows of a new capture (`captures` and its five `parts`), as `capture` writes them
+/// and as `Store::open` rebuilds them from a part file's trailer.
+struct QueueRow<'a> {
+    id: String,
+    process_id: &'a str,
+    collector: &'a Collector,
+    captured_at: String,
+    dup_key: [u8; 32],
+    total_bytes: u64,
+    parts: Vec<files::PartSpan>,
+}
+
+impl QueueRow<'_> {
+    fn insert(&self, tx: &rusqlite::Transaction<'_>) -> Result<()> {
+        let (ck, cid) = collector_parts(self.collector);
+        tx.prepare_cached(
+            "INSERT INTO captures (id, process_id, collector_kind, collector_id, captured_at, dup_key, state, total_bytes, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'captured', ?7, ?5)",
+        )?
+        .execute(params![
+            self.id,
+            self.process_id,
+            ck,
+            cid,
+            self.captured_at,
+            &self.dup_key[..],
+            self.total_bytes as i64
+        ])?;
+        let mut part = tx.prepare_cached(
+            "INSERT INTO parts (capture_id, kind, file_offset, ct_len) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for (kind, offset, len) in &self.parts {
+            part.execute(params![self.id, kind.name(), *offset as i64, *len as i64])?;
+        }
+        Ok(())
+    }
+}
+
+/// The two wraps of a capture's data key.
+fn insert_keys(
+    tx: &rusqlite::Transaction<'_>,
+    id: &str,
+    device_wrap: &[u8],
+    endpoint_seal: &[u8],
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO capture_keys (capture_id, device_wrap, endpoint_seal) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![id, device_wrap, endpoint_seal])?;
+    Ok(())
+}
+
 /// The device store. One per device; one process at a time.
 pub struct Store {
     conn: Connection,
@@ -113,7 +179,27 @@ pub struct Store {
     endpoint_public: EndpointPublicKey,
     collector: Collector,
     opts: StoreOptions,
+    opened: OpenReport,
     _lock: File,
+}
+
+/// What [`Store::open`] found and did among the part files (ADR 0013). Empty after a clean
+/// shutdown or a kill between captures.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OpenReport {
+    /// Captures whose queue rows a power loss had rolled back, rebuilt from their part files.
+    pub recovered: Vec<CaptureId>,
+    /// Part files of captures interrupted before they returned (no trailer), removed.
+    pub removed_incomplete: u64,
+    /// Part files with a trailer whose parts did not authenticate, moved to `damaged/` and
+    /// kept (never deleted).
+    pub damaged: Vec<PathBuf>,
+}
+
+enum Recovery {
+    Recovered,
+    Incomplete,
+    Damaged,
 }
 
 impl std::fmt::Debug for Store {
@@ -297,9 +383,11 @@ impl Store {
             endpoint_public,
             collector,
             opts,
+            opened: OpenReport::default(),
             _lock: lock,
         };
-        store.remove_orphan_files()?;
+        let mut store = store;
+        store.opened = store.reconcile_part_files()?;
         Ok(store)
     }
 
@@ -323,6 +411,7 @@ impl Store {
             format!("{DB_FILE}-wal"),
             format!("{DB_FILE}-shm"),
             files::PARTS_DIR.to_string(),
+            files::DAMAGED_DIR.to_string(),
         ] {
             let from = dir.join(&name);
             if from.exists() {
@@ -335,7 +424,14 @@ impl Store {
         Ok(target)
     }
 
-    fn remove_orphan_files(&self) -> Result<()> {
+    /// Reconciles `parts/` with the queue rows: a file whose capture was purged is removed (its
+    /// keys are gone); a file without a row is either a capture whose indexing commit a power
+    /// loss rolled back — it carries a trailer and authenticates, and its rows are rebuilt —
+    /// or an interrupted capture that never returned (no trailer), removed. A file with a
+    /// trailer that fails to authenticate is moved to `damaged/`, never deleted. ADR 0013.
+    fn reconcile_part_files(&self) -> Result<OpenReport> {
+        let mut report = OpenReport::default();
+        let mut changed = false;
         for (path, id) in files::list_part_files(&self.dir)? {
             let Some(id) = id else { continue };
             let held: Option<String> = self
@@ -346,13 +442,148 @@ impl Store {
                     |r| r.get(0),
                 )
                 .optional()?;
-            // No row: the capture's transaction never committed, so it was never reported as
-            // captured. Purged: the key wraps are gone and the bytes are unreadable.
-            if held.is_none() || held.as_deref() == Some("purged") {
-                fs::remove_file(&path)?;
+            match held.as_deref() {
+                Some("purged") => {
+                    fs::remove_file(&path)?;
+                    changed = true;
+                }
+                Some(_) => {}
+                None => match self.recover(&path, &id)? {
+                    Recovery::Recovered => report.recovered.push(id),
+                    Recovery::Incomplete => {
+                        fs::remove_file(&path)?;
+                        report.removed_incomplete += 1;
+                        changed = true;
+                    }
+                    Recovery::Damaged => {
+                        let damaged = self.dir.join(files::DAMAGED_DIR);
+                        fs::create_dir_all(&damaged)?;
+                        let target = damaged.join(path.file_name().unwrap_or_default());
+                        fs::rename(&path, &target)?;
+                        fsync_dir(&damaged)?;
+                        report.damaged.push(target);
+                        changed = true;
+                    }
+                },
             }
         }
-        Ok(())
+        if changed {
+            fsync_dir(&files::parts_dir(&self.dir))?;
+        }
+        Ok(report)
+    }
+
+    /// Rebuilds the queue rows of the capture in `path`, which has none, from its trailer,
+    /// after checking that every part authenticates under the device's keys and that the
+    /// manifest names this capture.
+    fn recover(&self, path: &Path, id: &CaptureId) -> Result<Recovery> {
+        let mut f = File::open(path)?;
+        let file_len = f.metadata()?.len();
+        let Some(trailer_at) = file_len.checked_sub(files::Trailer::LEN as u64) else {
+            return Ok(Recovery::Incomplete);
+        };
+        let mut bytes = [0u8; files::Trailer::LEN];
+        f.seek(SeekFrom::Start(trailer_at))?;
+        f.read_exact(&mut bytes)?;
+        drop(f);
+        let Some(trailer) = files::Trailer::decode(&bytes) else {
+            return Ok(Recovery::Incomplete);
+        };
+        struct Verified {
+            manifest: Manifest,
+            data_key: SecretKey,
+            parts: Vec<files::PartSpan>,
+            file_len: u64,
+        }
+        let checked = (|| -> Result<Verified> {
+            let (parts, len) = trailer
+                .layout()
+                .ok_or_else(|| Error::integrity("part file (lengths)"))?;
+            if len != file_len {
+                return Err(Error::integrity("part file (length)"));
+            }
+            let data_key = wrap::unwrap(
+                &self.keys.master,
+                "data-key",
+                id.as_bytes(),
+                &trailer.device_wrap,
+                "data key wrap",
+            )?;
+            let mut manifest = zeroize::Zeroizing::new(Vec::new());
+            for &(kind, file_offset, ct_len) in &parts {
+                let record = PartRecord {
+                    kind,
+                    file_offset,
+                    ct_len,
+                    sha256: [0; 32],
+                    upload_url: None,
+                    upload_expires: None,
+                    uploaded_bytes: 0,
+                };
+                let reader = self.part_reader(id, &record)?;
+                let mut opener = PartOpener::new(&data_key, id.as_bytes(), kind)?;
+                if kind == PartKind::Manifest {
+                    opener.open_to(ct_len, reader, &mut *manifest)?;
+                } else {
+                    opener.open_to(ct_len, reader, &mut std::io::sink())?;
+                }
+            }
+            let m = Manifest::from_cbor(&manifest)
+                .map_err(|_| Error::integrity("manifest (decoding)"))?;
+            if m.capture_id != *id {
+                return Err(Error::integrity("manifest (capture id)"));
+            }
+            Ok(Verified {
+                manifest: m,
+                data_key,
+                parts,
+                file_len: len,
+            })
+        })();
+        let Verified {
+            manifest: m,
+            data_key,
+            parts,
+            file_len: total_bytes,
+        } = match checked {
+            Ok(v) => v,
+            Err(e) if e.class() == crate::error::ErrorClass::Integrity => {
+                return Ok(Recovery::Damaged);
+            }
+            Err(e) => return Err(e),
+        };
+        let row = QueueRow {
+            id: id.to_string(),
+            process_id: &m.process_id,
+            collector: &m.collector,
+            captured_at: m
+                .captured_at
+                .format(&Rfc3339)
+                .map_err(|e| Error::Internal(e.to_string()))?,
+            dup_key: self
+                .keys
+                .dup_key_of(&m.process_id, &m.fields.clave_elector)?,
+            total_bytes,
+            parts,
+        };
+        let endpoint_seal = crypto::wrap::seal_to_endpoint(
+            &self.endpoint_public,
+            &self.keys.identity,
+            id.as_bytes(),
+            &data_key,
+        )?;
+        // `conn` is borrowed shared here; the unchecked transaction is still one transaction,
+        // committed with `synchronous=FULL`.
+        let tx = self.conn.unchecked_transaction()?;
+        row.insert(&tx)?;
+        insert_keys(&tx, &row.id, &trailer.device_wrap, &endpoint_seal)?;
+        tx.commit()?;
+        Ok(Recovery::Recovered)
+    }
+
+    /// What opening the store found among the part files (see [`OpenReport`]).
+    pub fn open_report(&self) -> &OpenReport {
+        &self.opened
     }
 
     pub fn dir(&self) -> &Path {
@@ -439,8 +670,9 @@ impl Store {
     // ---- capture ---------------------------------------------------------------------------
 
     /// Validates, encrypts and durably stores a capture. When this returns `Ok`, the capture
-    /// is on disk (files and folder fsync'd, then the SQLite commit with `synchronous=FULL`)
-    /// and will survive a kill or a power loss.
+    /// is on disk (its part file, trailer included, and the folder entry fsync'd; then the
+    /// queue rows committed, which a power loss may roll back but the next open rebuilds from
+    /// the file: ADR 0013) and will survive a kill or a power loss.
     pub fn capture(&mut self, c: NewCapture) -> Result<CaptureId> {
         let now = self.opts.clock.now();
         let process = self.process(&c.process_id)?;
@@ -450,14 +682,7 @@ impl Store {
             });
         }
         let formats = crate::validate::validate(&c, &process)?;
-        let dup_key = crypto::hmac_sha256(
-            self.keys.dup_key.as_bytes(),
-            &[
-                process.id.as_bytes(),
-                &[0],
-                c.fields.clave_elector.as_bytes(),
-            ],
-        )?;
+        let dup_key = self.keys.dup_key_of(&process.id, &c.fields.clave_elector)?;
         if let Some(earlier) = self
             .conn
             .prepare_cached(
@@ -490,14 +715,15 @@ impl Store {
         let mut manifest_bytes = zeroize::Zeroizing::new(manifest.to_cbor()?);
 
         // Backpressure: refuse rather than fill the phone; never evict unsent data.
-        let part_bytes: u64 = PartKind::ALL
-            .iter()
-            .map(|k| {
-                crypto::ciphertext_len(
-                    c.images.get(*k).map_or(manifest_bytes.len(), <[u8]>::len) as u64
-                )
-            })
-            .sum();
+        let part_bytes: u64 = PART_FILE_TRAILER_LEN
+            + PartKind::ALL
+                .iter()
+                .map(|k| {
+                    crypto::ciphertext_len(
+                        c.images.get(*k).map_or(manifest_bytes.len(), <[u8]>::len) as u64,
+                    )
+                })
+                .sum::<u64>();
         let needed = part_bytes + ROW_OVERHEAD_BYTES + self.opts.disk_reserve_bytes;
         let available = fs4::available_space(&self.dir)?;
         if available < needed {
@@ -505,11 +731,19 @@ impl Store {
         }
 
         let data_key = crypto::random_key()?;
+        let device_wrap = wrap::wrap(&self.keys.master, "data-key", id.as_bytes(), &data_key)?;
         let path = files::part_file(&self.dir, &id);
         let mut jobs = Vec::with_capacity(PartKind::ALL.len());
         let mut records = Vec::with_capacity(PartKind::ALL.len());
+        let mut trailer = files::Trailer {
+            part_lens: [0; 5],
+            device_wrap: device_wrap
+                .as_slice()
+                .try_into()
+                .map_err(|_| Error::Internal("data key wrap length".into()))?,
+        };
         let mut offset = 0u64;
-        for kind in PartKind::ALL {
+        for (i, kind) in PartKind::ALL.into_iter().enumerate() {
             let plain: &[u8] = match c.images.get(kind) {
                 Some(img) => img,
                 None => &manifest_bytes[..],
@@ -521,65 +755,62 @@ impl Store {
                 offset,
             });
             records.push((kind, offset, ct_len));
+            trailer.part_lens[i] = ct_len;
             offset += ct_len;
         }
-        let total = offset;
-        let now_s = now
-            .format(&Rfc3339)
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        let (ck, cid) = collector_parts(&collector);
-        let id_s = id.to_string();
-        let (keys, endpoint_public, conn) = (&self.keys, self.endpoint_public, &mut self.conn);
-        // The work around the file is placed where a core is idle (see
-        // `files::write_parts_durably`): the data key's wraps (INE's is an HPKE seal, X25519,
-        // ≈ 0.2 ms) on the sealing helper while the file is flushed; the rows in the
-        // transaction before the flush. The transaction commits only once the file and its
-        // folder entry are durable, and `capture` returns only after that commit.
-        let tx = files::write_parts_durably(
-            &path,
-            &jobs,
-            || -> Result<(Vec<u8>, Vec<u8>)> {
-                let device_wrap = wrap::wrap(&keys.master, "data-key", id.as_bytes(), &data_key)?;
-                let endpoint_seal = crypto::wrap::seal_to_endpoint(
-                    &endpoint_public,
-                    &keys.identity,
-                    id.as_bytes(),
-                    &data_key,
-                )?;
-                Ok((device_wrap, endpoint_seal))
-            },
-            || {
-                let tx = conn.transaction()?;
-                tx.prepare_cached(
-                    "INSERT INTO captures (id, process_id, collector_kind, collector_id, captured_at, dup_key, state, total_bytes, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'captured', ?7, ?5)",
-                )?
-                .execute(params![id_s, process.id, ck, cid, now_s, &dup_key[..], total as i64])?;
-                let mut part = tx.prepare_cached(
-                    "INSERT INTO parts (capture_id, kind, file_offset, ct_len) VALUES (?1, ?2, ?3, ?4)",
-                )?;
-                for (kind, offset, len) in &records {
-                    part.execute(params![id_s, kind.name(), *offset as i64, *len as i64])?;
-                }
-                drop(part);
-                Ok(tx)
-            },
-            |(device_wrap, endpoint_seal), tx| {
-                tx.prepare_cached(
-                    "INSERT INTO capture_keys (capture_id, device_wrap, endpoint_seal) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![id_s, device_wrap, endpoint_seal])?;
-                Ok(tx)
-            },
-        );
+        let row = QueueRow {
+            id: id.to_string(),
+            process_id: &process.id,
+            collector: &collector,
+            captured_at: now
+                .format(&Rfc3339)
+                .map_err(|e| Error::Internal(e.to_string()))?,
+            dup_key,
+            total_bytes: offset + PART_FILE_TRAILER_LEN,
+            parts: records,
+        };
+        let (keys, endpoint_public) = (&self.keys, self.endpoint_public);
+        // The part file, its trailer included, is the durable record of the capture (ADR 0013):
+        // the transaction that indexes it commits after the file and its folder entry are
+        // durable, and without a flush of its own.
+        let committed = db::with_unflushed_commit(&mut self.conn, |conn| {
+            // The work around the file is placed where a core is idle (see
+            // `files::write_parts_durably`): INE's seal of the data key (HPKE, X25519,
+            // ≈ 0.2 ms) on the sealing helper while the file is flushed; the rows in the
+            // transaction before the flush.
+            files::write_parts_durably(
+                &path,
+                &jobs,
+                &trailer.encode(),
+                || {
+                    crypto::wrap::seal_to_endpoint(
+                        &endpoint_public,
+                        &keys.identity,
+                        id.as_bytes(),
+                        &data_key,
+                    )
+                },
+                || {
+                    let tx = conn.transaction()?;
+                    row.insert(&tx)?;
+                    Ok(tx)
+                },
+                |endpoint_seal, tx| {
+                    insert_keys(&tx, &row.id, &device_wrap, &endpoint_seal)?;
+                    Ok(tx)
+                },
+            )?
+            .commit()
+            .map_err(|e| {
+                // Never reported as captured: its file must not linger. (On an error before
+                // this point `write_parts_durably` has already removed it.)
+                let _ = fs::remove_file(&path);
+                Error::from(e)
+            })
+        });
         drop(jobs);
         zeroize::Zeroize::zeroize(&mut *manifest_bytes);
-        // On an error the file is already removed.
-        if let Err(e) = tx?.commit() {
-            // Never reported as captured: its file must not linger.
-            let _ = fs::remove_file(&path);
-            return Err(e.into());
-        }
+        committed?;
         Ok(id)
     }
 
@@ -863,7 +1094,8 @@ impl Store {
     }
 
     /// Crypto-shreds a capture the endpoint acknowledged: deletes both key wraps (the bytes
-    /// become unreadable), then the part file, then makes the deletion reach the disk
+    /// become unreadable), overwrites the copy of the device wrap in the part file's trailer,
+    /// then removes the part file, then makes the deletion reach the disk
     /// (`secure_delete` overwrites freed pages; a TRUNCATE checkpoint empties the WAL, which
     /// would otherwise still hold the old pages).
     pub(crate) fn purge(&mut self, id: &CaptureId) -> Result<()> {
@@ -879,6 +1111,7 @@ impl Store {
         )?;
         tx.commit()?;
         let path = files::part_file(&self.dir, id);
+        files::shred_trailer(&path)?;
         match fs::remove_file(&path) {
             Ok(()) => fsync_dir(&files::parts_dir(&self.dir))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
