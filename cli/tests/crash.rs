@@ -186,12 +186,8 @@ fn part_files(store: &Path) -> BTreeSet<String> {
         .collect()
 }
 
-#[test]
-fn killed_capture_loop_never_loses_a_reported_capture() {
-    let started = Instant::now();
-    let env = Env {
-        root: tempfile::tempdir().expect("temp dir"),
-    };
+/// Makes endpoint keys, a device store and its processes; returns the process ids.
+fn device_with_processes(env: &Env) -> BTreeSet<String> {
     fs::create_dir_all(env.path("home")).expect("home");
     let keys = env.path("endpoint-keys");
     env.ok([
@@ -220,6 +216,16 @@ fn killed_capture_loop_never_loses_a_reported_capture() {
         .map(str::to_string)
         .collect();
     assert!(!process_ids.is_empty());
+    process_ids
+}
+
+#[test]
+fn killed_capture_loop_never_loses_a_reported_capture() {
+    let started = Instant::now();
+    let env = Env {
+        root: tempfile::tempdir().expect("temp dir"),
+    };
+    let process_ids = device_with_processes(&env);
 
     let (mut rng, seed) = Rng::from_clock();
     eprintln!("crash test seed {seed} (APOYO_CRASH_SEED={seed} replays the kill delays)");
@@ -382,4 +388,86 @@ fn killed_capture_loop_never_loses_a_reported_capture() {
         unreported,
         started.elapsed().as_secs_f64()
     );
+}
+
+/// A store that a kill left with a WAL full of commits, opened with another device's keyring,
+/// is refused (exit 3) and left byte for byte as it was: no checkpoint folds the WAL into the
+/// database, nothing is deleted. The right keyring then opens it with every reported capture.
+#[test]
+fn a_killed_store_opened_with_another_keyring_is_left_untouched() {
+    use std::io::BufRead;
+    let env = Env {
+        root: tempfile::tempdir().expect("temp dir"),
+    };
+    let process_ids = device_with_processes(&env);
+    let mut child = KillOnDrop(
+        env.cmd([
+            OsStr::new("capture-loop"),
+            OsStr::new("--store"),
+            env.store().as_os_str(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn capture-loop"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    let printed: Vec<String> = std::io::BufReader::new(stdout)
+        .lines()
+        .take(3)
+        .map(|l| l.expect("line"))
+        .collect();
+    assert_eq!(printed.len(), 3, "capture-loop printed {printed:?}");
+    child.0.kill().expect("SIGKILL");
+    child.0.wait().expect("wait");
+
+    let db = env.store().join("apoyo.db");
+    let wal = env.store().join("apoyo.db-wal");
+    let db_before = fs::read(&db).expect("database");
+    let wal_before = fs::read(&wal).expect("a WAL left by the kill");
+    assert!(!wal_before.is_empty(), "the kill left an empty WAL");
+    let parts_before = part_files(&env.store());
+
+    // Another device's keyring (a real one, made by `device init` of another store).
+    let other = env.path("other-keyring");
+    let out = env
+        .cmd([
+            OsStr::new("device"),
+            OsStr::new("init"),
+            OsStr::new("--store"),
+            env.path("other-store").as_os_str(),
+            OsStr::new("--endpoint-pub"),
+            env.path("endpoint-keys").join("endpoint.pub").as_os_str(),
+        ])
+        .env("APOYO_KEYRING", &other)
+        .output()
+        .expect("run apoyo");
+    assert!(out.status.success(), "{out:?}");
+    let out = env
+        .cmd([
+            OsStr::new("status"),
+            OsStr::new("--store"),
+            env.store().as_os_str(),
+        ])
+        .env("APOYO_KEYRING", &other)
+        .output()
+        .expect("run apoyo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        fs::read(&db).expect("database") == db_before,
+        "the database was rewritten"
+    );
+    assert!(
+        fs::read(&wal).expect("the WAL is still there") == wal_before,
+        "the WAL was rewritten"
+    );
+    assert_eq!(part_files(&env.store()), parts_before);
+
+    let captured = env.status_captured();
+    assert!(captured >= printed.len() as u64, "{captured} captured");
+    for id in &printed {
+        env.open_and_check(id, &process_ids);
+    }
 }

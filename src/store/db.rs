@@ -64,9 +64,13 @@ pub fn create(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-/// Opens an existing store database, checking — before writing anything — that it is a
-/// healthy apoyo store of a version this engine knows. A damaged file gives
-/// [`Error::CorruptStore`] and is left exactly as it was.
+/// Opens an existing store database **read-only**, after checking that it is a healthy apoyo
+/// store of a version this engine knows. A damaged file gives [`Error::CorruptStore`] and is
+/// left exactly as it was. The caller reads what it must check (the device record, the keys)
+/// through this connection and opens a writing one ([`open_read_write`]) only once all is
+/// well: closing a read-write connection checkpoints the WAL into the database and deletes
+/// it, which would rewrite a store that is then refused (say, opened with another keyring
+/// after a crash left a WAL).
 pub fn open_existing(path: &Path) -> Result<Connection> {
     let corrupt = |detail: String| Error::CorruptStore {
         path: path.to_path_buf(),
@@ -85,8 +89,8 @@ pub fn open_existing(path: &Path) -> Result<Connection> {
     }
     // Check through a read-only connection: a refused store is never written, not even by a
     // checkpoint when the checking connection closes.
+    let ro = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     {
-        let ro = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         let check =
             |conn: &Connection| -> std::result::Result<(i64, String, i64), rusqlite::Error> {
                 let app: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
@@ -109,6 +113,11 @@ pub fn open_existing(path: &Path) -> Result<Connection> {
             });
         }
     }
+    Ok(ro)
+}
+
+/// The writing connection to a store that [`open_existing`] checked and whose keys unwrapped.
+pub fn open_read_write(path: &Path) -> Result<Connection> {
     Ok(Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE,

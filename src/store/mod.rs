@@ -320,8 +320,10 @@ impl Store {
         }
         check_keyring_outside(dir, guard)?;
         let lock = lock_store(dir)?;
-        let mut conn = db::open_existing(&db_path)?;
-        let v = migrations::version(&conn)?;
+        // Everything up to the key unwrap reads through a read-only connection, so a refused
+        // store (foreign keyring, no device record) is left byte for byte as it was.
+        let ro = db::open_existing(&db_path)?;
+        let v = migrations::version(&ro)?;
         if v > migrations::LATEST {
             return Err(Error::StoreVersion {
                 found: v,
@@ -330,7 +332,7 @@ impl Store {
         }
         // Unwrap the keys before changing anything: a foreign store stays untouched.
         type DeviceRow = (Vec<u8>, String, Vec<u8>, Vec<u8>, Vec<u8>, String, String);
-        let row: Option<DeviceRow> = conn
+        let row: Option<DeviceRow> = ro
             .query_row(
                 "SELECT store_id, device_id, wrapped_master, wrapped_identity, endpoint_public, collector_kind, collector_id
                  FROM device WHERE singleton = 1",
@@ -366,6 +368,8 @@ impl Store {
             "auxiliar" => Collector::Auxiliar(cid),
             _ => Collector::MiApoyo(cid),
         };
+        drop(ro);
+        let mut conn = db::open_read_write(&db_path)?;
         db::apply_pragmas(&conn)?;
         migrations::migrate_to(&mut conn, migrations::LATEST)?;
         fs::create_dir_all(files::parts_dir(dir))?;
