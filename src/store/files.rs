@@ -392,12 +392,12 @@ fn seal_and_sync<A: Send, B, R>(
     use std::sync::{Condvar, Mutex};
 
     let tasks = chunk_tasks(jobs);
-    let file_len = jobs
+    let parts_len = jobs
         .iter()
         .map(|j| j.offset + crate::crypto::ciphertext_len(j.plain.len() as u64))
         .max()
         .unwrap_or(0);
-    let ring = Ring::new(file, file_len);
+    let ring = Ring::new(file, parts_len + trailer.len() as u64);
     let next = AtomicUsize::new(0);
     let seal_share = || -> Result<()> {
         // A panic must not leave the other thread waiting for a slot.
@@ -470,8 +470,15 @@ fn seal_and_sync<A: Send, B, R>(
             if ring.failed() {
                 return Ok(None);
             }
-            // Last, once every part byte is written: the trailer (see [`Trailer`]).
-            std::os::unix::fs::FileExt::write_all_at(file, trailer, file_len)?;
+            // Last, once every part byte is placed (and so every block without trailer bytes
+            // written): the trailer (see [`Trailer`]). It completes the last block(s), written
+            // through the ring like the others: a separate small write into the last page,
+            // already handed to the device and possibly dropped from the cache, could cost a
+            // read of that page first.
+            ring.place(parts_len, trailer)?;
+            if ring.failed() {
+                return Ok(None);
+            }
             file.sync_data()?;
             if let Some(dir) = dir {
                 fsync_dir(dir)?;
