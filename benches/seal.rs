@@ -8,8 +8,10 @@
 //!
 //! Also measured, informative only: the bare AEAD over 64 KiB chunks with the same copy into a
 //! reused buffer and the tag appended (what STREAM inherently costs, without the crate's
-//! bookkeeping), with 0, 40 (`PartSealer`'s length) and 64 bytes of associated data, so a gap
-//! can be split between "chunking + copy", "the associated data" and "the crate's own code".
+//! bookkeeping), with 0, 40 (the meaningful bytes of `PartSealer`'s associated data) and 64
+//! (`PartSealer`'s length: those 40 bytes zero-padded, see `src/crypto/part.rs`) bytes of
+//! associated data, so a gap can be split between "chunking + copy", "the associated data" and
+//! "the crate's own code".
 //! (The AD length matters more than its 3 Poly1305 blocks suggest: poly1305 0.9's AVX2 backend
 //! takes its 4-blocks-at-a-time path only while its block cache is empty, and
 //! universal-hash 0.6's `update` does not realign, so an AD of 33-48 bytes leaves 3 blocks
@@ -80,7 +82,7 @@ fn bare_aead(key: &SecretKey, inplace: &mut [u8]) -> BoxResult<()> {
 
 /// Informative: the bare AEAD per 64 KiB chunk, copying each chunk into a reused buffer and
 /// appending its tag, as STREAM must — without HKDF or the crate's code; `ad_len` bytes of
-/// associated data per chunk (0; 40 as `PartSealer`'s; 64).
+/// associated data per chunk (0; 40, `PartSealer`'s before padding; 64, `PartSealer`'s).
 fn bare_aead_chunked(
     key: &SecretKey,
     data: &[u8],

@@ -177,8 +177,9 @@ impl Collector {
     }
 }
 
-/// The images of a capture, as the camera produced them (JPEG or PNG).
-#[derive(Clone, Default)]
+/// The images of a capture, as the camera produced them (JPEG or PNG). Personal data: the
+/// bytes are wiped when the value is dropped (every clone too).
+#[derive(Clone, Default, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 pub struct Images {
     pub front: Vec<u8>,
     pub back: Vec<u8>,
@@ -300,5 +301,30 @@ impl Manifest {
             )));
         }
         Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Images are personal data: dropping them (or any clone) wipes them. The bound fails to
+    /// compile if `Images` loses `ZeroizeOnDrop`; the wipe must cover every image.
+    #[test]
+    fn images_are_wiped_on_drop() {
+        fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        wiped_on_drop::<Images>();
+        let mut images = Images {
+            front: vec![1; 10],
+            back: vec![2; 10],
+            selfie: vec![3; 10],
+            signature: vec![4; 10],
+        };
+        zeroize::Zeroize::zeroize(&mut images);
+        for kind in PartKind::ALL {
+            if let Some(bytes) = images.get(kind) {
+                assert!(bytes.is_empty(), "{} was not wiped", kind.name());
+            }
+        }
     }
 }

@@ -19,6 +19,7 @@ use std::io::{Read, Write};
 use aead_stream::{NewStream, StreamBE32, StreamPrimitive};
 use chacha20poly1305::ChaCha20Poly1305;
 use chacha20poly1305::aead::KeyInit;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::{CIPHERTEXT_VERSION, SecretKey, derive_key};
 use crate::error::{Error, Result};
@@ -204,12 +205,41 @@ impl PartOpener {
 
     /// Reads exactly `ct_len` ciphertext bytes from `input` and writes the plaintext to `out`.
     /// Any tampering, truncation, reordering or swap gives [`Error::Integrity`] naming the part
-    /// kind. Returns the plaintext length.
+    /// kind. Returns the plaintext length. The chunk buffer, which holds plaintext, is wiped
+    /// before this returns, whatever the outcome.
     pub fn open_to<R: Read, W: Write>(
+        &mut self,
+        ct_len: u64,
+        input: R,
+        out: &mut W,
+    ) -> Result<u64> {
+        // `Zeroizing` wipes it again on drop, which also covers an unwinding panic in `out`.
+        let mut buf = Zeroizing::new(Vec::with_capacity(CHUNK_SIZE + TAG));
+        self.open_with_buffer(ct_len, input, out, &mut buf)
+    }
+
+    /// As [`PartOpener::open_to`], in the caller's chunk buffer, which is left zeroed over its
+    /// whole capacity (its length set to the capacity) on success and on failure alike: a
+    /// short last chunk would otherwise leave the previous chunk's plaintext past its end.
+    fn open_with_buffer<R: Read, W: Write>(
+        &mut self,
+        ct_len: u64,
+        input: R,
+        out: &mut W,
+        buf: &mut Vec<u8>,
+    ) -> Result<u64> {
+        let result = self.open_chunks(ct_len, input, out, buf);
+        buf.resize(buf.capacity(), 0);
+        buf.as_mut_slice().zeroize();
+        result
+    }
+
+    fn open_chunks<R: Read, W: Write>(
         &mut self,
         ct_len: u64,
         mut input: R,
         out: &mut W,
+        buf: &mut Vec<u8>,
     ) -> Result<u64> {
         let what = || Error::integrity(format!("{} part", self.kind.name()));
         let expected_plain = plaintext_len(ct_len).ok_or_else(what)?;
@@ -219,20 +249,23 @@ impl PartOpener {
             return Err(Error::CiphertextVersion(version[0]));
         }
         let mut remaining = ct_len - 1;
-        let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_SIZE + TAG);
+        // Room for a whole chunk up front: `resize` below then never reallocates, which would
+        // free a copy of earlier plaintext unwiped.
+        buf.clear();
+        buf.reserve(CHUNK_SIZE + TAG);
         let mut index: u32 = 0;
         let mut plain = 0u64;
         loop {
             let this = remaining.min((CHUNK_SIZE + TAG) as u64) as usize;
             let last = remaining <= (CHUNK_SIZE + TAG) as u64;
             buf.resize(this, 0);
-            read_exact(&mut input, &mut buf).map_err(|_| what())?;
+            read_exact(&mut input, buf).map_err(|_| what())?;
             let ad = self.cipher.ad_for(index);
             self.cipher
                 .stream
-                .decrypt_in_place(index, last, &ad, &mut buf)
+                .decrypt_in_place(index, last, &ad, buf)
                 .map_err(|_| what())?;
-            out.write_all(&buf)?;
+            out.write_all(buf)?;
             plain += buf.len() as u64;
             remaining -= this as u64;
             if last {
@@ -313,6 +346,52 @@ mod tests {
             assert_eq!(pieced, whole, "{len}-byte part");
             assert!(sealer.seal_chunk(&pt, chunk_count(len), &mut buf).is_err());
         }
+    }
+
+    /// The chunk buffer holds plaintext: it is wiped over its whole capacity after opening,
+    /// after a success and after a failure alike. A full chunk then a short last one leaves
+    /// the first chunk's plaintext past the buffer's length unless the whole capacity is wiped.
+    #[test]
+    fn the_chunk_buffer_is_wiped_after_opening() {
+        let dk = random_key().unwrap();
+        let id = [6u8; 16];
+        let pt = vec![0x5au8; CHUNK_SIZE + 10];
+        let mut ct = Vec::new();
+        PartSealer::new(&dk, &id, PartKind::Selfie)
+            .unwrap()
+            .seal_to(&pt, &mut ct)
+            .unwrap();
+        let assert_wiped = |buf: &Vec<u8>, when: &str| {
+            assert!(buf.capacity() >= CHUNK_SIZE + TAG, "{when}: capacity");
+            assert_eq!(buf.len(), buf.capacity(), "{when}: not wiped to capacity");
+            assert!(buf.iter().all(|&b| b == 0), "{when}: plaintext left");
+        };
+
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        let n = PartOpener::new(&dk, &id, PartKind::Selfie)
+            .unwrap()
+            .open_with_buffer(ct.len() as u64, &ct[..], &mut out, &mut buf)
+            .unwrap();
+        assert_eq!(n as usize, pt.len());
+        assert_eq!(out, pt);
+        assert_wiped(&buf, "after a success");
+
+        // The last chunk tampered: the first one was decrypted into the buffer already.
+        let mut tampered = ct.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 0x01;
+        let mut buf = Vec::new();
+        let r = PartOpener::new(&dk, &id, PartKind::Selfie)
+            .unwrap()
+            .open_with_buffer(
+                tampered.len() as u64,
+                &tampered[..],
+                &mut std::io::sink(),
+                &mut buf,
+            );
+        assert!(matches!(r, Err(Error::Integrity { .. })), "{r:?}");
+        assert_wiped(&buf, "after a failure");
     }
 
     #[test]

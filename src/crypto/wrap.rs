@@ -186,6 +186,65 @@ mod tests {
         ));
     }
 
+    fn is_integrity_class(r: &Result<SecretKey>) -> bool {
+        matches!(r, Err(e) if e.class() == crate::error::ErrorClass::Integrity)
+    }
+
+    /// A flipped bit anywhere in a symmetric wrap (version, nonce, ciphertext, tag) or a
+    /// changed length fails as an integrity error, never as another key.
+    #[test]
+    fn a_tampered_wrap_fails_integrity() {
+        let kek = random_key().unwrap();
+        let secret = random_key().unwrap();
+        let w = wrap(&kek, "data-key", b"id-1", &secret).unwrap();
+        for pos in [0, 1, 12, 24, 25, 40, 56, 57, WRAP_LEN - 1] {
+            for bit in [0x01u8, 0x80] {
+                let mut t = w.clone();
+                t[pos] ^= bit;
+                let r = unwrap(&kek, "data-key", b"id-1", &t, "k");
+                assert!(is_integrity_class(&r), "byte {pos}, bit {bit:#04x}: {r:?}");
+            }
+        }
+        let mut longer = w.clone();
+        longer.push(0);
+        for t in [&w[..WRAP_LEN - 1], &longer[..], &[][..]] {
+            let r = unwrap(&kek, "data-key", b"id-1", t, "k");
+            assert!(is_integrity_class(&r), "{} bytes: {r:?}", t.len());
+        }
+        assert_eq!(unwrap(&kek, "data-key", b"id-1", &w, "k").unwrap(), secret);
+    }
+
+    /// A flipped bit anywhere in a sealed data key (version, encapsulated key, ciphertext,
+    /// tag) or a changed length fails as an integrity error at the endpoint, never as another
+    /// key. (The top bit of the encapsulated key's last byte is ignored by X25519 itself; HPKE
+    /// still binds the bytes as sent.)
+    #[test]
+    fn a_tampered_sealed_key_fails_integrity() {
+        let ep = EndpointSecretKey::generate().unwrap();
+        let dev = DeviceIdentity::generate().unwrap();
+        let dk = random_key().unwrap();
+        let id = [9u8; 16];
+        let sealed = seal_to_endpoint(&ep.public(), &dev, &id, &dk).unwrap();
+        for pos in [0, 1, 16, 31, 32, 33, 48, 64, 65, SEALED_KEY_LEN - 1] {
+            for bit in [0x01u8, 0x80] {
+                let mut t = sealed.clone();
+                t[pos] ^= bit;
+                let r = open_from_device(&ep, &dev.public(), &id, &t);
+                assert!(is_integrity_class(&r), "byte {pos}, bit {bit:#04x}: {r:?}");
+            }
+        }
+        let mut longer = sealed.clone();
+        longer.push(0);
+        for t in [&sealed[..SEALED_KEY_LEN - 1], &longer[..], &[][..]] {
+            let r = open_from_device(&ep, &dev.public(), &id, t);
+            assert!(is_integrity_class(&r), "{} bytes: {r:?}", t.len());
+        }
+        assert_eq!(
+            open_from_device(&ep, &dev.public(), &id, &sealed).unwrap(),
+            dk
+        );
+    }
+
     #[test]
     fn hpke_auth_roundtrip_binds_sender_and_capture() {
         let ep = EndpointSecretKey::generate().unwrap();

@@ -43,42 +43,93 @@ pub fn migrate_to(conn: &mut Connection, target: i64) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn schema_of(conn: &Connection) -> Vec<(String, String, String)> {
+    /// Every row of `sql`, its values joined by `|` (text quoted, so `'0'` is not `0`).
+    fn rows_of(conn: &Connection, sql: &str) -> Vec<String> {
+        use rusqlite::types::ValueRef;
+        let show = |v: ValueRef<'_>| match v {
+            ValueRef::Null => "NULL".to_string(),
+            ValueRef::Integer(i) => i.to_string(),
+            ValueRef::Real(f) => format!("{f:?}"),
+            ValueRef::Text(t) => format!("'{}'", String::from_utf8_lossy(t)),
+            ValueRef::Blob(b) => format!("x'{}'", hex::encode(b)),
+        };
+        let mut st = conn.prepare(sql).unwrap();
+        let n = st.column_count();
+        st.query_map([], |r| {
+            (0..n)
+                .map(|i| r.get_ref(i).map(show))
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map(|v| v.join("|"))
+        })
+        .unwrap()
+        .map(|x| x.unwrap())
+        .collect()
+    }
+
+    /// Everything that defines the schema: each object's SQL text, whitespace normalised, and
+    /// per table what SQLite made of it: the columns (`pragma_table_xinfo`: type, NOT NULL,
+    /// default, primary key, hidden), the foreign keys, the indexes with their columns and the
+    /// STRICT flag. (A fresh store is made by the same migrations, so even the SQL text that
+    /// `ALTER TABLE ... ADD COLUMN` rewrites must match; the structure is compared as well, so
+    /// the test stays meaningful if a fresh store is ever made another way.)
+    fn schema_of(conn: &Connection) -> Vec<String> {
         let mut out = Vec::new();
-        let mut st = conn
-            .prepare("SELECT type, name, sql FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name")
-            .unwrap();
-        let rows = st
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Option<String>>(2)?,
+        let objects: Vec<(String, String, Option<String>)> = conn
+            .prepare(
+                "SELECT type, name, sql FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(|x| x.unwrap())
+            .collect();
+        for (t, n, sql) in &objects {
+            let sql = sql
+                .as_deref()
+                .unwrap_or_default()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            out.push(format!("{t} {n}: {sql}"));
+            if t != "table" {
+                continue;
+            }
+            let q = |what: &str, sql: String| {
+                rows_of(conn, &sql)
+                    .into_iter()
+                    .map(|row| format!("{what} of {n}: {row}"))
+                    .collect::<Vec<_>>()
+            };
+            out.extend(q(
+                "table",
+                format!("SELECT type, ncol, wr, strict FROM pragma_table_list('{n}') WHERE schema = 'main'"),
+            ));
+            out.extend(q(
+                "column",
+                format!("SELECT cid, name, type, \"notnull\", dflt_value, pk, hidden FROM pragma_table_xinfo('{n}') ORDER BY cid"),
+            ));
+            out.extend(q(
+                "foreign key",
+                format!("SELECT id, seq, \"table\", \"from\", \"to\", on_update, on_delete, \"match\" FROM pragma_foreign_key_list('{n}') ORDER BY id, seq"),
+            ));
+            let indexes: Vec<String> = conn
+                .prepare(&format!(
+                    "SELECT name FROM pragma_index_list('{n}') ORDER BY name"
                 ))
-            })
-            .unwrap();
-        for row in rows {
-            let (t, n, _sql) = row.unwrap();
-            // Compare the resulting columns, not the text (ALTER TABLE rewrites the SQL text).
-            if t == "table" {
-                let mut cols = conn.prepare(&format!("SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info('{n}') ORDER BY cid")).unwrap();
-                let desc: Vec<String> = cols
-                    .query_map([], |r| {
-                        Ok(format!(
-                            "{}:{}:{}:{:?}:{}",
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, i64>(2)?,
-                            r.get::<_, Option<String>>(3)?,
-                            r.get::<_, i64>(4)?
-                        ))
-                    })
-                    .unwrap()
-                    .map(|x| x.unwrap())
-                    .collect();
-                out.push((t, n, desc.join(",")));
-            } else {
-                out.push((t, n, _sql.unwrap_or_default()));
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .map(|x| x.unwrap())
+                .collect();
+            out.extend(q(
+                "index",
+                format!("SELECT name, \"unique\", origin, partial FROM pragma_index_list('{n}') ORDER BY name"),
+            ));
+            for name in indexes {
+                out.extend(q(
+                    &format!("index {name}"),
+                    format!("SELECT seqno, cid, name, \"desc\", coll, key FROM pragma_index_xinfo('{name}') ORDER BY seqno"),
+                ));
             }
         }
         out
@@ -105,9 +156,31 @@ mod tests {
                 .unwrap();
         }
         migrate_to(&mut old, LATEST).unwrap();
+        assert_eq!(version(&old).unwrap(), LATEST);
         let mut fresh = Connection::open(dir.path().join("fresh.db")).unwrap();
         migrate_to(&mut fresh, LATEST).unwrap();
-        assert_eq!(schema_of(&old), schema_of(&fresh));
+        let (upgraded, fresh) = (schema_of(&old), schema_of(&fresh));
+        // The fingerprint covers every table, its columns and its indexes.
+        for probe in [
+            "table captures: CREATE TABLE captures",
+            "table receipts: CREATE TABLE receipts",
+            "column of parts: 7|'uploaded_bytes'|'INTEGER'|1|'0'|0|0",
+            "foreign key of capture_keys:",
+            "index captures_by_dup_key: CREATE INDEX",
+            "index sqlite_autoindex_parts_1 of parts:",
+        ] {
+            assert!(
+                fresh.iter().any(|l| l.starts_with(probe)),
+                "no {probe:?} in {fresh:#?}"
+            );
+        }
+        assert!(
+            fresh
+                .iter()
+                .any(|l| l.starts_with("table of receipts:") && l.ends_with("|1")),
+            "receipts is not STRICT: {fresh:#?}"
+        );
+        assert_eq!(upgraded, fresh);
         let n: i64 = old
             .query_row("SELECT count(*) FROM captures", [], |r| r.get(0))
             .unwrap();
@@ -126,6 +199,17 @@ mod tests {
             .map(|x| x.unwrap())
             .collect();
         assert_eq!(states, ["captured", "uploading", "quarantined"]);
+        // The columns migration 2 added hold their defaults in the rows it found.
+        let upload: Vec<(Option<String>, Option<String>, i64)> = old
+            .prepare(
+                "SELECT upload_url, upload_expires, uploaded_bytes FROM parts ORDER BY capture_id",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(|x| x.unwrap())
+            .collect();
+        assert_eq!(upload, vec![(None, None, 0); 3]);
     }
 
     #[test]

@@ -1,0 +1,469 @@
+//! More integration tests of the store: crypto-shredding leaves no key wrap in the database
+//! files, committed and purged captures still count as duplicates, a store made at schema
+//! version 1 upgrades on open, and a tampered endpoint seal fails at the endpoint.
+//!
+//! A capture reaches `committed` and `purged` through the same public calls the sync engine
+//! makes after a verified receipt: [`Store::record_receipt`] then [`Store::purge_committed`].
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use apoyo_sync::crypto::wrap;
+use apoyo_sync::protocol::{Receipt, ReceiptResult};
+use apoyo_sync::store::migrations;
+use apoyo_sync::{CaptureId, Error, ErrorClass, Images, PartKind, State, Store};
+use rusqlite::{Connection, OpenFlags};
+use time::OffsetDateTime;
+
+use common::*;
+
+/// Marks `id` committed, as the sync engine does once the endpoint's receipt verified.
+fn commit(store: &mut Store, id: &CaptureId) {
+    let receipt = Receipt {
+        v: 1,
+        capture_id: *id,
+        process_id: "nacional".into(),
+        device_id: store.device_id().to_string(),
+        result: ReceiptResult::Counted,
+        first_capture_id: None,
+        parts: Vec::new(),
+        counted_at: OffsetDateTime::now_utc(),
+        endpoint_key_id: "0011223344556677".into(),
+    };
+    store
+        .record_receipt(&receipt, b"receipt bytes", b"signature bytes")
+        .expect("record_receipt");
+    assert_eq!(store.info(id).expect("info").state, State::Committed);
+}
+
+/// The two key wraps of a capture, read straight from the database (`device_wrap`,
+/// `endpoint_seal`), through a read-only connection beside the store's own.
+fn key_wraps(db: &Path, id: &CaptureId) -> (Vec<u8>, Vec<u8>) {
+    let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open db");
+    conn.query_row(
+        "SELECT device_wrap, endpoint_seal FROM capture_keys WHERE capture_id = ?1",
+        [id.to_string()],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .expect("capture_keys row")
+}
+
+/// The bytes of the database and of its WAL (empty when there is none).
+fn database_bytes(db: &Path) -> Vec<u8> {
+    let mut bytes = fs::read(db).expect("read db");
+    match fs::read(format!("{}-wal", db.display())) {
+        Ok(wal) => bytes.extend_from_slice(&wal),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => panic!("read wal: {e}"),
+    }
+    bytes
+}
+
+fn is_integrity_class<T: std::fmt::Debug>(r: &apoyo_sync::Result<T>) -> bool {
+    matches!(r, Err(e) if e.class() == ErrorClass::Integrity)
+}
+
+// ---- crypto-shredding --------------------------------------------------------------------
+
+/// `secure_delete`: purging deletes a capture's key wraps, and their bytes are overwritten,
+/// not left in the freed space of the page, so neither the database nor its WAL holds them
+/// once the store is closed. (The pragma is per connection, so only this behaviour shows it.)
+#[test]
+fn a_purged_capture_leaves_no_key_wrap_in_the_database_files() {
+    let fx = Fixture::new();
+    let mut store = fx.init();
+    let ids: Vec<CaptureId> = (0..3)
+        .map(|i| {
+            store
+                .capture(capture_of("nacional", &clave(500 + i)))
+                .expect("capture")
+        })
+        .collect();
+    let wraps: Vec<(Vec<u8>, Vec<u8>)> =
+        ids.iter().map(|id| key_wraps(&fx.db_path(), id)).collect();
+    for (id, (_, seal)) in ids.iter().zip(&wraps) {
+        assert_eq!(&store.endpoint_seal(id).expect("endpoint_seal"), seal);
+    }
+    let victim = 1;
+    let (device_wrap, endpoint_seal) = &wraps[victim];
+    assert_eq!(device_wrap.len(), wrap::WRAP_LEN);
+    assert_eq!(endpoint_seal.len(), wrap::SEALED_KEY_LEN);
+    // The search finds them before the purge.
+    let before = database_bytes(&fx.db_path());
+    assert_eq!(
+        occurring(&before, &[device_wrap, endpoint_seal]),
+        [true, true],
+        "the key wraps are not in the database files before the purge"
+    );
+
+    commit(&mut store, &ids[victim]);
+    assert_eq!(store.purge_committed().expect("purge"), 1);
+    assert_eq!(store.info(&ids[victim]).expect("info").state, State::Purged);
+    assert!(matches!(
+        store.endpoint_seal(&ids[victim]),
+        Err(Error::CaptureGone { .. })
+    ));
+    assert!(
+        !fx.parts_dir()
+            .join(format!("{}.parts", ids[victim]))
+            .exists()
+    );
+    drop(store);
+
+    let after = database_bytes(&fx.db_path());
+    assert_eq!(
+        occurring(&after, &[device_wrap, endpoint_seal]),
+        [false, false],
+        "a purged capture's key wraps (device wrap, endpoint seal) are still in the database files"
+    );
+    // The other captures' wraps are where they were (the search works on these files).
+    for (i, (dw, es)) in wraps.iter().enumerate().filter(|(i, _)| *i != victim) {
+        assert_eq!(occurring(&after, &[dw, es]), [true, true], "capture {i}");
+    }
+    let store = fx.open().expect("reopen");
+    assert_eq!(store.status().expect("status").purged, 1);
+    assert_eq!(store.status().expect("status").captured, 2);
+}
+
+// ---- duplicates ----------------------------------------------------------------------------
+
+fn assert_duplicate_of(store: &mut Store, clave: &str, earlier: &CaptureId, when: &str) {
+    let status = store.status().expect("status");
+    let files = part_file_names(store.dir());
+    let err = store
+        .capture(capture_of("nacional", clave))
+        .expect_err(when);
+    match &err {
+        Error::Duplicate {
+            process,
+            earlier: e,
+        } => {
+            assert_eq!(process, "nacional", "{when}");
+            assert_eq!(*e, earlier.to_string(), "{when}");
+        }
+        other => panic!("{when}: expected Duplicate, got {other:?}"),
+    }
+    assert_eq!(store.status().expect("status"), status, "{when}");
+    assert_eq!(part_file_names(store.dir()), files, "{when}");
+}
+
+/// The endpoint counted the citizen: a new capture of the same clave in the same process is a
+/// duplicate while the first is committed, after it was purged (its keys gone, the row kept)
+/// and after a reopen.
+#[test]
+fn a_committed_or_purged_citizen_is_still_a_duplicate() {
+    let fx = Fixture::new();
+    let mut store = fx.init();
+    let k = clave(321);
+    let first = store.capture(capture_of("nacional", &k)).expect("capture");
+    let other = store
+        .capture(capture_of("nacional", &clave(322)))
+        .expect("capture");
+
+    commit(&mut store, &first);
+    assert_duplicate_of(&mut store, &k, &first, "committed");
+
+    assert_eq!(store.purge_committed().expect("purge"), 1);
+    assert_eq!(store.info(&first).expect("info").state, State::Purged);
+    assert_duplicate_of(&mut store, &k, &first, "purged");
+
+    drop(store);
+    let mut store = fx.open().expect("reopen");
+    assert_duplicate_of(&mut store, &k, &first, "purged, after a reopen");
+    // The other citizen's capture is untouched, and the same citizen may support another
+    // process.
+    assert_eq!(store.info(&other).expect("info").state, State::Captured);
+    store
+        .capture(capture_of("otro", &k))
+        .expect("another process");
+}
+
+// ---- migrations ------------------------------------------------------------------------------
+
+/// The same normalised schema fingerprint as the unit test in `src/store/migrations.rs`:
+/// each object's SQL text (whitespace collapsed) and, per table, the STRICT flag, the columns,
+/// the foreign keys and the indexes with their columns.
+fn schema_of(conn: &Connection) -> Vec<String> {
+    fn rows_of(conn: &Connection, sql: &str) -> Vec<String> {
+        use rusqlite::types::ValueRef;
+        let show = |v: ValueRef<'_>| match v {
+            ValueRef::Null => "NULL".to_string(),
+            ValueRef::Integer(i) => i.to_string(),
+            ValueRef::Real(f) => format!("{f:?}"),
+            ValueRef::Text(t) => format!("'{}'", String::from_utf8_lossy(t)),
+            ValueRef::Blob(b) => format!("x'{}'", hex::encode(b)),
+        };
+        let mut st = conn.prepare(sql).expect("prepare");
+        let n = st.column_count();
+        st.query_map([], |r| {
+            (0..n)
+                .map(|i| r.get_ref(i).map(show))
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map(|v| v.join("|"))
+        })
+        .expect("query")
+        .map(|x| x.expect("row"))
+        .collect()
+    }
+    let mut out = Vec::new();
+    let objects: Vec<(String, String, Option<String>)> = conn
+        .prepare(
+            "SELECT type, name, sql FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name",
+        )
+        .expect("prepare")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("query")
+        .map(|x| x.expect("row"))
+        .collect();
+    for (t, n, sql) in &objects {
+        let sql = sql
+            .as_deref()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        out.push(format!("{t} {n}: {sql}"));
+        if t != "table" {
+            continue;
+        }
+        for (what, sql) in [
+            (
+                "table",
+                format!(
+                    "SELECT type, ncol, wr, strict FROM pragma_table_list('{n}') WHERE schema = 'main'"
+                ),
+            ),
+            (
+                "column",
+                format!(
+                    "SELECT cid, name, type, \"notnull\", dflt_value, pk, hidden FROM pragma_table_xinfo('{n}') ORDER BY cid"
+                ),
+            ),
+            (
+                "foreign key",
+                format!(
+                    "SELECT id, seq, \"table\", \"from\", \"to\", on_update, on_delete, \"match\" FROM pragma_foreign_key_list('{n}') ORDER BY id, seq"
+                ),
+            ),
+            (
+                "index",
+                format!(
+                    "SELECT name, \"unique\", origin, partial FROM pragma_index_list('{n}') ORDER BY name"
+                ),
+            ),
+        ] {
+            out.extend(
+                rows_of(conn, &sql)
+                    .into_iter()
+                    .map(|row| format!("{what} of {n}: {row}")),
+            );
+        }
+        let indexes: Vec<String> = conn
+            .prepare(&format!(
+                "SELECT name FROM pragma_index_list('{n}') ORDER BY name"
+            ))
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .map(|x| x.expect("row"))
+            .collect();
+        for name in indexes {
+            out.extend(
+                rows_of(
+                    conn,
+                    &format!("SELECT seqno, cid, name, \"desc\", coll, key FROM pragma_index_xinfo('{name}') ORDER BY seqno"),
+                )
+                .into_iter()
+                .map(|row| format!("index {name} of {n}: {row}")),
+            );
+        }
+    }
+    out
+}
+
+fn schema_of_file(db: &Path) -> Vec<String> {
+    let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open db");
+    schema_of(&conn)
+}
+
+/// A store whose captures were made by a real `Store`, with its database rebuilt at schema
+/// version 1 (the rows of every table version 1 has, the columns version 2 added left out),
+/// opens: `Store::open` migrates it, every capture still decrypts byte for byte, the sync
+/// state works, and the schema is then exactly that of a store created fresh.
+#[test]
+fn a_version_1_store_made_by_a_real_store_upgrades_on_open() {
+    let fx = Fixture::new();
+    let mut store = fx.init();
+    let mut captured: Vec<(CaptureId, Images)> = Vec::new();
+    for i in 0..3u32 {
+        let c = capture_of("nacional", &clave(700 + i));
+        let images = c.images.clone();
+        captured.push((store.capture(c).expect("capture"), images));
+    }
+    store
+        .quarantine(&captured[2].0, "credential_expired")
+        .expect("quarantine");
+    let status = store.status().expect("status");
+    let list = store.list().expect("list");
+    let seals: Vec<Vec<u8>> = captured
+        .iter()
+        .map(|(id, _)| store.endpoint_seal(id).expect("seal"))
+        .collect();
+    drop(store);
+
+    // Rebuild the database at version 1 from the real store's rows.
+    let db = fx.db_path();
+    let v1_path = fx.store_dir().join("v1.db");
+    {
+        let mut v1 = Connection::open(&v1_path).expect("create v1 db");
+        v1.pragma_update(None, "application_id", 0x4150_5953_i64)
+            .expect("application id");
+        migrations::migrate_to(&mut v1, 1).expect("migrate to 1");
+        assert_eq!(migrations::version(&v1).expect("version"), 1);
+        v1.execute(
+            "ATTACH DATABASE ?1 AS cur",
+            [db.to_str().expect("utf-8 path")],
+        )
+        .expect("attach");
+        let tx = v1.transaction().expect("tx");
+        for copy in [
+            "INSERT INTO main.device SELECT * FROM cur.device",
+            "INSERT INTO main.processes SELECT * FROM cur.processes",
+            "INSERT INTO main.captures SELECT * FROM cur.captures",
+            "INSERT INTO main.parts (capture_id, kind, file_offset, ct_len, sha256)
+               SELECT capture_id, kind, file_offset, ct_len, sha256 FROM cur.parts",
+            "INSERT INTO main.capture_keys SELECT * FROM cur.capture_keys",
+        ] {
+            tx.execute(copy, []).expect(copy);
+        }
+        tx.commit().expect("commit");
+        v1.execute("DETACH DATABASE cur", []).expect("detach");
+        for table in ["endpoint", "receipts"] {
+            let n: i64 = v1
+                .query_row(
+                    "SELECT count(*) FROM sqlite_schema WHERE name = ?1",
+                    [table],
+                    |r| r.get(0),
+                )
+                .expect("schema");
+            assert_eq!(n, 0, "{table} exists at version 1");
+        }
+        let n: i64 = v1
+            .query_row("SELECT count(*) FROM capture_keys", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(n, 3);
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let p = format!("{}{suffix}", db.display());
+        if Path::new(&p).exists() {
+            fs::remove_file(&p).expect("remove current db");
+        }
+    }
+    fs::rename(&v1_path, &db).expect("put the v1 db in place");
+
+    let mut store = fx.open().expect("a version 1 store opens");
+    assert_eq!(store.status().expect("status"), status);
+    assert_eq!(store.list().expect("list"), list);
+    for ((id, images), seal) in captured.iter().zip(&seals) {
+        for kind in PartKind::ALL {
+            let mut out = Vec::new();
+            store.read_part(id, kind, &mut out).expect("read_part");
+            if let Some(img) = images.get(kind) {
+                assert!(out == img, "{} of {id} is not byte-identical", kind.name());
+            }
+        }
+        assert_eq!(store.manifest(id).expect("manifest").capture_id, *id);
+        assert_eq!(&store.endpoint_seal(id).expect("seal"), seal);
+        let r = store.parts(id).expect("parts");
+        assert_eq!(r.len(), PartKind::ALL.len());
+    }
+    // What version 2 added works: the sync state, and a new capture goes through the sync path.
+    store
+        .set_endpoint_url("https://endpoint.invalid")
+        .expect("set_endpoint_url");
+    assert_eq!(
+        store.endpoint_url().expect("endpoint_url").as_deref(),
+        Some("https://endpoint.invalid")
+    );
+    commit(&mut store, &captured[0].0);
+    assert_eq!(store.purge_committed().expect("purge"), 1);
+    assert_eq!(store.receipts().expect("receipts").len(), 1);
+    store
+        .capture(capture_of("nacional", &clave(799)))
+        .expect("a new capture");
+    drop(store);
+
+    {
+        let conn =
+            Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open db");
+        assert_eq!(
+            migrations::version(&conn).expect("version"),
+            migrations::LATEST
+        );
+    }
+    let fresh = Fixture::new();
+    drop(fresh.init());
+    let (upgraded, fresh) = (schema_of_file(&db), schema_of_file(&fresh.db_path()));
+    assert!(
+        fresh
+            .iter()
+            .any(|l| l.starts_with("table receipts: CREATE TABLE receipts")),
+        "{fresh:#?}"
+    );
+    assert_eq!(upgraded, fresh);
+}
+
+// ---- the endpoint's copy -------------------------------------------------------------------
+
+/// INE's copy of a capture's data key, as the store hands it to the sync engine, with any one
+/// byte flipped (version, encapsulated key, ciphertext, tag) fails at the endpoint as an
+/// integrity error; the untouched seal still opens.
+#[test]
+fn a_tampered_endpoint_seal_fails_integrity_at_the_endpoint() {
+    let fx = Fixture::new();
+    let mut store = fx.init();
+    let id = store
+        .capture(capture_of("nacional", &clave(450)))
+        .expect("capture");
+    let sealed = store.endpoint_seal(&id).expect("endpoint_seal");
+    let device_public = store.device_public();
+    assert_eq!(sealed.len(), wrap::SEALED_KEY_LEN);
+    let open =
+        |bytes: &[u8]| wrap::open_from_device(&fx.endpoint, &device_public, id.as_bytes(), bytes);
+
+    for pos in 0..sealed.len() {
+        let mut t = sealed.clone();
+        t[pos] ^= 0x01;
+        let r = open(&t);
+        assert!(is_integrity_class(&r), "byte {pos} flipped: {r:?}");
+    }
+    let mut t = sealed.clone();
+    t[0] ^= 0x01;
+    assert!(matches!(open(&t), Err(Error::CiphertextVersion(_))));
+
+    // The untouched seal opens, and decrypts the capture's parts.
+    let dk = open(&sealed).expect("the endpoint opens the untouched seal");
+    let part = store
+        .parts(&id)
+        .expect("parts")
+        .into_iter()
+        .find(|p| p.kind == PartKind::Manifest)
+        .expect("manifest part");
+    let mut plain = Vec::new();
+    apoyo_sync::crypto::PartOpener::new(&dk, id.as_bytes(), PartKind::Manifest)
+        .expect("opener")
+        .open_to(
+            part.ct_len,
+            store.part_reader(&id, &part).expect("part_reader"),
+            &mut plain,
+        )
+        .expect("the endpoint decrypts the manifest");
+    assert_eq!(
+        apoyo_sync::Manifest::from_cbor(&plain)
+            .expect("manifest")
+            .capture_id,
+        id
+    );
+}
