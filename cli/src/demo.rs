@@ -18,7 +18,7 @@ use apoyo_sync::sync::{
 };
 use apoyo_sync::{
     CardFields, Collector, CredentialModel, EndpointSecretKey, FileKeyGuard, Images, NewCapture,
-    Process, Store, StoreOptions,
+    Process, Store,
 };
 
 use crate::{CliError, CliResult};
@@ -65,7 +65,7 @@ fn device(
         &guard,
         ep.public(),
         collector,
-        StoreOptions::default(),
+        crate::store_cmds::store_options()?,
     )?;
     let email = format!("{name}@demo.invalid");
     sync::register_blocking(&mut store, t, url, &email, Provider::Google, FRONT)?;

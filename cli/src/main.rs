@@ -1,9 +1,11 @@
 //! `apoyo`: the command-line tool for field testers, demos and scripts.
 //!
 //! Every refusal exits non-zero with one line on stderr (`apoyo: <message>`); the message
-//! names what was wrong, never personal data. Exit codes: 0 success, 1 refused (bad input,
-//! duplicate, storage full, rejected), 2 usage error, 3 the store is unusable (corrupt,
-//! unknown version, wrong device), 4 internal error.
+//! names what was wrong, never personal data (a command-line error names the flag, never the
+//! value). Exit codes: 0 success (also `--help`, `--version`), 1 refused (bad input, an
+//! unreadable input file, duplicate, storage full, one capture failing its integrity check,
+//! store in use, rejected), 2 usage error, 3 the store cannot be opened (corrupt, unknown
+//! version, wrong or missing device key), 4 internal error.
 
 mod demo;
 mod keys;
@@ -14,7 +16,7 @@ mod sync_cmds;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -184,7 +186,10 @@ enum ProcessCmd {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return parse_failure(&e),
+    };
     let result = match cli.cmd {
         Cmd::EndpointKeygen { out } => keys::endpoint_keygen(&out),
         Cmd::Device(DeviceCmd::Init {
@@ -236,11 +241,150 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--help` and `--version` print clap's normal output and exit 0. Every other parse error
+/// becomes one line, `apoyo: <what was wrong>`, naming the flag but never the value given
+/// (a value may be a clave de elector or a location), and exit 2.
+fn parse_failure(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind as K;
+    match e.kind() {
+        K::DisplayHelp | K::DisplayVersion => {
+            // Nothing useful is left to do if stdout is gone.
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("apoyo: {}", parse_error_line(e));
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+/// The one-line description of a clap parse error, built only from the error's kind and the
+/// names of our own flags and commands: clap's own message repeats the offending value.
+fn parse_error_line(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind as K};
+    let flags = |kind: ContextKind| -> Vec<String> {
+        let mut out = Vec::new();
+        match e.get(kind) {
+            Some(ContextValue::String(s)) => out.extend(flag_name(s)),
+            Some(ContextValue::Strings(v)) => out.extend(v.iter().filter_map(|s| flag_name(s))),
+            Some(ContextValue::StyledStr(s)) => out.extend(flag_name(&s.to_string())),
+            Some(ContextValue::StyledStrs(v)) => {
+                out.extend(v.iter().filter_map(|s| flag_name(&s.to_string())))
+            }
+            _ => {}
+        }
+        out
+    };
+    let arg = || {
+        flags(ContextKind::InvalidArg)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| "an argument".to_string())
+    };
+    let hint = |kind: ContextKind| {
+        // Never suggest a hidden (test support) command.
+        let top = Cli::command();
+        let shown: Vec<String> = flags(kind)
+            .into_iter()
+            .filter(|s| !top.find_subcommand(s).is_some_and(|c| c.is_hide_set()))
+            .collect();
+        match shown.first() {
+            Some(s) => format!(" (did you mean {s}?)"),
+            None => String::new(),
+        }
+    };
+    // `apoyo capture` from clap's usage line "Usage: apoyo capture [OPTIONS] …": command
+    // names only, which clap has already matched against ours.
+    let command = || {
+        let mut words = vec!["apoyo".to_string()];
+        if let Some(usage) = e.get(ContextKind::Usage) {
+            let usage = usage.to_string();
+            words = usage
+                .split_whitespace()
+                .skip_while(|w| *w != "apoyo")
+                .take_while(|w| flag_name(w).is_some_and(|n| !n.starts_with('-')))
+                .map(str::to_string)
+                .collect();
+            if words.is_empty() {
+                words.push("apoyo".to_string());
+            }
+        }
+        words.join(" ")
+    };
+    match e.kind() {
+        K::ValueValidation | K::InvalidValue => format!("invalid value for {}", arg()),
+        K::MissingRequiredArgument => {
+            let missing = flags(ContextKind::InvalidArg);
+            if missing.is_empty() {
+                "a required argument is missing".to_string()
+            } else {
+                format!("missing required {}", missing.join(", "))
+            }
+        }
+        // A bare word here is something the user typed as a value: never echo it.
+        K::UnknownArgument => match flags(ContextKind::InvalidArg)
+            .iter()
+            .find(|f| f.starts_with('-'))
+        {
+            Some(flag) => format!(
+                "unexpected argument {flag}{} (see {} --help)",
+                hint(ContextKind::SuggestedArg),
+                command()
+            ),
+            None => format!("an unexpected argument (see {} --help)", command()),
+        },
+        K::InvalidSubcommand => {
+            format!("unknown command{}", hint(ContextKind::SuggestedSubcommand))
+        }
+        K::MissingSubcommand | K::DisplayHelpOnMissingArgumentOrSubcommand => {
+            "a command is missing (see apoyo --help)".to_string()
+        }
+        K::ArgumentConflict => match flags(ContextKind::PriorArg).first() {
+            Some(prior) if prior != &arg() => {
+                format!("{} cannot be used with {prior}", arg())
+            }
+            _ => format!("{} cannot be given more than once", arg()),
+        },
+        K::NoEquals | K::TooManyValues | K::TooFewValues | K::WrongNumberOfValues => {
+            format!("wrong number of values for {}", arg())
+        }
+        K::InvalidUtf8 => "an argument is not valid UTF-8".to_string(),
+        _ => format!("invalid command line (see {} --help)", command()),
+    }
+}
+
+/// The flag or command name in a clap context string such as `--entidad <ENTIDAD>` or
+/// `--lat=19.4`: the first word, cut at `=`, kept only if it is made of lower-case letters,
+/// digits after the first letter, and dashes, so nothing the user typed as a value is echoed.
+fn flag_name(s: &str) -> Option<String> {
+    let word = s.split_whitespace().next()?;
+    let word = word.split('=').next()?;
+    let name = word.trim_start_matches('-');
+    let safe = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    safe.then(|| word.to_string())
+}
+
+const EXIT_REFUSED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_STORE_UNUSABLE: u8 = 3;
+const EXIT_INTERNAL: u8 = 4;
+
 /// A CLI failure: an engine error or a usage problem found after parsing.
 #[derive(Debug)]
 pub enum CliError {
+    /// An engine error once the store is open (or without a store).
     Engine(apoyo_sync::Error),
+    /// An engine error while opening a store: a store that cannot be opened (corrupt, another
+    /// device's keyring, unknown version, damaged keys) is unusable, not just one refusal.
+    Open(apoyo_sync::Error),
     Usage(String),
+    /// One of the user's own input files (an image, a process file, a key file) could not be
+    /// read or used: a refusal, not an internal error.
+    Input(String),
     Io(String),
 }
 
@@ -248,12 +392,20 @@ impl CliError {
     fn exit_code(&self) -> u8 {
         use apoyo_sync::ErrorClass as C;
         match self {
-            CliError::Usage(_) => 2,
-            CliError::Io(_) => 4,
+            CliError::Usage(_) => EXIT_USAGE,
+            CliError::Input(_) => EXIT_REFUSED,
+            CliError::Io(_) => EXIT_INTERNAL,
+            CliError::Open(e) => match e.class() {
+                C::StoreUnusable | C::KeyUnavailable | C::Integrity => EXIT_STORE_UNUSABLE,
+                C::Internal => EXIT_INTERNAL,
+                _ => EXIT_REFUSED,
+            },
+            // Once the store is open, an integrity failure concerns one capture (or one
+            // receipt): the store stays usable and the other captures open.
             CliError::Engine(e) => match e.class() {
-                C::StoreUnusable | C::KeyUnavailable | C::Integrity => 3,
-                C::Internal => 4,
-                _ => 1,
+                C::StoreUnusable | C::KeyUnavailable => EXIT_STORE_UNUSABLE,
+                C::Internal => EXIT_INTERNAL,
+                _ => EXIT_REFUSED,
             },
         }
     }
@@ -262,8 +414,8 @@ impl CliError {
 impl std::fmt::Display for CliError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CliError::Engine(e) => write!(f, "{e}"),
-            CliError::Usage(m) | CliError::Io(m) => f.write_str(m),
+            CliError::Engine(e) | CliError::Open(e) => write!(f, "{e}"),
+            CliError::Usage(m) | CliError::Input(m) | CliError::Io(m) => f.write_str(m),
         }
     }
 }
@@ -276,11 +428,12 @@ impl From<apoyo_sync::Error> for CliError {
 
 pub type CliResult<T = ()> = Result<T, CliError>;
 
-/// Reads a file, naming it in the error.
+/// Reads one of the user's input files, naming its role (`what`, e.g. "front image
+/// (--front)") and its path in the error, which is a refusal (exit 1).
 pub fn read_file(path: &std::path::Path, what: &str) -> CliResult<Vec<u8>> {
     std::fs::read(path).map_err(|e| {
-        CliError::Io(format!(
-            "cannot read {what} {}: {}",
+        CliError::Input(format!(
+            "cannot read the {what} at {}: {}",
             path.display(),
             e.kind()
         ))

@@ -17,7 +17,7 @@ pub fn serve(db: &Path, listen: &str, key: &Path, processes: &Path, dev: bool) -
     let secret = keys::read_secret(key)?;
     let signer =
         apoyo_endpoint::load_or_create_signer(key).map_err(|e| CliError::Io(e.to_string()))?;
-    let list = Process::parse_json_list(&read_file(processes, "process file")?)?;
+    let list = Process::parse_json_list(&read_file(processes, "process file (--processes)")?)?;
     let mut cfg = EndpointConfig::new(db.to_path_buf(), secret, signer, list);
     cfg.dev = dev;
     apoyo_endpoint::serve_blocking(cfg, addr, |bound| {

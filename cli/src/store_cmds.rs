@@ -12,21 +12,48 @@ use clap::Args;
 use crate::{CliError, CliResult, keys, read_file};
 
 /// Opens the keyring named by $APOYO_KEYRING (or the user data dir).
-pub fn keyring(create: bool) -> CliResult<FileKeyGuard> {
+pub fn keyring(create: bool) -> apoyo_sync::Result<FileKeyGuard> {
     let dir = FileKeyGuard::default_dir()?;
-    Ok(if create {
-        FileKeyGuard::open_or_create(&dir)?
+    if create {
+        FileKeyGuard::open_or_create(&dir)
     } else {
-        FileKeyGuard::open(&dir)?
-    })
+        FileKeyGuard::open(&dir)
+    }
 }
 
-/// Opens a device store with the default options.
+/// The environment variable that overrides the free-space reserve a capture must leave.
+pub const DISK_RESERVE_VAR: &str = "APOYO_DISK_RESERVE_BYTES";
+
+/// The store options: the defaults, with the disk reserve taken from
+/// `$APOYO_DISK_RESERVE_BYTES` (a whole number of bytes) when it is set.
+pub fn store_options() -> CliResult<StoreOptions> {
+    let mut opts = StoreOptions::default();
+    match std::env::var(DISK_RESERVE_VAR) {
+        Ok(v) => {
+            opts.disk_reserve_bytes = v.trim().parse().map_err(|_| {
+                CliError::Usage(format!(
+                    "{DISK_RESERVE_VAR} must be a whole number of bytes"
+                ))
+            })?;
+        }
+        Err(std::env::VarError::NotPresent) => {}
+        Err(std::env::VarError::NotUnicode(_)) => {
+            return Err(CliError::Usage(format!(
+                "{DISK_RESERVE_VAR} must be a whole number of bytes"
+            )));
+        }
+    }
+    Ok(opts)
+}
+
+/// Opens a device store with the [`store_options`]. An engine error while opening is a
+/// [`CliError::Open`]: the store (or its keyring) cannot be used.
 /// What opening found among the part files (ADR 0013) goes to stderr, one line each, so a
 /// field tester sees it without it mixing into `--json` output.
 pub fn open_store(dir: &Path) -> CliResult<Store> {
-    let guard = keyring(false)?;
-    let store = Store::open(dir, &guard, StoreOptions::default())?;
+    let opts = store_options()?;
+    let guard = keyring(false).map_err(CliError::Open)?;
+    let store = Store::open(dir, &guard, opts).map_err(CliError::Open)?;
     let report = store.open_report();
     if !report.recovered.is_empty() {
         eprintln!(
@@ -51,10 +78,11 @@ pub fn open_store(dir: &Path) -> CliResult<Store> {
 }
 
 pub fn device_init(store: &Path, endpoint_pub: &Path, auxiliar: Option<String>) -> CliResult {
+    let opts = store_options()?;
     let public = keys::read_public(endpoint_pub)?;
     let guard = keyring(true)?;
     let collector = auxiliar.map(Collector::Auxiliar);
-    let s = Store::init(store, &guard, public, collector, StoreOptions::default())?;
+    let s = Store::init(store, &guard, public, collector, opts)?;
     println!(
         "device {} created in {} (endpoint key {})",
         s.device_id(),
@@ -72,7 +100,7 @@ pub fn set_aside(store: &Path) -> CliResult {
 }
 
 pub fn process_add(store: &Path, file: &Path) -> CliResult {
-    let json = read_file(file, "process file")?;
+    let json = read_file(file, "process file (--file)")?;
     let list = Process::parse_json_list(&json)?;
     let mut s = open_store(store)?;
     s.put_processes(&list)?;
@@ -140,10 +168,10 @@ pub struct CaptureArgs {
 
 pub fn capture(a: CaptureArgs) -> CliResult {
     let images = Images {
-        front: read_file(&a.front, "front image")?,
-        back: read_file(&a.back, "back image")?,
-        selfie: read_file(&a.selfie, "selfie image")?,
-        signature: read_file(&a.signature, "signature image")?,
+        front: read_file(&a.front, "front image (--front)")?,
+        back: read_file(&a.back, "back image (--back)")?,
+        selfie: read_file(&a.selfie, "selfie image (--selfie)")?,
+        signature: read_file(&a.signature, "signature image (--signature)")?,
     };
     let location = match (a.lat, a.lon, a.accuracy) {
         (Some(lat), Some(lon), Some(accuracy_m)) => Some(Location {

@@ -25,7 +25,7 @@ pub struct TlsArgs {
 impl TlsArgs {
     pub fn config(&self) -> CliResult<TlsConfig> {
         let ca_pem = match &self.ca {
-            Some(p) => Some(read_file(p, "CA file")?),
+            Some(p) => Some(read_file(p, "CA file (--ca)")?),
             None => None,
         };
         let mut pinned_spki_sha256 = Vec::new();
@@ -61,7 +61,7 @@ pub fn register(
             ));
         }
     };
-    let front = read_file(front, "front image")?;
+    let front = read_file(front, "front image (--front)")?;
     let mut s = open_store(store)?;
     let transport = HttpTransport::new(endpoint, &tls.config()?)?;
     let resp = sync::register_blocking(&mut s, &transport, endpoint, email, provider, &front)?;

@@ -252,7 +252,8 @@ fn endpoint_keygen_writes_a_private_key_and_its_public_half() {
         OsStr::new("--out"),
         env.keys().as_os_str(),
     ]);
-    refusal(&again, "second keygen");
+    let (code, line) = refusal(&again, "second keygen");
+    assert_eq!(code, 1, "{line}");
     assert_eq!(
         fs::read(&key).expect("key"),
         format!("{}\n", hex::encode(secret)).into_bytes()
@@ -516,6 +517,70 @@ fn every_refusal_is_one_line_and_a_non_zero_exit() {
             says: "location",
             secret: "91.5",
         },
+        // Command-line parse errors: usage (2), naming the flag, never echoing the value.
+        Case {
+            what: "entidad does not fit",
+            args: with(&["--entidad", "300"]),
+            code: 2,
+            says: "--entidad",
+            secret: "300",
+        },
+        Case {
+            what: "seccion does not fit",
+            args: with(&["--seccion", "70000"]),
+            code: 2,
+            says: "--seccion",
+            secret: "70000",
+        },
+        Case {
+            what: "vigencia does not fit",
+            args: with(&["--vigencia", "99999"]),
+            code: 2,
+            says: "--vigencia",
+            secret: "99999",
+        },
+        Case {
+            what: "latitude with a decimal comma",
+            args: with(&["--lat", "19,4326", "--lon", "-99.1332", "--accuracy", "5"]),
+            code: 2,
+            says: "--lat",
+            secret: "19,4326",
+        },
+        Case {
+            what: "latitude without longitude",
+            args: with(&["--lat", "19.4326"]),
+            code: 2,
+            says: "--lon",
+            secret: "19.4326",
+        },
+        Case {
+            what: "a stray value",
+            args: with(&["19.4326"]),
+            code: 2,
+            says: "apoyo capture --help",
+            secret: "19.4326",
+        },
+        Case {
+            what: "a stray word",
+            args: with(&["maria"]),
+            code: 2,
+            says: "unexpected argument",
+            secret: "maria",
+        },
+        Case {
+            what: "a clave where a command goes",
+            args: vec!["GOMEZA85133109H123".to_string()],
+            code: 2,
+            says: "unknown command",
+            secret: "GOMEZA85133109H123",
+        },
+        Case {
+            what: "a misspelt flag",
+            args: with(&["--lot", "-99.1332"]),
+            code: 2,
+            says: "--lot",
+            secret: "99.1332",
+        },
     ];
     for case in &cases {
         let out = env.run(&case.args);
@@ -538,9 +603,24 @@ fn every_refusal_is_one_line_and_a_non_zero_exit() {
     }
 
     // A missing image file: refused before anything is read from the store.
+    // It is the user's input, so a refusal (1), not an internal error; the message names the
+    // flag and the file.
     let out = env.run(replace(with(&[]), "--back", &missing));
-    let (_, line) = refusal(&out, "missing image file");
-    assert!(line.contains("back image"), "{line}");
+    let (code, line) = refusal(&out, "missing image file");
+    assert_eq!(code, 1, "{line}");
+    assert!(
+        line.contains("back image") && line.contains("--back"),
+        "{line}"
+    );
+    assert!(line.contains(&missing), "{line}");
+    let out = env.run(replace(
+        with(&[]),
+        "--signature",
+        env.path("").to_str().expect("utf-8"),
+    ));
+    let (code, line) = refusal(&out, "a folder as the signature image");
+    assert_eq!(code, 1, "{line}");
+    assert!(line.contains("--signature"), "{line}");
 
     // Other commands refuse the same way.
     let bad_json = env.path("bad.json");
@@ -681,4 +761,158 @@ fn a_store_in_use_is_refused_not_waited_for() {
 
     // Once the holder is gone the store opens again.
     assert!(env.status_json()["captured"].as_u64().expect("captured") >= 1);
+}
+
+#[test]
+fn help_and_version_keep_their_output_and_exit_0() {
+    let env = Env::new();
+    for args in [
+        vec!["--help"],
+        vec!["--version"],
+        vec!["capture", "--help"],
+        vec!["help", "sync"],
+    ] {
+        let out = env.run(&args);
+        assert_no_panic(&out);
+        assert!(out.status.success(), "{args:?}: {}", out.status);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!stdout.trim().is_empty(), "{args:?}: no output");
+        assert!(out.stderr.is_empty(), "{args:?}: wrote on stderr");
+    }
+    let out = env.run(["--version"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("apoyo "),
+        "version line"
+    );
+    let out = env.run(["capture", "--help"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--clave-elector"));
+
+    // No command at all is a usage error, still one line.
+    let out = env.run(Vec::<&str>::new());
+    let (code, line) = refusal(&out, "no command");
+    assert_eq!(code, 2, "{line}");
+}
+
+/// Flips one byte in the middle of `path`.
+fn flip_middle_byte(path: &Path) {
+    let mut bytes = fs::read(path).expect("part file");
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0x5A;
+    fs::write(path, bytes).expect("write part file");
+}
+
+#[test]
+fn a_tampered_capture_is_refused_and_the_store_stays_usable() {
+    let env = Env::new();
+    env.setup();
+    let tampered = env.ok(env.capture_args("revocacion-2022", CLAVE, &[]));
+    let tampered = tampered.trim().to_string();
+    let intact = env.ok(env.capture_args("revocacion-2022", "PEREZA90010115M001", &[]));
+    let intact = intact.trim().to_string();
+
+    let part_file = fs::read_dir(env.store().join("parts"))
+        .expect("parts")
+        .map(|e| e.expect("entry").path())
+        .find(|p| {
+            p.file_name()
+                .and_then(OsStr::to_str)
+                .is_some_and(|n| n.starts_with(&tampered))
+        })
+        .expect("the capture's part file");
+    flip_middle_byte(&part_file);
+
+    let open = |id: &str, out: &str| {
+        env.run([
+            OsStr::new("open"),
+            OsStr::new("--store"),
+            env.store().as_os_str(),
+            OsStr::new("--id"),
+            OsStr::new(id),
+            OsStr::new("--out"),
+            env.path(out).as_os_str(),
+        ])
+    };
+    // One capture failing authentication is a refusal (1), not an unusable store (3).
+    let out = open(&tampered, "opened-tampered");
+    let (code, line) = refusal(&out, "open a tampered capture");
+    assert_eq!(code, 1, "{line}");
+    assert!(line.contains("integrity"), "{line}");
+    assert!(!line.contains(CLAVE), "{line}");
+
+    // The store still opens, and so does the other capture.
+    let listed = String::from_utf8_lossy(&open(&intact, "opened-intact").stdout).into_owned();
+    assert_eq!(listed.lines().count(), 5, "{listed}");
+    assert_eq!(
+        fs::read(env.path("opened-intact").join("front.jpg")).expect("front.jpg"),
+        image("front.jpg")
+    );
+    assert_eq!(env.status_json()["captured"], 2);
+}
+
+#[test]
+fn storage_full_is_refused_through_the_disk_reserve_variable() {
+    let env = Env::new();
+    env.setup();
+    let with_reserve = |reserve: &str, args: &[String]| {
+        env.cmd_with_keyring(&env.keyring(), args)
+            .env("APOYO_DISK_RESERVE_BYTES", reserve)
+            .output()
+            .expect("run apoyo")
+    };
+    let args = env.capture_args(
+        "revocacion-2022",
+        CLAVE,
+        &[
+            "--lat",
+            "19.432608",
+            "--lon",
+            "-99.133209",
+            "--accuracy",
+            "9",
+        ],
+    );
+
+    // A reserve no disk can leave free: refused, nothing stored.
+    let out = with_reserve("1000000000000000000", &args);
+    let (code, line) = refusal(&out, "storage full");
+    assert_eq!(code, 1, "{line}");
+    assert!(line.contains("storage full"), "{line}");
+    assert!(
+        !line.contains(CLAVE) && !line.contains("19.432608"),
+        "{line}"
+    );
+    assert!(out.stdout.is_empty());
+    let status = env.status_json();
+    assert_eq!(status["captured"], 0);
+    assert_eq!(status["pending_bytes"], 0);
+    assert_eq!(
+        fs::read_dir(env.store().join("parts"))
+            .expect("parts")
+            .count(),
+        0
+    );
+
+    // A value that is not a number of bytes is a usage error, for every store command.
+    for bad in ["lots", "-1", "1e6", ""] {
+        let out = with_reserve(bad, &args);
+        let (code, line) = refusal(&out, "bad reserve");
+        assert_eq!(code, 2, "{bad:?}: {line}");
+        assert!(line.contains("APOYO_DISK_RESERVE_BYTES"), "{line}");
+        let status = [
+            "status".to_string(),
+            "--store".to_string(),
+            env.store().to_str().expect("utf-8").to_string(),
+        ];
+        let (code, _) = refusal(&with_reserve(bad, &status), "bad reserve, status");
+        assert_eq!(code, 2);
+    }
+
+    // A zero reserve lets the same capture through.
+    let out = with_reserve("0", &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(env.status_json()["captured"], 1);
 }

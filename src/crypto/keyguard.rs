@@ -10,6 +10,8 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use zeroize::Zeroizing;
+
 use super::{SecretKey, random_key, wrap};
 use crate::error::{Error, Result};
 
@@ -86,8 +88,9 @@ impl FileKeyGuard {
     /// Opens an existing keyring; [`Error::KeyUnavailable`] if it has no key.
     pub fn open(dir: &Path) -> Result<Self> {
         let path = dir.join(KEY_FILE);
+        // The raw key bytes are wiped when this buffer is dropped.
         let bytes = match fs::read(&path) {
-            Ok(b) => b,
+            Ok(b) => Zeroizing::new(b),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::KeyUnavailable(format!(
                     "no development keyring key in {}",
