@@ -33,6 +33,13 @@ pub(crate) async fn read_body(
     if let Some(n) = declared
         && n > limit as u64
     {
+        // Read and drop what the client is already sending (up to a bound) before answering.
+        // Answering at once and closing with unread bytes makes the kernel reset the
+        // connection, and the client may never read the 413 (it sees a broken request).
+        if n <= DRAIN_LIMIT {
+            let mut body = body;
+            while let Some(Ok(_)) = body.frame().await {}
+        }
         return Err(ApiError::too_large(format!(
             "{what} is {n} bytes, the limit is {limit}"
         )));
@@ -60,6 +67,9 @@ pub(crate) async fn read_body(
     }
     Ok(buf)
 }
+
+/// The most a refused, over-long body is read (and dropped) so its 413 reaches the client.
+const DRAIN_LIMIT: u64 = 8 * 1024 * 1024;
 
 /// Decodes a CBOR protocol message (already bounded by [`read_body`]) and checks its version.
 pub(crate) fn decode<T: DeserializeOwned>(
