@@ -39,101 +39,16 @@ pub fn migrate_to(conn: &mut Connection, target: i64) -> Result<()> {
     Ok(())
 }
 
+/// The schema fingerprint, shared with `tests/store_more.rs`.
+#[cfg(test)]
+#[path = "../../tests/common/schema.rs"]
+mod test_schema;
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Every row of `sql`, its values joined by `|` (text quoted, so `'0'` is not `0`).
-    fn rows_of(conn: &Connection, sql: &str) -> Vec<String> {
-        use rusqlite::types::ValueRef;
-        let show = |v: ValueRef<'_>| match v {
-            ValueRef::Null => "NULL".to_string(),
-            ValueRef::Integer(i) => i.to_string(),
-            ValueRef::Real(f) => format!("{f:?}"),
-            ValueRef::Text(t) => format!("'{}'", String::from_utf8_lossy(t)),
-            ValueRef::Blob(b) => format!("x'{}'", hex::encode(b)),
-        };
-        let mut st = conn.prepare(sql).unwrap();
-        let n = st.column_count();
-        st.query_map([], |r| {
-            (0..n)
-                .map(|i| r.get_ref(i).map(show))
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map(|v| v.join("|"))
-        })
-        .unwrap()
-        .map(|x| x.unwrap())
-        .collect()
-    }
-
-    /// Everything that defines the schema: each object's SQL text, whitespace normalised, and
-    /// per table what SQLite made of it: the columns (`pragma_table_xinfo`: type, NOT NULL,
-    /// default, primary key, hidden), the foreign keys, the indexes with their columns and the
-    /// STRICT flag. (A fresh store is made by the same migrations, so even the SQL text that
-    /// `ALTER TABLE ... ADD COLUMN` rewrites must match; the structure is compared as well, so
-    /// the test stays meaningful if a fresh store is ever made another way.)
-    fn schema_of(conn: &Connection) -> Vec<String> {
-        let mut out = Vec::new();
-        let objects: Vec<(String, String, Option<String>)> = conn
-            .prepare(
-                "SELECT type, name, sql FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name",
-            )
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .unwrap()
-            .map(|x| x.unwrap())
-            .collect();
-        for (t, n, sql) in &objects {
-            let sql = sql
-                .as_deref()
-                .unwrap_or_default()
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ");
-            out.push(format!("{t} {n}: {sql}"));
-            if t != "table" {
-                continue;
-            }
-            let q = |what: &str, sql: String| {
-                rows_of(conn, &sql)
-                    .into_iter()
-                    .map(|row| format!("{what} of {n}: {row}"))
-                    .collect::<Vec<_>>()
-            };
-            out.extend(q(
-                "table",
-                format!("SELECT type, ncol, wr, strict FROM pragma_table_list('{n}') WHERE schema = 'main'"),
-            ));
-            out.extend(q(
-                "column",
-                format!("SELECT cid, name, type, \"notnull\", dflt_value, pk, hidden FROM pragma_table_xinfo('{n}') ORDER BY cid"),
-            ));
-            out.extend(q(
-                "foreign key",
-                format!("SELECT id, seq, \"table\", \"from\", \"to\", on_update, on_delete, \"match\" FROM pragma_foreign_key_list('{n}') ORDER BY id, seq"),
-            ));
-            let indexes: Vec<String> = conn
-                .prepare(&format!(
-                    "SELECT name FROM pragma_index_list('{n}') ORDER BY name"
-                ))
-                .unwrap()
-                .query_map([], |r| r.get(0))
-                .unwrap()
-                .map(|x| x.unwrap())
-                .collect();
-            out.extend(q(
-                "index",
-                format!("SELECT name, \"unique\", origin, partial FROM pragma_index_list('{n}') ORDER BY name"),
-            ));
-            for name in indexes {
-                out.extend(q(
-                    &format!("index {name}"),
-                    format!("SELECT seqno, cid, name, \"desc\", coll, key FROM pragma_index_xinfo('{name}') ORDER BY seqno"),
-                ));
-            }
-        }
-        out
-    }
+    use super::test_schema::schema_of;
 
     #[test]
     fn upgrading_from_1_equals_fresh_and_keeps_queued_captures() {
