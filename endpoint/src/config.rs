@@ -11,6 +11,12 @@ use apoyo_sync::{EndpointSecretKey, Process, SharedClock, SystemClock};
 /// phone that is offline overnight between two PATCHes of the same part.
 pub const DEFAULT_UPLOAD_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// How long a request body may go without a byte before the endpoint answers `408` and stops
+/// reading it. A phone on a weak link stalls for seconds, not half a minute; a client that
+/// sends nothing for this long holds a connection and a worker for nothing. The device
+/// treats the `408` as transient and resumes (tus `HEAD`) or retries.
+pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The endpoint's configuration.
 pub struct EndpointConfig {
     /// The SQLite file (created if missing).
@@ -28,12 +34,15 @@ pub struct EndpointConfig {
     pub clock: SharedClock,
     /// tus expiration of an upload, counted from its creation.
     pub upload_ttl: Duration,
+    /// The longest pause allowed between two pieces of a request body.
+    pub body_idle_timeout: Duration,
     /// Test and field-test fault hook: consulted before every routed request.
     pub chaos: Option<Arc<dyn Chaos>>,
 }
 
 impl EndpointConfig {
-    /// A configuration with the defaults: no dev routes, the system clock, 24 h uploads, no chaos.
+    /// A configuration with the defaults: no dev routes, the system clock, 24 h uploads, a 30 s
+    /// body idle timeout, no chaos.
     pub fn new(
         db_path: PathBuf,
         key: EndpointSecretKey,
@@ -49,6 +58,7 @@ impl EndpointConfig {
             dev: false,
             clock: Arc::new(SystemClock),
             upload_ttl: DEFAULT_UPLOAD_TTL,
+            body_idle_timeout: DEFAULT_BODY_IDLE_TIMEOUT,
             chaos: None,
         }
     }
@@ -82,6 +92,7 @@ impl std::fmt::Debug for EndpointConfig {
             )
             .field("dev", &self.dev)
             .field("upload_ttl", &self.upload_ttl)
+            .field("body_idle_timeout", &self.body_idle_timeout)
             .field("chaos", &self.chaos.is_some())
             .finish_non_exhaustive()
     }

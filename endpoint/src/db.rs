@@ -10,7 +10,10 @@ use rusqlite::{Connection, OpenFlags};
 use crate::error::EndpointError;
 
 /// The migrations, in order; migration *n* brings the schema to `user_version = n`.
-const MIGRATIONS: &[&str] = &[include_str!("../schema/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../schema/0001_init.sql"),
+    include_str!("../schema/0002_abuse_limits.sql"),
+];
 
 /// The newest schema version this build knows.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use apoyo_sync::protocol;
+use apoyo_sync::protocol::{self, Reason};
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -14,11 +14,13 @@ use crate::error::ApiError;
 
 /// Reads a request body of at most `limit` bytes. A declared `Content-Length` over the limit is
 /// refused before reading anything; a body without one is refused as soon as it passes the
-/// limit, so at most `limit` bytes are ever buffered. A body cut short (client gone) is refused.
+/// limit, so at most `limit` bytes are ever buffered. A body cut short (client gone) is refused,
+/// and so is one that sends nothing for `idle` (`408`, reason `other`: a device retries it).
 pub(crate) async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
+    idle: Duration,
     what: &str,
 ) -> Result<Vec<u8>, ApiError> {
     let declared = match headers.get(header::CONTENT_LENGTH) {
@@ -38,7 +40,8 @@ pub(crate) async fn read_body(
         // connection, and the client may never read the 413 (it sees a broken request).
         if n <= DRAIN_LIMIT {
             let mut body = body;
-            while let Some(Ok(_)) = body.frame().await {}
+            let pause = idle.min(DRAIN_IDLE);
+            while let Ok(Some(Ok(_))) = tokio::time::timeout(pause, body.frame()).await {}
         }
         return Err(ApiError::too_large(format!(
             "{what} is {n} bytes, the limit is {limit}"
@@ -46,7 +49,15 @@ pub(crate) async fn read_body(
     }
     let mut body = body;
     let mut buf = Vec::with_capacity(declared.map_or(0, |n| n as usize).min(limit));
-    while let Some(frame) = body.frame().await {
+    loop {
+        let Ok(next) = tokio::time::timeout(idle, body.frame()).await else {
+            return Err(ApiError::with_status(
+                408,
+                Reason::Other,
+                format!("{what}: no bytes for {} s", idle.as_secs_f32()),
+            ));
+        };
+        let Some(frame) = next else { break };
         let frame =
             frame.map_err(|_| ApiError::malformed(format!("{what}: the body was cut short")))?;
         if let Ok(data) = frame.into_data() {
@@ -70,6 +81,10 @@ pub(crate) async fn read_body(
 
 /// The most a refused, over-long body is read (and dropped) so its 413 reaches the client.
 const DRAIN_LIMIT: u64 = 8 * 1024 * 1024;
+/// How long that best-effort drain waits for the next piece: a client that is sending keeps
+/// sending; one that waits for the answer first (`Expect: 100-continue`, or a raw client) gets
+/// it after this pause instead of after the whole idle timeout.
+const DRAIN_IDLE: Duration = Duration::from_secs(1);
 
 /// Decodes a CBOR protocol message (already bounded by [`read_body`]) and checks its version.
 pub(crate) fn decode<T: DeserializeOwned>(

@@ -29,7 +29,9 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use config::{Chaos, DEFAULT_UPLOAD_TTL, EndpointConfig, Injected, Route};
+pub use config::{
+    Chaos, DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_UPLOAD_TTL, EndpointConfig, Injected, Route,
+};
 pub use error::EndpointError;
 pub use routes::router;
 pub use signer::{load_or_create_signer, signer_path};

@@ -25,6 +25,9 @@ pub(crate) struct Inner {
     pub blobs: Blobs,
     /// Key of the duplicate HMAC (derived from the endpoint's secret, never stored).
     pub dup_key: SecretKey,
+    /// Key of the registration rate limit's subjects (derived, never stored): the database
+    /// keeps HMACs of addresses and device keys, not the addresses.
+    pub rate_key: SecretKey,
     /// Hex of the first 8 bytes of SHA-256 of the receipt public key.
     pub receipt_key_id: String,
     /// The encoded `ProcessList` (the catalog does not change while running).
@@ -79,12 +82,15 @@ impl AppState {
         }
         let dup_key =
             crypto::derive_key(cfg.key.as_bytes(), &[b"apoyo-endpoint/v1/duplicate-key"])?;
+        let rate_key =
+            crypto::derive_key(cfg.key.as_bytes(), &[b"apoyo-endpoint/v1/rate-limit-key"])?;
         let receipt_key_id = hex::encode(&crypto::sha256(&cfg.signer.public())[..8]);
         Ok(AppState(Arc::new(Inner {
             cfg,
             db: Mutex::new(conn),
             blobs,
             dup_key,
+            rate_key,
             receipt_key_id,
             catalog,
         })))

@@ -383,3 +383,105 @@ async fn the_catalog_lists_every_configured_process() {
         .collect();
     assert_eq!(open, vec![REVOCACION.to_string(), CONSULTA.to_string()]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_activation_is_refused_and_a_fresh_nonce_works() {
+    let (clock, _) = manual();
+    let h = Harness::start_with(Opts {
+        clock: Some(clock.clone()),
+        ..Default::default()
+    })
+    .await;
+    let a = RawDevice::new();
+    assert_eq!(register(&h, &a, "a@example.org").await.status, 201);
+    let code = h.mailbox_code("a@example.org").await;
+    let signed = protocol::encode(&a.activate_request(&h.endpoint_public(), &code)).unwrap();
+    let first = token_of(&h.post_cbor("/v1/devices/activate", signed.clone()).await);
+    // The same bytes again (a captured request replayed): no second token.
+    h.post_cbor("/v1/devices/activate", signed.clone())
+        .await
+        .refused(403, Reason::ActivationProofInvalid);
+    // Replays are not failures of the device: five of them do not rate-limit it.
+    for _ in 0..5 {
+        h.post_cbor("/v1/devices/activate", signed.clone())
+            .await
+            .refused(403, Reason::ActivationProofInvalid);
+    }
+    // The device itself signs a fresh nonce for each attempt and is served.
+    let second = token_of(&activate(&h, &a, &code).await);
+    assert_ne!(first.token, second.token);
+    assert!(token_works(&h, &first.token).await && token_works(&h, &second.token).await);
+    // A nonce is remembered while its code is valid, and forgotten after: the code has expired
+    // by then, so the replay still gets no token.
+    clock.advance(time::Duration::hours(24));
+    h.post_cbor("/v1/devices/activate", signed)
+        .await
+        .refused(410, Reason::ActivationCodeExpired);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_is_rate_limited_per_email_and_per_device_key() {
+    let (clock, _) = manual();
+    let h = Harness::start_with(Opts {
+        clock: Some(clock.clone()),
+        ..Default::default()
+    })
+    .await;
+    // One address, five different devices, one every minute: the sixth is refused until the
+    // first leaves the hour, even written in another case.
+    for i in 0..5 {
+        let a = register(&h, &RawDevice::new(), "ana@example.org").await;
+        assert_eq!(a.status, 201, "registration {i}: {:?}", a.error());
+        clock.advance(time::Duration::minutes(1));
+    }
+    let code_before = h.mailbox_code("ana@example.org").await;
+    let r = register(&h, &RawDevice::new(), "ANA@example.org").await;
+    r.refused(429, Reason::RateLimited);
+    assert_eq!(
+        r.header("retry-after"),
+        Some((60 * 60 - 5 * 60).to_string().as_str())
+    );
+    assert_eq!(
+        h.mailbox_code("ana@example.org").await,
+        code_before,
+        "a refused registration mails nothing"
+    );
+    // One device key, five different addresses: the same limit.
+    let dev = RawDevice::new();
+    for i in 0..5 {
+        let a = register(&h, &dev, &format!("d{i}@example.org")).await;
+        assert_eq!(a.status, 201, "registration {i}: {:?}", a.error());
+    }
+    register(&h, &dev, "d5@example.org")
+        .await
+        .refused(429, Reason::RateLimited);
+    // Others are not affected.
+    assert_eq!(
+        register(&h, &RawDevice::new(), "otra@example.org")
+            .await
+            .status,
+        201
+    );
+    // Once the oldest registration of the address is an hour old, one more is allowed.
+    clock.advance(time::Duration::minutes(55));
+    assert_eq!(
+        register(&h, &RawDevice::new(), "ana@example.org")
+            .await
+            .status,
+        201
+    );
+    // The database keeps no address in the rate-limit table.
+    let db = rusqlite::Connection::open(db_path(h.dir.path())).unwrap();
+    let subjects: Vec<Vec<u8>> = db
+        .prepare("SELECT subject FROM registration_attempts")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|x| x.unwrap())
+        .collect();
+    assert!(!subjects.is_empty());
+    for s in subjects {
+        assert_eq!(s.len(), 32);
+        assert!(!s.windows(3).any(|w| w == b"ana"));
+    }
+}

@@ -1,5 +1,6 @@
 //! Bad input on every route gets a 4xx with an ErrorBody, never a 5xx or a crash: malformed
-//! CBOR, oversized bodies (refused before being buffered), wrong headers, unknown routes.
+//! CBOR, oversized bodies (refused before being buffered), stalled bodies (408), wrong headers,
+//! unknown routes.
 //! Also the development routes' switch and the chaos hook.
 
 mod common;
@@ -222,6 +223,68 @@ async fn oversized_bodies_are_413_before_being_buffered() {
         );
     }
     // Nothing was stored by any of it.
+    assert_eq!(
+        h.head(&token, &upload).await.header("upload-offset"),
+        Some("0")
+    );
+    assert_eq!(h.stats().await["received"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stalls_is_answered_408_and_nothing_is_stored() {
+    let h = Harness::start_with(Opts {
+        body_idle_timeout: std::time::Duration::from_secs(1),
+        ..Default::default()
+    })
+    .await;
+    let (_, token) = h.raw_device("a").await;
+    let id = CaptureId::new_v7(time::OffsetDateTime::now_utc()).to_string();
+    let upload = h
+        .create_upload(
+            &token,
+            &CaptureId::new_v7(time::OffsetDateTime::now_utc()),
+            PartKind::Selfie,
+            3_000_000,
+        )
+        .await;
+    let upload = upload.header("location").unwrap().to_string();
+    let routes = [
+        ("POST", "/v1/devices".to_string(), String::new()),
+        ("POST", "/v1/devices/activate".to_string(), String::new()),
+        (
+            "PUT",
+            format!("/v1/supports/{id}"),
+            format!("Authorization: Bearer {token}\r\nIdempotency-Key: {id}\r\n"),
+        ),
+        (
+            "PATCH",
+            upload.clone(),
+            format!(
+                "Authorization: Bearer {token}\r\nTus-Resumable: 1.0.0\r\n\
+                 Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
+            ),
+        ),
+    ];
+    for (method, path, extra) in routes {
+        // 100 bytes announced, 10 sent, then silence (the connection stays open for 5 s): the
+        // endpoint gives up after its 1 s idle timeout with a transient 408, well before then.
+        let started = std::time::Instant::now();
+        let (status, body) = raw_http(
+            h.addr,
+            head_for(method, &path, &extra, Some(100)),
+            vec![0xa5; 10],
+        )
+        .await;
+        assert_eq!(
+            (status, reason_of(&body)),
+            (408, Reason::Other),
+            "{method} {path}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(4),
+            "{method} {path}: answered only when the client closed"
+        );
+    }
     assert_eq!(
         h.head(&token, &upload).await.header("upload-offset"),
         Some("0")

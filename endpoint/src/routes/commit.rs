@@ -34,7 +34,14 @@ pub(crate) async fn commit(
             "Idempotency-Key must be the capture id of the path",
         ));
     }
-    let bytes = read_body(&headers, body, limits::MAX_COMMIT_BYTES, "commit").await?;
+    let bytes = read_body(
+        &headers,
+        body,
+        limits::MAX_COMMIT_BYTES,
+        st.inner().cfg.body_idle_timeout,
+        "commit",
+    )
+    .await?;
     let req: CommitRequest = decode(&bytes, limits::MAX_COMMIT_BYTES, "commit")?;
     check_version(req.v)?;
     if req.capture_id != id {

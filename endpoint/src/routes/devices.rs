@@ -28,6 +28,12 @@ const CODE_ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
 const MAX_FAILURES: i64 = 5;
 /// The rate-limit window: 15 minutes.
 const FAILURE_WINDOW_SECS: i64 = 15 * 60;
+/// Registrations that mail a code, per email address and per device key, within
+/// [`REGISTRATION_WINDOW_SECS`] before 429: enough for a citizen who lost the email or mistyped
+/// the address a few times, too few to flood someone's inbox through this endpoint.
+const MAX_REGISTRATIONS: i64 = 5;
+/// The registration rate-limit window: one hour.
+const REGISTRATION_WINDOW_SECS: i64 = 60 * 60;
 /// The activation nonce is 16 bytes (protocol).
 const NONCE_LEN: usize = 16;
 /// Longest code text accepted (ours are [`limits::ACTIVATION_CODE_LEN`]).
@@ -40,7 +46,14 @@ pub(crate) async fn register(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = read_body(&headers, body, limits::MAX_REGISTER_BYTES, "registration").await?;
+    let bytes = read_body(
+        &headers,
+        body,
+        limits::MAX_REGISTER_BYTES,
+        st.inner().cfg.body_idle_timeout,
+        "registration",
+    )
+    .await?;
     let req: RegisterRequest = decode(&bytes, limits::MAX_REGISTER_BYTES, "registration")?;
     drop(bytes);
     check_version(req.v)?;
@@ -128,6 +141,8 @@ fn record_registration(
     let expires_at = now + CODE_VALIDITY_SECS;
     let reg_id = req.registration_id.to_string();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let subjects = registration_subjects(inner, req)?;
+    check_registration_rate(&tx, &subjects, now)?;
     let owner: Option<Vec<u8>> = tx
         .query_row(
             "SELECT device_public FROM registrations WHERE registration_id = ?1",
@@ -159,6 +174,12 @@ fn record_registration(
         "INSERT INTO activation_codes (code, device_public, registration_id, issued_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![code, &req.device_public[..], reg_id, now, expires_at],
     )?;
+    for subject in &subjects {
+        tx.execute(
+            "INSERT INTO registration_attempts (subject, at) VALUES (?1, ?2)",
+            params![&subject[..], now],
+        )?;
+    }
     // "Send it by email": the development mailbox keeps the latest code per address.
     tx.execute(
         "INSERT INTO dev_mailbox (email, code, expires_at) VALUES (?1, ?2, ?3)
@@ -172,6 +193,50 @@ fn record_registration(
         registration_id: req.registration_id,
         code_expires_at: from_unix(expires_at),
     })
+}
+
+/// The rate limit's subjects of a registration: its email address (lower-cased) and its device
+/// key, each as an HMAC so the table holds no address.
+fn registration_subjects(inner: &Inner, req: &RegisterRequest) -> Result<[[u8; 32]; 2], ApiError> {
+    let email = req.email.to_lowercase();
+    Ok([
+        crypto::hmac_sha256(inner.rate_key.as_bytes(), &[b"email", email.as_bytes()])?,
+        crypto::hmac_sha256(
+            inner.rate_key.as_bytes(),
+            &[b"device", &req.device_public[..]],
+        )?,
+    ])
+}
+
+/// Refuses with `429 rate_limited` when either subject mailed [`MAX_REGISTRATIONS`] codes in
+/// the last [`REGISTRATION_WINDOW_SECS`]; `Retry-After` is the time until its oldest one leaves
+/// the window. Entries older than the window are forgotten here.
+fn check_registration_rate(
+    tx: &Connection,
+    subjects: &[[u8; 32]],
+    now: i64,
+) -> Result<(), ApiError> {
+    let window_start = now - REGISTRATION_WINDOW_SECS;
+    tx.execute(
+        "DELETE FROM registration_attempts WHERE at <= ?1",
+        [window_start],
+    )?;
+    for subject in subjects {
+        let (count, oldest): (i64, Option<i64>) = tx.query_row(
+            "SELECT count(*), min(at) FROM registration_attempts WHERE subject = ?1 AND at > ?2",
+            params![&subject[..], window_start],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if count >= MAX_REGISTRATIONS {
+            let wait = (oldest.unwrap_or(now) + REGISTRATION_WINDOW_SECS - now).max(1);
+            return Err(ApiError::new(
+                Reason::RateLimited,
+                "too many registrations for this email address or device key in the last hour",
+            )
+            .retry_after(wait as u64));
+        }
+    }
+    Ok(())
 }
 
 /// A fresh code no other registration holds.
@@ -217,7 +282,14 @@ pub(crate) async fn activate(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = read_body(&headers, body, limits::MAX_ACTIVATE_BYTES, "activation").await?;
+    let bytes = read_body(
+        &headers,
+        body,
+        limits::MAX_ACTIVATE_BYTES,
+        st.inner().cfg.body_idle_timeout,
+        "activation",
+    )
+    .await?;
     let req: ActivateRequest = decode(&bytes, limits::MAX_ACTIVATE_BYTES, "activation")?;
     check_version(req.v)?;
     if req.nonce.len() != NONCE_LEN {
@@ -302,6 +374,23 @@ fn activate_device(
         return Err(ApiError::new(
             Reason::ActivationCodeExpired,
             "the code's 24 hours have passed; register again",
+        ));
+    }
+    // The same signed request sent again (a replay) must not mint another token: each nonce
+    // works once per device key while its code is valid. Not a failure (see above).
+    tx.execute(
+        "DELETE FROM activation_nonces WHERE expires_at <= ?1",
+        [now_s],
+    )?;
+    let fresh_nonce = tx.execute(
+        "INSERT INTO activation_nonces (device_public, nonce, expires_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT DO NOTHING",
+        params![&req.device_public[..], &req.nonce[..], expires_at],
+    )? == 1;
+    if !fresh_nonce {
+        return Err(ApiError::new(
+            Reason::ActivationProofInvalid,
+            "this proof was already used; sign a fresh nonce",
         ));
     }
     let token = random_hex(32)?;

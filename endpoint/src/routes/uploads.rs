@@ -342,7 +342,14 @@ pub(crate) async fn patch(
     if offset != up.offset {
         return Err(offset_mismatch());
     }
-    let bytes = read_body(&headers, body, MAX_PATCH_BODY, "PATCH body").await?;
+    let bytes = read_body(
+        &headers,
+        body,
+        MAX_PATCH_BODY,
+        st.inner().cfg.body_idle_timeout,
+        "PATCH body",
+    )
+    .await?;
     if offset + bytes.len() as u64 > up.length {
         return Err(ApiError::too_large("the body goes past Upload-Length"));
     }

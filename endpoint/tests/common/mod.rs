@@ -70,6 +70,7 @@ pub struct Opts {
     pub clock: Option<ManualClock>,
     pub dev: bool,
     pub upload_ttl: Duration,
+    pub body_idle_timeout: Duration,
     pub chaos: Option<Arc<dyn Chaos>>,
 }
 
@@ -80,6 +81,7 @@ impl Default for Opts {
             clock: None,
             dev: true,
             upload_ttl: apoyo_endpoint::DEFAULT_UPLOAD_TTL,
+            body_idle_timeout: apoyo_endpoint::DEFAULT_BODY_IDLE_TIMEOUT,
             chaos: None,
         }
     }
@@ -99,6 +101,7 @@ pub struct Harness {
     pub processes: Vec<Process>,
     pub dev: bool,
     pub upload_ttl: Duration,
+    pub body_idle_timeout: Duration,
 }
 
 pub fn db_path(dir: &Path) -> PathBuf {
@@ -130,6 +133,7 @@ impl Harness {
             processes: o.processes,
             dev: o.dev,
             upload_ttl: o.upload_ttl,
+            body_idle_timeout: o.body_idle_timeout,
         };
         h.boot(o.chaos).await;
         h
@@ -144,6 +148,7 @@ impl Harness {
         );
         cfg.dev = self.dev;
         cfg.upload_ttl = self.upload_ttl;
+        cfg.body_idle_timeout = self.body_idle_timeout;
         cfg.chaos = chaos;
         if let Some(c) = &self.clock {
             let clock: SharedClock = Arc::new(c.clone());
