@@ -712,6 +712,29 @@ fn a_newer_schema_version_is_refused_and_left_untouched() {
 }
 
 #[test]
+fn a_zero_or_negative_schema_version_is_a_corrupt_store_left_untouched() {
+    for bad in [0i64, -3] {
+        let fx = Fixture::new();
+        closed_store_with_captures(&fx, 1);
+        {
+            let conn = rusqlite::Connection::open(fx.db_path()).expect("db");
+            conn.pragma_update(None, "user_version", bad)
+                .expect("user_version");
+        }
+        let before = snapshot_without_lock(&fx.store_dir());
+        let err = fx
+            .open()
+            .expect_err("a store with a damaged version opened");
+        assert!(
+            matches!(err, Error::CorruptStore { .. }),
+            "version {bad}: expected CorruptStore, got {err:?}"
+        );
+        assert_eq!(err.class(), ErrorClass::StoreUnusable);
+        assert_untouched(&before, &fx.store_dir());
+    }
+}
+
+#[test]
 // Regression test: set-aside folders were named by the second only, so a second set-aside
 // within the same second failed with Io(AlreadyExists) (fixed in b39a8b2).
 fn set_aside_twice_within_a_second_works() {
@@ -994,6 +1017,20 @@ fn storage_full_refuses_and_stores_nothing() {
     assert_eq!(part_file_names(&fx.store_dir()), files_before);
     // Nothing was evicted to make room.
     assert_intact(&store, &c);
+    drop(store);
+
+    // The largest reserve there is (an app's or a tester's "never write") is storage full
+    // too, not an overflow that wraps to a small number and lets the capture through.
+    let mut store = fx
+        .open_with(StoreOptions {
+            disk_reserve_bytes: u64::MAX,
+            ..Default::default()
+        })
+        .expect("open");
+    match store.capture(capture_of("nacional", &clave(6))) {
+        Err(Error::StorageFull { needed, .. }) => assert_eq!(needed, u64::MAX),
+        other => panic!("expected StorageFull, got {other:?}"),
+    }
     drop(store);
 
     // With the default reserve the same capture goes through (it was not a duplicate).

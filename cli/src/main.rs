@@ -6,6 +6,7 @@
 //! unreadable input file, duplicate, storage full, one capture failing its integrity check,
 //! store in use, rejected), 2 usage error, 3 the store cannot be opened (corrupt, unknown
 //! version, wrong or missing device key), 4 internal error.
+#![forbid(unsafe_code)]
 
 mod demo;
 mod keys;

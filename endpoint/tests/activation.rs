@@ -485,3 +485,26 @@ async fn registration_is_rate_limited_per_email_and_per_device_key() {
         assert!(!s.windows(3).any(|w| w == b"ana"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_development_mode_no_address_or_code_is_kept() {
+    let h = Harness::start_with(Opts {
+        dev: false,
+        ..Default::default()
+    })
+    .await;
+    let a = RawDevice::new();
+    assert_eq!(register(&h, &a, "ana@example.org").await.status, 201);
+    let db = rusqlite::Connection::open(db_path(h.dir.path())).unwrap();
+    let kept: i64 = db
+        .query_row("SELECT count(*) FROM dev_mailbox", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(kept, 0, "the development mailbox kept an address");
+    let raw = std::fs::read(db_path(h.dir.path())).unwrap();
+    let mut wal = db_path(h.dir.path()).into_os_string();
+    wal.push("-wal");
+    let raw_wal = std::fs::read(wal).unwrap_or_default();
+    for bytes in [raw, raw_wal] {
+        assert!(!bytes.windows(15).any(|w| w == b"ana@example.org"));
+    }
+}

@@ -106,6 +106,11 @@ pub fn open_existing(path: &Path) -> Result<Connection> {
         if qc != "ok" {
             return Err(corrupt("integrity check failed".into()));
         }
+        if v < 1 {
+            // A store is made at version 1 or later in the same transaction as its tables; 0
+            // or a negative version is a damaged header, never a store to migrate.
+            return Err(corrupt(format!("schema version {v} is not a store's")));
+        }
         if v > super::migrations::LATEST {
             return Err(Error::StoreVersion {
                 found: v,

@@ -456,6 +456,9 @@ impl Store {
                 .optional()?;
             match held.as_deref() {
                 Some("purged") => {
+                    // A purge cut between its commit and its shred: shred the trailer's key
+                    // wrap first, as the purge would have.
+                    files::shred_trailer(&path)?;
                     fs::remove_file(&path)?;
                     changed = true;
                 }
@@ -736,7 +739,9 @@ impl Store {
                     )
                 })
                 .sum::<u64>();
-        let needed = part_bytes + ROW_OVERHEAD_BYTES + self.opts.disk_reserve_bytes;
+        let needed = part_bytes
+            .saturating_add(ROW_OVERHEAD_BYTES)
+            .saturating_add(self.opts.disk_reserve_bytes);
         let available = fs4::available_space(&self.dir)?;
         if available < needed {
             return Err(Error::StorageFull { available, needed });

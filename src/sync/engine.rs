@@ -149,7 +149,11 @@ pub async fn run(
     let mut run = Run {
         store,
         client,
-        deadline: start + opts.budget,
+        // A budget too large to add (an app passing Duration::MAX) means "no limit": a year.
+        deadline: start
+            .checked_add(opts.budget)
+            .or_else(|| start.checked_add(Duration::from_secs(365 * 24 * 3600)))
+            .unwrap_or(start),
         opts,
         activation,
         rng,

@@ -139,7 +139,10 @@ impl HttpTransport {
         }
         let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
-            .pool_idle_timeout(Duration::from_secs(30));
+            .pool_idle_timeout(Duration::from_secs(30))
+            // The base URL was checked (https, pinned host); a redirect must not move a body
+            // or a token anywhere else.
+            .redirect(reqwest::redirect::Policy::none());
         if url.scheme() == "https" {
             builder = builder.use_preconfigured_tls(super::pinning::client_config(tls)?);
         }

@@ -180,12 +180,15 @@ fn record_registration(
             params![&subject[..], now],
         )?;
     }
-    // "Send it by email": the development mailbox keeps the latest code per address.
-    tx.execute(
-        "INSERT INTO dev_mailbox (email, code, expires_at) VALUES (?1, ?2, ?3)
+    // "Send it by email": the development mailbox keeps the latest code per address. Only in
+    // development mode: otherwise the address and the code would sit in the clear, unread.
+    if inner.cfg.dev {
+        tx.execute(
+            "INSERT INTO dev_mailbox (email, code, expires_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (email) DO UPDATE SET code = excluded.code, expires_at = excluded.expires_at",
-        params![req.email, code, expires_at],
-    )?;
+            params![req.email, code, expires_at],
+        )?;
+    }
     tx.commit()?;
     tracing::info!("registration recorded; activation code mailed");
     Ok(RegisterResponse {
