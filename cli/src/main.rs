@@ -429,10 +429,24 @@ impl From<apoyo_sync::Error> for CliError {
 
 pub type CliResult<T = ()> = Result<T, CliError>;
 
+/// The most of an input file [`read_file`] reads: above every input's limit (images 3 MiB,
+/// process files 1 MiB).
+const READ_CAP: u64 = 16 * 1024 * 1024;
+
 /// Reads one of the user's input files, naming its role (`what`, e.g. "front image
 /// (--front)") and its path in the error, which is a refusal (exit 1).
 pub fn read_file(path: &std::path::Path, what: &str) -> CliResult<Vec<u8>> {
-    std::fs::read(path).map_err(|e| {
+    use std::io::Read;
+    // Never more than READ_CAP + 1 bytes: every input's own limit is below the cap, so a huge
+    // file (or /dev/zero) is read only far enough to be refused by that limit.
+    let read = || -> std::io::Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        std::fs::File::open(path)?
+            .take(READ_CAP + 1)
+            .read_to_end(&mut buf)?;
+        Ok(buf)
+    };
+    read().map_err(|e| {
         CliError::Input(format!(
             "cannot read the {what} at {}: {}",
             path.display(),

@@ -160,7 +160,7 @@ pub struct CaptureArgs {
     #[arg(long, requires_all = ["lat", "accuracy"], allow_negative_numbers = true)]
     lon: Option<f64>,
     /// Location accuracy in metres.
-    #[arg(long, requires_all = ["lat", "lon"])]
+    #[arg(long, requires_all = ["lat", "lon"], allow_negative_numbers = true)]
     accuracy: Option<f64>,
     #[arg(long)]
     json: bool,

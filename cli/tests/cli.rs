@@ -517,6 +517,20 @@ fn every_refusal_is_one_line_and_a_non_zero_exit() {
             says: "location",
             secret: "91.5",
         },
+        Case {
+            what: "negative accuracy",
+            args: with(&["--lat", "19.4", "--lon", "-99.1", "--accuracy", "-5"]),
+            code: 1,
+            says: "location",
+            secret: "LOPEZA85061509X777",
+        },
+        Case {
+            what: "an endless front (/dev/zero)",
+            args: replace(with(&[]), "--front", "/dev/zero"),
+            code: 1,
+            says: "front image",
+            secret: "LOPEZA85061509X777",
+        },
         // Command-line parse errors: usage (2), naming the flag, never echoing the value.
         Case {
             what: "entidad does not fit",
