@@ -771,6 +771,38 @@ fn missing_and_existing_stores() {
     drop(fx.open().expect("the existing store still opens"));
 }
 
+#[test]
+fn init_never_adopts_what_an_earlier_store_left_behind() {
+    // A set-aside cut after moving the database: its WAL (or a part file) is still here.
+    for leftover in ["apoyo.db-wal", "parts"] {
+        let fx = Fixture::new();
+        closed_store_with_captures(&fx, 1);
+        let dir = fx.store_dir();
+        let aside = fx.root.path().join("aside.db");
+        std::fs::rename(fx.db_path(), &aside).expect("move the database");
+        if leftover == "parts" {
+            // Only the part file is left (a closed store may also have removed its WAL).
+            let _ = std::fs::remove_file(dir.join("apoyo.db-wal"));
+            let _ = std::fs::remove_file(dir.join("apoyo.db-shm"));
+            assert!(!part_file_names(&dir).is_empty());
+        } else {
+            std::fs::write(dir.join("apoyo.db-wal"), b"old wal frames").expect("wal");
+        }
+        let before = snapshot_without_lock(&dir);
+        let err = Store::init(
+            &dir,
+            &fx.guard(),
+            fx.endpoint.public(),
+            None,
+            StoreOptions::default(),
+        )
+        .expect_err("init adopted an earlier store's files");
+        assert!(matches!(err, Error::StoreExists(_)), "{leftover}: {err:?}");
+        assert!(!fx.db_path().exists(), "{leftover}: a database was made");
+        assert_untouched(&before, &dir);
+    }
+}
+
 // ---- one process at a time ------------------------------------------------------------------
 
 #[test]

@@ -254,6 +254,24 @@ fn derive_dup_key(master: &SecretKey) -> Result<SecretKey> {
     crypto::derive_key(master.as_bytes(), &[b"duplicate-key"])
 }
 
+/// Whether `dir` holds a file of an earlier store besides its database: `apoyo.db-wal`,
+/// `apoyo.db-shm`, or a part file.
+fn leftover_store_files(dir: &Path) -> Result<bool> {
+    for suffix in ["-wal", "-shm"] {
+        let mut name = std::ffi::OsString::from(DB_FILE);
+        name.push(suffix);
+        if dir.join(name).exists() {
+            return Ok(true);
+        }
+    }
+    for entry in fs::read_dir(files::parts_dir(dir))? {
+        if entry?.file_name().to_string_lossy().ends_with(".parts") {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 impl Store {
     /// Creates a new device store in `dir`: a master key wrapped by `guard`, a fresh X25519
     /// identity, and INE's public key. Fails with [`Error::StoreExists`] if there is one.
@@ -271,6 +289,12 @@ impl Store {
         fs::create_dir_all(files::parts_dir(dir))?;
         check_keyring_outside(dir, guard)?;
         let lock = lock_store(dir)?;
+        // Under the lock: any file an earlier store left (its WAL, which SQLite would replay
+        // into the new database, or part files) means this folder still holds captures. They
+        // are never adopted or overwritten: the new store goes elsewhere.
+        if db_path.exists() || leftover_store_files(dir)? {
+            return Err(Error::StoreExists(dir.to_path_buf()));
+        }
         // Build the database under a temporary name and rename it into place once complete, so
         // a crash during init never leaves a half-made store.
         let partial = dir.join(format!("{DB_FILE}.partial"));
