@@ -574,6 +574,19 @@ impl Chaos for AlwaysBusy {
 }
 
 #[test]
+fn an_unbounded_budget_is_a_year_not_an_overflow() {
+    // An app may pass Duration::MAX for "no limit": the run must not panic adding it to now.
+    let env = start(PROCESSES, Arc::new(SystemClock), None);
+    let mut dev = env.device("a");
+    capture(&mut dev, "revocacion-2022", &clave(40), Some(2030));
+    let mut opts = fast();
+    opts.budget = Duration::MAX;
+    let report = run(&mut dev, &env.transport(), opts);
+    assert_eq!((report.committed, report.pending), (1, 0));
+    assert_eq!(report.stopped, StopReason::Drained);
+}
+
+#[test]
 fn the_time_budget_is_respected_and_the_schedule_persists() {
     let env = start(PROCESSES, Arc::new(SystemClock), Some(Arc::new(AlwaysBusy)));
     let mut dev = env.device("a");

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Reads a request body of at most `limit` bytes. A declared `Content-Length` over the limit is
 /// refused before reading anything; a body without one is refused as soon as it passes the
@@ -86,7 +87,20 @@ const DRAIN_LIMIT: u64 = 8 * 1024 * 1024;
 /// it after this pause instead of after the whole idle timeout.
 const DRAIN_IDLE: Duration = Duration::from_secs(1);
 
-/// Decodes a CBOR protocol message (already bounded by [`read_body`]) and checks its version.
+/// Reads a request body with [`read_body`] (under the endpoint's idle timeout) and decodes it
+/// as one protocol message of at most `limit` bytes. The caller checks its `v`.
+pub(crate) async fn read_message<T: DeserializeOwned>(
+    st: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    what: &'static str,
+) -> Result<T, ApiError> {
+    let bytes = read_body(headers, body, limit, st.inner().cfg.body_idle_timeout, what).await?;
+    decode(&bytes, limit, what)
+}
+
+/// Decodes a CBOR protocol message (already bounded by [`read_body`]).
 pub(crate) fn decode<T: DeserializeOwned>(
     bytes: &[u8],
     limit: usize,

@@ -149,11 +149,9 @@ pub async fn run(
     let mut run = Run {
         store,
         client,
-        // A budget too large to add (an app passing Duration::MAX) means "no limit": a year.
-        deadline: start
-            .checked_add(opts.budget)
-            .or_else(|| start.checked_add(Duration::from_secs(365 * 24 * 3600)))
-            .unwrap_or(start),
+        // A budget beyond a year (an app passing Duration::MAX) means "no limit": a year, which
+        // an Instant can always hold.
+        deadline: start + opts.budget.min(Duration::from_secs(365 * 24 * 3600)),
         opts,
         activation,
         rng,

@@ -10,7 +10,7 @@ use axum::response::Response;
 
 use crate::auth;
 use crate::error::ApiError;
-use crate::http::{cbor, check_version, decode, header_str, read_body};
+use crate::http::{cbor, check_version, header_str, read_message};
 use crate::state::AppState;
 use crate::support;
 
@@ -34,15 +34,8 @@ pub(crate) async fn commit(
             "Idempotency-Key must be the capture id of the path",
         ));
     }
-    let bytes = read_body(
-        &headers,
-        body,
-        limits::MAX_COMMIT_BYTES,
-        st.inner().cfg.body_idle_timeout,
-        "commit",
-    )
-    .await?;
-    let req: CommitRequest = decode(&bytes, limits::MAX_COMMIT_BYTES, "commit")?;
+    let req: CommitRequest =
+        read_message(&st, &headers, body, limits::MAX_COMMIT_BYTES, "commit").await?;
     check_version(req.v)?;
     if req.capture_id != id {
         return Err(ApiError::malformed(

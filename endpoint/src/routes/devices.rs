@@ -17,7 +17,7 @@ use axum::response::Response;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::error::ApiError;
-use crate::http::{cbor_msg, check_version, decode, from_unix, random_hex, read_body, unix};
+use crate::http::{cbor_msg, check_version, from_unix, random_hex, read_message, unix};
 use crate::state::{AppState, Inner};
 
 /// An activation code is valid for 24 hours from its issue (DOMAIN.md, Mi Apoyo flow step 3).
@@ -46,16 +46,14 @@ pub(crate) async fn register(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = read_body(
+    let req: RegisterRequest = read_message(
+        &st,
         &headers,
         body,
         limits::MAX_REGISTER_BYTES,
-        st.inner().cfg.body_idle_timeout,
         "registration",
     )
     .await?;
-    let req: RegisterRequest = decode(&bytes, limits::MAX_REGISTER_BYTES, "registration")?;
-    drop(bytes);
     check_version(req.v)?;
     if !plausible_email(&req.email) {
         return Err(ApiError::new(
@@ -225,19 +223,45 @@ fn check_registration_rate(
         [window_start],
     )?;
     for subject in subjects {
-        let (count, oldest): (i64, Option<i64>) = tx.query_row(
+        refuse_when_over(
+            tx,
             "SELECT count(*), min(at) FROM registration_attempts WHERE subject = ?1 AND at > ?2",
-            params![&subject[..], window_start],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            subject,
+            Window {
+                now,
+                secs: REGISTRATION_WINDOW_SECS,
+                max: MAX_REGISTRATIONS,
+            },
+            "too many registrations for this email address or device key in the last hour",
         )?;
-        if count >= MAX_REGISTRATIONS {
-            let wait = (oldest.unwrap_or(now) + REGISTRATION_WINDOW_SECS - now).max(1);
-            return Err(ApiError::new(
-                Reason::RateLimited,
-                "too many registrations for this email address or device key in the last hour",
-            )
-            .retry_after(wait as u64));
-        }
+    }
+    Ok(())
+}
+
+/// A rate limit: at most `max` events in the last `secs` seconds before `now`.
+struct Window {
+    now: i64,
+    secs: i64,
+    max: i64,
+}
+
+/// Refuses with `429 rate_limited` when `count_sql` (`count(*), min(at)` of one subject's
+/// events after `?2`) reaches the window's `max`; `Retry-After` is the time until the oldest
+/// event leaves the window.
+fn refuse_when_over(
+    tx: &Connection,
+    count_sql: &str,
+    subject: &[u8],
+    w: Window,
+    detail: &'static str,
+) -> Result<(), ApiError> {
+    let (count, oldest): (i64, Option<i64>) =
+        tx.query_row(count_sql, params![subject, w.now - w.secs], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    if count >= w.max {
+        let wait = (oldest.unwrap_or(w.now) + w.secs - w.now).max(1);
+        return Err(ApiError::new(Reason::RateLimited, detail).retry_after(wait as u64));
     }
     Ok(())
 }
@@ -285,15 +309,14 @@ pub(crate) async fn activate(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = read_body(
+    let req: ActivateRequest = read_message(
+        &st,
         &headers,
         body,
         limits::MAX_ACTIVATE_BYTES,
-        st.inner().cfg.body_idle_timeout,
         "activation",
     )
     .await?;
-    let req: ActivateRequest = decode(&bytes, limits::MAX_ACTIVATE_BYTES, "activation")?;
     check_version(req.v)?;
     if req.nonce.len() != NONCE_LEN {
         return Err(ApiError::malformed(format!(
@@ -324,19 +347,17 @@ fn activate_device(
     let now_s = unix(now);
     let window_start = now_s - FAILURE_WINDOW_SECS;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let (failures, oldest): (i64, Option<i64>) = tx.query_row(
+    refuse_when_over(
+        &tx,
         "SELECT count(*), min(at) FROM activation_failures WHERE device_public = ?1 AND at > ?2",
-        params![&req.device_public[..], window_start],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        &req.device_public[..],
+        Window {
+            now: now_s,
+            secs: FAILURE_WINDOW_SECS,
+            max: MAX_FAILURES,
+        },
+        "too many failed activation attempts for this device key",
     )?;
-    if failures >= MAX_FAILURES {
-        let wait = (oldest.unwrap_or(now_s) + FAILURE_WINDOW_SECS - now_s).max(1);
-        return Err(ApiError::new(
-            Reason::RateLimited,
-            "too many failed activation attempts for this device key",
-        )
-        .retry_after(wait as u64));
-    }
     if !proof_valid(inner, req)? {
         return Err(ApiError::new(
             Reason::ActivationProofInvalid,
