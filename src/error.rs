@@ -150,6 +150,13 @@ pub enum Error {
     Rejected { reason: String },
     #[error("the endpoint's receipt does not verify")]
     BadReceipt,
+    /// A provisioned or configured key file is not the key it should be (a private key where
+    /// the public one belongs, another key's file, a zero or low-order key). Never the text.
+    #[error("bad key: {0}")]
+    BadKey(String),
+    /// The store was provisioned with another INE root than the one given now.
+    #[error("this store was provisioned with another INE root")]
+    ProvisioningMismatch,
 
     #[error("storage error: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -194,6 +201,8 @@ pub enum ErrorCode {
     Transient = 45,
     Rejected = 46,
     BadReceipt = 47,
+    BadKey = 48,
+    ProvisioningMismatch = 49,
     Sqlite = 90,
     Io = 91,
     Crypto = 92,
@@ -233,6 +242,8 @@ impl Error {
             Error::Transient(_) => ErrorCode::Transient,
             Error::Rejected { .. } => ErrorCode::Rejected,
             Error::BadReceipt => ErrorCode::BadReceipt,
+            Error::BadKey(_) => ErrorCode::BadKey,
+            Error::ProvisioningMismatch => ErrorCode::ProvisioningMismatch,
             Error::Sqlite(_) => ErrorCode::Sqlite,
             Error::Io(_) => ErrorCode::Io,
             Error::Crypto(_) => ErrorCode::Crypto,
@@ -258,7 +269,9 @@ impl Error {
             | C::KeyringInsideStore
             | C::NotRegistered
             | C::NotActivated
-            | C::Activation => ErrorClass::InvalidInput,
+            | C::Activation
+            | C::BadKey
+            | C::ProvisioningMismatch => ErrorClass::InvalidInput,
             C::Duplicate => ErrorClass::Duplicate,
             C::StorageFull => ErrorClass::StorageFull,
             C::KeyUnavailable | C::WrongDevice => ErrorClass::KeyUnavailable,

@@ -7,7 +7,8 @@
 //! - `state`: the shared state ([`AppState`]): database, blob folder, derived keys;
 //! - `db` (pragmas and numbered migrations, `endpoint/schema/`), `blobs` (ciphertext on disk);
 //! - `routes`: the HTTP routes; `support`: deciding a commit; `digest`: idempotency;
-//! - `auth`: bearer tokens; `stats`: what was decided; `signer`: the receipt key file.
+//! - `auth`: bearer tokens; `stats`: what was decided; `keyring`: the seal and receipt keys,
+//!   their certificates from the INE root, rotation.
 #![deny(unsafe_code)]
 
 mod auth;
@@ -17,8 +18,8 @@ mod db;
 mod digest;
 mod error;
 mod http;
+pub mod keyring;
 mod routes;
-mod signer;
 mod state;
 mod stats;
 mod support;
@@ -34,7 +35,7 @@ pub use config::{
 };
 pub use error::EndpointError;
 pub use routes::router;
-pub use signer::{load_or_create_signer, signer_path};
+pub use keyring::KeyRing;
 pub use state::AppState;
 pub use stats::{ProcessStats, Stats};
 

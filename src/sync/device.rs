@@ -99,6 +99,8 @@ pub async fn activate(
         code,
         nonce: nonce.to_vec(),
         proof,
+        signing_public: None,
+        auxiliar_id: None,
     };
     let mut client = Client::new(transport, store.clock().clone());
     let resp = client

@@ -320,6 +320,8 @@ impl Run<'_> {
             collector: self.store.capture_collector(id)?,
             sealed_key: self.store.endpoint_seal(id)?,
             parts: commit_parts,
+            sent_at: self.store.clock().now(),
+            seal_key_id: self.store.endpoint_public().key_id(),
         };
         let t = self.remaining();
         let (_status, signed) = match self.client.commit(&msg, t).await? {
