@@ -19,7 +19,7 @@ pub mod sync;
 pub mod validate;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
-pub use crypto::{EndpointPublicKey, EndpointSecretKey, FileKeyGuard, KeyGuard};
+pub use crypto::{EndpointPublicKey, EndpointSecretKey, FileKeyGuard, IneRoot, KeyGuard};
 pub use error::{Error, ErrorClass, ErrorCode, Field, Result};
 pub use model::{
     CaptureId, CardFields, Collector, CredentialModel, Images, Location, Manifest, NewCapture,
@@ -27,4 +27,4 @@ pub use model::{
 };
 pub use process::{Process, Scope};
 pub use queue::State;
-pub use store::{CaptureInfo, PartRecord, Status, Store, StoreOptions};
+pub use store::{CaptureInfo, PartRecord, Provisioning, Status, Store, StoreOptions};

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use apoyo_sync::crypto::keys::device_id_of;
 use apoyo_sync::crypto::receipt::ReceiptSigner;
 use apoyo_sync::crypto::{
-    self, DeviceIdentity, EndpointSecretKey, PartOpener, PartSealer, SecretKey,
+    self, DeviceIdentity, Ed25519Secret, EndpointSecretKey, PartOpener, PartSealer, SecretKey,
 };
 use apoyo_sync::model::{
     CaptureId, CardFields, Collector, CredentialModel, ImageFormat, ImageFormats, Location,
@@ -33,6 +33,7 @@ use apoyo_sync::protocol::{
     ProcessList, Provider, Reason, Receipt, ReceiptPart, ReceiptResult, RegisterRequest,
     RegisterResponse, SignedReceipt, limits, routes, tus,
 };
+use apoyo_sync::protocol::{KeyCert, KeyPurpose, SignedCommit, SignedKeyCert};
 use ciborium::Value;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -1101,6 +1102,13 @@ fn regenerate_examples() -> apoyo_sync::Result<()> {
     println!("receipt key id {receipt_key_id}\n");
     print_vector("image-jpeg", JPEG);
     print_vector("image-png", PNG);
+    // v1.1: the INE root and the device's commit-signing key.
+    let root = Ed25519Secret::from_bytes(&label_key("INE root Ed25519 seed"));
+    print_vector("ine-root-seed", &*root.to_bytes());
+    print_vector("ine-root-public-key", &root.public());
+    let device_signer = Ed25519Secret::from_bytes(&label_key("device Ed25519 signing seed"));
+    print_vector("device-signing-seed", &*device_signer.to_bytes());
+    print_vector("device-signing-public-key", &device_signer.public());
 
     // Registration and activation.
     let reg_at = datetime!(2021-11-20 15:04:11 UTC);
@@ -1140,7 +1148,14 @@ fn regenerate_examples() -> apoyo_sync::Result<()> {
         "activation-key",
         crypto::derive_key(shared.as_bytes(), &[b"activation"])?.as_bytes(),
     );
-    let proof = protocol::activation_proof(&shared, &code, &nonce, &dev.public())?;
+    let proof = protocol::activation_proof_v11(
+        &shared,
+        &code,
+        &nonce,
+        &dev.public(),
+        &device_signer.public(),
+        None,
+    )?;
     print_message(
         "ActivateRequest",
         &ActivateRequest {
@@ -1149,8 +1164,22 @@ fn regenerate_examples() -> apoyo_sync::Result<()> {
             code,
             nonce,
             proof,
+            signing_public: Some(device_signer.public()),
+            auxiliar_id: None,
         },
     );
+    let (valid_from, valid_to) = (
+        datetime!(2021-11-01 00:00 UTC),
+        datetime!(2023-11-01 00:00 UTC),
+    );
+    let seal_cert = protocol::trust::key_cert(KeyPurpose::Seal, ep.public().0, valid_from, valid_to);
+    print_message("KeyCert", &seal_cert);
+    let seal_cert = SignedKeyCert::issue(&root, &seal_cert)?;
+    print_message("SignedKeyCert", &seal_cert);
+    let receipt_cert = SignedKeyCert::issue(
+        &root,
+        &protocol::trust::key_cert(KeyPurpose::Receipt, signer.public(), valid_from, valid_to),
+    )?;
     let revocacion = Process {
         id: "revocacion-2022".into(),
         name: "Revocación de Mandato 2021-2022".into(),
@@ -1167,6 +1196,7 @@ fn regenerate_examples() -> apoyo_sync::Result<()> {
         receipt_key: signer.public(),
         receipt_key_id: receipt_key_id.clone(),
         processes: vec![revocacion.clone()],
+        key_certs: vec![seal_cert, receipt_cert.clone()],
     };
     print_message("ActivateResponse", &activation);
     let consulta = Process {
@@ -1290,8 +1320,21 @@ fn regenerate_examples() -> apoyo_sync::Result<()> {
         collector,
         sealed_key,
         parts,
+        sent_at: datetime!(2021-11-20 17:03:26.9 UTC),
+        seal_key_id: ep.public().key_id(),
     };
-    print_message("CommitRequest", &commit);
+    let commit_bytes = print_message("CommitRequest", &commit);
+    let device_signature = device_signer
+        .sign(&protocol::trust::commit_signing_input(&commit_bytes))
+        .to_vec();
+    print_message(
+        "SignedCommit",
+        &SignedCommit {
+            v: 1,
+            commit: commit_bytes,
+            device_signature,
+        },
+    );
     let receipt = Receipt {
         v: 1,
         capture_id,
@@ -1302,6 +1345,9 @@ fn regenerate_examples() -> apoyo_sync::Result<()> {
         parts: receipt_parts,
         counted_at: datetime!(2021-11-20 17:03:27.48 UTC),
         endpoint_key_id: receipt_key_id.clone(),
+        collector: commit.collector.clone(),
+        captured_at,
+        sealed_key_sha256: crypto::sha256(&commit.sealed_key),
     };
     let receipt_bytes = print_message("Receipt", &receipt);
     let signature = signer
@@ -1312,6 +1358,7 @@ fn regenerate_examples() -> apoyo_sync::Result<()> {
         &SignedReceipt {
             receipt: receipt_bytes,
             signature,
+            key_cert: Some(receipt_cert),
         },
     );
     let duplicate = Receipt {
@@ -1333,6 +1380,9 @@ fn regenerate_examples() -> apoyo_sync::Result<()> {
             .collect(),
         counted_at: datetime!(2021-11-22 12:01:09 UTC),
         endpoint_key_id: receipt_key_id,
+        collector: Collector::Auxiliar("AUX-0001".into()),
+        captured_at: datetime!(2021-11-22 11:15:40.007 UTC),
+        sealed_key_sha256: label_key("duplicate sealed key"),
     };
     print_message("Receipt", &duplicate);
     let detail =

@@ -34,6 +34,9 @@ fn commit(store: &mut Store, id: &CaptureId) {
         parts: Vec::new(),
         counted_at: OffsetDateTime::now_utc(),
         endpoint_key_id: "0011223344556677".into(),
+        collector: store.collector().clone(),
+        captured_at: OffsetDateTime::now_utc(),
+        sealed_key_sha256: [0; 32],
     };
     store
         .record_receipt(&receipt, b"receipt bytes", b"signature bytes")

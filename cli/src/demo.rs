@@ -9,7 +9,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use apoyo_endpoint::EndpointConfig;
-use apoyo_sync::crypto::receipt::ReceiptSigner;
 use apoyo_sync::protocol::Provider;
 use apoyo_sync::sync::transport::{Method, Request};
 use apoyo_sync::sync::{
@@ -17,7 +16,7 @@ use apoyo_sync::sync::{
     Transport,
 };
 use apoyo_sync::{
-    CardFields, Collector, CredentialModel, EndpointSecretKey, FileKeyGuard, Images, NewCapture,
+    CardFields, Collector, CredentialModel, FileKeyGuard, Images, NewCapture, Provisioning,
     Process, Store,
 };
 
@@ -55,7 +54,7 @@ fn device(
     name: &'static str,
     collector: Option<Collector>,
     url: &str,
-    ep: &EndpointSecretKey,
+    provisioning: &Provisioning,
     t: &HttpTransport,
     rt: &tokio::runtime::Runtime,
 ) -> CliResult<Device> {
@@ -63,7 +62,7 @@ fn device(
     let mut store = Store::init(
         &dir.join(name),
         &guard,
-        ep.public(),
+        provisioning,
         collector,
         crate::store_cmds::store_options()?,
     )?;
@@ -124,14 +123,17 @@ pub fn demo(json: bool, seed: u64) -> CliResult {
             .build(),
         "runtime",
     )?;
-    let key = EndpointSecretKey::generate()?;
+    let root = apoyo_sync::crypto::Ed25519Secret::generate()?;
+    let ring = ok(
+        apoyo_endpoint::KeyRing::generate(&root, time::OffsetDateTime::now_utc()),
+        "key ring",
+    )?;
+    let key = Provisioning {
+        seal_key: ring.seal[0].secret.public(),
+        ine_root: ring.root,
+    };
     let processes = Process::parse_json_list(PROCESSES)?;
-    let mut cfg = EndpointConfig::new(
-        tmp.path().join("endpoint.db"),
-        EndpointSecretKey::from_bytes(*key.as_bytes()),
-        ReceiptSigner::generate()?,
-        processes,
-    );
+    let mut cfg = EndpointConfig::new(tmp.path().join("endpoint.db"), ring, processes);
     cfg.dev = true;
     let ep = ok(
         rt.block_on(apoyo_endpoint::start(cfg, ([127, 0, 0, 1], 0).into())),

@@ -13,13 +13,16 @@
 
 mod auth;
 mod blobs;
+mod collector;
 mod config;
 mod db;
 mod digest;
 mod error;
 mod http;
 pub mod keyring;
+mod receipts;
 mod routes;
+mod skew;
 mod state;
 mod stats;
 mod support;

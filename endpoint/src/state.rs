@@ -74,7 +74,7 @@ impl AppState {
         let conn = db::open(&cfg.db_path)?;
         let blobs = Blobs::open(&cfg.blob_dir())?;
         let uploads = ids(&conn, "SELECT id FROM uploads")?;
-        let supports = ids(&conn, "SELECT capture_id FROM supports")?;
+        let supports = ids(&conn, "SELECT blob_dir FROM supports")?;
         let removed = blobs.remove_orphans(&uploads, &supports)?;
         if removed > 0 {
             tracing::info!(removed, "removed blob files left by an interrupted request");

@@ -1,17 +1,22 @@
 //! Deciding a commit (`PUT /v1/supports/{capture_id}`), all inside one SQLite transaction taken
 //! under the database mutex, so that concurrent deliveries of the same capture serialize:
 //!
-//! 1. idempotency: a stored answer for this capture id with the same content digest is answered
-//!    again byte for byte; a different digest is `idempotency_conflict`;
+//! 1. idempotency, per (device, capture id): a stored answer of this device for this capture id
+//!    with the same content digest is answered again byte for byte; a different digest is
+//!    `idempotency_conflict`. Another device's support with the same id is no concern of this
+//!    one (v1.1): nobody can block a capture by learning its id;
 //! 2. the five parts: each names a complete, unexpired upload of this device for this capture
 //!    and kind (else `upload_missing`), whose length and SHA-256 are the declared ones (else
 //!    `part_mismatch`);
-//! 3. the sealed key opens with the device's key and every part authenticates (else
-//!    `undecryptable`);
+//! 3. the sealed key opens with the ring's seal key named by `seal_key_id` and the device's key,
+//!    and every part authenticates (else `undecryptable`);
 //! 4. the manifest agrees with the commit (else `manifest_mismatch`);
-//! 5. the process rules (`process_unknown`, `process_closed`, `card_invalid`,
-//!    `model_not_accepted`, `credential_expired`, `out_of_scope`);
-//! 6. the duplicate rule (LGIPE art. 385): one counted support per (process, clave de elector);
+//! 5. the process rules (`process_unknown`, `process_closed` judged on the capture time
+//!    corrected for the device's clock skew (`skew`), `card_invalid`, `model_not_accepted`,
+//!    `credential_expired`, `out_of_scope`);
+//! 6. the duplicate rule (LGIPE art. 385): one counted support per (process, clave de elector),
+//!    keyed by the ring's duplicate secret; a duplicate receipt names the counted capture only
+//!    to its own device or collector;
 //! 7. the parts' ciphertext moves from upload storage into the support's folder, and the
 //!    decision is recorded with its exact answer;
 //! 8. the answer is a signed receipt (counted 201, duplicate 200).
@@ -24,18 +29,18 @@ use std::io;
 
 use apoyo_sync::crypto::wrap::open_from_device;
 use apoyo_sync::crypto::{self, PartOpener};
-use apoyo_sync::protocol::{
-    self, CommitRequest, Reason, Receipt, ReceiptPart, ReceiptResult, SignedReceipt, limits,
-};
+use apoyo_sync::protocol::{CommitRequest, Reason, ReceiptResult, limits};
 use apoyo_sync::{CaptureId, Collector, Manifest, PartKind, validate};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use time::OffsetDateTime;
 
 use crate::auth::Device;
-use crate::blobs::is_upload_id;
+use crate::blobs::{is_upload_id, support_dir_name};
 use crate::digest::commit_digest;
 use crate::error::ApiError;
 use crate::http::{rfc3339, unix};
+use crate::receipts::{self, Outcome};
+use crate::routes::commit::Received;
 use crate::state::Inner;
 
 /// An answer to a commit: status and exact body.
@@ -55,7 +60,12 @@ struct HeldPart {
 /// The decision on a commit whose parts are all held.
 enum Decision {
     Counted { dup_key: [u8; 32] },
-    Duplicate { dup_key: [u8; 32], first: CaptureId },
+    /// `shown`: the first capture id as the receipt names it (only to its device or collector).
+    Duplicate {
+        dup_key: [u8; 32],
+        first: CaptureId,
+        shown: Option<CaptureId>,
+    },
     Rejected(ApiError),
 }
 
@@ -77,14 +87,15 @@ pub(crate) fn decide(
     conn: &mut Connection,
     inner: &Inner,
     device: &Device,
-    req: &CommitRequest,
+    received: &Received,
 ) -> Result<Answer, ApiError> {
+    let req = &received.req;
     let digest = commit_digest(req, &device.id);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let stored: Option<(Vec<u8>, i64, Vec<u8>)> = tx
         .query_row(
-            "SELECT digest, status, body FROM supports WHERE capture_id = ?1",
-            [req.capture_id.to_string()],
+            "SELECT digest, status, body FROM supports WHERE device_id = ?1 AND capture_id = ?2",
+            [device.id.clone(), req.capture_id.to_string()],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;
@@ -102,42 +113,27 @@ pub(crate) fn decide(
         ));
     }
     let held = held_parts(&tx, inner, device, req)?;
-    let decision = match check_content(inner, device, req, &held)? {
-        Err(rejection) => Decision::Rejected(rejection),
-        Ok(dup_key) => {
-            let first: Option<String> = tx
-                .query_row(
-                    "SELECT capture_id FROM supports WHERE dup_key = ?1 AND result = 'counted'",
-                    [&dup_key[..]],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            match first {
-                None => Decision::Counted { dup_key },
-                Some(f) => Decision::Duplicate {
-                    dup_key,
-                    first: f.parse().map_err(ApiError::internal)?,
-                },
-            }
-        }
-    };
     let now = inner.now();
+    let (judged_at, skew) = crate::skew::judged_capture_time(req.captured_at, req.sent_at, now);
+    let decision = match check_content(inner, device, req, &held, judged_at)? {
+        Err(rejection) => Decision::Rejected(rejection),
+        Ok(dup_key) => duplicate_rule(&tx, device, req, dup_key)?,
+    };
+    let outcome = |result, first_capture_id| Outcome {
+        device_id: &device.id,
+        result,
+        first_capture_id,
+        parts: held.iter().map(|h| (h.kind, h.sha256)).collect(),
+        now,
+    };
     let answer = match &decision {
         Decision::Counted { .. } => Answer {
             status: 201,
-            body: signed_receipt(inner, device, req, &held, ReceiptResult::Counted, None, now)?,
+            body: receipts::sign(inner, req, outcome(ReceiptResult::Counted, None))?,
         },
-        Decision::Duplicate { first, .. } => Answer {
+        Decision::Duplicate { shown, .. } => Answer {
             status: 200,
-            body: signed_receipt(
-                inner,
-                device,
-                req,
-                &held,
-                ReceiptResult::Duplicate,
-                Some(*first),
-                now,
-            )?,
+            body: receipts::sign(inner, req, outcome(ReceiptResult::Duplicate, *shown))?,
         },
         Decision::Rejected(e) => Answer {
             status: e.status.as_u16(),
@@ -145,9 +141,21 @@ pub(crate) fn decide(
         },
     };
     let links: Vec<(PartKind, String)> = held.iter().map(|h| (h.kind, h.upload.clone())).collect();
-    inner.blobs.link_support(&req.capture_id, &links)?;
-    if let Err(e) = record(tx, device, req, &held, &decision, &digest, &answer, now) {
-        inner.blobs.unlink_support(&req.capture_id);
+    let folder = support_dir_name(&req.capture_id, &device.id);
+    inner.blobs.link_support(&folder, &links)?;
+    let row = Row {
+        device,
+        received,
+        held: &held,
+        decision: &decision,
+        digest: &digest,
+        answer: &answer,
+        now,
+        skew,
+        folder: &folder,
+    };
+    if let Err(e) = record(tx, &row) {
+        inner.blobs.unlink_support(&folder);
         return Err(e);
     }
     for h in &held {
@@ -162,6 +170,43 @@ pub(crate) fn decide(
     };
     tracing::info!(capture = %req.capture_id, device = %device.id, process = %req.process_id, result, "commit decided");
     Ok(answer)
+}
+
+/// Step 6: counted, or a duplicate of the counted support. The duplicate receipt names the
+/// counted capture only when it came from the same device or the same collector: to anyone
+/// else the answer would be an oracle for "did this citizen support this aspirant?".
+fn duplicate_rule(
+    tx: &Connection,
+    device: &Device,
+    req: &CommitRequest,
+    dup_key: [u8; 32],
+) -> Result<Decision, ApiError> {
+    let first: Option<(String, String, String, String)> = tx
+        .query_row(
+            "SELECT capture_id, device_id, collector_kind, collector_id FROM supports
+             WHERE dup_key = ?1 AND result = 'counted'",
+            [&dup_key[..]],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    let Some((first, first_device, kind, id)) = first else {
+        return Ok(Decision::Counted { dup_key });
+    };
+    let first: CaptureId = first.parse().map_err(ApiError::internal)?;
+    let (my_kind, my_id) = collector_parts(&req.collector);
+    let related = first_device == device.id || (kind == my_kind && id == my_id);
+    Ok(Decision::Duplicate {
+        dup_key,
+        first,
+        shown: related.then_some(first),
+    })
+}
+
+fn collector_parts(c: &Collector) -> (&'static str, &str) {
+    match c {
+        Collector::MiApoyo(id) => ("mi_apoyo", id),
+        Collector::Auxiliar(id) => ("auxiliar", id),
+    }
 }
 
 /// The upload id named by a commit part (`/v1/uploads/{id}`, or a URL ending so).
@@ -267,10 +312,14 @@ fn check_content(
     device: &Device,
     req: &CommitRequest,
     held: &[HeldPart],
+    judged_at: OffsetDateTime,
 ) -> Result<Result<[u8; 32], ApiError>, ApiError> {
     let undecryptable = |d: String| Ok(Err(ApiError::new(Reason::Undecryptable, d)));
     let id = req.capture_id.as_bytes();
-    let Ok(dk) = open_from_device(&inner.cfg.key, &device.public, id, &req.sealed_key) else {
+    let Some(seal) = inner.cfg.keys.seal_key(&req.seal_key_id) else {
+        return undecryptable("seal_key_id names no seal key of this endpoint".into());
+    };
+    let Ok(dk) = open_from_device(&seal.secret, &device.public, id, &req.sealed_key) else {
         return undecryptable("the sealed key does not open for this device".into());
     };
     let mut manifest = zeroize::Zeroizing::new(Vec::new());
@@ -292,11 +341,16 @@ fn check_content(
             Err(_) => return undecryptable(format!("the {} part does not decrypt", h.kind.name())),
         }
     }
-    Ok(check_manifest(inner, req, &manifest))
+    Ok(check_manifest(inner, req, &manifest, judged_at))
 }
 
 /// Steps 4-5 on the decrypted manifest; on success the duplicate key.
-fn check_manifest(inner: &Inner, req: &CommitRequest, plain: &[u8]) -> Result<[u8; 32], ApiError> {
+fn check_manifest(
+    inner: &Inner,
+    req: &CommitRequest,
+    plain: &[u8],
+    judged_at: OffsetDateTime,
+) -> Result<[u8; 32], ApiError> {
     let m = Manifest::from_cbor(plain)
         .map_err(|_| ApiError::new(Reason::ManifestMismatch, "the manifest does not decode"))?;
     if m.capture_id != req.capture_id
@@ -317,7 +371,7 @@ fn check_manifest(inner: &Inner, req: &CommitRequest, plain: &[u8]) -> Result<[u
         .ok_or_else(|| {
             ApiError::new(Reason::ProcessUnknown, "this endpoint has no such process")
         })?;
-    if !process.is_open_at(m.captured_at) {
+    if !process.is_open_at(judged_at) {
         return Err(ApiError::new(
             Reason::ProcessClosed,
             format!("process {} was not open at the capture time", process.id),
@@ -346,72 +400,39 @@ fn check_manifest(inner: &Inner, req: &CommitRequest, plain: &[u8]) -> Result<[u
     .map_err(ApiError::internal)
 }
 
-fn signed_receipt(
-    inner: &Inner,
-    device: &Device,
-    req: &CommitRequest,
-    held: &[HeldPart],
-    result: ReceiptResult,
-    first_capture_id: Option<CaptureId>,
+/// Step 7: the support's row, its parts, and the uploads it consumed, in one commit.
+/// Everything the support's row records.
+struct Row<'a> {
+    device: &'a Device,
+    received: &'a Received,
+    held: &'a [HeldPart],
+    decision: &'a Decision,
+    digest: &'a [u8; 32],
+    answer: &'a Answer,
     now: OffsetDateTime,
-) -> Result<Vec<u8>, ApiError> {
-    let receipt = Receipt {
-        v: protocol::VERSION,
-        capture_id: req.capture_id,
-        process_id: req.process_id.clone(),
-        device_id: device.id.clone(),
-        result,
-        first_capture_id,
-        parts: held
-            .iter()
-            .map(|h| ReceiptPart {
-                kind: h.kind,
-                sha256: h.sha256,
-            })
-            .collect(),
-        counted_at: now,
-        endpoint_key_id: inner.receipt_key_id.clone(),
-    };
-    let receipt = protocol::encode(&receipt)?;
-    let signature = inner
-        .cfg
-        .signer
-        .sign(&protocol::receipt_signing_input(&receipt))
-        .to_vec();
-    Ok(protocol::encode(&SignedReceipt { receipt, signature })?)
+    skew: Option<i64>,
+    folder: &'a str,
 }
 
-/// Step 7: the support's row, its parts, and the uploads it consumed, in one commit.
-#[allow(clippy::too_many_arguments)]
-fn record(
-    tx: Transaction<'_>,
-    device: &Device,
-    req: &CommitRequest,
-    held: &[HeldPart],
-    decision: &Decision,
-    digest: &[u8; 32],
-    answer: &Answer,
-    now: OffsetDateTime,
-) -> Result<(), ApiError> {
-    let (result, reason, first, dup_key) = match decision {
+fn record(tx: Transaction<'_>, row: &Row<'_>) -> Result<(), ApiError> {
+    let req = &row.received.req;
+    let (result, reason, first, dup_key) = match row.decision {
         Decision::Counted { dup_key } => ("counted", None, None, Some(dup_key)),
-        Decision::Duplicate { dup_key, first } => {
+        Decision::Duplicate { dup_key, first, .. } => {
             ("duplicate", None, Some(first.to_string()), Some(dup_key))
         }
         Decision::Rejected(e) => ("rejected", Some(e.reason.code()), None, None),
     };
-    let (collector_kind, collector_id) = match &req.collector {
-        Collector::MiApoyo(id) => ("mi_apoyo", id),
-        Collector::Auxiliar(id) => ("auxiliar", id),
-    };
+    let (collector_kind, collector_id) = collector_parts(&req.collector);
     let capture = req.capture_id.to_string();
     tx.execute(
-        "INSERT INTO supports (capture_id, device_id, process_id, result, reason, first_capture_id, dup_key, collector_kind,
-                               collector_id, captured_time, counted_time, digest, status, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        "INSERT INTO supports (device_id, capture_id, process_id, result, reason, first_capture_id, dup_key,
+                               collector_kind, collector_id, captured_time, counted_time, digest, status, body,
+                               blob_dir, signed_commit, device_signature, sent_time, skew_seconds)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
         params![
+            row.device.id,
             capture,
-            device.id,
             req.process_id,
             result,
             reason,
@@ -420,16 +441,21 @@ fn record(
             collector_kind,
             collector_id,
             rfc3339(req.captured_at)?,
-            rfc3339(now)?,
-            &digest[..],
-            answer.status,
-            answer.body
+            rfc3339(row.now)?,
+            &row.digest[..],
+            row.answer.status,
+            row.answer.body,
+            row.folder,
+            row.received.signed.commit,
+            row.received.signed.device_signature,
+            rfc3339(req.sent_at)?,
+            row.skew,
         ],
     )?;
-    for h in held {
+    for h in row.held {
         tx.execute(
-            "INSERT INTO support_parts (capture_id, kind, length, sha256) VALUES (?1, ?2, ?3, ?4)",
-            params![capture, h.kind.name(), h.length as i64, &h.sha256[..]],
+            "INSERT INTO support_parts (device_id, capture_id, kind, length, sha256) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![row.device.id, capture, h.kind.name(), h.length as i64, &h.sha256[..]],
         )?;
         tx.execute("DELETE FROM uploads WHERE id = ?1", [&h.upload])?;
     }

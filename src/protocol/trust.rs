@@ -91,6 +91,21 @@ impl ReceiptRefusal {
     pub fn keeps_queued(self) -> bool {
         self == ReceiptRefusal::NoAnchoredKey
     }
+    /// A stable label (for reports).
+    pub fn label(self) -> &'static str {
+        match self {
+            ReceiptRefusal::NoAnchoredKey => "endpoint presents no anchored receipt key",
+            ReceiptRefusal::KeyNotAnchored => "receipt key not certified by the INE root",
+            ReceiptRefusal::WrongPurpose => "receipt key certified for another purpose",
+            ReceiptRefusal::KeyIdMismatch => "receipt key id mismatch",
+            ReceiptRefusal::Signature => "receipt signature does not verify",
+            ReceiptRefusal::Undecodable => "receipt does not decode",
+            ReceiptRefusal::Version => "receipt of another protocol version",
+            ReceiptRefusal::OutsideValidity => "receipt outside its key's validity",
+            ReceiptRefusal::Field(_) => "receipt differs from the commit",
+        }
+    }
+
     /// A short description, without personal data.
     pub fn describe(self) -> String {
         match self {

@@ -12,8 +12,10 @@ mod db;
 mod files;
 pub mod migrations;
 mod sync_state;
+mod trust;
 
 pub use sync_state::{Activation, ReceiptInfo};
+pub use trust::Provisioning;
 
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -164,16 +166,18 @@ fn wipe_off_path<T: Send + 'static>(value: T) {
 }
 
 /// The two wraps of a capture's data key.
+/// `seal_key_id`: the key id of the seal key `endpoint_seal` was sealed to.
 fn insert_keys(
     tx: &rusqlite::Transaction<'_>,
     id: &str,
     device_wrap: &[u8],
     endpoint_seal: &[u8],
+    seal_key_id: &str,
 ) -> Result<()> {
     tx.prepare_cached(
-        "INSERT INTO capture_keys (capture_id, device_wrap, endpoint_seal) VALUES (?1, ?2, ?3)",
+        "INSERT INTO capture_keys (capture_id, device_wrap, endpoint_seal, seal_key_id) VALUES (?1, ?2, ?3, ?4)",
     )?
-    .execute(params![id, device_wrap, endpoint_seal])?;
+    .execute(params![id, device_wrap, endpoint_seal, seal_key_id])?;
     Ok(())
 }
 
@@ -184,6 +188,8 @@ pub struct Store {
     keys: DeviceKeys,
     store_id: [u8; 16],
     device_id: String,
+    /// The seal key new captures are sealed to: the newest one the INE root certified, else
+    /// the provisioned one.
     endpoint_public: EndpointPublicKey,
     collector: Collector,
     opts: StoreOptions,
@@ -274,14 +280,17 @@ fn leftover_store_files(dir: &Path) -> Result<bool> {
 
 impl Store {
     /// Creates a new device store in `dir`: a master key wrapped by `guard`, a fresh X25519
-    /// identity, and INE's public key. Fails with [`Error::StoreExists`] if there is one.
+    /// identity and Ed25519 commit-signing key, and what the app provisions (INE's seal key and
+    /// the INE root). Fails with [`Error::StoreExists`] if there is one.
     pub fn init(
         dir: &Path,
         guard: &dyn KeyGuard,
-        endpoint_public: EndpointPublicKey,
+        provisioning: &Provisioning,
         collector: Option<Collector>,
         opts: StoreOptions,
     ) -> Result<Store> {
+        crypto::anchor::check_x25519_public(&provisioning.seal_key.0, "INE seal key")?;
+        let endpoint_public = provisioning.seal_key;
         let db_path = dir.join(DB_FILE);
         if db_path.exists() {
             return Err(Error::StoreExists(dir.to_path_buf()));
@@ -339,7 +348,9 @@ impl Store {
         fs::rename(&partial, &db_path)?;
         fsync_dir(dir)?;
         drop(lock);
-        Store::open(dir, guard, opts)
+        let mut store = Store::open(dir, guard, opts)?;
+        store.provision(provisioning)?;
+        Ok(store)
     }
 
     /// Opens an existing store. Never deletes or rewrites anything on failure: a damaged file
@@ -423,6 +434,8 @@ impl Store {
             _lock: lock,
         };
         let mut store = store;
+        store.ensure_signing_key()?;
+        store.refresh_seal_key()?;
         store.opened = store.reconcile_part_files()?;
         Ok(store)
     }
@@ -615,7 +628,13 @@ impl Store {
         // committed with `synchronous=FULL`.
         let tx = self.conn.unchecked_transaction()?;
         row.insert(&tx)?;
-        insert_keys(&tx, &row.id, &trailer.device_wrap, &endpoint_seal)?;
+        insert_keys(
+            &tx,
+            &row.id,
+            &trailer.device_wrap,
+            &endpoint_seal,
+            &self.endpoint_public.key_id(),
+        )?;
         tx.commit()?;
         Ok(Recovery::Recovered)
     }
@@ -634,8 +653,13 @@ impl Store {
     pub fn device_public(&self) -> [u8; 32] {
         self.keys.identity.public()
     }
+    /// The seal key new captures are sealed to (the newest certified one, else the
+    /// provisioned one).
     pub fn endpoint_public(&self) -> EndpointPublicKey {
         self.endpoint_public
+    }
+    pub(crate) fn set_seal_key(&mut self, key: EndpointPublicKey) {
+        self.endpoint_public = key;
     }
     pub fn collector(&self) -> &Collector {
         &self.collector
@@ -837,7 +861,13 @@ impl Store {
                     Ok(tx)
                 },
                 |endpoint_seal, tx| {
-                    insert_keys(&tx, &row.id, &device_wrap, &endpoint_seal)?;
+                    insert_keys(
+                        &tx,
+                        &row.id,
+                        &device_wrap,
+                        &endpoint_seal,
+                        &endpoint_public.key_id(),
+                    )?;
                     Ok(tx)
                 },
             )?
@@ -1180,6 +1210,15 @@ fn check_collector(c: &Collector) -> Result<()> {
         return Err(Error::invalid(
             crate::error::Field::Collector,
             "must be 1-64 printable ASCII characters",
+        ));
+    }
+    // v1.1 (§6.5): an auxiliar id is an opaque code, never free text that could hold a name.
+    if let Collector::Auxiliar(id) = c
+        && !crate::model::is_auxiliar_id(id)
+    {
+        return Err(Error::invalid(
+            crate::error::Field::Collector,
+            "an auxiliar id is 3-32 characters of A-Z, 0-9 and '-'",
         ));
     }
     Ok(())

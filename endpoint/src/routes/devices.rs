@@ -92,13 +92,16 @@ fn plausible_email(e: &str) -> bool {
 fn check_front(inner: &Inner, req: &RegisterRequest) -> Result<(), ApiError> {
     let invalid = |d: &str| ApiError::new(Reason::RegistrationInvalid, d);
     let id = req.registration_id.as_bytes();
-    let dk = open_from_device(
-        &inner.cfg.key,
-        &req.device_public,
-        id,
-        &req.front_sealed_key,
-    )
-    .map_err(|_| invalid("the card front's sealed key does not open for this device key"))?;
+    // The device sealed to the seal key it was provisioned with: any key of the ring.
+    let dk = inner
+        .cfg
+        .keys
+        .seal
+        .iter()
+        .find_map(|k| {
+            open_from_device(&k.secret, &req.device_public, id, &req.front_sealed_key).ok()
+        })
+        .ok_or_else(|| invalid("the card front's sealed key does not open for this device key"))?;
     let mut probe = ImageProbe::default();
     PartOpener::new(&dk, id, PartKind::Front)?
         .open_to(req.front.len() as u64, &req.front[..], &mut probe)
@@ -318,6 +321,13 @@ pub(crate) async fn activate(
     )
     .await?;
     check_version(req.v)?;
+    if req.signing_public.is_none() {
+        // A v1 device: it cannot sign commits, so nothing it sends could be counted.
+        return Err(ApiError::new(
+            Reason::UpgradeRequired,
+            "this endpoint speaks protocol v1.1: activation registers a signing key; update the app",
+        ));
+    }
     if req.nonce.len() != NONCE_LEN {
         return Err(ApiError::malformed(format!(
             "the nonce must be {NONCE_LEN} bytes"
@@ -417,10 +427,17 @@ fn activate_device(
             "this proof was already used; sign a fresh nonce",
         ));
     }
+    let newest = inner.cfg.keys.signing_key(now).ok_or_else(|| {
+        ApiError::new(Reason::Unavailable, "no receipt key is valid now").retry_after(3600)
+    })?;
+    if let Some(aux) = &req.auxiliar_id {
+        crate::collector::bind(&tx, aux, &req.device_public, now_s)?;
+    }
+    let signing_public = req.signing_public.map(|k| k.to_vec());
     let token = random_hex(32)?;
     tx.execute(
-        "INSERT INTO tokens (token_sha256, device_public, issued_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
-        params![&crypto::sha256(token.as_bytes())[..], &req.device_public[..], now_s, expires_at],
+        "INSERT INTO tokens (token_sha256, device_public, issued_at, expires_at, signing_public) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![&crypto::sha256(token.as_bytes())[..], &req.device_public[..], now_s, expires_at, signing_public],
     )?;
     tx.commit()?;
     tracing::info!(device = %device_id_of(&req.device_public), "device activated");
@@ -428,8 +445,8 @@ fn activate_device(
         v: protocol::VERSION,
         token,
         expires_at: from_unix(expires_at),
-        receipt_key: inner.cfg.signer.public(),
-        receipt_key_id: inner.receipt_key_id.clone(),
+        receipt_key: newest.info.key,
+        receipt_key_id: newest.info.key_id.clone(),
         processes: inner
             .cfg
             .processes
@@ -437,22 +454,27 @@ fn activate_device(
             .filter(|p| p.is_open_at(now))
             .cloned()
             .collect(),
+        key_certs: inner.cfg.keys.certs(now),
     })
 }
 
+/// The v1.1 proof (5.4), under any seal key of the ring (the one the device was provisioned
+/// with): it covers the signing key and the auxiliar id too.
 fn proof_valid(inner: &Inner, req: &ActivateRequest) -> Result<bool, ApiError> {
-    let shared = inner.cfg.key.diffie_hellman(&req.device_public);
-    // A low-order device key gives an all-zero secret anyone can compute: never a valid proof.
-    if shared.as_bytes().iter().all(|&b| b == 0) {
+    let Some(signing_public) = req.signing_public else {
         return Ok(false);
+    };
+    for key in &inner.cfg.keys.seal {
+        let shared = key.secret.diffie_hellman(&req.device_public);
+        // A low-order device key gives an all-zero secret anyone can compute: never valid.
+        if shared.as_bytes().iter().all(|&b| b == 0) {
+            return Ok(false);
+        }
+        if protocol::verify_activation_proof_v11(&shared, req, &signing_public)? {
+            return Ok(true);
+        }
     }
-    Ok(protocol::verify_activation_proof(
-        &shared,
-        &req.code,
-        &req.nonce,
-        &req.device_public,
-        &req.proof,
-    )?)
+    Ok(false)
 }
 
 #[cfg(test)]

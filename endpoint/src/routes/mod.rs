@@ -1,6 +1,6 @@
 //! The routes of protocol v1 and the middleware around them.
 
-mod commit;
+pub(crate) mod commit;
 mod dev;
 mod devices;
 mod uploads;
