@@ -175,6 +175,13 @@ impl Transport for HttpTransport {
             for (k, v) in &req.headers {
                 rb = rb.header(k.as_str(), v.as_str());
             }
+            // A POST, PUT or PATCH without a body still states its length: hyper sends no
+            // length for an empty body, and some proxies answer such a request 411
+            // (docs/protocol.md §6.4, the tus creation POST).
+            let states_length = matches!(req.method, Method::Post | Method::Put | Method::Patch);
+            if states_length && req.body.is_empty() && req.abort_body_after.is_none() {
+                rb = rb.header("content-length", "0");
+            }
             rb = match req.abort_body_after {
                 None => rb.body(req.body),
                 Some(n) => {

@@ -170,13 +170,14 @@ fn record_registration(
             params![&subject[..], now],
         )?;
     }
-    // "Send it by email": the development mailbox keeps the latest code per address. Only in
+    // "Send it by email": the development mailbox keeps the latest code per address (lower-cased,
+    // as the rate limit compares addresses). Only in
     // development mode: otherwise the address and the code would sit in the clear, unread.
     if inner.cfg.dev {
         tx.execute(
             "INSERT INTO dev_mailbox (email, code, expires_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (email) DO UPDATE SET code = excluded.code, expires_at = excluded.expires_at",
-            params![req.email, code, expires_at],
+            params![req.email.to_lowercase(), code, expires_at],
         )?;
     }
     tx.commit()?;
