@@ -1028,6 +1028,67 @@ fn http_examples_match_the_vectors() {
     assert_eq!(header("Content-Type"), tus::OFFSET_STREAM);
 }
 
+/// Section 11.10: a `captured_at` with nine fractional digits survives decoding and
+/// re-encoding inside a commit, to the nanosecond; truncated to microseconds it is another
+/// instant, so another content digest.
+#[test]
+fn nanosecond_captured_at_vector_holds() {
+    let vector = vector("captured-at-nanos");
+    let text: Value = ciborium::from_reader(&vector[..]).expect("the vector is CBOR");
+    let (_, commit_bytes) = example::<CommitRequest>("CommitRequest");
+    let mut commit: Value = ciborium::from_reader(&commit_bytes[..]).expect("example");
+    let Value::Map(fields) = &mut commit else {
+        panic!("a commit is a map")
+    };
+    for (k, v) in fields.iter_mut() {
+        if k.as_text() == Some("captured_at") {
+            *v = text.clone();
+        }
+    }
+    let mut bytes = Vec::new();
+    ciborium::into_writer(&commit, &mut bytes).expect("encode");
+    let decoded: CommitRequest =
+        protocol::decode(&bytes, limits::MAX_COMMIT_BYTES, "commit").expect("decodes");
+    let at = decoded.captured_at;
+    assert_eq!(at.unix_timestamp(), 1_637_426_525);
+    assert_eq!(at.nanosecond(), 123_456_789);
+    assert!(DOC.contains("1637426525 s + 123456789 ns"));
+    assert_eq!(
+        protocol::encode(&decoded).expect("encode"),
+        bytes,
+        "the commit re-encodes its captured_at to the same 9 digits"
+    );
+    let micros = at.replace_nanosecond(123_456_000).expect("valid");
+    assert_ne!(micros, at);
+    let truncated = time::format_description::well_known::Rfc3339;
+    assert_eq!(
+        micros.format(&truncated).expect("format"),
+        "2021-11-20T16:42:05.123456Z"
+    );
+    assert!(DOC.contains("`2021-11-20T16:42:05.123456Z`"));
+}
+
+/// Section 6.5 step 8 writes the clave pattern with ASCII digit classes, as the CDDL and the
+/// engine do: `\d` would take Unicode digits in many regex engines.
+#[test]
+fn the_clave_pattern_uses_ascii_digits_only() {
+    let pattern = "^[A-Z]{6}[0-9]{6}[0-9]{2}[HMX][0-9]{3}$";
+    assert!(section("Routes").contains(&format!("`{pattern}`")));
+    assert!(
+        !DOC.contains("\\d{") && !DOC.contains("\\d$") && !CDDL.contains("\\d"),
+        "a pattern in the document or the CDDL uses \\d"
+    );
+    let cddl = &pattern[1..pattern.len() - 1].replace("[0-9]{6}[0-9]{2}", "[0-9]{8}");
+    assert!(
+        CDDL.contains(cddl.as_str()),
+        "the CDDL's clave pattern differs"
+    );
+    apoyo_sync::validate::validate_clave("MUESTR90010109H001").expect("the example clave");
+    // Arabic-Indic digits where the birth date goes.
+    let arabic = "MUESTR\u{0669}\u{0660}010109H001";
+    assert!(apoyo_sync::validate::validate_clave(arabic).is_err());
+}
+
 // ------------------------------------------------------------------------------------------
 // The generator of the examples and vectors above (run by hand; see the module comment)
 
@@ -1172,7 +1233,8 @@ fn regenerate_examples() -> apoyo_sync::Result<()> {
         datetime!(2021-11-01 00:00 UTC),
         datetime!(2023-11-01 00:00 UTC),
     );
-    let seal_cert = protocol::trust::key_cert(KeyPurpose::Seal, ep.public().0, valid_from, valid_to);
+    let seal_cert =
+        protocol::trust::key_cert(KeyPurpose::Seal, ep.public().0, valid_from, valid_to);
     print_message("KeyCert", &seal_cert);
     let seal_cert = SignedKeyCert::issue(&root, &seal_cert)?;
     print_message("SignedKeyCert", &seal_cert);

@@ -538,7 +538,7 @@ fn a_keyring_inside_the_store_folder_is_refused() {
         None,
         StoreOptions::default(),
     )
-        .expect_err("init with the keyring inside the store");
+    .expect_err("init with the keyring inside the store");
     assert!(matches!(err, Error::KeyringInsideStore), "{err:?}");
     assert!(!dir.join("apoyo.db").exists());
 

@@ -68,10 +68,17 @@ impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyRing")
             .field("root", &self.root)
-            .field("seal", &self.seal.iter().map(|k| &k.info.key_id).collect::<Vec<_>>())
+            .field(
+                "seal",
+                &self.seal.iter().map(|k| &k.info.key_id).collect::<Vec<_>>(),
+            )
             .field(
                 "receipt",
-                &self.receipt.iter().map(|k| &k.info.key_id).collect::<Vec<_>>(),
+                &self
+                    .receipt
+                    .iter()
+                    .map(|k| &k.info.key_id)
+                    .collect::<Vec<_>>(),
             )
             .finish_non_exhaustive()
     }
@@ -101,7 +108,11 @@ impl KeyRing {
     }
 
     /// Adds a new seal key and a new receipt key, certified by `root` from `now`.
-    pub fn rotate(&mut self, root: &Ed25519Secret, now: OffsetDateTime) -> Result<(), EndpointError> {
+    pub fn rotate(
+        &mut self,
+        root: &Ed25519Secret,
+        now: OffsetDateTime,
+    ) -> Result<(), EndpointError> {
         if root.public() != self.root.to_bytes() {
             return Err(EndpointError::Config(
                 "the INE root key does not match this ring's ine-root.pub".into(),
@@ -167,7 +178,9 @@ impl KeyRing {
             }
         }
         if self.receipt.is_empty() {
-            return Err(EndpointError::Config("the key ring has no receipt key".into()));
+            return Err(EndpointError::Config(
+                "the key ring has no receipt key".into(),
+            ));
         }
         Ok(())
     }
@@ -185,8 +198,14 @@ pub fn create_dir(dir: &Path, now: OffsetDateTime) -> Result<KeyRing, EndpointEr
     fs::create_dir_all(dir.join("ring"))?;
     let root = Ed25519Secret::generate()?;
     let ring = KeyRing::generate(&root, now)?;
-    write_private(&dir.join("ine-root.key"), root.to_text(ROOT_KEY_TAG).as_bytes())?;
-    fs::write(dir.join("ine-root.pub"), format!("{}\n", ring.root.to_text()))?;
+    write_private(
+        &dir.join("ine-root.key"),
+        root.to_text(ROOT_KEY_TAG).as_bytes(),
+    )?;
+    fs::write(
+        dir.join("ine-root.pub"),
+        format!("{}\n", ring.root.to_text()),
+    )?;
     let first = ring.provisioned_seal()?;
     fs::write(
         dir.join("endpoint.pub"),
@@ -222,7 +241,10 @@ fn save_new_keys(dir: &Path, ring: &KeyRing) -> Result<(), EndpointError> {
                 hex::encode(k.secret.as_bytes())
             ));
             write_private(&base.with_extension("key"), text.as_bytes())?;
-            fs::write(base.with_extension("cert"), apoyo_sync::protocol::encode(&k.cert)?)?;
+            fs::write(
+                base.with_extension("cert"),
+                apoyo_sync::protocol::encode(&k.cert)?,
+            )?;
         }
     }
     for k in &ring.receipt {
@@ -232,7 +254,10 @@ fn save_new_keys(dir: &Path, ring: &KeyRing) -> Result<(), EndpointError> {
                 &base.with_extension("key"),
                 k.signer.to_text(RECEIPT_KEY_TAG).as_bytes(),
             )?;
-            fs::write(base.with_extension("cert"), apoyo_sync::protocol::encode(&k.cert)?)?;
+            fs::write(
+                base.with_extension("cert"),
+                apoyo_sync::protocol::encode(&k.cert)?,
+            )?;
         }
     }
     fsync(&ring_dir)?;
@@ -251,7 +276,11 @@ fn read_cert(path: &Path) -> Result<SignedKeyCert, EndpointError> {
     let bytes = fs::read(path).map_err(|e| {
         EndpointError::Config(format!("cannot read {}: {}", path.display(), e.kind()))
     })?;
-    Ok(apoyo_sync::protocol::decode(&bytes, 2048, "key certificate")?)
+    Ok(apoyo_sync::protocol::decode(
+        &bytes,
+        2048,
+        "key certificate",
+    )?)
 }
 
 /// Loads the ring `serve` runs with (no root private key needed) and checks it.
@@ -282,24 +311,33 @@ pub fn load_dir(dir: &Path) -> Result<KeyRing, EndpointError> {
         if name.starts_with("seal-") {
             let (_, b) = anchor::parse_tagged(&text, "seal key")?;
             let Ok(info) = cert.verify(&ring.root, KeyPurpose::Seal) else {
-                return Err(EndpointError::Config(format!("{name}: certificate refused")));
+                return Err(EndpointError::Config(format!(
+                    "{name}: certificate refused"
+                )));
             };
             let secret = EndpointSecretKey::from_bytes(*b);
             ring.seal.push(SealKey { secret, cert, info });
         } else if name.starts_with("receipt-") {
             let signer = Ed25519Secret::from_text(&text, RECEIPT_KEY_TAG, "receipt key")?;
             let Ok(info) = cert.verify(&ring.root, KeyPurpose::Receipt) else {
-                return Err(EndpointError::Config(format!("{name}: certificate refused")));
+                return Err(EndpointError::Config(format!(
+                    "{name}: certificate refused"
+                )));
             };
             ring.receipt.push(ReceiptKey { signer, cert, info });
         }
     }
-    let by_age = |a: &KeyCert, b: &KeyCert| (a.not_before, &a.key_id).cmp(&(b.not_before, &b.key_id));
+    let by_age =
+        |a: &KeyCert, b: &KeyCert| (a.not_before, &a.key_id).cmp(&(b.not_before, &b.key_id));
     ring.seal.sort_by(|a, b| by_age(&a.info, &b.info));
     ring.receipt.sort_by(|a, b| by_age(&a.info, &b.info));
     // The provisioned seal key comes first, whatever its age.
     let provisioned = anchor::parse_seal_public(&read_text(&dir.join("endpoint.pub"))?)?;
-    let Some(i) = ring.seal.iter().position(|k| k.secret.public() == provisioned) else {
+    let Some(i) = ring
+        .seal
+        .iter()
+        .position(|k| k.secret.public() == provisioned)
+    else {
         return Err(EndpointError::Config(
             "endpoint.pub is not one of the ring's seal keys".into(),
         ));
@@ -352,10 +390,16 @@ mod tests {
         #[cfg(unix)]
         for f in ["ine-root.key", "dup.secret"] {
             use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(dir.path().join(f)).unwrap().permissions().mode();
+            let mode = fs::metadata(dir.path().join(f))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600, "{f}");
         }
-        assert!(create_dir(dir.path(), now).is_err(), "never overwrites a root");
+        assert!(
+            create_dir(dir.path(), now).is_err(),
+            "never overwrites a root"
+        );
         let rotated = rotate_dir(dir.path(), now + time::Duration::days(30)).unwrap();
         assert_eq!((rotated.seal.len(), rotated.receipt.len()), (2, 2));
         let loaded = load_dir(dir.path()).unwrap();
@@ -366,7 +410,11 @@ mod tests {
             "the provisioned seal key stays first"
         );
         assert_eq!(
-            loaded.signing_key(now + time::Duration::days(31)).unwrap().info.key_id,
+            loaded
+                .signing_key(now + time::Duration::days(31))
+                .unwrap()
+                .info
+                .key_id,
             rotated.receipt[1].info.key_id,
             "the newest receipt key signs"
         );

@@ -20,7 +20,6 @@ mod digest;
 mod error;
 mod http;
 pub mod keyring;
-mod receipts;
 mod routes;
 mod skew;
 mod state;
@@ -37,8 +36,8 @@ pub use config::{
     Chaos, DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_UPLOAD_TTL, EndpointConfig, Injected, Route,
 };
 pub use error::EndpointError;
-pub use routes::router;
 pub use keyring::KeyRing;
+pub use routes::router;
 pub use state::AppState;
 pub use stats::{ProcessStats, Stats};
 

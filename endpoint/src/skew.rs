@@ -38,7 +38,10 @@ mod tests {
     fn small_skews_are_ignored_large_ones_corrected() {
         let now = datetime!(2021-11-20 17:00 UTC);
         let cap = datetime!(2021-11-20 16:00 UTC);
-        assert_eq!(judged_capture_time(cap, now - Duration::minutes(4), now), (cap, None));
+        assert_eq!(
+            judged_capture_time(cap, now - Duration::minutes(4), now),
+            (cap, None)
+        );
         // A phone a year behind: captured "in 2020", sent "in 2020".
         let year = Duration::days(366);
         let (t, skew) = judged_capture_time(cap - year, now - year, now);

@@ -117,7 +117,8 @@ pub struct ActivateResponse {
     #[serde(with = "bytes32")]
     pub receipt_key: [u8; 32],
     pub receipt_key_id: String,
-    /// The open processes.
+    /// The open processes (those this version can read: see [`readable_processes`]).
+    #[serde(deserialize_with = "readable_processes")]
     pub processes: Vec<Process>,
     /// v1.1: certificates, signed by the INE root, of the endpoint's current and still-valid
     /// receipt and seal keys. Absent from a v1 endpoint's answer (then empty).
@@ -129,7 +130,25 @@ pub struct ActivateResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProcessList {
     pub v: u8,
+    /// The catalog (those processes this version can read: see [`readable_processes`]).
+    #[serde(deserialize_with = "readable_processes")]
     pub processes: Vec<Process>,
+}
+
+/// Decodes a list of processes the way docs/protocol.md §2 asks of a v1 device: a key it does
+/// not know is ignored, and a process it cannot read (a `scope` form or a required field of a
+/// later version) or whose definition breaks the §6.3 rules is left out, keeping the rest of
+/// the answer. The endpoint still judges every commit against its own rules, so nothing is
+/// counted on the strength of a rule the device skipped.
+pub fn readable_processes<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<Process>, D::Error> {
+    let raw: Vec<ciborium::Value> = Deserialize::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .filter_map(|v| v.deserialized::<Process>().ok())
+        .filter(|p| p.check().is_ok())
+        .collect())
 }
 
 /// One part named in a commit.

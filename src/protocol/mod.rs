@@ -138,8 +138,16 @@ pub fn activation_proof_v11(
     signing_public: &[u8; 32],
     auxiliar_id: Option<&str>,
 ) -> Result<[u8; 32]> {
-    proof_v11(shared, code, nonce, device_public, signing_public, auxiliar_id, None)
-        .map(|t| t.unwrap_or_default())
+    proof_v11(
+        shared,
+        code,
+        nonce,
+        device_public,
+        signing_public,
+        auxiliar_id,
+        None,
+    )
+    .map(|t| t.unwrap_or_default())
 }
 
 /// Verifies a v1.1 activation proof in constant time (HMAC verification).

@@ -227,7 +227,13 @@ fn check_fields(
     sent: &CommitRequest,
     device_id: &str,
 ) -> std::result::Result<(), ReceiptRefusal> {
-    let field = |ok: bool, name| if ok { Ok(()) } else { Err(ReceiptRefusal::Field(name)) };
+    let field = |ok: bool, name| {
+        if ok {
+            Ok(())
+        } else {
+            Err(ReceiptRefusal::Field(name))
+        }
+    };
     field(r.capture_id == sent.capture_id, "capture_id")?;
     field(r.process_id == sent.process_id, "process_id")?;
     field(r.device_id == device_id, "device_id")?;

@@ -43,11 +43,11 @@ impl Store {
     /// device's commit-signing key if it has none.
     pub fn provision(&mut self, p: &Provisioning) -> Result<()> {
         crypto::anchor::check_x25519_public(&p.seal_key.0, "INE seal key")?;
-        let stored: Option<Vec<u8>> = self
-            .conn()
-            .query_row("SELECT ine_root FROM device WHERE singleton = 1", [], |r| {
-                r.get(0)
-            })?;
+        let stored: Option<Vec<u8>> =
+            self.conn()
+                .query_row("SELECT ine_root FROM device WHERE singleton = 1", [], |r| {
+                    r.get(0)
+                })?;
         match stored {
             Some(r) if r[..] == p.ine_root.to_bytes()[..] => {}
             Some(_) => return Err(Error::ProvisioningMismatch),
@@ -64,11 +64,11 @@ impl Store {
 
     /// The provisioned INE root, if the app provisioned one.
     pub fn ine_root(&self) -> Result<Option<IneRoot>> {
-        let stored: Option<Vec<u8>> = self
-            .conn()
-            .query_row("SELECT ine_root FROM device WHERE singleton = 1", [], |r| {
-                r.get(0)
-            })?;
+        let stored: Option<Vec<u8>> =
+            self.conn()
+                .query_row("SELECT ine_root FROM device WHERE singleton = 1", [], |r| {
+                    r.get(0)
+                })?;
         stored
             .map(|b| {
                 let arr: [u8; 32] = b.try_into().map_err(|_| Error::integrity("INE root"))?;
@@ -144,13 +144,20 @@ impl Store {
             {
                 continue;
             }
-            let fmt = |t: OffsetDateTime| t.format(&Rfc3339).map_err(|e| Error::Internal(e.to_string()));
+            let fmt = |t: OffsetDateTime| {
+                t.format(&Rfc3339)
+                    .map_err(|e| Error::Internal(e.to_string()))
+            };
             self.conn().execute(
                 "INSERT INTO endpoint_keys (key_id, purpose, key, cert, not_before, not_after)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (key_id) DO NOTHING",
                 params![
                     cert.key_id,
-                    if purpose == KeyPurpose::Seal { "seal" } else { "receipt" },
+                    if purpose == KeyPurpose::Seal {
+                        "seal"
+                    } else {
+                        "receipt"
+                    },
                     &cert.key[..],
                     crate::protocol::encode(signed)?,
                     fmt(cert.not_before)?,

@@ -1,20 +1,20 @@
 //! A sync run: refresh the catalog, then for each due capture upload its parts (resuming from
 //! the offset the endpoint acknowledges), commit it, verify the signed receipt, record it and
-//! crypto-shred the capture — until the queue is drained or the time budget is spent.
+//! crypto-shred the capture — until the queue is drained or the time budget is spent. The
+//! upload of one part (tus, resuming) is in [`super::upload`].
 
-use std::io::{Read, Seek, SeekFrom};
 use std::time::Duration;
 
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::client::{Client, Failure, PatchResult};
+use super::client::{Client, Failure};
 use super::retry::BackoffPolicy;
 use super::transport::Transport;
 use crate::error::{Error, Result};
 use crate::model::CaptureId;
-use crate::protocol::{self, Action, CommitPart, CommitRequest, Receipt, ReceiptRefusal, limits};
-use crate::store::{PartRecord, Store};
+use crate::protocol::{self, Action, CommitPart, CommitRequest, Receipt, ReceiptRefusal};
+use crate::store::Store;
 
 /// A progress callback.
 pub type ProgressFn = std::sync::Arc<dyn Fn(&Progress) + Send + Sync>;
@@ -102,27 +102,20 @@ enum Item {
     OutOfTime,
 }
 
-struct Run<'a> {
-    store: &'a mut Store,
-    client: Client<'a>,
+/// One sync run's state; its part uploads are in [`super::upload`].
+pub(super) struct Run<'a> {
+    pub(super) store: &'a mut Store,
+    pub(super) client: Client<'a>,
     opts: SyncOptions,
     deadline: Instant,
     rng: fastrand::Rng,
     report: SyncReport,
     /// Whether the current capture's attempt got bytes acknowledged.
-    progressed: bool,
-}
-
-/// Whether a stored `Upload-Expires` (HTTP date) has passed, with a minute's margin.
-fn upload_expired(expires: Option<&str>, now: time::OffsetDateTime) -> bool {
-    let Some(at) = expires.and_then(|e| httpdate::parse_http_date(e).ok()) else {
-        return false;
-    };
-    time::OffsetDateTime::from(at) <= now + time::Duration::minutes(1)
+    pub(super) progressed: bool,
 }
 
 /// Below this much remaining budget no new exchange is started.
-const MIN_EXCHANGE_TIME: Duration = Duration::from_millis(200);
+pub(super) const MIN_EXCHANGE_TIME: Duration = Duration::from_millis(200);
 
 /// Runs one sync. Transport failures are never errors here (they are rescheduled); an `Err` is
 /// a local problem (the store) or a missing registration.
@@ -180,7 +173,7 @@ pub async fn run(
 }
 
 impl Run<'_> {
-    fn remaining(&self) -> Duration {
+    pub(super) fn remaining(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
     }
 
@@ -389,129 +382,5 @@ impl Run<'_> {
         }
         self.store.quarantine(id, "receipt_invalid")?;
         Ok(Item::Quarantined)
-    }
-
-    /// Uploads one part (resuming), returning its upload URL once the endpoint holds it all.
-    async fn upload(
-        &mut self,
-        id: &CaptureId,
-        part: &PartRecord,
-    ) -> Result<Result<String, Failure>> {
-        let mut url = part.upload_url.clone();
-        if url.is_some() && upload_expired(part.upload_expires.as_deref(), self.store.clock().now())
-        {
-            // tus expiration: the server may already have dropped it; start a new one.
-            self.store.reset_upload(id, part.kind)?;
-            url = None;
-        }
-        if let Some(u) = &url
-            && part.uploaded_bytes == part.ct_len
-        {
-            // Already complete when last seen. If the endpoint has since expired it, the
-            // commit answers upload_missing and the parts are uploaded again.
-            return Ok(Ok(u.clone()));
-        }
-        let mut fresh = false;
-        let mut creations = 0;
-        loop {
-            let t = self.remaining();
-            let current = match &url {
-                None => {
-                    creations += 1;
-                    if creations > 2 {
-                        return Ok(Err(Failure::Transient {
-                            what: "upload keeps disappearing".into(),
-                            retry_after: None,
-                        }));
-                    }
-                    match self
-                        .client
-                        .create_upload(id, part.kind, part.ct_len, t)
-                        .await
-                    {
-                        Ok((u, exp)) => {
-                            self.store.set_upload(id, part.kind, &u, exp.as_deref())?;
-                            url = Some(u.clone());
-                            fresh = true;
-                            u
-                        }
-                        Err(f) => return Ok(Err(f)),
-                    }
-                }
-                Some(u) => u.clone(),
-            };
-            // A fresh upload is at 0; a known one is asked where it stands (the server's
-            // offset is the truth, not ours).
-            let mut offset = if fresh {
-                0
-            } else {
-                match self.client.upload_offset(&current, t).await {
-                    Ok(Some(o)) => o,
-                    Ok(None) => {
-                        self.store.reset_upload(id, part.kind)?;
-                        url = None;
-                        continue;
-                    }
-                    Err(f) => return Ok(Err(f)),
-                }
-            };
-            fresh = false;
-            if offset > part.ct_len {
-                // Not our bytes: start over.
-                self.store.reset_upload(id, part.kind)?;
-                url = None;
-                continue;
-            }
-            let mut reader = self.store.part_reader(id, part)?;
-            let mut buf = vec![0u8; limits::PATCH_BYTES];
-            let mut restart = false;
-            while offset < part.ct_len {
-                let n = ((part.ct_len - offset) as usize).min(limits::PATCH_BYTES);
-                reader.seek(SeekFrom::Start(offset))?;
-                reader.read_exact(&mut buf[..n])?;
-                let t = self.remaining();
-                if t < MIN_EXCHANGE_TIME {
-                    return Ok(Err(Failure::Transient {
-                        what: "budget spent".into(),
-                        retry_after: None,
-                    }));
-                }
-                match self
-                    .client
-                    .patch(&current, offset, buf[..n].to_vec(), t)
-                    .await
-                {
-                    Ok(PatchResult::Accepted(o)) if o > offset && o <= part.ct_len => {
-                        offset = o;
-                        self.progressed = true;
-                    }
-                    Ok(PatchResult::Accepted(_)) | Ok(PatchResult::OffsetMismatch) => {
-                        restart = true;
-                        break;
-                    }
-                    Ok(PatchResult::ChecksumMismatch) => {
-                        return Ok(Err(Failure::Transient {
-                            what: "checksum mismatch in transit".into(),
-                            retry_after: None,
-                        }));
-                    }
-                    Ok(PatchResult::Gone) => {
-                        self.store.reset_upload(id, part.kind)?;
-                        url = None;
-                        restart = true;
-                        break;
-                    }
-                    Err(f) => {
-                        self.store.set_uploaded(id, part.kind, offset)?;
-                        return Ok(Err(f));
-                    }
-                }
-            }
-            if restart {
-                continue;
-            }
-            self.store.set_uploaded(id, part.kind, offset)?;
-            return Ok(Ok(current));
-        }
     }
 }

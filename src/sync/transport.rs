@@ -7,6 +7,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::pinning;
+/// The TLS settings, owned by [`super::pinning`]; re-exported where they were first defined.
+pub use super::pinning::TlsConfig;
+
 /// An HTTP method the protocol uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -103,16 +107,6 @@ impl<T: Transport + ?Sized> Transport for Arc<T> {
     }
 }
 
-/// TLS settings for [`HttpTransport`].
-#[derive(Debug, Clone, Default)]
-pub struct TlsConfig {
-    /// Trust only this CA (PEM) for the endpoint, instead of none.
-    pub ca_pem: Option<Vec<u8>>,
-    /// SHA-256 digests of accepted endpoint public keys (DER SubjectPublicKeyInfo, RFC 7469).
-    /// When non-empty, the endpoint's key must be one of these (keep at least one backup pin).
-    pub pinned_spki_sha256: Vec<[u8; 32]>,
-}
-
 /// The production transport: HTTP/1.1 or HTTP/2 over rustls (reqwest). Plain `http://` is
 /// accepted only for loopback (the reference endpoint in tests and demos).
 pub struct HttpTransport {
@@ -144,7 +138,7 @@ impl HttpTransport {
             // or a token anywhere else.
             .redirect(reqwest::redirect::Policy::none());
         if url.scheme() == "https" {
-            builder = builder.use_preconfigured_tls(super::pinning::client_config(tls)?);
+            builder = builder.use_preconfigured_tls(pinning::client_config(tls)?);
         }
         let client = builder
             .build()
@@ -180,6 +174,13 @@ impl Transport for HttpTransport {
                 .timeout(req.timeout);
             for (k, v) in &req.headers {
                 rb = rb.header(k.as_str(), v.as_str());
+            }
+            // A POST, PUT or PATCH without a body still states its length: hyper sends no
+            // length for an empty body, and some proxies answer such a request 411
+            // (docs/protocol.md §6.4, the tus creation POST).
+            let states_length = matches!(req.method, Method::Post | Method::Put | Method::Patch);
+            if states_length && req.body.is_empty() && req.abort_body_after.is_none() {
+                rb = rb.header("content-length", "0");
             }
             rb = match req.abort_body_after {
                 None => rb.body(req.body),

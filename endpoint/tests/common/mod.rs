@@ -3,17 +3,17 @@
 //! for requests crafted by hand).
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use apoyo_endpoint::{Chaos, EndpointConfig, KeyRing, RunningEndpoint};
-use apoyo_sync::crypto::{self, DeviceIdentity, Ed25519Secret, PartSealer};
-use apoyo_sync::protocol::trust;
 use apoyo_sync::Clock;
+use apoyo_sync::crypto::{self, DeviceIdentity, Ed25519Secret, PartSealer};
 use apoyo_sync::model::{ImageFormat, ImageFormats};
+use apoyo_sync::protocol::trust;
 use apoyo_sync::protocol::{
     self, ActivateRequest, CommitPart, CommitRequest, ErrorBody, Provider, Reason, RegisterRequest,
 };
@@ -434,7 +434,9 @@ impl Harness {
     pub async fn commit(&self, token: &str, req: &CommitRequest) -> Answer {
         let signed = {
             let signers = self.signers.lock().unwrap();
-            let key = signers.get(token).expect("a token activated through the harness");
+            let key = signers
+                .get(token)
+                .expect("a token activated through the harness");
             trust::sign_commit(key, req).unwrap()
         };
         self.commit_body(token, &req.capture_id, protocol::encode(&signed).unwrap())
