@@ -234,12 +234,15 @@ fn a_version_1_store_made_by_a_real_store_upgrades_on_open() {
         .expect("attach");
         let tx = v1.transaction().expect("tx");
         for copy in [
-            "INSERT INTO main.device SELECT * FROM cur.device",
+            "INSERT INTO main.device SELECT singleton, store_id, device_id, created_at, wrapped_master,
+               wrapped_identity, identity_public, endpoint_public, collector_kind, collector_id
+               FROM cur.device",
             "INSERT INTO main.processes SELECT * FROM cur.processes",
             "INSERT INTO main.captures SELECT * FROM cur.captures",
             "INSERT INTO main.parts (capture_id, kind, file_offset, ct_len, sha256)
                SELECT capture_id, kind, file_offset, ct_len, sha256 FROM cur.parts",
-            "INSERT INTO main.capture_keys SELECT * FROM cur.capture_keys",
+            "INSERT INTO main.capture_keys SELECT capture_id, device_wrap, endpoint_seal
+               FROM cur.capture_keys",
         ] {
             tx.execute(copy, []).expect(copy);
         }
@@ -269,6 +272,24 @@ fn a_version_1_store_made_by_a_real_store_upgrades_on_open() {
     fs::rename(&v1_path, &db).expect("put the v1 db in place");
 
     let mut store = fx.open().expect("a version 1 store opens");
+    // v1.1 (migration 3): the store has a commit-signing key from its first open, no INE root
+    // until the app provisions one (so no receipt could be trusted before), and its captures
+    // name the provisioned seal key.
+    let signing = store.signing_public().expect("a signing key made at open");
+    assert_eq!(store.ine_root().expect("root"), None);
+    let provisioning = fx.provisioning();
+    store.provision(&provisioning).expect("provision");
+    assert_eq!(store.ine_root().expect("root"), Some(provisioning.ine_root));
+    assert_eq!(store.signing_public().expect("same key"), signing);
+    let other_root = Fixture::new().provisioning();
+    assert!(matches!(
+        store.provision(&other_root),
+        Err(Error::ProvisioningMismatch)
+    ));
+    assert_eq!(
+        store.capture_seal_key_id(&captured[0].0).expect("seal key id"),
+        fx.endpoint.public().key_id()
+    );
     assert_eq!(store.status().expect("status"), status);
     assert_eq!(store.list().expect("list"), list);
     for ((id, images), seal) in captured.iter().zip(&seals) {

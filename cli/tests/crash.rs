@@ -202,6 +202,8 @@ fn device_with_processes(env: &Env) -> BTreeSet<String> {
         env.store().as_os_str(),
         OsStr::new("--endpoint-pub"),
         keys.join("endpoint.pub").as_os_str(),
+        OsStr::new("--ine-root"),
+        keys.join("ine-root.pub").as_os_str(),
     ]);
     let process_ids: BTreeSet<String> = env
         .ok([
@@ -438,6 +440,8 @@ fn a_killed_store_opened_with_another_keyring_is_left_untouched() {
             env.path("other-store").as_os_str(),
             OsStr::new("--endpoint-pub"),
             env.path("endpoint-keys").join("endpoint.pub").as_os_str(),
+            OsStr::new("--ine-root"),
+            env.path("endpoint-keys").join("ine-root.pub").as_os_str(),
         ])
         .env("APOYO_KEYRING", &other)
         .output()
