@@ -287,7 +287,9 @@ fn a_version_1_store_made_by_a_real_store_upgrades_on_open() {
         Err(Error::ProvisioningMismatch)
     ));
     assert_eq!(
-        store.capture_seal_key_id(&captured[0].0).expect("seal key id"),
+        store
+            .capture_seal_key_id(&captured[0].0)
+            .expect("seal key id"),
         fx.endpoint.public().key_id()
     );
     assert_eq!(store.status().expect("status"), status);
