@@ -15,7 +15,7 @@ use std::path::Path;
 use apoyo_sync::crypto::wrap;
 use apoyo_sync::protocol::{Receipt, ReceiptResult};
 use apoyo_sync::store::migrations;
-use apoyo_sync::{CaptureId, Error, ErrorClass, Images, PartKind, State, Store};
+use apoyo_sync::{CaptureId, Clock, Error, ErrorClass, Images, PartKind, State, Store};
 use rusqlite::{Connection, OpenFlags};
 use time::OffsetDateTime;
 
@@ -393,5 +393,74 @@ fn a_tampered_endpoint_seal_fails_integrity_at_the_endpoint() {
             .expect("manifest")
             .capture_id,
         id
+    );
+}
+
+/// ADR 0015: a purged capture's keyed duplicate hash stays while its process is open (the
+/// same citizen is still refused on this phone after the purge) and is overwritten once the
+/// process has closed, so the phone keeps nothing that could test whether a clave supported.
+#[test]
+fn the_duplicate_hash_of_a_purged_capture_is_forgotten_when_its_process_closes() {
+    use apoyo_sync::ManualClock;
+    let closes = time::macros::datetime!(2031-01-01 00:00 UTC);
+    let clock = ManualClock::new(closes - time::Duration::days(10));
+    let fx = Fixture::new();
+    let opts = apoyo_sync::StoreOptions {
+        clock: std::sync::Arc::new(clock.clone()),
+        ..Default::default()
+    };
+    let mut store = fx.init_with_processes(
+        opts,
+        r#"[{"id": "corto", "name": "Proceso que cierra", "accepted_models": ["G"],
+             "vigencia_cutoff": "2022-01-01", "scope": "national",
+             "closes": "2031-01-01T00:00:00Z"},
+            {"id": "nacional", "name": "Abierto", "accepted_models": ["G"],
+             "vigencia_cutoff": "2022-01-01", "scope": "national"}]"#,
+    );
+    let id = store
+        .capture(capture_of("corto", &clave(900)))
+        .expect("capture");
+    let open_id = store
+        .capture(capture_of("nacional", &clave(900)))
+        .expect("capture");
+    commit(&mut store, &id);
+    commit(&mut store, &open_id);
+    store.purge_committed().expect("purge");
+    let dup_keys = |db: &Path| -> Vec<Vec<u8>> {
+        let conn =
+            Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open db");
+        let mut st = conn
+            .prepare("SELECT dup_key FROM captures ORDER BY process_id")
+            .expect("prepare");
+        st.query_map([], |r| r.get(0))
+            .expect("query")
+            .map(|r| r.expect("row"))
+            .collect()
+    };
+    let before = dup_keys(&fx.db_path());
+
+    // Still open: nothing forgotten, and the citizen is still refused on this phone.
+    assert_eq!(
+        store.forget_closed_duplicates(clock.now()).expect("forget"),
+        0
+    );
+    let again = store.capture(capture_of("corto", &clave(900)));
+    assert!(matches!(again, Err(Error::Duplicate { .. })), "{again:?}");
+    assert_eq!(dup_keys(&fx.db_path()), before);
+
+    // Closed: the purged capture's hash is overwritten; the open process's one stays.
+    clock.set(closes);
+    assert_eq!(
+        store.forget_closed_duplicates(clock.now()).expect("forget"),
+        1
+    );
+    let after = dup_keys(&fx.db_path());
+    assert_eq!(after[0], vec![0u8; 32], "corto's hash is gone");
+    assert_eq!(after[1], before[1], "nacional's hash stays");
+    assert!(!after.contains(&before[0]));
+    // Idempotent.
+    assert_eq!(
+        store.forget_closed_duplicates(clock.now()).expect("forget"),
+        0
     );
 }

@@ -271,6 +271,35 @@ impl Store {
         Ok(crate::protocol::trust::verify_receipt_signature(&root, &signed).is_ok())
     }
 
+    /// Overwrites the keyed duplicate hash of every purged capture whose process has closed
+    /// (its `closes` is at or before `now`), so the phone no longer holds anything that could
+    /// test whether a given clave supported it. While the process is open the hash stays, also
+    /// after the purge: it is what refuses the same citizen twice on this phone (ADR 0015).
+    /// Returns how many were cleared.
+    pub fn forget_closed_duplicates(&mut self, now: OffsetDateTime) -> Result<u64> {
+        let closed: Vec<String> = self
+            .processes()?
+            .into_iter()
+            .filter(|p| p.closes.is_some_and(|c| c <= now))
+            .map(|p| p.id)
+            .collect();
+        let mut cleared = 0u64;
+        for id in closed {
+            // All zeros: an HMAC output no clave produces, so it matches nothing.
+            cleared += self.conn().execute(
+                "UPDATE captures SET dup_key = zeroblob(32)
+                 WHERE process_id = ?1 AND state = 'purged' AND dup_key != zeroblob(32)",
+                [id],
+            )? as u64;
+        }
+        if cleared > 0 {
+            // The old values are gone from the pages (secure_delete); empty the WAL too.
+            self.conn()
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        }
+        Ok(cleared)
+    }
+
     /// Records the device clock's offset from the endpoint's `Date` at a contact.
     pub fn set_clock_offset(&mut self, offset: time::Duration) -> Result<()> {
         let ms = i64::try_from(offset.whole_milliseconds()).unwrap_or(i64::MAX);

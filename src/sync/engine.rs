@@ -151,6 +151,9 @@ pub async fn run(
         .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
     // A kill between recording a receipt and purging leaves a committed capture: finish it.
     store.purge_committed()?;
+    // The keyed duplicate hashes of closed processes are no longer needed on the phone.
+    let now = store.clock().now();
+    store.forget_closed_duplicates(now)?;
     let mut run = Run {
         store,
         client,

@@ -203,6 +203,7 @@ impl Harness {
     /// Adds a seal key and a receipt key (certified by the root) and restarts on them.
     pub async fn rotate(&mut self, at: time::OffsetDateTime) {
         self.ring.rotate(&self.root, at).unwrap();
+        self.receipt_public = self.ring.receipt.last().unwrap().info.key;
         self.restart().await;
     }
 
