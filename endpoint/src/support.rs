@@ -110,10 +110,7 @@ pub(crate) fn decide(
     }
     let held = parts::held_parts(&tx, inner, device, req)?;
     let now = inner.now();
-    let (judged_at, skew) = (
-        req.captured_at,
-        crate::skew::judged_capture_time(req.captured_at, req.sent_at, now).1,
-    );
+    let (judged_at, skew) = crate::skew::judged_capture_time(req.captured_at, req.sent_at, now);
     let decision = decide_content(&tx, inner, device, req, &held, judged_at)?;
     let decided = Decided {
         device,
