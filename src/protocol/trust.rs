@@ -1,6 +1,6 @@
 //! Protocol v1.1 trust: key certificates signed by the provisioned INE root, the device's
 //! signature over its commit, and the receipt check that stands between a commit and the
-//! irreversible deletion of a capture (docs/protocol.md §7, ADR 0015).
+//! irreversible deletion of a capture (docs/protocol.md 5.7, 5.8 and 6.5; ADR 0015).
 //!
 //! A receipt is accepted only if, in this order: it carries a key certificate; the certificate
 //! is signed by the INE root, is for purpose `receipt`, and names its key by that key's id;
