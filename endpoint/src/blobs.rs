@@ -14,6 +14,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use apoyo_sync::fsutil::fsync_dir;
 use apoyo_sync::{CaptureId, PartKind};
 use sha2::Digest;
 
@@ -193,19 +194,6 @@ impl Blobs {
         }
         Ok(removed)
     }
-}
-
-/// fsyncs a folder so that files created or removed in it survive power loss.
-fn fsync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        File::open(dir)?.sync_all()?;
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
