@@ -32,13 +32,14 @@
 //! folder of the scratch directory (default: cargo's target tmp dir, on the real disk, not
 //! tmpfs). `APOYO_BENCH_ENFORCE=1` makes a missed goal exit with status 1 (full mode only).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::hint::black_box;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use apoyo_sync::crypto::PartSealer;
+use apoyo_sync::fsutil::fsync_dir;
 use apoyo_sync::{
     CardFields, CredentialModel, EndpointSecretKey, FileKeyGuard, Images, NewCapture, PartKind,
     Process, Store, StoreOptions,
@@ -167,10 +168,6 @@ fn scratch_parent() -> PathBuf {
         return target_tmp;
     }
     PathBuf::from("/var/tmp")
-}
-
-fn fsync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 // ---- the workload --------------------------------------------------------------------------

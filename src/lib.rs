@@ -9,6 +9,7 @@ pub mod cbor;
 pub mod clock;
 pub mod crypto;
 pub mod error;
+pub mod fsutil;
 pub mod limits;
 pub mod model;
 pub mod process;

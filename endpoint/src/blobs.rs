@@ -16,6 +16,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use apoyo_sync::fsutil::fsync_dir;
 use apoyo_sync::{CaptureId, PartKind};
 use sha2::Digest;
 
@@ -224,22 +225,26 @@ fn is_support_dir(name: &str) -> bool {
     }
 }
 
-/// fsyncs a folder so that files created or removed in it survive power loss.
-fn fsync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        File::open(dir)?.sync_all()?;
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn support_folder_names_cannot_escape_the_folder() {
+        let id = "017d3e39-f3c3-73ff-8786-d4c4c55a727c";
+        let dev = "72b65672c8142a08323d254a501ffc6b";
+        assert!(is_support_dir(id));
+        assert!(is_support_dir(&format!("{id}-{dev}")));
+        for bad in [
+            format!("{id}-"),
+            format!("{id}-../../etc"),
+            format!("{id}/{dev}"),
+            "../../etc/passwd".into(),
+            String::new(),
+        ] {
+            assert!(!is_support_dir(&bad), "{bad}");
+        }
+    }
 
     #[test]
     fn upload_ids_cannot_escape_the_folder() {
