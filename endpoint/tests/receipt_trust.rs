@@ -1,75 +1,26 @@
 //! Protocol v1.1: a receipt is grounds for deleting a capture only if it chains to the INE root
 //! the app provisioned and says exactly what the device committed (issue 11, ADR 0015).
 //!
-//! - A hostile forwarding proxy on loopback, between a real device and the real endpoint, swaps
-//!   the receipt key (and the key certificates) at activation and answers the commit itself with
-//!   a receipt signed by its own key: the capture is neither reported committed nor purged.
+//! (The attack of issue 11, a hostile forwarding proxy, is in `hostile_proxy.rs`.)
+//!
 //! - Each refusal of the receipt check, through a transport that alters the real endpoint's
 //!   answer to the commit: the capture keeps every byte and is quarantined `receipt_invalid`
 //!   (or, with no anchored key at all, stays queued), and nothing is recorded as a receipt.
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use apoyo_endpoint::KeyRing;
 use apoyo_endpoint::keyring::ReceiptKey;
-use apoyo_sync::crypto::{self, Ed25519Secret};
+use apoyo_sync::crypto::Ed25519Secret;
 use apoyo_sync::protocol::trust::{self, KeyPurpose, SignedKeyCert};
-use apoyo_sync::protocol::{
-    self, ActivateResponse, CommitRequest, Receipt, ReceiptPart, ReceiptResult, SignedCommit,
-    SignedReceipt,
-};
+use apoyo_sync::protocol::{self, CommitRequest, Receipt, SignedReceipt};
 use apoyo_sync::sync::transport::{Method, Request, SendFuture};
-use apoyo_sync::sync::{
-    BackoffPolicy, HttpTransport, SyncOptions, SyncReport, TlsConfig, Transport,
-};
-use apoyo_sync::{CaptureId, Collector, FileKeyGuard, PartKind, State, Store, StoreOptions};
+use apoyo_sync::sync::{HttpTransport, TlsConfig, Transport};
+use apoyo_sync::{CaptureId, Collector, State};
+use common::kept::*;
 use common::*;
-
-fn opts(budget: Duration) -> SyncOptions {
-    SyncOptions {
-        budget,
-        backoff: BackoffPolicy {
-            min_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(100),
-        },
-        seed: Some(7),
-        progress: None,
-    }
-}
-
-/// Every file of a store folder but its lock, with its bytes.
-fn files_of(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    for e in std::fs::read_dir(dir.join("parts")).unwrap() {
-        let p = e.unwrap().path();
-        out.insert(p.clone(), std::fs::read(&p).unwrap());
-    }
-    out
-}
-
-/// What a refused receipt must leave: no receipt, the capture in `state` with every byte.
-fn assert_kept(store: &Store, id: &CaptureId, state: State, before: &BTreeMap<PathBuf, Vec<u8>>) {
-    let info = store.info(id).unwrap();
-    assert_eq!(info.state, state, "{:?}", info.reason);
-    if state == State::Quarantined {
-        assert_eq!(info.reason.as_deref(), Some("receipt_invalid"));
-    }
-    assert!(store.receipts().unwrap().is_empty(), "no receipt recorded");
-    assert_eq!(
-        &files_of(store.dir()),
-        before,
-        "every byte of the capture kept"
-    );
-    // The data key is still there: the capture opens byte for byte.
-    let mut out = Vec::new();
-    store.read_part(id, PartKind::Front, &mut out).unwrap();
-    assert_eq!(out, image("front.jpg"));
-}
 
 // ---------------------------------------------------------------------------------------------
 // Receipt alterations
@@ -331,214 +282,6 @@ async fn a_receipt_without_an_anchored_key_keeps_the_capture_queued() {
         |s: &mut SignedReceipt| s.key_cert = None
     })
     .await;
-}
-
-// ---------------------------------------------------------------------------------------------
-// The attack of issue 11: a hostile forwarding proxy
-
-/// What the proxy forges with: a key ring under its own root.
-struct Attacker {
-    upstream: String,
-    http: reqwest::Client,
-    ring: KeyRing,
-    commits_answered: std::sync::atomic::AtomicU32,
-}
-
-impl Attacker {
-    /// Swaps the receipt key and the certificates of an activation answer for its own.
-    fn swap_keys(&self, body: &[u8]) -> Vec<u8> {
-        let mut a: ActivateResponse = protocol::decode(body, 1 << 22, "activation").unwrap();
-        a.receipt_key = self.ring.receipt[0].info.key;
-        a.receipt_key_id = self.ring.receipt[0].info.key_id.clone();
-        a.key_certs = self.ring.certs(time::OffsetDateTime::now_utc());
-        protocol::encode(&a).unwrap()
-    }
-
-    /// A receipt that says exactly what the device committed, signed by the attacker's key.
-    fn forge_receipt(&self, body: &[u8]) -> Vec<u8> {
-        let signed: SignedCommit = protocol::decode(body, 1 << 16, "commit").unwrap();
-        let c: CommitRequest = protocol::decode(&signed.commit, 1 << 16, "commit").unwrap();
-        let key = &self.ring.receipt[0];
-        let receipt = Receipt {
-            v: 1,
-            capture_id: c.capture_id,
-            process_id: c.process_id.clone(),
-            device_id: c.collector.id().to_string(),
-            result: ReceiptResult::Counted,
-            first_capture_id: None,
-            parts: c
-                .parts
-                .iter()
-                .map(|p| ReceiptPart {
-                    kind: p.kind,
-                    sha256: p.sha256,
-                })
-                .collect(),
-            counted_at: time::OffsetDateTime::now_utc(),
-            endpoint_key_id: key.info.key_id.clone(),
-            collector: c.collector.clone(),
-            captured_at: c.captured_at,
-            sealed_key_sha256: crypto::sha256(&c.sealed_key),
-        };
-        let receipt = protocol::encode(&receipt).unwrap();
-        let signature = key
-            .signer
-            .sign(&protocol::receipt_signing_input(&receipt))
-            .to_vec();
-        protocol::encode(&SignedReceipt {
-            receipt,
-            signature,
-            key_cert: Some(key.cert.clone()),
-        })
-        .unwrap()
-    }
-}
-
-async fn hostile_proxy(
-    axum::extract::State(a): axum::extract::State<Arc<Attacker>>,
-    req: axum::extract::Request,
-) -> axum::response::Response {
-    use axum::body::Body;
-    let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, 1 << 24).await.unwrap();
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
-    if parts.method == axum::http::Method::PUT && path.starts_with("/v1/supports/") {
-        // Never forwarded: the proxy answers the commit itself.
-        a.commits_answered
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        return axum::response::Response::builder()
-            .status(201)
-            .header("content-type", protocol::CBOR)
-            .body(Body::from(a.forge_receipt(&body)))
-            .unwrap();
-    }
-    let mut fwd = a
-        .http
-        .request(parts.method.clone(), format!("{}{path}", a.upstream))
-        .body(body.to_vec());
-    for (k, v) in &parts.headers {
-        if k != "host" && k != "content-length" {
-            fwd = fwd.header(k, v);
-        }
-    }
-    let resp = fwd.send().await.unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let mut bytes = resp.bytes().await.unwrap().to_vec();
-    if path == "/v1/devices/activate" && status == 200 {
-        bytes = a.swap_keys(&bytes);
-    }
-    let mut out = axum::response::Response::builder().status(status);
-    for (k, v) in &headers {
-        if k != "content-length" && k != "transfer-encoding" && k != "connection" {
-            out = out.header(k, v);
-        }
-    }
-    out.body(Body::from(bytes)).unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hostile_proxy_swapping_the_receipt_key_cannot_get_a_capture_purged() {
-    let h = Harness::start().await;
-    let attacker = Arc::new(Attacker {
-        upstream: h.url.clone(),
-        http: reqwest::Client::new(),
-        ring: KeyRing::generate(
-            &Ed25519Secret::generate().unwrap(),
-            time::OffsetDateTime::now_utc(),
-        )
-        .unwrap(),
-        commits_answered: std::sync::atomic::AtomicU32::new(0),
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let proxy_url = format!("http://{}", listener.local_addr().unwrap());
-    let app = axum::Router::new()
-        .fallback(hostile_proxy)
-        .with_state(attacker.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-
-    // A real device, provisioned with INE's root, talks to "INE" through the proxy.
-    let kr = FileKeyGuard::open_or_create(&h.dir.path().join("victim-keyring")).unwrap();
-    let mut store = Store::init(
-        &h.dir.path().join("victim"),
-        &kr,
-        &h.provisioning(),
-        None,
-        StoreOptions::default(),
-    )
-    .unwrap();
-    let t = HttpTransport::new(&proxy_url, &TlsConfig::default()).unwrap();
-    apoyo_sync::sync::device::register(
-        &mut store,
-        &t,
-        &proxy_url,
-        "victim@example.org",
-        apoyo_sync::protocol::Provider::Google,
-        &image("front.jpg"),
-    )
-    .await
-    .unwrap();
-    let code = h.mailbox_code("victim@example.org").await;
-    let resp = apoyo_sync::sync::device::activate(&mut store, &t, &code)
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.receipt_key, attacker.ring.receipt[0].info.key,
-        "the proxy swapped the key"
-    );
-    // The swapped certificates do not chain to the provisioned root: none was kept, and the
-    // device still seals to INE's provisioned key.
-    assert_eq!(store.endpoint_public(), h.endpoint_public());
-
-    let id = store
-        .capture(apoyo_sync::NewCapture {
-            process_id: REVOCACION.into(),
-            model: apoyo_sync::CredentialModel::parse("G").unwrap(),
-            fields: apoyo_sync::CardFields {
-                clave_elector: clave(1),
-                ..Default::default()
-            },
-            location: None,
-            images: images(),
-            collector: None,
-        })
-        .unwrap();
-    let before = files_of(store.dir());
-    let report: SyncReport =
-        apoyo_sync::sync::engine::run(&mut store, &t, opts(Duration::from_secs(30)))
-            .await
-            .unwrap();
-    assert!(
-        attacker
-            .commits_answered
-            .load(std::sync::atomic::Ordering::SeqCst)
-            >= 1,
-        "the proxy answered the commit"
-    );
-    // Not reported committed, not purged, every byte kept, no receipt listed as verified.
-    assert_eq!((report.committed, report.duplicates), (0, 0));
-    assert_eq!(report.untrusted_receipts, 1);
-    assert_kept(&store, &id, State::Quarantined, &before);
-    // And indeed the real endpoint never counted it.
-    let s = h.stats().await;
-    assert_eq!(
-        (s["received"].as_u64(), s["counted"].as_u64()),
-        (Some(0), Some(0))
-    );
-
-    // Straight to INE, the same capture is counted and only then purged.
-    store.retry_quarantined(&id).unwrap();
-    let direct = HttpTransport::new(&h.url, &TlsConfig::default()).unwrap();
-    let report = apoyo_sync::sync::engine::run(&mut store, &direct, opts(Duration::from_secs(30)))
-        .await
-        .unwrap();
-    assert_eq!(report.committed, 1);
-    assert_eq!(store.info(&id).unwrap().state, State::Purged);
-    assert_eq!(h.stats().await["counted"].as_u64(), Some(1));
 }
 
 /// The signature the engine makes over its commit is what the endpoint checks; the check is

@@ -3,6 +3,8 @@
 //! for requests crafted by hand).
 #![allow(dead_code)]
 
+pub mod kept;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
