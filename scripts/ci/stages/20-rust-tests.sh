@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Stage rust-tests: every Rust test in the workspace (unit, integration, doc-less all-targets).
+set -euo pipefail
+. "$APOYO_ROOT/scripts/ci/lib.sh"
+ci_setup rust
+ci_run cargo test --workspace --all-targets --locked
