@@ -4,8 +4,8 @@
 # table. Adding a stage = dropping a file there. See docs/ci.md.
 #
 #   scripts/test-all.sh                    every stage
-#   scripts/test-all.sh rust-tests deny    only these stages (by name, without NN-; a unique
-#                                          prefix such as `deny` or `20` works too)
+#   scripts/test-all.sh rust-tests 30      only these stages (by name, without NN-; a unique
+#                                          prefix such as `rust` or `30` works too)
 #   APOYO_CI_STAGES=fmt-clippy,rust-tests  the same through the environment
 #   scripts/test-all.sh --list             list the stages
 #
@@ -72,7 +72,8 @@ for f in "${files[@]}"; do
     took=$((SECONDS - start))
     case $rc in
         0) result=PASS note="" ;;
-        77) result=SKIP note="skipped because $(cat "$skip_file")" ;;
+        77) if [ -s "$skip_file" ]; then result=SKIP note="skipped because $(cat "$skip_file")"
+            else result=FAIL note="exit 77 without ci_skip"; failed=$((failed + 1)); fi ;;
         *) result=FAIL note="exit $rc"; failed=$((failed + 1)) ;;
     esac
     rm -f "$skip_file"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stage cargo-deny: licences, bans and sources from deny.toml, and advisories against the
 # checked-in RustSec snapshot in .ci/advisory-db, never fetched (its git source is not reachable
-# from CI). cargo-deny reads a database only from a git checkout, so the stage builds a throwaway
+# from CI): `--offline`, which replaced `check --disable-fetch` in cargo-deny 0.16+. cargo-deny reads a database only from a git checkout, so the stage builds a throwaway
 # one whose commit and HEAD carry the snapshot's date: deny.toml's maximum-db-staleness then
 # measures the snapshot's real age. Refresh it with scripts/setup/refresh-advisory-db.sh.
 set -euo pipefail
@@ -14,7 +14,7 @@ snapshot="$APOYO_ROOT/.ci/advisory-db"
 read -r _ commit date _ <"$snapshot/SNAPSHOT"
 age_days=$(( ($(date +%s) - $(date -d "$date" +%s)) / 86400 ))
 ci_log "advisories: checked-in RustSec snapshot $commit of $date ($age_days days old),"
-ci_log "  with --disable-fetch: the advisory database's git source is not reachable from CI"
+ci_log "  not fetched (--offline, formerly --disable-fetch): the advisory database's git source is not reachable from CI"
 
 # The directory name cargo-deny derives from the default db-url (name + xxhash64 of the URL).
 export APOYO_ADVISORY_DB_ROOT; APOYO_ADVISORY_DB_ROOT="$(mktemp -d)"
@@ -29,5 +29,6 @@ mkdir -p "$db" && cp -r "$snapshot/crates" "$db/"
     touch -d "$date" .git/HEAD
 ) || ci_fail "could not prepare the advisory snapshot checkout"
 
+ci_run cargo fetch --locked
 ci_run cargo deny --version
-ci_run cargo deny --locked check --disable-fetch --show-stats advisories bans licenses sources
+ci_run cargo deny --frozen check --show-stats advisories bans licenses sources
