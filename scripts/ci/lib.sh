@@ -18,6 +18,16 @@ ci_setup() {
     bash "$APOYO_ROOT/scripts/setup/$name.sh" "$@" || ci_fail "setup $name failed: the toolchain for this stage could not be set up"
 }
 
+# ci_setup_eval NAME [ARGS...]: for setup scripts that print `export X=...` lines on stdout
+# (java.sh, `postgres.sh start`): runs it, fails the stage if it fails, then applies the exports.
+# (`eval "$(script)"` alone would not fail: eval of an empty string succeeds.)
+ci_setup_eval() {
+    local name="$1" out; shift
+    ci_log "setup: scripts/setup/$name.sh $*"
+    out="$(bash "$APOYO_ROOT/scripts/setup/$name.sh" "$@")" || ci_fail "setup $name failed: the toolchain for this stage could not be set up"
+    eval "$out"
+}
+
 # ci_skip REASON: the only way to skip, for the cases an issue allows (e.g. netns when not
 # root). It prints a visible "skipped because" line and exits 77, which test-all.sh reports as
 # SKIP with the reason in its summary. APOYO_CI_NO_SKIP=1 turns every skip into a failure.
