@@ -3,4 +3,5 @@
 set -euo pipefail
 . "$APOYO_ROOT/scripts/ci/lib.sh"
 ci_setup rust
-ci_run cargo test --workspace --all-targets --locked
+# --no-fail-fast: one failing test binary does not hide the results of the others.
+ci_run cargo test --workspace --all-targets --locked --no-fail-fast
