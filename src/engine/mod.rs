@@ -82,6 +82,9 @@ pub struct Engine {
     store: Mutex<Option<Store>>,
     closed: AtomicBool,
     syncing: AtomicBool,
+    /// Serializes the start and end of a run with `cancel`, so a cancel reaches the run that
+    /// was running when it was called, never a later one.
+    run_gate: Mutex<()>,
     /// Facts about the store that status reads without waiting for a running sync.
     facts: Mutex<Facts>,
     provisioning: Provisioning,
@@ -148,6 +151,7 @@ impl Engine {
             store: Mutex::new(None),
             closed: AtomicBool::new(false),
             syncing: AtomicBool::new(false),
+            run_gate: Mutex::new(()),
             facts: Mutex::new(Facts::default()),
             provisioning,
             opts,
@@ -327,6 +331,7 @@ impl Engine {
     /// Asks a running sync to stop at its next exchange boundary (from any thread). A sync
     /// that starts later is not affected.
     pub fn cancel(&self) {
+        let _gate = lock(&self.run_gate);
         if self.syncing.load(Ordering::SeqCst) {
             self.control.cancel();
         }

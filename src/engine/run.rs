@@ -23,8 +23,21 @@ struct Running<'a>(&'a Engine);
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        self.0.control.start_run();
+        let _gate = lock(&self.0.run_gate);
         self.0.syncing.store(false, Ordering::SeqCst);
+        self.0.control.start_run();
+    }
+}
+
+impl<'a> Running<'a> {
+    /// Marks the engine as syncing, or says a run is already going on.
+    fn start(engine: &'a Engine) -> Result<Self> {
+        let _gate = lock(&engine.run_gate);
+        if engine.syncing.swap(true, Ordering::SeqCst) {
+            return Err(Error::SyncRunning);
+        }
+        engine.control.start_run();
+        Ok(Running(engine))
     }
 }
 
@@ -58,11 +71,7 @@ impl Engine {
         if self.closed.load(Ordering::SeqCst) {
             return Err(Error::EngineClosed);
         }
-        if self.syncing.swap(true, Ordering::SeqCst) {
-            return Err(Error::SyncRunning);
-        }
-        self.control.start_run();
-        let _running = Running(self);
+        let _running = Running::start(self)?;
         self.emit(&Event::SyncStarted);
         let deadline = Instant::now() + budget.unwrap_or(self.opts.default_budget).min(MAX_BUDGET);
         let report = self.passes(deadline)?;

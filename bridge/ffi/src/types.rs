@@ -254,3 +254,27 @@ pub struct ApoyoProgress {
     pub pending: u64,
     pub bytes_sent: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every core code has the bridge code of the same number; the bridge's own codes lie
+    /// outside the core's range; no number is used twice.
+    #[test]
+    fn bridge_codes_cover_every_core_code_with_its_number() {
+        for c in ErrorCode::ALL {
+            assert_eq!(ApoyoCode::of(c) as i32, c as i32, "{c:?}");
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for c in ApoyoCode::ALL {
+            assert!(seen.insert(c as i32), "{c:?} twice");
+            let n = c as i32;
+            assert!(
+                n == 0 || n >= 100 || ErrorCode::from_i32(n).is_some(),
+                "{c:?}"
+            );
+        }
+        assert_eq!(ApoyoCode::ALL.len(), ErrorCode::ALL.len() + 5);
+    }
+}
