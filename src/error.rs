@@ -159,6 +159,11 @@ pub enum Error {
     Crypto(&'static str),
     #[error("internal error: {0}")]
     Internal(String),
+
+    #[error("the engine is closed")]
+    EngineClosed,
+    #[error("a sync is already running on this engine")]
+    SyncRunning,
 }
 
 /// Stable numeric codes for the C ABI and the bindings. Never renumber; only append.
@@ -198,6 +203,95 @@ pub enum ErrorCode {
     Io = 91,
     Crypto = 92,
     Internal = 99,
+    EngineClosed = 48,
+    SyncRunning = 49,
+}
+
+impl ErrorCode {
+    /// Every code, in the order they were appended (bindings check their mapping against it).
+    pub const ALL: [ErrorCode; 35] = [
+        ErrorCode::Invalid,
+        ErrorCode::ModelNotAccepted,
+        ErrorCode::CredentialExpired,
+        ErrorCode::OutOfScope,
+        ErrorCode::UnknownProcess,
+        ErrorCode::ProcessClosed,
+        ErrorCode::InvalidProcess,
+        ErrorCode::Duplicate,
+        ErrorCode::StorageFull,
+        ErrorCode::UnknownCapture,
+        ErrorCode::CaptureGone,
+        ErrorCode::KeyUnavailable,
+        ErrorCode::WrongDevice,
+        ErrorCode::Integrity,
+        ErrorCode::CiphertextVersion,
+        ErrorCode::NoStore,
+        ErrorCode::StoreExists,
+        ErrorCode::StoreBusy,
+        ErrorCode::CorruptStore,
+        ErrorCode::StoreVersion,
+        ErrorCode::KeyringInsideStore,
+        ErrorCode::Decode,
+        ErrorCode::TooLarge,
+        ErrorCode::NotRegistered,
+        ErrorCode::NotActivated,
+        ErrorCode::Activation,
+        ErrorCode::Transient,
+        ErrorCode::Rejected,
+        ErrorCode::BadReceipt,
+        ErrorCode::Sqlite,
+        ErrorCode::Io,
+        ErrorCode::Crypto,
+        ErrorCode::Internal,
+        ErrorCode::EngineClosed,
+        ErrorCode::SyncRunning,
+    ];
+
+    /// The code with this number, if there is one.
+    pub fn from_i32(n: i32) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|c| *c as i32 == n)
+    }
+
+    /// The code's name as the bindings spell it (`snake_case`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::Invalid => "invalid",
+            ErrorCode::ModelNotAccepted => "model_not_accepted",
+            ErrorCode::CredentialExpired => "credential_expired",
+            ErrorCode::OutOfScope => "out_of_scope",
+            ErrorCode::UnknownProcess => "unknown_process",
+            ErrorCode::ProcessClosed => "process_closed",
+            ErrorCode::InvalidProcess => "invalid_process",
+            ErrorCode::Duplicate => "duplicate",
+            ErrorCode::StorageFull => "storage_full",
+            ErrorCode::UnknownCapture => "unknown_capture",
+            ErrorCode::CaptureGone => "capture_gone",
+            ErrorCode::KeyUnavailable => "key_unavailable",
+            ErrorCode::WrongDevice => "wrong_device",
+            ErrorCode::Integrity => "integrity",
+            ErrorCode::CiphertextVersion => "ciphertext_version",
+            ErrorCode::NoStore => "no_store",
+            ErrorCode::StoreExists => "store_exists",
+            ErrorCode::StoreBusy => "store_busy",
+            ErrorCode::CorruptStore => "corrupt_store",
+            ErrorCode::StoreVersion => "store_version",
+            ErrorCode::KeyringInsideStore => "keyring_inside_store",
+            ErrorCode::Decode => "decode",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::NotRegistered => "not_registered",
+            ErrorCode::NotActivated => "not_activated",
+            ErrorCode::Activation => "activation",
+            ErrorCode::Transient => "transient",
+            ErrorCode::Rejected => "rejected",
+            ErrorCode::BadReceipt => "bad_receipt",
+            ErrorCode::Sqlite => "sqlite",
+            ErrorCode::Io => "io",
+            ErrorCode::Crypto => "crypto",
+            ErrorCode::Internal => "internal",
+            ErrorCode::EngineClosed => "engine_closed",
+            ErrorCode::SyncRunning => "sync_running",
+        }
+    }
 }
 
 impl Error {
@@ -237,6 +331,8 @@ impl Error {
             Error::Io(_) => ErrorCode::Io,
             Error::Crypto(_) => ErrorCode::Crypto,
             Error::Internal(_) => ErrorCode::Internal,
+            Error::EngineClosed => ErrorCode::EngineClosed,
+            Error::SyncRunning => ErrorCode::SyncRunning,
         }
     }
 
@@ -258,12 +354,13 @@ impl Error {
             | C::KeyringInsideStore
             | C::NotRegistered
             | C::NotActivated
-            | C::Activation => ErrorClass::InvalidInput,
+            | C::Activation
+            | C::EngineClosed => ErrorClass::InvalidInput,
             C::Duplicate => ErrorClass::Duplicate,
             C::StorageFull => ErrorClass::StorageFull,
             C::KeyUnavailable | C::WrongDevice => ErrorClass::KeyUnavailable,
             C::Integrity | C::CiphertextVersion | C::BadReceipt => ErrorClass::Integrity,
-            C::StoreBusy | C::Transient => ErrorClass::Transient,
+            C::StoreBusy | C::Transient | C::SyncRunning => ErrorClass::Transient,
             C::CorruptStore | C::StoreVersion => ErrorClass::StoreUnusable,
             C::Decode | C::TooLarge | C::Rejected => ErrorClass::Rejected,
             C::Sqlite | C::Io | C::Crypto | C::Internal => ErrorClass::Internal,

@@ -262,6 +262,7 @@ fn sync_until_drained(
         },
         seed: Some(seed),
         progress: None,
+        control: None,
     };
     let mut totals = Totals::default();
     let mut pending = u64::MAX;

@@ -189,6 +189,7 @@ fn fast() -> SyncOptions {
         },
         seed: Some(1),
         progress: None,
+        control: None,
     }
 }
 
