@@ -575,7 +575,7 @@ fn main() -> BoxResult<()> {
 fn new_store(dir: &Path, guard: &FileKeyGuard, endpoint: &EndpointSecretKey) -> BoxResult<Store> {
     fs::create_dir_all(dir)?;
     let root = apoyo_sync::crypto::Ed25519Secret::generate()?;
-    let provisioning = apoyo_sync::Provisioning {
+    let provisioning = apoyo_sync::InePublicKeys {
         seal_key: endpoint.public(),
         ine_root: apoyo_sync::IneRoot::from_bytes(&root.public())?,
     };

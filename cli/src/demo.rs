@@ -16,8 +16,8 @@ use apoyo_sync::sync::{
     Transport,
 };
 use apoyo_sync::{
-    CardFields, Collector, CredentialModel, FileKeyGuard, Images, NewCapture, Process,
-    Provisioning, Store,
+    CardFields, Collector, CredentialModel, FileKeyGuard, Images, InePublicKeys, NewCapture,
+    Process, Store,
 };
 
 use crate::{CliError, CliResult};
@@ -54,7 +54,7 @@ fn device(
     name: &'static str,
     collector: Option<Collector>,
     url: &str,
-    provisioning: &Provisioning,
+    provisioning: &InePublicKeys,
     t: &HttpTransport,
     rt: &tokio::runtime::Runtime,
 ) -> CliResult<Device> {
@@ -204,13 +204,13 @@ pub fn demo(json: bool, seed: u64) -> CliResult {
 fn start_endpoint(
     rt: &tokio::runtime::Runtime,
     dir: &Path,
-) -> CliResult<(RunningEndpoint, Provisioning)> {
+) -> CliResult<(RunningEndpoint, InePublicKeys)> {
     let root = apoyo_sync::crypto::Ed25519Secret::generate()?;
     let ring = ok(
         apoyo_endpoint::KeyRing::generate(&root, time::OffsetDateTime::now_utc()),
         "key ring",
     )?;
-    let provisioning = Provisioning {
+    let provisioning = InePublicKeys {
         seal_key: ring.seal[0].secret.public(),
         ine_root: ring.root,
     };
@@ -266,6 +266,7 @@ fn sync_until_drained(
         },
         seed: Some(seed),
         progress: None,
+        control: None,
     };
     let mut totals = Totals::default();
     let mut pending = u64::MAX;

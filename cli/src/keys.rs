@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use apoyo_endpoint::keyring;
-use apoyo_sync::{EndpointPublicKey, IneRoot, Provisioning};
+use apoyo_sync::{EndpointPublicKey, InePublicKeys, IneRoot};
 
 use crate::{CliError, CliResult, read_file};
 
@@ -52,8 +52,8 @@ pub fn read_root(path: &Path) -> CliResult<IneRoot> {
 }
 
 /// What `device init` provisions.
-pub fn provisioning(endpoint_pub: &Path, ine_root: &Path) -> CliResult<Provisioning> {
-    Ok(Provisioning {
+pub fn provisioning(endpoint_pub: &Path, ine_root: &Path) -> CliResult<InePublicKeys> {
+    Ok(InePublicKeys {
         seal_key: read_public(endpoint_pub)?,
         ine_root: read_root(ine_root)?,
     })

@@ -151,6 +151,10 @@ pub fn run_sync(store: &Path, budget: Option<String>, json: bool, tls: &TlsArgs)
             Ok(())
         }
         sync::StopReason::Drained => Ok(()),
+        // The CLI sets no run control, so nothing holds its runs.
+        sync::StopReason::Held(h) => Err(CliError::Engine(apoyo_sync::Error::Transient(
+            h.describe().into(),
+        ))),
     }
 }
 

@@ -18,8 +18,9 @@ use apoyo_sync::sync::{
     TlsConfig, Transport,
 };
 use apoyo_sync::{
-    CaptureId, CardFields, CredentialModel, Error, FileKeyGuard, Images, ManualClock, NewCapture,
-    PartKind, Process, Provisioning, SharedClock, State, Store, StoreOptions, SystemClock,
+    CaptureId, CardFields, CredentialModel, Error, FileKeyGuard, Images, InePublicKeys,
+    ManualClock, NewCapture, PartKind, Process, SharedClock, State, Store, StoreOptions,
+    SystemClock,
 };
 
 const PROCESSES: &str = include_str!("../../examples/processes.json");
@@ -38,7 +39,7 @@ struct Env {
     ep: Option<RunningEndpoint>,
     url: String,
     /// What the devices are provisioned with (the ring's first seal key and its INE root).
-    provisioning: Provisioning,
+    provisioning: InePublicKeys,
     dir: tempfile::TempDir,
 }
 
@@ -54,7 +55,7 @@ fn start(processes: &str, clock: SharedClock, chaos: Option<Arc<dyn Chaos>>) -> 
     let dir = tempfile::tempdir().unwrap();
     let root = Ed25519Secret::generate().unwrap();
     let ring = KeyRing::generate(&root, clock.now()).unwrap();
-    let provisioning = Provisioning {
+    let provisioning = InePublicKeys {
         seal_key: ring.seal[0].secret.public(),
         ine_root: ring.root,
     };
@@ -194,6 +195,7 @@ fn fast() -> SyncOptions {
         },
         seed: Some(1),
         progress: None,
+        control: None,
     }
 }
 

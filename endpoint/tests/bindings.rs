@@ -279,6 +279,7 @@ fn fast() -> SyncOptions {
         },
         seed: Some(3),
         progress: None,
+        control: None,
     }
 }
 

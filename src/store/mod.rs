@@ -50,7 +50,7 @@ pub use capture::MAX_COLLECTOR_ID_LEN;
 pub use read::{CaptureInfo, PartRecord, Status};
 pub use recover::OpenReport;
 pub use sync_state::{Activation, ReceiptInfo};
-pub use trust::Provisioning;
+pub use trust::InePublicKeys;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use super::capture::check_collector;
 use super::rows::collector_parts;
 use super::{
-    DB_FILE, DeviceKeys, LOCK_FILE, OpenReport, Provisioning, Store, StoreOptions, db, files,
+    DB_FILE, DeviceKeys, InePublicKeys, LOCK_FILE, OpenReport, Store, StoreOptions, db, files,
     migrations, now_text,
 };
 use crate::crypto::{self, DeviceIdentity, EndpointPublicKey, KeyGuard, SecretKey, wrap};
@@ -210,12 +210,26 @@ impl Store {
     pub fn init(
         dir: &Path,
         guard: &dyn KeyGuard,
-        provisioning: &Provisioning,
+        provisioning: &InePublicKeys,
         collector: Option<Collector>,
         opts: StoreOptions,
     ) -> Result<Store> {
-        crypto::anchor::check_x25519_public(&provisioning.seal_key.0, "INE seal key")?;
-        let endpoint_public = provisioning.seal_key;
+        let mut store = Store::init_unanchored(dir, guard, provisioning.seal_key, collector, opts)?;
+        store.provision(provisioning)?;
+        Ok(store)
+    }
+
+    /// Creates a store with INE's seal key but no INE root yet (an app build that provisions
+    /// none): it captures and syncs, but trusts no receipt, so it deletes nothing, until
+    /// [`Store::provision`] gives it the root.
+    pub fn init_unanchored(
+        dir: &Path,
+        guard: &dyn KeyGuard,
+        endpoint_public: EndpointPublicKey,
+        collector: Option<Collector>,
+        opts: StoreOptions,
+    ) -> Result<Store> {
+        crypto::anchor::check_x25519_public(&endpoint_public.0, "INE seal key")?;
         let db_path = dir.join(DB_FILE);
         if db_path.exists() {
             return Err(Error::StoreExists(dir.to_path_buf()));
@@ -250,9 +264,7 @@ impl Store {
         fs::rename(&partial, &db_path)?;
         fsync_dir(dir)?;
         drop(lock);
-        let mut store = Store::open(dir, guard, opts)?;
-        store.provision(provisioning)?;
-        Ok(store)
+        Store::open(dir, guard, opts)
     }
 
     /// Opens an existing store. Never deletes or rewrites anything on failure: a damaged file

@@ -17,17 +17,17 @@ use crate::protocol::{KeyPurpose, Receipt, SignedKeyCert, SignedReceipt};
 /// receipt and seal keys. A receipt is grounds for deleting a capture only if it chains to
 /// this root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Provisioning {
+pub struct InePublicKeys {
     pub seal_key: EndpointPublicKey,
     pub ine_root: IneRoot,
 }
 
-impl Provisioning {
+impl InePublicKeys {
     /// From the two provisioned text forms (`apoyo-seal-pub-v1 <hex>` or v1's bare hex, and
     /// `apoyo-ine-root-v1 <hex>`); a private key, another key's file, a zero or low-order key
     /// is refused with [`Error::BadKey`].
     pub fn from_text(seal_key: &str, ine_root: &str) -> Result<Self> {
-        Ok(Provisioning {
+        Ok(InePublicKeys {
             seal_key: crypto::anchor::parse_seal_public(seal_key)?,
             ine_root: IneRoot::from_text(ine_root)?,
         })
@@ -41,7 +41,7 @@ impl Store {
     /// Records the provisioning of a new store, or of a store made before v1.1 (which has no
     /// root yet): the root is set once; a different root later is refused. Creates the
     /// device's commit-signing key if it has none.
-    pub fn provision(&mut self, p: &Provisioning) -> Result<()> {
+    pub fn provision(&mut self, p: &InePublicKeys) -> Result<()> {
         crypto::anchor::check_x25519_public(&p.seal_key.0, "INE seal key")?;
         let stored: Option<Vec<u8>> =
             self.conn()

@@ -9,11 +9,13 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::client::{Client, Failure};
+use super::control::{Hold, RunControl};
 use super::retry::BackoffPolicy;
 use super::transport::Transport;
 use crate::error::{Error, Result};
 use crate::model::CaptureId;
 use crate::protocol::{self, Action, CommitPart, CommitRequest, Receipt, ReceiptRefusal};
+use crate::queue::State;
 use crate::store::Store;
 
 /// A progress callback.
@@ -30,6 +32,9 @@ pub struct SyncOptions {
     pub seed: Option<u64>,
     /// Called after each capture reaches a terminal state or is rescheduled.
     pub progress: Option<ProgressFn>,
+    /// Consulted before each exchange (cancel, network policy) and told of each capture's
+    /// state change; `None`: the run only stops at its budget.
+    pub control: Option<std::sync::Arc<dyn RunControl>>,
 }
 
 impl Default for SyncOptions {
@@ -39,6 +44,7 @@ impl Default for SyncOptions {
             backoff: BackoffPolicy::default(),
             seed: None,
             progress: None,
+            control: None,
         }
     }
 }
@@ -61,6 +67,8 @@ pub enum StopReason {
     Budget,
     /// The activation is missing or expired: the user must activate again.
     NeedsActivation,
+    /// The run control stopped it (cancel, network policy, another call waiting).
+    Held(Hold),
 }
 
 /// What a run did.
@@ -85,7 +93,6 @@ pub struct SyncReport {
     /// Why the last receipt was not accepted (no personal data).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub receipt_problem: Option<&'static str>,
-    #[serde(skip)]
     pub stopped: StopReason,
 }
 
@@ -100,13 +107,14 @@ enum Item {
     Rescheduled,
     NeedsActivation,
     OutOfTime,
+    Held(Hold),
 }
 
 /// One sync run's state; its part uploads are in [`super::upload`].
 pub(super) struct Run<'a> {
     pub(super) store: &'a mut Store,
     pub(super) client: Client<'a>,
-    opts: SyncOptions,
+    pub(super) opts: SyncOptions,
     deadline: Instant,
     rng: fastrand::Rng,
     report: SyncReport,
@@ -182,7 +190,7 @@ impl Run<'_> {
 
     async fn refresh_catalog(&mut self) -> Result<()> {
         let t = self.remaining();
-        if t < MIN_EXCHANGE_TIME {
+        if t < MIN_EXCHANGE_TIME || self.held().is_some() {
             return Ok(());
         }
         // A failure here is not fatal: the cached catalog serves until the next run.
@@ -196,6 +204,10 @@ impl Run<'_> {
         loop {
             if self.remaining() < MIN_EXCHANGE_TIME {
                 self.report.stopped = StopReason::Budget;
+                return Ok(());
+            }
+            if let Some(h) = self.held() {
+                self.report.stopped = StopReason::Held(h);
                 return Ok(());
             }
             let now = self.store.clock().now();
@@ -212,12 +224,16 @@ impl Run<'_> {
                             self.report.stopped = StopReason::Budget;
                             return Ok(());
                         }
-                        tokio::time::sleep(wait).await;
+                        self.sleep_unless_changed(wait).await;
                         continue;
                     }
                 }
             }
             for id in due {
+                if let Some(h) = self.held() {
+                    self.report.stopped = StopReason::Held(h);
+                    return Ok(());
+                }
                 match self.one(&id).await? {
                     Item::Counted => self.report.committed += 1,
                     Item::Duplicate => self.report.duplicates += 1,
@@ -229,6 +245,10 @@ impl Run<'_> {
                     }
                     Item::OutOfTime => {
                         self.report.stopped = StopReason::Budget;
+                        return Ok(());
+                    }
+                    Item::Held(h) => {
+                        self.report.stopped = StopReason::Held(h);
                         return Ok(());
                     }
                 }
@@ -259,13 +279,13 @@ impl Run<'_> {
             // it is, but it is kept for inspection and never deleted.
             Err(e @ (Error::Integrity { .. } | Error::CiphertextVersion(_))) => {
                 tracing::warn!(capture = %id, error = %e, "local integrity failure; quarantined");
-                self.store.quarantine(id, "local_integrity")?;
+                self.quarantine(id, "local_integrity")?;
                 Ok(Item::Quarantined)
             }
             // A message this capture would need is over a protocol limit: it can never be
             // sent as it is. Kept, quarantined, and the rest of the queue goes on.
             Err(Error::TooLarge { .. }) => {
-                self.store.quarantine(id, "too_large")?;
+                self.quarantine(id, "too_large")?;
                 Ok(Item::Quarantined)
             }
             Err(e) => Err(e),
@@ -277,9 +297,13 @@ impl Run<'_> {
             // The budget cut the exchange short: not the endpoint's fault, no attempt counted.
             return Ok(Item::OutOfTime);
         }
+        if let Some(h) = self.held() {
+            // Held back (cancel, network policy): not the endpoint's fault, no attempt counted.
+            return Ok(Item::Held(h));
+        }
         match failure.action() {
             Action::Quarantine => {
-                self.store.quarantine(id, &failure.describe())?;
+                self.quarantine(id, &failure.describe())?;
                 Ok(Item::Quarantined)
             }
             Action::Reactivate => Ok(Item::NeedsActivation),
@@ -301,7 +325,10 @@ impl Run<'_> {
                     .backoff
                     .delay(attempts, failure.retry_after(), &mut self.rng);
                 let next = self.store.clock().now() + delay;
-                self.store.record_transient(id, next, &failure.describe())?;
+                let why = failure.describe();
+                self.store.record_transient(id, next, &why)?;
+                let state = self.store.info(id)?.state;
+                self.changed(id, state, Some(&why), Some(next));
                 Ok(Item::Rescheduled)
             }
         }
@@ -309,6 +336,9 @@ impl Run<'_> {
 
     async fn deliver(&mut self, id: &CaptureId) -> Result<Result<Item, Failure>> {
         let info = self.store.info(id)?;
+        if info.state == State::Captured {
+            self.changed(id, State::Uploading, None, None);
+        }
         let parts = self.store.parts(id)?;
         let mut commit_parts = Vec::with_capacity(parts.len());
         for part in &parts {
@@ -344,7 +374,13 @@ impl Run<'_> {
             Err(refusal) => return self.untrusted(id, refusal).map(Ok),
         };
         self.store.record_receipt_v11(&receipt, &signed)?;
+        let result = match receipt.result {
+            protocol::ReceiptResult::Counted => "counted",
+            protocol::ReceiptResult::Duplicate => "duplicate",
+        };
+        self.changed(id, State::Committed, Some(result), None);
         self.store.purge(id)?;
+        self.changed(id, State::Purged, Some(result), None);
         Ok(Ok(match receipt.result {
             protocol::ReceiptResult::Counted => Item::Counted,
             protocol::ReceiptResult::Duplicate => Item::Duplicate,
@@ -380,10 +416,13 @@ impl Run<'_> {
             let attempts = self.store.attempts(id)? + 1;
             let delay = self.opts.backoff.delay(attempts, None, &mut self.rng);
             let next = self.store.clock().now() + delay;
-            self.store.record_transient(id, next, &refusal.describe())?;
+            let why = refusal.describe();
+            self.store.record_transient(id, next, &why)?;
+            let state = self.store.info(id)?.state;
+            self.changed(id, state, Some(&why), Some(next));
             return Ok(Item::Rescheduled);
         }
-        self.store.quarantine(id, "receipt_invalid")?;
+        self.quarantine(id, "receipt_invalid")?;
         Ok(Item::Quarantined)
     }
 }

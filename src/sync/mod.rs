@@ -3,6 +3,8 @@
 //! - [`transport`]: the network seam ([`Transport`]) and its HTTP implementation over rustls.
 //! - [`pinning`]: the TLS settings ([`TlsConfig`]) and the rustls verifier that pins them.
 //! - [`client`]: one function per protocol exchange; classifies every failure once.
+//! - [`control`]: what stops a run between exchanges (cancel, network policy) and hears of
+//!   each capture's state change.
 //! - [`engine`]: a sync run within a time budget: the queue, commits, receipts, rescheduling.
 //! - `upload`: the tus upload of one part, resuming from the endpoint's offset.
 //! - [`device`]: registration and activation.
@@ -13,6 +15,7 @@
 //! run the async code on a current-thread runtime: what the CLI and the C ABI call.
 
 pub mod client;
+pub mod control;
 pub mod device;
 pub mod engine;
 pub mod faults;
@@ -21,6 +24,7 @@ pub mod retry;
 pub mod transport;
 mod upload;
 
+pub use control::{CaptureChange, Hold, RunControl};
 pub use engine::{Progress, StopReason, SyncOptions, SyncReport};
 pub use faults::{FaultPlan, FaultyTransport};
 pub use pinning::TlsConfig;

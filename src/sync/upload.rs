@@ -165,6 +165,10 @@ impl Run<'_> {
             if t < MIN_EXCHANGE_TIME {
                 return Ok(Pass::Failed(transient("budget spent")));
             }
+            if let Some(h) = self.held() {
+                self.store.set_uploaded(id, part.kind, offset)?;
+                return Ok(Pass::Failed(transient(h.describe())));
+            }
             match self.client.patch(url, offset, buf[..n].to_vec(), t).await {
                 Ok(PatchResult::Accepted(o)) if o > offset && o <= part.ct_len => {
                     offset = o;

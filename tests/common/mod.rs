@@ -10,14 +10,14 @@ use std::path::{Path, PathBuf};
 
 use apoyo_sync::crypto::Ed25519Secret;
 use apoyo_sync::{
-    CardFields, CredentialModel, EndpointSecretKey, FileKeyGuard, Images, IneRoot, NewCapture,
-    Process, Provisioning, Store, StoreOptions,
+    CardFields, CredentialModel, EndpointSecretKey, FileKeyGuard, Images, InePublicKeys, IneRoot,
+    NewCapture, Process, Store, StoreOptions,
 };
 
 /// What a device is provisioned with for `endpoint`: its seal key and a fresh INE root.
-pub fn provisioning_for(endpoint: &EndpointSecretKey) -> Provisioning {
+pub fn provisioning_for(endpoint: &EndpointSecretKey) -> InePublicKeys {
     let root = Ed25519Secret::generate().expect("root");
-    Provisioning {
+    InePublicKeys {
         seal_key: endpoint.public(),
         ine_root: IneRoot::from_bytes(&root.public()).expect("root key"),
     }
@@ -79,7 +79,7 @@ impl Fixture {
     }
 
     /// What this fixture's stores are provisioned with (INE's seal key and an INE root).
-    pub fn provisioning(&self) -> Provisioning {
+    pub fn provisioning(&self) -> InePublicKeys {
         provisioning_for(&self.endpoint)
     }
 

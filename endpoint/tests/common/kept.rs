@@ -20,6 +20,7 @@ pub fn opts(budget: Duration) -> SyncOptions {
         },
         seed: Some(7),
         progress: None,
+        control: None,
     }
 }
 

@@ -22,7 +22,7 @@ use apoyo_sync::protocol::{
 use apoyo_sync::sync::{HttpTransport, TlsConfig};
 use apoyo_sync::{
     CaptureId, CardFields, Collector, CredentialModel, EndpointPublicKey, EndpointSecretKey,
-    FileKeyGuard, Images, Manifest, ManualClock, NewCapture, PartKind, Process, Provisioning,
+    FileKeyGuard, Images, InePublicKeys, Manifest, ManualClock, NewCapture, PartKind, Process,
     SharedClock, Store, StoreOptions,
 };
 use base64::Engine as _;
@@ -195,8 +195,8 @@ impl Harness {
     }
 
     /// What a device of this endpoint is provisioned with.
-    pub fn provisioning(&self) -> Provisioning {
-        Provisioning {
+    pub fn provisioning(&self) -> InePublicKeys {
+        InePublicKeys {
             seal_key: self.endpoint_public(),
             ine_root: self.ring.root,
         }
