@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod demo;
+mod field_cmds;
 mod keys;
 mod serve;
 mod store_cmds;
@@ -111,6 +112,8 @@ enum Cmd {
         #[arg(long, default_value_t = 2022)]
         seed: u64,
     },
+    /// A fault-injecting TCP proxy between devices (or a phone) and an endpoint.
+    Proxy(field_cmds::ProxyArgs),
     /// Test support: capture synthetic supports in a loop, printing each id once durable.
     #[command(hide = true)]
     CaptureLoop(StoreArg),
@@ -232,6 +235,7 @@ fn main() -> ExitCode {
         } => serve::serve(&db, &listen, &key, &processes, dev),
         Cmd::Demo { json, seed } => demo::demo(json, seed),
         Cmd::CaptureLoop(a) => store_cmds::capture_loop(&a.store),
+        Cmd::Proxy(a) => field_cmds::proxy(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,1 @@
+//! A whole field scenario on one machine (in progress).
