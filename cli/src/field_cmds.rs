@@ -8,8 +8,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use apoyo_fieldkit::fieldtest::{self, External, FieldConfig};
 use apoyo_fieldkit::profile::{self, Profile};
 use apoyo_fieldkit::proxy::{self, FaultLog, ProxyConfig};
+use apoyo_sync::EndpointPublicKey;
 use clap::Args;
 
 use crate::{CliError, CliResult};
@@ -215,4 +217,207 @@ pub fn proxy(a: ProxyArgs) -> CliResult {
         println!("summary: {summary}");
         signal.map_err(|e| CliError::Io(format!("signal: {e}")))
     })
+}
+
+#[derive(Args, Debug)]
+pub struct FieldtestArgs {
+    /// Simulated devices, each with its own store and device key.
+    #[arg(long, default_value_t = 3)]
+    pub devices: usize,
+    /// Supports each device captures (a few shared with another device, a few invalid).
+    #[arg(long, default_value_t = 10)]
+    pub captures: usize,
+    /// Synthetic capture size in bytes (all four images).
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub capture_bytes: usize,
+    /// One link (cell) for all devices instead of one each.
+    #[arg(long)]
+    pub shared_link: bool,
+    /// Run devices as processes, SIGKILLed this many times per minute on average.
+    #[arg(long)]
+    pub kill_rate: Option<f64>,
+    /// Stop after this long even if supports are pending (e.g. 90s, 10m).
+    #[arg(long, default_value = "10m")]
+    pub deadline: String,
+    /// Print the report as one JSON line.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the visual report (one self-contained HTML file).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Use this endpoint (http://host:port, running with --dev) instead of an in-process one.
+    #[arg(long, requires_all = ["endpoint_db", "endpoint_pub"])]
+    pub endpoint: Option<String>,
+    /// The external endpoint's database file (read-only, to count what it holds).
+    #[arg(long)]
+    pub endpoint_db: Option<PathBuf>,
+    /// The external endpoint's public key file (from `apoyo endpoint-keygen`).
+    #[arg(long)]
+    pub endpoint_pub: Option<PathBuf>,
+    /// Plain-HTTP mode of the proxy (its own 429/503 answers, --status-pct).
+    #[arg(long)]
+    pub http: bool,
+    /// Keep stores, journals and the fault log in this folder (default: a temporary one).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub link: LinkArgs,
+}
+
+/// Exit code when a support was lost or counted twice.
+const EXIT_LOST: u8 = 5;
+/// Exit code when supports are still pending at the deadline (nothing lost).
+const EXIT_PENDING: u8 = 6;
+
+/// `apoyo fieldtest`: 0 when everything was counted exactly once, 5 when anything was lost or
+/// counted twice, 6 when supports were still pending at the deadline (pending is not lost).
+pub fn fieldtest(a: FieldtestArgs) -> std::process::ExitCode {
+    match fieldtest_run(a) {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(e) => {
+            eprintln!("apoyo: {e}");
+            std::process::ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn field_err(e: apoyo_fieldkit::fieldtest::FieldError) -> CliError {
+    use apoyo_fieldkit::fieldtest::FieldError as F;
+    match e {
+        F::Engine(e) => CliError::Engine(e),
+        other => CliError::Io(other.to_string()),
+    }
+}
+
+fn fieldtest_config(a: &FieldtestArgs, work: PathBuf) -> CliResult<FieldConfig> {
+    if a.devices == 0 || a.devices > 64 {
+        return Err(CliError::Usage(
+            "invalid value for --devices (1 to 64)".into(),
+        ));
+    }
+    if a.captures == 0 || a.captures > 10_000 {
+        return Err(CliError::Usage(
+            "invalid value for --captures (1 to 10000)".into(),
+        ));
+    }
+    if !(4096..=6 * 1024 * 1024).contains(&a.capture_bytes) {
+        return Err(CliError::Usage(
+            "invalid value for --capture-bytes (4096 to 6291456)".into(),
+        ));
+    }
+    if a.kill_rate.is_some_and(|r| !r.is_finite() || r <= 0.0) {
+        return Err(CliError::Usage(
+            "invalid value for --kill-rate (kills per minute, above 0)".into(),
+        ));
+    }
+    let deadline = humantime::parse_duration(&a.deadline)
+        .map_err(|_| CliError::Usage("invalid value for --deadline (e.g. 90s, 10m)".into()))?;
+    let endpoint = match (&a.endpoint, &a.endpoint_db, &a.endpoint_pub) {
+        (Some(url), Some(db), Some(public)) => {
+            let text = crate::read_file(public, "endpoint public key (--endpoint-pub)")?;
+            let public = EndpointPublicKey::from_text(String::from_utf8_lossy(&text).trim())?;
+            Some(External {
+                url: url.clone(),
+                public,
+                db: db.clone(),
+            })
+        }
+        _ => None,
+    };
+    let seed = a.link.seed();
+    let mut command: Vec<String> = std::env::args().collect();
+    if a.link.seed.is_none() {
+        command.extend(["--seed".into(), seed.to_string()]);
+    }
+    if let Some(first) = command.first_mut() {
+        *first = "apoyo".into();
+    }
+    Ok(FieldConfig {
+        devices: a.devices,
+        captures: a.captures,
+        profile: a.link.profile()?,
+        seed,
+        capture_bytes: a.capture_bytes,
+        shared_link: a.shared_link,
+        kill_rate: a.kill_rate,
+        deadline,
+        endpoint,
+        http_mode: a.http,
+        device_exe: std::env::current_exe().ok(),
+        work_dir: work,
+        backoff: apoyo_fieldkit::fieldtest::field_backoff(),
+        command: command.join(" "),
+    })
+}
+
+fn fieldtest_run(a: FieldtestArgs) -> CliResult<u8> {
+    let tmp;
+    let work = match &a.work_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)
+                .map_err(|e| CliError::Input(format!("cannot create --work-dir: {}", e.kind())))?;
+            d.clone()
+        }
+        None => {
+            tmp =
+                tempfile::tempdir().map_err(|e| CliError::Io(format!("temporary folder: {e}")))?;
+            tmp.path().to_path_buf()
+        }
+    };
+    let cfg = fieldtest_config(&a, work)?;
+    if !a.json {
+        println!(
+            "fieldtest: {} devices x {} captures over '{}' (seed {})\nfigures: {}",
+            cfg.devices, cfg.captures, cfg.profile.name, cfg.seed, cfg.profile.source
+        );
+    }
+    let mut display = crate::field_display::Display::new(cfg.devices);
+    let outcome = fieldtest::run(&cfg, &mut |s| display.tick(s)).map_err(field_err)?;
+    display.finish();
+    let r = &outcome.report;
+    if let Some(path) = &a.report {
+        let page = fieldtest::html::render(r, &outcome.timeline, &cfg.profile.source);
+        std::fs::write(path, page)
+            .map_err(|e| CliError::Input(format!("cannot write --report: {}", e.kind())))?;
+    }
+    if a.json {
+        let line = serde_json::to_string(r).map_err(|e| CliError::Io(e.to_string()))?;
+        println!("{line}");
+    } else {
+        crate::field_display::print_report(r, a.report.as_deref());
+    }
+    Ok(if r.lost > 0 || r.double_counted > 0 {
+        EXIT_LOST
+    } else if r.pending > 0 {
+        EXIT_PENDING
+    } else {
+        0
+    })
+}
+
+#[derive(Args, Debug)]
+pub struct DeviceArgs {
+    #[arg(long)]
+    pub dir: PathBuf,
+    #[arg(long)]
+    pub url: String,
+    #[arg(long)]
+    pub deadline_ms: u64,
+}
+
+/// `apoyo fieldtest-device` (hidden): one device of a `--kill-rate` run.
+pub fn device(a: DeviceArgs) -> CliResult {
+    let drained = fieldtest::device::child_main(
+        &a.dir,
+        &a.url,
+        std::time::Duration::from_millis(a.deadline_ms),
+    )
+    .map_err(field_err)?;
+    if drained {
+        Ok(())
+    } else {
+        Err(CliError::Input(
+            "deadline reached with supports pending".into(),
+        ))
+    }
 }

@@ -54,7 +54,8 @@ pub fn plan_for(seed: u64, profile: &Profile, http_mode: bool, link: u64, n: u64
     // figure does not reshuffle the others.
     let refuse = chance(&mut rng, profile.refuse_pct);
     let cut = chance(&mut rng, profile.cut_pct);
-    let cut_up = rng.bool();
+    // Most of a device's bytes go up: three cuts in four are on the way up.
+    let cut_up = rng.f64() < 0.75;
     let cut_at = rng.u64(1..=profile.cut_max_bytes.max(1));
     let stall = chance(&mut rng, profile.stall_pct);
     let stall_up = rng.bool();
