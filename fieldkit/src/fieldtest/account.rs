@@ -18,7 +18,6 @@ use time::format_description::well_known::Rfc3339;
 
 use super::device::{self, Entry, Journal, Live};
 use super::plan::Kind;
-use super::run::Outcome;
 use super::setup::Device;
 use super::{FieldConfig, FieldError};
 use crate::proxy::{ConnRecord, FaultEvent, FaultLog};
@@ -91,6 +90,8 @@ pub struct Decided {
     pub reason: String,
     pub counted_time: String,
     pub dup_key: Option<Vec<u8>>,
+    /// Ciphertext bytes of its parts the endpoint keeps (0 when it kept none).
+    pub part_bytes: u64,
 }
 
 fn open_ro(db: &Path) -> Result<Connection, FieldError> {
@@ -102,7 +103,9 @@ fn open_ro(db: &Path) -> Result<Connection, FieldError> {
 pub fn endpoint_rows(db: &Path) -> Result<HashMap<String, Decided>, FieldError> {
     let conn = open_ro(db)?;
     let mut st = conn
-        .prepare("SELECT capture_id, device_id, result, coalesce(reason, ''), counted_time, dup_key FROM supports")
+        .prepare("SELECT s.capture_id, s.device_id, s.result, coalesce(s.reason, ''), s.counted_time, s.dup_key, \
+                  (SELECT coalesce(sum(p.length), 0) FROM support_parts p WHERE p.capture_id = s.capture_id) \
+                  FROM supports s")
         .map_err(|e| FieldError::io("endpoint database", e))?;
     let rows = st
         .query_map([], |r| {
@@ -114,6 +117,7 @@ pub fn endpoint_rows(db: &Path) -> Result<HashMap<String, Decided>, FieldError> 
                     reason: r.get(3)?,
                     counted_time: r.get(4)?,
                     dup_key: r.get(5)?,
+                    part_bytes: r.get::<_, i64>(6)?.max(0) as u64,
                 },
             ))
         })
@@ -215,7 +219,11 @@ fn device_tally(
         }
         let decided = ep.get(id);
         if let Some(dec) = decided {
-            t.payload += row.map_or(0, |r| r.total_bytes);
+            // What the endpoint keeps of it, or (a rejection keeps nothing) what the phone holds.
+            t.payload += match dec.part_bytes {
+                0 => row.map_or(0, |r| r.total_bytes),
+                n => n,
+            };
             let at = OffsetDateTime::parse(&dec.counted_time, &Rfc3339)
                 .map(|x| ms_since(t0, x))
                 .unwrap_or(0);
@@ -267,7 +275,7 @@ fn double_counted(t: &Tally, ep: &HashMap<String, Decided>) -> u64 {
 }
 
 /// Computes the report and the timeline.
-pub fn compute(i: Inputs<'_>) -> Result<Outcome, FieldError> {
+pub fn compute(i: Inputs<'_>) -> Result<(Report, Timeline), FieldError> {
     let ep = endpoint_rows(i.endpoint_db)?;
     let mut t = Tally::default();
     let mut lanes = Vec::new();
@@ -317,6 +325,7 @@ pub fn compute(i: Inputs<'_>) -> Result<Outcome, FieldError> {
             .sum(),
         drain_seconds: (drain_seconds * 1000.0).round() / 1000.0,
         goodput_ratio: link_kbps
+            .filter(|_| links > 0)
             .map(|r| ((goodput_kbps / (r * links as f64)) * 1000.0).round() / 1000.0),
         seed: i.cfg.seed,
         profile: i.cfg.profile.name.clone(),
@@ -355,5 +364,5 @@ pub fn compute(i: Inputs<'_>) -> Result<Outcome, FieldError> {
         faults: i.log.events(),
         link_kbps,
     };
-    Ok(Outcome { report, timeline })
+    Ok((report, timeline))
 }

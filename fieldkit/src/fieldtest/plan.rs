@@ -121,7 +121,7 @@ pub fn clave(citizen: u32) -> String {
     let yy = 50 + citizen % 45;
     let mm = 1 + citizen % 12;
     let dd = 1 + citizen % 28;
-    let sex = if citizen % 2 == 0 { 'H' } else { 'M' };
+    let sex = if citizen.is_multiple_of(2) { 'H' } else { 'M' };
     format!("{letters}{yy:02}{mm:02}{dd:02}09{sex}{:03}", citizen % 1000)
 }
 

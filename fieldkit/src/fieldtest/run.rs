@@ -45,6 +45,8 @@ pub struct DeviceSnap {
 pub struct Outcome {
     pub report: Report,
     pub timeline: Timeline,
+    /// The devices (folders, ids, plans), to recount or inspect after the run.
+    pub devices: Vec<Device>,
 }
 
 /// A device process and the schedule of its next kill.
@@ -131,7 +133,7 @@ pub fn run(cfg: &FieldConfig, on_tick: &mut dyn FnMut(&Snapshot)) -> Result<Outc
         manage_kills(cfg, &devices, &mut procs, &urls, (start, deadline), &lives)?;
         let done = lives.iter().all(|l| l.drained.load(Ordering::Relaxed));
         tick += 1;
-        if tick % TICK_EVERY == 0 || done || Instant::now() >= deadline {
+        if tick.is_multiple_of(TICK_EVERY) || done || Instant::now() >= deadline {
             on_tick(&snapshot(&devices, &lives, &log, &links, &ep.db, start));
         }
         if done || Instant::now() >= deadline {
@@ -174,7 +176,7 @@ pub fn run(cfg: &FieldConfig, on_tick: &mut dyn FnMut(&Snapshot)) -> Result<Outc
     if let Some(e) = errors.first() {
         return Err(FieldError::Setup(format!("a device failed: {e}")));
     }
-    account::compute(account::Inputs {
+    let (report, timeline) = account::compute(account::Inputs {
         cfg,
         devices: &devices,
         lives: &lives,
@@ -184,6 +186,11 @@ pub fn run(cfg: &FieldConfig, on_tick: &mut dyn FnMut(&Snapshot)) -> Result<Outc
         series,
         elapsed,
         t0,
+    })?;
+    Ok(Outcome {
+        report,
+        timeline,
+        devices,
     })
 }
 

@@ -49,7 +49,7 @@ pub async fn endpoint(cfg: &FieldConfig) -> Result<Endpoint, FieldError> {
             url: ext.url.trim_end_matches('/').to_string(),
             addr,
             db: ext.db.clone(),
-            public: ext.public.clone(),
+            public: ext.public,
         });
     }
     let key = EndpointSecretKey::generate()?;
@@ -132,7 +132,7 @@ pub fn devices(
             disk_reserve_bytes: 0,
             ..Default::default()
         };
-        let mut store = Store::init(&dir.join(STORE), &guard, ep.public.clone(), collector, opts)?;
+        let mut store = Store::init(&dir.join(STORE), &guard, ep.public, collector, opts)?;
         let email = format!("device-{i}-{run_tag}@fieldtest.invalid");
         let front = plan::front_image();
         sync::register_blocking(
