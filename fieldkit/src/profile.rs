@@ -153,10 +153,10 @@ pub fn by_name(name: &str) -> Option<Profile> {
             down_kbps: Some(240.0),
             delay_ms: 400,
             loss_pct: 1.0,
-            cut_pct: 30.0,
-            cut_max_bytes: 256 * 1024,
+            cut_pct: 50.0,
+            cut_max_bytes: 64 * 1024,
             ..base(
-                "Facebook ATC 'Edge - Lossy' (down 240 / up 200 kbit/s, 400 ms, 1 % loss) + ours: 30 % of connections cut at a random byte count up to 256 KiB",
+                "Facebook ATC 'Edge - Lossy' (down 240 / up 200 kbit/s, 400 ms, 1 % loss) + ours: half the connections cut at a random byte count up to 64 KiB",
             )
         },
         "flapping" => Profile {

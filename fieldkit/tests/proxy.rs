@@ -359,7 +359,10 @@ async fn http_mode_answers_429_or_503_with_retry_after_itself() {
             .await
             .unwrap();
         let mut answer = String::new();
-        s.read_to_string(&mut answer).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut answer))
+            .await
+            .expect("the proxy answers and closes")
+            .unwrap();
         assert!(
             answer.starts_with("HTTP/1.1 429 ") || answer.starts_with("HTTP/1.1 503 "),
             "{answer}"
@@ -461,8 +464,8 @@ fn same_seed_and_profile_give_the_same_schedule() {
         .filter(|c| c.reset_up_after.is_some() || c.reset_down_after.is_some());
     let n = cuts.count();
     assert!(
-        (50..130).contains(&n),
-        "30 % of 300 connections cut, got {n}"
+        (110..190).contains(&n),
+        "half of 300 connections cut, got {n}"
     );
     let f = profile::by_name("flapping").unwrap();
     let x = FlapSchedule::new(7, &f, 0, 50).unwrap().down_periods();
