@@ -195,18 +195,7 @@ fn device_tally(
         .filter(|r| r.verified)
         .map(|r| r.capture_id.to_string())
         .collect();
-    let mut citizen_of: HashMap<String, (u32, Kind)> = HashMap::new();
-    for (i, e) in &journal.entries {
-        let Some(p) = d.plan.captures.get(*i) else {
-            continue;
-        };
-        match e {
-            Entry::Captured(id) => {
-                citizen_of.insert(id.clone(), (p.citizen, p.kind));
-            }
-            Entry::Refused(_) => t.refused += 1,
-        }
-    }
+    let citizen_of = citizens(&journal, d, t);
     let ids: HashSet<&String> = rows.keys().chain(citizen_of.keys()).collect();
     for id in ids {
         t.captured += 1;
@@ -289,16 +278,7 @@ pub fn compute(i: Inputs<'_>) -> Result<(Report, Timeline), FieldError> {
         device_tally(&mut t, d, &ep, i.t0, &mut lane)?;
         lanes.push(lane);
     }
-    let drained = i.lives.iter().all(|l| l.drained.load(Ordering::Relaxed));
-    let drain_ms = if drained {
-        i.lives
-            .iter()
-            .map(|l| l.drained_at_ms.load(Ordering::Relaxed))
-            .max()
-            .unwrap_or(0)
-    } else {
-        i.elapsed.as_millis() as u64
-    };
+    let (drained, drain_ms) = drain_time(&i);
     let drain_seconds = (drain_ms as f64 / 1000.0).max(0.001);
     let goodput_kbps = t.payload as f64 * 8.0 / drain_seconds / 1000.0;
     let link_kbps = i.cfg.profile.link_rate_kbps();
@@ -344,13 +324,19 @@ pub fn compute(i: Inputs<'_>) -> Result<(Report, Timeline), FieldError> {
         faults: i.log.summary().faults,
         command: i.cfg.command.clone(),
     };
+    let timeline = timeline(&i, lanes, link_kbps);
+    Ok((report, timeline))
+}
+
+/// The timeline the HTML page draws.
+fn timeline(i: &Inputs<'_>, lanes: Vec<DeviceLane>, link_kbps: Option<f64>) -> Timeline {
     let conns = i.log.connections();
-    let timeline = Timeline {
+    Timeline {
         span_ms: i.elapsed.as_millis() as u64,
         devices: lanes,
         links: i
             .series
-            .into_iter()
+            .iter()
             .enumerate()
             .map(|(n, series)| LinkLane {
                 conns: conns
@@ -358,11 +344,42 @@ pub fn compute(i: Inputs<'_>) -> Result<(Report, Timeline), FieldError> {
                     .filter(|c| c.link == n as u64)
                     .cloned()
                     .collect(),
-                series,
+                series: series.clone(),
             })
             .collect(),
         faults: i.log.events(),
         link_kbps,
+    }
+}
+
+/// Whether every device drained, and when the last one did (or the run's length).
+fn drain_time(i: &Inputs<'_>) -> (bool, u64) {
+    let drained = i.lives.iter().all(|l| l.drained.load(Ordering::Relaxed));
+    let ms = if drained {
+        i.lives
+            .iter()
+            .map(|l| l.drained_at_ms.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0)
+    } else {
+        i.elapsed.as_millis() as u64
     };
-    Ok((report, timeline))
+    (drained, ms)
+}
+
+/// Which planned citizen each journaled capture id is; counts the local refusals.
+fn citizens(journal: &Journal, d: &Device, t: &mut Tally) -> HashMap<String, (u32, Kind)> {
+    let mut citizen_of = HashMap::new();
+    for (i, e) in &journal.entries {
+        let Some(p) = d.plan.captures.get(*i) else {
+            continue;
+        };
+        match e {
+            Entry::Captured(id) => {
+                citizen_of.insert(id.clone(), (p.citizen, p.kind));
+            }
+            Entry::Refused(_) => t.refused += 1,
+        }
+    }
+    citizen_of
 }

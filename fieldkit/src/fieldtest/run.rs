@@ -56,6 +56,100 @@ struct Proc {
     rng: fastrand::Rng,
 }
 
+/// The running devices: threads, or processes with their kill schedules.
+struct Fleet {
+    lives: Vec<Arc<Live>>,
+    threads: Vec<std::thread::JoinHandle<Result<(), FieldError>>>,
+    procs: Vec<Proc>,
+    stop: Arc<AtomicBool>,
+    urls: Vec<String>,
+    start: Instant,
+    deadline: Instant,
+}
+
+impl Fleet {
+    fn start(
+        cfg: &FieldConfig,
+        devices: &[Device],
+        urls: Vec<String>,
+        start: Instant,
+    ) -> Result<Fleet, FieldError> {
+        let mut f = Fleet {
+            lives: devices.iter().map(|_| Arc::new(Live::default())).collect(),
+            threads: Vec::new(),
+            procs: Vec::new(),
+            stop: Arc::new(AtomicBool::new(false)),
+            urls,
+            start,
+            deadline: Instant::now() + cfg.deadline,
+        };
+        match (&cfg.kill_rate, &cfg.device_exe) {
+            (Some(_), Some(exe)) => {
+                for d in devices {
+                    let mut rng = fastrand::Rng::with_seed(crate::schedule::derive(
+                        cfg.seed,
+                        d.index as u64,
+                        0,
+                        11,
+                    ));
+                    let next_kill = Instant::now() + kill_interval(cfg, &mut rng);
+                    let child = spawn(exe, d, &f.urls[d.link], f.deadline, &f.lives[d.index])?;
+                    f.procs.push(Proc {
+                        child: Some(child),
+                        next_kill,
+                        rng,
+                    });
+                }
+            }
+            (Some(_), None) => {
+                return Err(FieldError::Setup(
+                    "--kill-rate needs the apoyo binary for device processes".into(),
+                ));
+            }
+            _ => {
+                for d in devices {
+                    let sp = SyncPlan {
+                        url: f.urls[d.link].clone(),
+                        backoff: cfg.backoff,
+                        seed: crate::schedule::derive(cfg.seed, d.index as u64, 0, 8),
+                        deadline: f.deadline,
+                        start,
+                    };
+                    let (d, live, stop) = (d.clone(), f.lives[d.index].clone(), f.stop.clone());
+                    f.threads.push(std::thread::spawn(move || {
+                        device_thread(&d, &sp, &live, &stop)
+                    }));
+                }
+            }
+        }
+        Ok(f)
+    }
+
+    fn drained(&self) -> bool {
+        self.lives.iter().all(|l| l.drained.load(Ordering::Relaxed))
+    }
+
+    /// Stops every device; the errors of those that failed.
+    fn stop(self) -> Vec<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        for mut p in self.procs {
+            if let Some(mut c) = p.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        let mut errors = Vec::new();
+        for t in self.threads {
+            match t.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => errors.push(e.to_string()),
+                Err(_) => errors.push("a device thread panicked".into()),
+            }
+        }
+        errors
+    }
+}
+
 /// Runs the field test; `on_tick` is called about once a second.
 pub fn run(cfg: &FieldConfig, on_tick: &mut dyn FnMut(&Snapshot)) -> Result<Outcome, FieldError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -70,92 +164,16 @@ pub fn run(cfg: &FieldConfig, on_tick: &mut dyn FnMut(&Snapshot)) -> Result<Outc
     let log = Arc::new(FaultLog::new(Some(Box::new(sink))));
     let t0 = OffsetDateTime::now_utc();
     let proxies = rt.block_on(setup::links(cfg, ep.addr, log.clone()))?;
-    let urls: Vec<String> = proxies
+    let urls = proxies
         .iter()
         .map(|p| format!("http://{}", p.addr))
         .collect();
-    let lives: Vec<Arc<Live>> = devices.iter().map(|_| Arc::new(Live::default())).collect();
-    let start = log.start();
-    let deadline = Instant::now() + cfg.deadline;
-    let stop = Arc::new(AtomicBool::new(false));
-
-    let mut threads = Vec::new();
-    let mut procs = Vec::new();
-    match (&cfg.kill_rate, &cfg.device_exe) {
-        (Some(_), Some(exe)) => {
-            for d in &devices {
-                let mut rng = fastrand::Rng::with_seed(crate::schedule::derive(
-                    cfg.seed,
-                    d.index as u64,
-                    0,
-                    11,
-                ));
-                let next_kill = Instant::now() + kill_interval(cfg, &mut rng);
-                let child = spawn(exe, d, &urls[d.link], deadline, &lives[d.index])?;
-                procs.push(Proc {
-                    child: Some(child),
-                    next_kill,
-                    rng,
-                });
-            }
-        }
-        (Some(_), None) => {
-            return Err(FieldError::Setup(
-                "--kill-rate needs the apoyo binary for device processes".into(),
-            ));
-        }
-        _ => {
-            for d in &devices {
-                let sp = SyncPlan {
-                    url: urls[d.link].clone(),
-                    backoff: cfg.backoff,
-                    seed: crate::schedule::derive(cfg.seed, d.index as u64, 0, 8),
-                    deadline,
-                    start,
-                };
-                let (d, live, stop) = (d.clone(), lives[d.index].clone(), stop.clone());
-                threads.push(std::thread::spawn(move || {
-                    device_thread(&d, &sp, &live, &stop)
-                }));
-            }
-        }
-    }
-
     let links: Vec<_> = proxies.iter().map(|p| p.link.clone()).collect();
-    let mut series: Vec<Vec<(u64, u64)>> = vec![Vec::new(); links.len()];
-    let mut tick = 0u32;
-    loop {
-        std::thread::sleep(SAMPLE);
-        let ms = start.elapsed().as_millis() as u64;
-        for (s, l) in series.iter_mut().zip(&links) {
-            s.push((ms, l.up_bytes.load(Ordering::Relaxed)));
-        }
-        manage_kills(cfg, &devices, &mut procs, &urls, (start, deadline), &lives)?;
-        let done = lives.iter().all(|l| l.drained.load(Ordering::Relaxed));
-        tick += 1;
-        if tick.is_multiple_of(TICK_EVERY) || done || Instant::now() >= deadline {
-            on_tick(&snapshot(&devices, &lives, &log, &links, &ep.db, start));
-        }
-        if done || Instant::now() >= deadline {
-            break;
-        }
-    }
-    stop.store(true, Ordering::Relaxed);
-    for p in &mut procs {
-        if let Some(mut c) = p.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-    let mut errors = Vec::new();
-    for t in threads {
-        match t.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => errors.push(e.to_string()),
-            Err(_) => errors.push("a device thread panicked".into()),
-        }
-    }
-    let elapsed = start.elapsed();
+    let mut fleet = Fleet::start(cfg, &devices, urls, log.start())?;
+    let series = watch(cfg, &mut fleet, &devices, &log, &links, &ep.db, on_tick)?;
+    let elapsed = fleet.start.elapsed();
+    let lives = fleet.lives.clone();
+    let errors = fleet.stop();
     let wire: Vec<(u64, u64)> = links
         .iter()
         .map(|l| {
@@ -192,6 +210,45 @@ pub fn run(cfg: &FieldConfig, on_tick: &mut dyn FnMut(&Snapshot)) -> Result<Outc
         timeline,
         devices,
     })
+}
+
+/// Samples the links (for the bytes-over-time chart), kills and restarts device processes,
+/// and refreshes the display, until every device drained or the deadline passed.
+fn watch(
+    cfg: &FieldConfig,
+    fleet: &mut Fleet,
+    devices: &[Device],
+    log: &FaultLog,
+    links: &[Arc<crate::proxy::Link>],
+    db: &Path,
+    on_tick: &mut dyn FnMut(&Snapshot),
+) -> Result<Vec<Vec<(u64, u64)>>, FieldError> {
+    let mut series: Vec<Vec<(u64, u64)>> = vec![Vec::new(); links.len()];
+    let mut tick = 0u32;
+    loop {
+        std::thread::sleep(SAMPLE);
+        let ms = fleet.start.elapsed().as_millis() as u64;
+        for (s, l) in series.iter_mut().zip(links) {
+            s.push((ms, l.up_bytes.load(Ordering::Relaxed)));
+        }
+        manage_kills(cfg, devices, fleet)?;
+        let done = fleet.drained();
+        let late = Instant::now() >= fleet.deadline;
+        tick += 1;
+        if tick.is_multiple_of(TICK_EVERY) || done || late {
+            on_tick(&snapshot(
+                devices,
+                &fleet.lives,
+                log,
+                links,
+                db,
+                fleet.start,
+            ));
+        }
+        if done || late {
+            return Ok(series);
+        }
+    }
 }
 
 fn device_thread(
@@ -265,19 +322,12 @@ fn spawn(
 }
 
 /// SIGKILLs device processes on their schedule and restarts them; marks drained ones.
-fn manage_kills(
-    cfg: &FieldConfig,
-    devices: &[Device],
-    procs: &mut [Proc],
-    urls: &[String],
-    (start, deadline): (Instant, Instant),
-    lives: &[Arc<Live>],
-) -> Result<(), FieldError> {
+fn manage_kills(cfg: &FieldConfig, devices: &[Device], f: &mut Fleet) -> Result<(), FieldError> {
     let Some(exe) = &cfg.device_exe else {
         return Ok(());
     };
-    for (d, p) in devices.iter().zip(procs.iter_mut()) {
-        let live = &lives[d.index];
+    for (d, p) in devices.iter().zip(f.procs.iter_mut()) {
+        let live = &f.lives[d.index];
         let Some(child) = p.child.as_mut() else {
             continue;
         };
@@ -288,7 +338,7 @@ fn manage_kills(
             Some(status) if status.success() => {
                 p.child = None;
                 live.drained_at_ms
-                    .store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+                    .store(f.start.elapsed().as_millis() as u64, Ordering::Relaxed);
                 live.drained.store(true, Ordering::Relaxed);
                 continue;
             }
@@ -302,11 +352,11 @@ fn manage_kills(
             }
             None => continue,
         }
-        if Instant::now() < deadline {
-            p.child = Some(spawn(exe, d, &urls[d.link], deadline, live)?);
+        p.child = if Instant::now() < f.deadline {
+            Some(spawn(exe, d, &f.urls[d.link], f.deadline, live)?)
         } else {
-            p.child = None;
-        }
+            None
+        };
     }
     Ok(())
 }
