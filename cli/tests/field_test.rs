@@ -206,3 +206,76 @@ fn every_profile_long() {
         );
     }
 }
+
+#[test]
+fn one_shared_cell_for_all_devices() {
+    let (code, v, err) = fieldtest(&["--profile", "good", "--seed", "5", "--shared-link"]);
+    assert_eq!(code, Some(0), "{v}\n{err}");
+    assert_eq!(v["links"], 1, "{v}");
+    assert_eq!(
+        (v["counted"].as_u64(), v["lost"].as_u64()),
+        (Some(4), Some(0)),
+        "{v}"
+    );
+}
+
+#[test]
+fn an_external_endpoint_is_counted_from_its_own_database() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let apoyo = env!("CARGO_BIN_EXE_apoyo");
+    let keys = dir.path().join("keys");
+    let st = Command::new(apoyo)
+        .args(["endpoint-keygen", "--out"])
+        .arg(&keys)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let db = dir.path().join("ine.db");
+    let mut serve = Command::new(apoyo)
+        .args(["serve", "--listen", "127.0.0.1:0", "--dev", "--db"])
+        .arg(&db)
+        .arg("--key")
+        .arg(keys.join("endpoint.key"))
+        .args([
+            "--processes",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/processes.json"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(serve.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect(&line)
+        .to_string();
+    let (code, v, err) = fieldtest(&[
+        "--profile",
+        "good",
+        "--seed",
+        "6",
+        "--endpoint",
+        &url,
+        "--endpoint-db",
+        db.to_str().unwrap(),
+        "--endpoint-pub",
+        keys.join("endpoint.pub").to_str().unwrap(),
+    ]);
+    let _ = serve.kill();
+    let _ = serve.wait();
+    assert_eq!(code, Some(0), "{v}\n{err}");
+    assert_eq!(
+        (v["counted"].as_u64(), v["duplicates_found"].as_u64()),
+        (Some(4), Some(2)),
+        "{v}"
+    );
+    assert_eq!(
+        (v["lost"].as_u64(), v["double_counted"].as_u64()),
+        (Some(0), Some(0)),
+        "{v}"
+    );
+}
