@@ -178,7 +178,18 @@ public final class SyncEngine: @unchecked Sendable {
     public func sync(budgetMilliseconds: UInt64 = 0) async throws -> SyncReport {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (k: CheckedContinuation<SyncReport, Error>) in
-                let thread = Thread { k.resume(with: Result { try self.syncBlocking(budgetMilliseconds: budgetMilliseconds) }) }
+                // The thread holds the engine only while the run lasts: were it the last
+                // reference, `deinit` (and the library's close) would otherwise run while the
+                // thread's thread-locals are being destroyed.
+                var engine: SyncEngine? = self
+                let thread = Thread {
+                    let result = Result { () throws -> SyncReport in
+                        guard let e = engine else { throw ApoyoError(code: .internal, rawCode: 99, message: "no engine") }
+                        return try e.syncBlocking(budgetMilliseconds: budgetMilliseconds)
+                    }
+                    engine = nil
+                    k.resume(with: result)
+                }
                 thread.name = "apoyo-sync"
                 thread.start()
             }
