@@ -13,17 +13,19 @@ jni=bridge/jni/java
 
 echo "== the README example matches ReadmeExample.java"
 extract_java() { sed -n '/README:begin/,/README:end/p' "$1" | sed '1d;$d'; }
-extract_doc() { # the first ```java block under "## Android"
-  awk '/^## /{on=($0 ~ /^## Android/)} on && /^```java$/{inb=1; next} inb && /^```$/{exit} inb{print}' "$1"
+extract_doc() { # the first ```java block under an "## Android" or "### Android" heading
+  awk '/^##+ /{on=($0 ~ /^##+ Android/)} on && /^```java$/{inb=1; next} inb && /^```$/{exit} inb{print}' "$1"
 }
-if ! diff <(extract_java "$jni/src/test/java/mx/ine/apoyo/sync/ReadmeExample.java") \
-          <(extract_doc docs/embedding.md) >/dev/null; then
-  echo "docs/embedding.md (## Android) differs from ReadmeExample.java between README:begin/end:" >&2
-  diff <(extract_java "$jni/src/test/java/mx/ine/apoyo/sync/ReadmeExample.java") \
-       <(extract_doc docs/embedding.md) >&2 || true
-  exit 1
-fi
-[[ -n "$(extract_doc docs/embedding.md)" ]] || { echo "no java block under ## Android" >&2; exit 1; }
+for doc in docs/embedding.md README.md; do
+  if ! diff <(extract_java "$jni/src/test/java/mx/ine/apoyo/sync/ReadmeExample.java") \
+            <(extract_doc "$doc") >/dev/null; then
+    echo "$doc (Android) differs from ReadmeExample.java between README:begin/end:" >&2
+    diff <(extract_java "$jni/src/test/java/mx/ine/apoyo/sync/ReadmeExample.java") \
+         <(extract_doc "$doc") >&2 || true
+    exit 1
+  fi
+  [[ -n "$(extract_doc "$doc")" ]] || { echo "no java block under an Android heading in $doc" >&2; exit 1; }
+done
 
 echo "== JDK and JUnit 4"
 if [[ -x scripts/setup/java.sh ]] || [[ -f scripts/setup/java.sh ]]; then
