@@ -1,6 +1,7 @@
 //! More integration tests of the store: crypto-shredding leaves no key wrap in the database
 //! files, committed and purged captures still count as duplicates, a store made at schema
-//! version 1 upgrades on open, and a tampered endpoint seal fails at the endpoint.
+//! version 1 upgrades on open, a tampered endpoint seal fails at the endpoint, and a retry keeps
+//! the consumed uploads only after a rejection the endpoint stores.
 //!
 //! A capture reaches `committed` and `purged` through the same public calls the sync engine
 //! makes after a verified receipt: [`Store::record_receipt`] then [`Store::purge_committed`].
@@ -184,6 +185,57 @@ fn a_committed_or_purged_citizen_is_still_a_duplicate() {
     store
         .capture(capture_of("otro", &k))
         .expect("another process");
+}
+
+/// Every part's (upload URL, expiry, uploaded bytes).
+fn uploads(store: &Store, id: &CaptureId) -> Vec<(Option<String>, Option<String>, u64)> {
+    let parts = store.parts(id).expect("parts");
+    parts
+        .into_iter()
+        .map(|p| (p.upload_url, p.upload_expires, p.uploaded_bytes))
+        .collect()
+}
+
+#[test]
+fn a_retry_keeps_the_consumed_uploads_only_after_a_stored_verdict() {
+    let fx = Fixture::new();
+    let mut store = fx.init();
+    let expires = "Sun, 21 Nov 2021 16:50:00 GMT";
+    // (reason, whether every part was complete, whether the retry keeps the uploads)
+    let cases = [
+        ("credential_expired", true, true),
+        ("undecryptable", true, true),
+        ("card_invalid", false, false),
+        ("part_mismatch", true, false),
+        ("receipt_invalid", true, false),
+        ("local_integrity", true, false),
+    ];
+    for (i, (reason, complete, kept)) in cases.into_iter().enumerate() {
+        let id = store
+            .capture(capture_of("nacional", &clave(700 + i as u32)))
+            .expect("capture");
+        let parts = store.parts(&id).expect("parts");
+        for (n, p) in parts.iter().enumerate() {
+            let url = format!("/v1/uploads/{i}{n}");
+            store
+                .set_upload(&id, p.kind, &url, Some(expires))
+                .expect("set_upload");
+            let done = if complete || n > 0 { p.ct_len } else { 1 };
+            store.set_uploaded(&id, p.kind, done).expect("set_uploaded");
+        }
+        let before = uploads(&store, &id);
+        store.quarantine(&id, reason).expect("quarantine");
+        store.retry_quarantined(&id).expect("retry");
+        assert_eq!(store.info(&id).expect("info").state, State::Captured);
+        let expected: Vec<_> = if kept {
+            // The paths and offsets stay (complete, so the commit goes first); the expiry of
+            // an upload the endpoint consumed no longer applies.
+            before.into_iter().map(|(u, _, b)| (u, None, b)).collect()
+        } else {
+            vec![(None, None, 0); parts.len()]
+        };
+        assert_eq!(uploads(&store, &id), expected, "after {reason}");
+    }
 }
 
 // ---- migrations ------------------------------------------------------------------------------

@@ -12,6 +12,8 @@
 #![forbid(unsafe_code)]
 
 mod demo;
+mod field_cmds;
+mod field_display;
 mod keys;
 mod serve;
 mod store_cmds;
@@ -119,6 +121,13 @@ enum Cmd {
         #[arg(long, default_value_t = 2022)]
         seed: u64,
     },
+    /// A fault-injecting TCP proxy between devices (or a phone) and an endpoint.
+    Proxy(field_cmds::ProxyArgs),
+    /// A whole field scenario: endpoint, proxy, devices, a bad link, and the report.
+    Fieldtest(field_cmds::FieldtestArgs),
+    /// Test support: one device process of `fieldtest --kill-rate`.
+    #[command(hide = true)]
+    FieldtestDevice(field_cmds::DeviceArgs),
     /// Test support: capture synthetic supports in a loop, printing each id once durable.
     #[command(hide = true)]
     CaptureLoop(StoreArg),
@@ -245,6 +254,9 @@ fn main() -> ExitCode {
         } => serve::serve(&db, &listen, &keys, &processes, dev),
         Cmd::Demo { json, seed } => demo::demo(json, seed),
         Cmd::CaptureLoop(a) => store_cmds::capture_loop(&a.store),
+        Cmd::Proxy(a) => field_cmds::proxy(a),
+        Cmd::Fieldtest(a) => return field_cmds::fieldtest(a),
+        Cmd::FieldtestDevice(a) => field_cmds::device(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

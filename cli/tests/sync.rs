@@ -571,6 +571,124 @@ fn a_permanent_rejection_quarantines_with_its_reason_and_keeps_the_capture() {
     );
 }
 
+/// Counts the requests that really go out, per method; answers the first `fake_missing`
+/// commits itself with `409 upload_missing` (an endpoint that holds no stored verdict).
+struct CountRequests<T> {
+    inner: T,
+    sent: Mutex<Vec<Method>>,
+    fake_missing: AtomicU32,
+}
+
+impl<T> CountRequests<T> {
+    fn new(inner: T, fake_missing: u32) -> Self {
+        CountRequests {
+            inner,
+            sent: Mutex::new(Vec::new()),
+            fake_missing: AtomicU32::new(fake_missing),
+        }
+    }
+
+    fn count(&self, m: Method) -> usize {
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|x| **x == m)
+            .count()
+    }
+}
+
+impl<T: Transport> Transport for CountRequests<T> {
+    fn send(&self, req: Request, limit: usize) -> SendFuture<'_> {
+        Box::pin(async move {
+            if req.method == Method::Put && self.fake_missing.load(Ordering::SeqCst) > 0 {
+                self.fake_missing.fetch_sub(1, Ordering::SeqCst);
+                let body = apoyo_sync::protocol::ErrorBody {
+                    v: 1,
+                    reason: apoyo_sync::protocol::Reason::UploadMissing,
+                    detail: "test: no stored verdict".into(),
+                };
+                return Ok(apoyo_sync::sync::transport::Response {
+                    status: 409,
+                    headers: vec![("content-type".into(), "application/cbor".into())],
+                    body: apoyo_sync::protocol::encode(&body).unwrap(),
+                });
+            }
+            self.sent.lock().unwrap().push(req.method);
+            self.inner.send(req, limit).await
+        })
+    }
+}
+
+/// A capture quarantined `credential_expired` on a live endpoint, and its store.
+fn rejected_capture(env: &Env, name: &str, i: usize) -> (Store, CaptureId) {
+    let mut dev = env.device(name);
+    let lax = PROCESSES.replace(
+        "\"vigencia_cutoff\": \"2022-01-01\"",
+        "\"vigencia_cutoff\": \"2000-01-01\"",
+    );
+    dev.put_processes(&Process::parse_json_list(lax.as_bytes()).unwrap())
+        .unwrap();
+    let bad = capture(&mut dev, "revocacion-2022", &clave(i), Some(2019));
+    let report = run(&mut dev, &env.transport(), fast());
+    assert_eq!(report.quarantined, 1);
+    assert_eq!(
+        dev.info(&bad).unwrap().reason.as_deref(),
+        Some("credential_expired")
+    );
+    (dev, bad)
+}
+
+#[test]
+fn retrying_a_stored_rejection_commits_before_uploading() {
+    // Spec gap 7: the endpoint replays a stored verdict before it looks at uploads, so a
+    // retry must not upload the five parts again (they count toward the upload limit).
+    let env = start(PROCESSES, Arc::new(SystemClock), None);
+    let (mut dev, bad) = rejected_capture(&env, "a", 60);
+    dev.retry_quarantined(&bad).unwrap();
+    let t = CountRequests::new(env.transport(), 0);
+    let again = run(&mut dev, &t, fast());
+    assert_eq!((again.quarantined, again.retries), (1, 0));
+    let wire: Vec<usize> = [Method::Post, Method::Patch, Method::Head, Method::Put]
+        .into_iter()
+        .map(|m| t.count(m))
+        .collect();
+    assert_eq!(wire, [0, 0, 0, 1], "POST, PATCH, HEAD, PUT after the retry");
+    let info = dev.info(&bad).unwrap();
+    assert_eq!(info.state, State::Quarantined);
+    assert_eq!(info.reason.as_deref(), Some("credential_expired"));
+    // The same stored verdict, replayed: the endpoint decided once.
+    let stats = env.stats();
+    assert_eq!(stats["rejected"]["credential_expired"].as_u64(), Some(1));
+    assert_eq!(stats["received"].as_u64(), Some(1));
+    // And again: a second retry also commits first.
+    dev.retry_quarantined(&bad).unwrap();
+    let t = CountRequests::new(env.transport(), 0);
+    run(&mut dev, &t, fast());
+    assert_eq!((t.count(Method::Post), t.count(Method::Put)), (0, 1));
+}
+
+#[test]
+fn retrying_a_stored_rejection_uploads_only_after_upload_missing() {
+    let env = start(PROCESSES, Arc::new(SystemClock), None);
+    let (mut dev, bad) = rejected_capture(&env, "a", 61);
+    dev.retry_quarantined(&bad).unwrap();
+    // The first commit is answered upload_missing: only then are the parts uploaded, and the
+    // commit after them gets the stored verdict.
+    let t = CountRequests::new(env.transport(), 1);
+    let again = run(&mut dev, &t, fast());
+    assert_eq!((again.quarantined, again.retries), (1, 1));
+    assert_eq!((t.count(Method::Post), t.count(Method::Put)), (5, 1));
+    assert_eq!(
+        dev.info(&bad).unwrap().reason.as_deref(),
+        Some("credential_expired")
+    );
+    assert_eq!(
+        env.stats()["rejected"]["credential_expired"].as_u64(),
+        Some(1)
+    );
+}
+
 /// Every commit gets 503 with Retry-After: 1.
 struct AlwaysBusy;
 

@@ -147,6 +147,29 @@ impl Reason {
         }
     }
 
+    /// Whether the endpoint stores this rejection with the verdict and replays it to every
+    /// later commit of the same content (protocol §6.5, "Which answers are stored and
+    /// replayed"): the `422`s of the decryption, manifest, process and card steps. A replay
+    /// comes before the upload check, so a retry of such a capture commits before uploading.
+    pub fn verdict_is_stored(self) -> bool {
+        matches!(
+            self,
+            Reason::Undecryptable
+                | Reason::ManifestMismatch
+                | Reason::ProcessUnknown
+                | Reason::ProcessClosed
+                | Reason::CardInvalid
+                | Reason::ModelNotAccepted
+                | Reason::CredentialExpired
+                | Reason::OutOfScope
+        )
+    }
+
+    /// The reason a code names, if this version knows it (`other` is known).
+    pub fn from_code(code: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.code() == code)
+    }
+
     /// The HTTP status the endpoint answers with for this reason.
     pub fn http_status(self) -> u16 {
         match self {
@@ -233,5 +256,34 @@ mod tests {
         }
         let unknown: Reason = serde_json::from_str("\"something_new\"").unwrap();
         assert_eq!(unknown, Reason::Other);
+    }
+
+    #[test]
+    fn stored_verdicts_are_the_content_rejections() {
+        let stored: Vec<&str> = Reason::ALL
+            .into_iter()
+            .filter(|r| r.verdict_is_stored())
+            .map(Reason::code)
+            .collect();
+        // Every stored verdict is a permanent 422; part_mismatch depends on the uploads and
+        // registration_invalid is not a commit answer, so neither is stored.
+        assert_eq!(
+            stored,
+            [
+                "credential_expired",
+                "model_not_accepted",
+                "card_invalid",
+                "out_of_scope",
+                "process_unknown",
+                "process_closed",
+                "undecryptable",
+                "manifest_mismatch"
+            ]
+        );
+        for r in Reason::ALL.into_iter().filter(|r| r.verdict_is_stored()) {
+            assert_eq!((r.http_status(), r.action()), (422, Action::Quarantine));
+            assert_eq!(Reason::from_code(r.code()), Some(r));
+        }
+        assert_eq!(Reason::from_code("receipt_invalid"), None);
     }
 }

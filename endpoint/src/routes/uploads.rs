@@ -3,6 +3,8 @@
 //! Each upload belongs to the device whose token created it; another device sees 404. A PATCH
 //! body is read whole (bounded) and checked before a byte is written, so a body cut midway or
 //! damaged in transit stores nothing; accepted bytes are fsync'd before the offset is committed.
+//! A PATCH refused before its body is read has the body read and dropped first (up to the
+//! PATCH cap), so the client gets the refusal on a live connection, not a reset.
 //!
 //! This file holds the handlers; `headers` parses and writes the tus headers, `rows` keeps the
 //! `uploads` table and the upload files.
@@ -21,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::auth;
 use crate::error::ApiError;
-use crate::http::{header_str, http_date, read_body};
+use crate::http::{drain, header_str, http_date, read_body};
 use crate::state::AppState;
 use headers::{
     TUS_CHECKSUM_ALGORITHM, TUS_EXTENSION, TUS_MAX_SIZE, TUS_VERSION, UPLOAD_EXPIRES,
@@ -119,11 +121,57 @@ pub(crate) async fn patch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    require_tus(&headers)?;
-    let device = auth::require(&st, &headers).await?;
+    let idle = st.inner().cfg.body_idle_timeout;
+    // Refuse early what cannot succeed, before reading the body; but read and drop the body
+    // (up to the PATCH cap) before answering, so the client gets the refusal, not a reset.
+    let target = match patch_target(&st, path, &headers).await {
+        Ok(t) => t,
+        Err(e) => {
+            if declared_length(&headers).is_none_or(|n| n <= MAX_PATCH_BODY as u64) {
+                drain(body, MAX_PATCH_BODY as u64, idle).await;
+            }
+            return Err(e);
+        }
+    };
+    let bytes = read_body(&headers, body, MAX_PATCH_BODY, idle, "PATCH body").await?;
+    let PatchTarget {
+        device,
+        id,
+        offset,
+        checksum,
+        length,
+    } = target;
+    check_patch_body(&bytes, offset, length, checksum)?;
+    let (new_offset, expires_at) = st
+        .db(move |conn, inner| write_patch(conn, inner, &device, &id, offset, &bytes))
+        .await?;
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    offset_headers(&mut resp, new_offset, expires_at)?;
+    Ok(resp)
+}
+
+/// What a PATCH appends to, once its headers and the upload passed the checks made before the
+/// body is read.
+struct PatchTarget {
+    device: auth::Device,
+    id: String,
+    offset: u64,
+    checksum: Option<[u8; 32]>,
+    /// The upload's `Upload-Length`.
+    length: u64,
+}
+
+/// The checks of a PATCH made before its body is read, in the order §6.4 gives: `Tus-Resumable`,
+/// the token, the upload id's form, the headers, the upload itself, the offset.
+async fn patch_target(
+    st: &AppState,
+    path: Result<Path<String>, PathRejection>,
+    headers: &HeaderMap,
+) -> Result<PatchTarget, ApiError> {
+    require_tus(headers)?;
+    let device = auth::require(st, headers).await?;
     let id = upload_id(path)?;
-    let (offset, checksum) = patch_headers(&headers)?;
-    // Refuse early what cannot succeed, before reading the body.
+    let (offset, checksum) = patch_headers(headers)?;
     let (dev, id2) = (device.clone(), id.clone());
     let up = st
         .db(move |conn, inner| owned(conn, inner, &dev, &id2))
@@ -131,21 +179,18 @@ pub(crate) async fn patch(
     if offset != up.offset {
         return Err(offset_mismatch());
     }
-    let bytes = read_body(
-        &headers,
-        body,
-        MAX_PATCH_BODY,
-        st.inner().cfg.body_idle_timeout,
-        "PATCH body",
-    )
-    .await?;
-    check_patch_body(&bytes, offset, up.length, checksum)?;
-    let (new_offset, expires_at) = st
-        .db(move |conn, inner| write_patch(conn, inner, &device, &id, offset, &bytes))
-        .await?;
-    let mut resp = StatusCode::NO_CONTENT.into_response();
-    offset_headers(&mut resp, new_offset, expires_at)?;
-    Ok(resp)
+    Ok(PatchTarget {
+        device,
+        id,
+        offset,
+        checksum,
+        length: up.length,
+    })
+}
+
+/// A request's declared `Content-Length`, when it is a number.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    header_str(headers, header::CONTENT_LENGTH.as_str()).and_then(|v| v.trim().parse().ok())
 }
 
 /// A PATCH's `Content-Type` (must be `application/offset+octet-stream`, else 415), its
