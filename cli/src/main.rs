@@ -105,7 +105,8 @@ enum Cmd {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
         /// The endpoint's key folder (from `apoyo endpoint-keygen`); ine-root.key is not needed.
-        #[arg(long)]
+        /// (`--key <folder>/endpoint.key`, v1's form, names the same folder.)
+        #[arg(long, alias = "key")]
         keys: PathBuf,
         #[arg(long)]
         processes: PathBuf,

@@ -14,8 +14,13 @@ pub fn serve(db: &Path, listen: &str, keys: &Path, processes: &Path, dev: bool) 
             "--listen: '{listen}' is not an address like 127.0.0.1:8080"
         ))
     })?;
+    // v1's `--key <folder>/endpoint.key` names a file in (or beside) the key folder.
+    let folder = match keys.parent() {
+        Some(parent) if !keys.is_dir() => parent,
+        _ => keys,
+    };
     let ring =
-        apoyo_endpoint::keyring::load_dir(keys).map_err(|e| CliError::Input(e.to_string()))?;
+        apoyo_endpoint::keyring::load_dir(folder).map_err(|e| CliError::Input(e.to_string()))?;
     let list = Process::parse_json_list(&read_file(processes, "process file (--processes)")?)?;
     let mut cfg = EndpointConfig::new(db.to_path_buf(), ring, list);
     cfg.dev = dev;
