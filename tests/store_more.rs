@@ -516,3 +516,50 @@ fn the_duplicate_hash_of_a_purged_capture_is_forgotten_when_its_process_closes()
         0
     );
 }
+
+/// Protocol v1.1 (6.5): an auxiliar id is an opaque code of `A-Z`, `0-9` and `-` (3-32): free
+/// text could carry a name in the clear. The device refuses it at init and at capture, naming
+/// the field and never the value.
+#[test]
+fn a_free_text_auxiliar_id_is_refused_on_the_device() {
+    use apoyo_sync::{Collector, Field, StoreOptions};
+    let fx = Fixture::new();
+    for bad in ["Juan Perez", "aux-0001", "AB", "AUX_0001", "ÁLVARO-01"] {
+        let err = Store::init(
+            &fx.store_dir(),
+            &fx.guard(),
+            &fx.provisioning(),
+            Some(Collector::Auxiliar(bad.into())),
+            StoreOptions::default(),
+        )
+        .expect_err("a free-text auxiliar id");
+        assert!(
+            matches!(
+                err,
+                Error::Invalid {
+                    field: Field::Collector,
+                    ..
+                }
+            ),
+            "{bad}: {err:?}"
+        );
+        assert!(!err.to_string().contains(bad), "the value is never echoed");
+    }
+    let mut store = fx.init();
+    let mut c = capture_of("nacional", &clave(950));
+    c.collector = Some(Collector::Auxiliar("Maria Lopez".into()));
+    let err = store.capture(c).expect_err("a free-text auxiliar id");
+    assert!(
+        matches!(
+            err,
+            Error::Invalid {
+                field: Field::Collector,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let mut c = capture_of("nacional", &clave(951));
+    c.collector = Some(Collector::Auxiliar("AUX-0951".into()));
+    store.capture(c).expect("a well-formed auxiliar id");
+}
