@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::time::Instant;
+use std::time::Instant;
 
 use super::client::{Client, Failure};
 use super::control::{Hold, RunControl};
@@ -122,7 +122,9 @@ pub async fn run(
     transport: &dyn Transport,
     opts: SyncOptions,
 ) -> Result<SyncReport> {
-    let start = Instant::now();
+    // Budget time comes from the store's clock: monotonic in production, virtual in a
+    // simulation.
+    let start = store.clock().instant();
     let mut report = SyncReport {
         committed: 0,
         duplicates: 0,
@@ -168,7 +170,8 @@ pub async fn run(
 
 impl Run<'_> {
     pub(super) fn remaining(&self) -> Duration {
-        self.deadline.saturating_duration_since(Instant::now())
+        self.deadline
+            .saturating_duration_since(self.store.clock().instant())
     }
 
     async fn refresh_catalog(&mut self) -> Result<()> {
@@ -284,6 +287,11 @@ impl Run<'_> {
             // Held back (cancel, network policy): not the endpoint's fault, no attempt counted.
             return Ok(Item::Held(h));
         }
+        #[cfg(feature = "test-bugs")]
+        if super::test_bugs::transient_is_permanent(&failure) {
+            self.quarantine(id, &failure.describe())?;
+            return Ok(Item::Quarantined);
+        }
         match failure.action() {
             Action::Quarantine => {
                 self.quarantine(id, &failure.describe())?;
@@ -344,6 +352,8 @@ impl Run<'_> {
             sealed_key: self.store.endpoint_seal(id)?,
             parts: commit_parts,
         };
+        #[cfg(feature = "test-bugs")]
+        super::test_bugs::before_commit(self.store, id)?;
         let t = self.remaining();
         let (_status, signed) = match self.client.commit(&msg, t).await? {
             Ok(r) => r,
