@@ -574,7 +574,12 @@ fn main() -> BoxResult<()> {
 /// A new store in `dir` (created), with the bench's process.
 fn new_store(dir: &Path, guard: &FileKeyGuard, endpoint: &EndpointSecretKey) -> BoxResult<Store> {
     fs::create_dir_all(dir)?;
-    let mut store = Store::init(dir, guard, endpoint.public(), None, StoreOptions::default())?;
+    let root = apoyo_sync::crypto::Ed25519Secret::generate()?;
+    let provisioning = apoyo_sync::InePublicKeys {
+        seal_key: endpoint.public(),
+        ine_root: apoyo_sync::IneRoot::from_bytes(&root.public())?,
+    };
+    let mut store = Store::init(dir, guard, &provisioning, None, StoreOptions::default())?;
     store.put_processes(&Process::parse_json_list(PROCESS_JSON.as_bytes())?)?;
     Ok(store)
 }

@@ -150,6 +150,13 @@ pub enum Error {
     Rejected { reason: String },
     #[error("the endpoint's receipt does not verify")]
     BadReceipt,
+    /// A provisioned or configured key file is not the key it should be (a private key where
+    /// the public one belongs, another key's file, a zero or low-order key). Never the text.
+    #[error("bad key: {0}")]
+    BadKey(String),
+    /// The store was provisioned with another INE root than the one given now.
+    #[error("this store was provisioned with another INE root")]
+    ProvisioningMismatch,
 
     #[error("storage error: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -327,6 +334,10 @@ impl Error {
             Error::Transient(_) => ErrorCode::Transient,
             Error::Rejected { .. } => ErrorCode::Rejected,
             Error::BadReceipt => ErrorCode::BadReceipt,
+            // No codes of their own (the bindings' tables stay as they are): a bad key file is
+            // invalid input, a store provisioned with another root cannot be used with this one.
+            Error::BadKey(_) => ErrorCode::Invalid,
+            Error::ProvisioningMismatch => ErrorCode::KeyUnavailable,
             Error::Sqlite(_) => ErrorCode::Sqlite,
             Error::Io(_) => ErrorCode::Io,
             Error::Crypto(_) => ErrorCode::Crypto,

@@ -22,7 +22,7 @@ pub mod sync;
 pub mod validate;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
-pub use crypto::{EndpointPublicKey, EndpointSecretKey, FileKeyGuard, KeyGuard};
+pub use crypto::{EndpointPublicKey, EndpointSecretKey, FileKeyGuard, IneRoot, KeyGuard};
 pub use engine::{
     Activated, CaptureChange, Engine, EngineOptions, EngineStatus, Event, Hold, Listener,
     NetworkKind, NetworkPolicy, NetworkUsage, Provisioning, Registered, Wait,
@@ -36,5 +36,5 @@ pub use process::{Process, Scope};
 pub use protocol::{Provider, ReceiptResult};
 pub use queue::State;
 pub use store::ReceiptInfo;
-pub use store::{CaptureInfo, PartRecord, Status, Store, StoreOptions};
+pub use store::{CaptureInfo, InePublicKeys, PartRecord, Status, Store, StoreOptions};
 pub use sync::{Progress, StopReason, SyncReport, TlsConfig};

@@ -9,7 +9,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use apoyo_endpoint::{EndpointConfig, RunningEndpoint};
-use apoyo_sync::crypto::receipt::ReceiptSigner;
 use apoyo_sync::protocol::Provider;
 use apoyo_sync::sync::transport::{Method, Request};
 use apoyo_sync::sync::{
@@ -17,7 +16,7 @@ use apoyo_sync::sync::{
     Transport,
 };
 use apoyo_sync::{
-    CardFields, Collector, CredentialModel, EndpointSecretKey, FileKeyGuard, Images, NewCapture,
+    CardFields, Collector, CredentialModel, FileKeyGuard, Images, InePublicKeys, NewCapture,
     Process, Store,
 };
 
@@ -55,7 +54,7 @@ fn device(
     name: &'static str,
     collector: Option<Collector>,
     url: &str,
-    ep: &EndpointSecretKey,
+    provisioning: &InePublicKeys,
     t: &HttpTransport,
     rt: &tokio::runtime::Runtime,
 ) -> CliResult<Device> {
@@ -63,7 +62,7 @@ fn device(
     let mut store = Store::init(
         &dir.join(name),
         &guard,
-        ep.public(),
+        provisioning,
         collector,
         crate::store_cmds::store_options()?,
     )?;
@@ -152,8 +151,7 @@ pub fn demo(json: bool, seed: u64) -> CliResult {
             .build(),
         "runtime",
     )?;
-    let key = EndpointSecretKey::generate()?;
-    let ep = start_endpoint(&rt, tmp.path(), &key)?;
+    let (ep, key) = start_endpoint(&rt, tmp.path())?;
     let url = ep.url();
     out.say(format!(
         "endpoint    {url} (in-process, temporary database)"
@@ -201,23 +199,29 @@ pub fn demo(json: bool, seed: u64) -> CliResult {
 
 /// The reference endpoint, in-process on loopback with a temporary database and the
 /// development mailbox on.
+/// Starts the endpoint on a fresh key ring (v1.1: an INE root certifying a seal key and a
+/// receipt key); returns it and what the demo's phones are provisioned with.
 fn start_endpoint(
     rt: &tokio::runtime::Runtime,
     dir: &Path,
-    key: &EndpointSecretKey,
-) -> CliResult<RunningEndpoint> {
+) -> CliResult<(RunningEndpoint, InePublicKeys)> {
+    let root = apoyo_sync::crypto::Ed25519Secret::generate()?;
+    let ring = ok(
+        apoyo_endpoint::KeyRing::generate(&root, time::OffsetDateTime::now_utc()),
+        "key ring",
+    )?;
+    let provisioning = InePublicKeys {
+        seal_key: ring.seal[0].secret.public(),
+        ine_root: ring.root,
+    };
     let processes = Process::parse_json_list(PROCESSES)?;
-    let mut cfg = EndpointConfig::new(
-        dir.join("endpoint.db"),
-        EndpointSecretKey::from_bytes(*key.as_bytes()),
-        ReceiptSigner::generate()?,
-        processes,
-    );
+    let mut cfg = EndpointConfig::new(dir.join("endpoint.db"), ring, processes);
     cfg.dev = true;
-    ok(
+    let ep = ok(
         rt.block_on(apoyo_endpoint::start(cfg, ([127, 0, 0, 1], 0).into())),
         "endpoint",
-    )
+    )?;
+    Ok((ep, provisioning))
 }
 
 /// Captures the synthetic supports: every clave on the auxiliar's phone, the last one again

@@ -313,12 +313,22 @@ fn fieldtest_config(a: &FieldtestArgs, work: PathBuf) -> CliResult<FieldConfig> 
     let deadline = humantime::parse_duration(&a.deadline)
         .map_err(|_| CliError::Usage("invalid value for --deadline (e.g. 90s, 10m)".into()))?;
     let endpoint = match (&a.endpoint, &a.endpoint_db, &a.endpoint_pub) {
-        (Some(url), Some(db), Some(public)) => {
-            let text = crate::read_file(public, "endpoint public key (--endpoint-pub)")?;
+        (Some(url), Some(db), Some(public_file)) => {
+            let text = crate::read_file(public_file, "endpoint public key (--endpoint-pub)")?;
             let public = EndpointPublicKey::from_text(String::from_utf8_lossy(&text).trim())?;
+            // v1.1: the INE root beside the seal key, where `apoyo endpoint-keygen` writes it.
+            let root_file = public_file
+                .parent()
+                .map(|d| d.join(crate::keys::ROOT_PUBLIC_FILE))
+                .filter(|p| p.exists());
+            let ine_root = match root_file {
+                Some(p) => Some(crate::keys::read_root(&p)?),
+                None => None,
+            };
             Some(External {
                 url: url.clone(),
                 public,
+                ine_root,
                 db: db.clone(),
             })
         }

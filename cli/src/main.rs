@@ -38,10 +38,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Make an endpoint (INE) X25519 key pair: DIR/endpoint.key (0600) and DIR/endpoint.pub.
+    /// Make an endpoint (INE) key folder: the INE root (DIR/ine-root.key, 0600, to keep
+    /// offline; DIR/ine-root.pub), a first seal key (DIR/endpoint.pub) and receipt key with
+    /// their certificates (DIR/ring/), and the duplicate secret. With --rotate, add a new seal
+    /// and receipt key certified by DIR/ine-root.key.
     EndpointKeygen {
         #[arg(long)]
         out: PathBuf,
+        #[arg(long)]
+        rotate: bool,
     },
     /// Device store management.
     #[command(subcommand)]
@@ -99,10 +104,10 @@ enum Cmd {
         db: PathBuf,
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
-        /// The endpoint's X25519 key (from `apoyo endpoint-keygen`); its receipt-signing key
-        /// is kept beside it (`<key>.sign`, created if missing).
-        #[arg(long)]
-        key: PathBuf,
+        /// The endpoint's key folder (from `apoyo endpoint-keygen`); ine-root.key is not needed.
+        /// (`--key <folder>/endpoint.key`, v1's form, names the same folder.)
+        #[arg(long, alias = "key")]
+        keys: PathBuf,
         #[arg(long)]
         processes: PathBuf,
         /// Enable the development mailbox and admin stats routes.
@@ -141,9 +146,13 @@ enum DeviceCmd {
     Init {
         #[arg(long)]
         store: PathBuf,
-        /// INE's public key file (from `apoyo endpoint-keygen`).
+        /// INE's seal key file (`apoyo-seal-pub-v1 <hex>`, from `apoyo endpoint-keygen`).
         #[arg(long)]
         endpoint_pub: PathBuf,
+        /// The INE root (`apoyo-ine-root-v1 <hex>`): receipts are trusted only if their key
+        /// chains to it.
+        #[arg(long)]
+        ine_root: PathBuf,
         /// Capture as this auxiliar (registration id) instead of as the Mi Apoyo citizen.
         #[arg(long)]
         auxiliar: Option<String>,
@@ -205,12 +214,13 @@ fn main() -> ExitCode {
         Err(e) => return usage::parse_failure(&e),
     };
     let result = match cli.cmd {
-        Cmd::EndpointKeygen { out } => keys::endpoint_keygen(&out),
+        Cmd::EndpointKeygen { out, rotate } => keys::endpoint_keygen(&out, rotate),
         Cmd::Device(DeviceCmd::Init {
             store,
             endpoint_pub,
+            ine_root,
             auxiliar,
-        }) => store_cmds::device_init(&store, &endpoint_pub, auxiliar),
+        }) => store_cmds::device_init(&store, &endpoint_pub, &ine_root, auxiliar),
         Cmd::Device(DeviceCmd::SetAside { store }) => store_cmds::set_aside(&store),
         Cmd::Process(ProcessCmd::Add { store, file }) => store_cmds::process_add(&store, &file),
         Cmd::Process(ProcessCmd::List { store }) => store_cmds::process_list(&store),
@@ -239,10 +249,10 @@ fn main() -> ExitCode {
         Cmd::Serve {
             db,
             listen,
-            key,
+            keys,
             processes,
             dev,
-        } => serve::serve(&db, &listen, &key, &processes, dev),
+        } => serve::serve(&db, &listen, &keys, &processes, dev),
         Cmd::Demo { json, seed } => demo::demo(json, seed),
         Cmd::CaptureLoop(a) => store_cmds::capture_loop(&a.store),
         Cmd::Proxy(a) => field_cmds::proxy(a),

@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use apoyo_endpoint::KeyRing;
 use apoyo_endpoint::{Chaos, EndpointConfig, Injected, Route, RunningEndpoint};
-use apoyo_sync::crypto::receipt::ReceiptSigner;
+use apoyo_sync::crypto::Ed25519Secret;
 use apoyo_sync::protocol::{Provider, ReceiptResult};
 use apoyo_sync::sync::transport::{Method, Request, SendFuture, TransportError};
 use apoyo_sync::sync::{
@@ -17,7 +18,7 @@ use apoyo_sync::sync::{
     TlsConfig, Transport,
 };
 use apoyo_sync::{
-    CaptureId, CardFields, CredentialModel, EndpointSecretKey, Error, FileKeyGuard, Images,
+    CaptureId, CardFields, CredentialModel, Error, FileKeyGuard, Images, InePublicKeys,
     ManualClock, NewCapture, PartKind, Process, SharedClock, State, Store, StoreOptions,
     SystemClock,
 };
@@ -37,7 +38,8 @@ struct Env {
     rt: tokio::runtime::Runtime,
     ep: Option<RunningEndpoint>,
     url: String,
-    key: EndpointSecretKey,
+    /// What the devices are provisioned with (the ring's first seal key and its INE root).
+    provisioning: InePublicKeys,
     dir: tempfile::TempDir,
 }
 
@@ -51,11 +53,15 @@ impl Drop for Env {
 
 fn start(processes: &str, clock: SharedClock, chaos: Option<Arc<dyn Chaos>>) -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let key = EndpointSecretKey::generate().unwrap();
+    let root = Ed25519Secret::generate().unwrap();
+    let ring = KeyRing::generate(&root, clock.now()).unwrap();
+    let provisioning = InePublicKeys {
+        seal_key: ring.seal[0].secret.public(),
+        ine_root: ring.root,
+    };
     let mut cfg = EndpointConfig::new(
         dir.path().join("endpoint.db"),
-        EndpointSecretKey::from_bytes(*key.as_bytes()),
-        ReceiptSigner::generate().unwrap(),
+        ring,
         Process::parse_json_list(processes.as_bytes()).unwrap(),
     );
     cfg.dev = true;
@@ -74,7 +80,7 @@ fn start(processes: &str, clock: SharedClock, chaos: Option<Arc<dyn Chaos>>) -> 
         rt,
         ep: Some(ep),
         url,
-        key,
+        provisioning,
         dir,
     }
 }
@@ -119,7 +125,7 @@ impl Env {
         let mut store = Store::init(
             &self.dir.path().join(name),
             &kr,
-            self.key.public(),
+            &self.provisioning,
             None,
             opts,
         )
@@ -456,10 +462,13 @@ fn the_same_citizen_on_two_devices_counts_once() {
     let r = b.receipts().unwrap();
     assert_eq!(r[0].capture_id, second);
     assert_eq!(r[0].result, ReceiptResult::Duplicate);
-    assert_eq!(
-        r[0].first_capture_id.as_deref(),
-        Some(first.to_string().as_str())
+    // v1.1: another device (another collector) is not told which capture was counted.
+    assert_eq!(r[0].first_capture_id, None);
+    assert!(
+        r[0].verified,
+        "the duplicate receipt verifies against the INE root"
     );
+    let _ = first;
     let stats = env.stats();
     assert_eq!(
         (stats["counted"].as_u64(), stats["duplicates"].as_u64()),

@@ -1,20 +1,26 @@
 //! Deciding a commit (`PUT /v1/supports/{capture_id}`), all inside one SQLite transaction taken
 //! under the database mutex, so that concurrent deliveries of the same capture serialize:
 //!
-//! 1. idempotency: a stored answer for this capture id with the same content digest is answered
-//!    again byte for byte; a different digest is `idempotency_conflict`;
+//! 1. idempotency, per (device, capture id): a stored answer of this device for this capture id
+//!    with the same content digest is answered again byte for byte; a different digest is
+//!    `idempotency_conflict`. Another device's support with the same id is no concern of this
+//!    one (v1.1): nobody can block a capture by learning its id;
 //! 2. the five parts: each names a complete, unexpired upload of this device for this capture
 //!    and kind (else `upload_missing`), whose length and SHA-256 are the declared ones (else
 //!    `part_mismatch`);
-//! 3. the sealed key opens with the device's key and every part authenticates (else
-//!    `undecryptable`);
+//! 3. the sealed key opens with the ring's seal key named by `seal_key_id` and the device's key,
+//!    and every part authenticates (else `undecryptable`);
 //! 4. the manifest agrees with the commit (else `manifest_mismatch`);
-//! 5. the process rules (`process_unknown`, `process_closed`, `card_invalid`,
+//! 5. the process rules (`process_unknown`, `process_closed` judged on the capture time
+//!    corrected for the device's clock skew (`crate::skew`), `card_invalid`,
 //!    `model_not_accepted`, `credential_expired`, `out_of_scope`);
-//! 6. the duplicate rule (LGIPE art. 385): one counted support per (process, clave de elector);
+//! 6. the duplicate rule (LGIPE art. 385): one counted support per (process, clave de elector),
+//!    keyed by the ring's duplicate secret; a duplicate receipt names the counted capture only
+//!    to its own device or collector;
 //! 7. the parts' ciphertext moves from upload storage into the support's folder, and the
 //!    decision is recorded with its exact answer;
-//! 8. the answer is a signed receipt (counted 201, duplicate 200).
+//! 8. the answer is a signed receipt (counted 201, duplicate 200) with the certificate of the
+//!    key that signed it.
 //!
 //! Refusals of steps 1-2 depend on the upload state, not on the content, so they are not
 //! recorded (the device re-uploads and commits again). Rejections of steps 3-5 depend only on
@@ -34,9 +40,10 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use time::OffsetDateTime;
 
 use crate::auth::Device;
-use crate::blobs::is_upload_id;
+use crate::blobs::{is_upload_id, support_dir_name};
 use crate::digest::commit_digest;
 use crate::error::ApiError;
+use crate::routes::commit::Received;
 use crate::state::Inner;
 use parts::HeldPart;
 
@@ -48,8 +55,15 @@ pub(crate) struct Answer {
 
 /// The decision on a commit whose parts are all held.
 enum Decision {
-    Counted { dup_key: [u8; 32] },
-    Duplicate { dup_key: [u8; 32], first: CaptureId },
+    Counted {
+        dup_key: [u8; 32],
+    },
+    /// `shown`: the first capture id as the receipt names it (only to its device or collector).
+    Duplicate {
+        dup_key: [u8; 32],
+        first: CaptureId,
+        shown: Option<CaptureId>,
+    },
     Rejected(ApiError),
 }
 
@@ -57,9 +71,15 @@ enum Decision {
 struct Decided<'a> {
     device: &'a Device,
     req: &'a CommitRequest,
+    /// The exact signed commit, kept with the support.
+    received: &'a Received,
     held: &'a [HeldPart],
     decision: &'a Decision,
     now: OffsetDateTime,
+    /// The device clock's skew applied to the capture time (seconds), when over tolerance.
+    skew: Option<i64>,
+    /// The support's folder under `supports/`.
+    folder: String,
 }
 
 /// Checks the shape of a commit: exactly the five part kinds, once each.
@@ -80,21 +100,27 @@ pub(crate) fn decide(
     conn: &mut Connection,
     inner: &Inner,
     device: &Device,
-    req: &CommitRequest,
+    received: &Received,
 ) -> Result<Answer, ApiError> {
+    let req = &received.req;
     let digest = commit_digest(req, &device.id);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    if let Some(answer) = replayed(&tx, req, &digest)? {
+    if let Some(answer) = replayed(&tx, device, req, &digest)? {
         return Ok(answer);
     }
     let held = parts::held_parts(&tx, inner, device, req)?;
-    let decision = decide_content(&tx, inner, device, req, &held)?;
+    let now = inner.now();
+    let (judged_at, skew) = crate::skew::judged_capture_time(req.captured_at, req.sent_at, now);
+    let decision = decide_content(&tx, inner, device, req, &held, judged_at)?;
     let decided = Decided {
         device,
         req,
+        received,
         held: &held,
         decision: &decision,
-        now: inner.now(),
+        now,
+        skew,
+        folder: support_dir_name(&req.capture_id, &device.id),
     };
     let answer = receipt::answer(inner, &decided)?;
     record::keep(tx, inner, &decided, &digest, &answer)?;
@@ -107,17 +133,19 @@ pub(crate) fn decide(
     Ok(answer)
 }
 
-/// Step 1: the stored answer when this capture id was already decided with the same content
-/// (repeated byte for byte); `idempotency_conflict` when with other content.
+/// Step 1: the stored answer when this device already had this capture id decided with the
+/// same content (repeated byte for byte); `idempotency_conflict` when with other content.
+/// Scoped to the device: another device's support under the same id never answers here.
 fn replayed(
     conn: &Connection,
+    device: &Device,
     req: &CommitRequest,
     digest: &[u8; 32],
 ) -> Result<Option<Answer>, ApiError> {
     let stored: Option<(Vec<u8>, i64, Vec<u8>)> = conn
         .query_row(
-            "SELECT digest, status, body FROM supports WHERE capture_id = ?1",
-            [req.capture_id.to_string()],
+            "SELECT digest, status, body FROM supports WHERE device_id = ?1 AND capture_id = ?2",
+            [device.id.clone(), req.capture_id.to_string()],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;
@@ -137,31 +165,40 @@ fn replayed(
     }))
 }
 
-/// Steps 3-6: the content's checks, then the duplicate rule on the duplicate key.
+/// Steps 3-6: the content's checks, then the duplicate rule on the duplicate key. The
+/// duplicate receipt names the counted capture only when it came from the same device or the
+/// same collector: to anyone else it would be an oracle for "did this citizen support this
+/// aspirant?".
 fn decide_content(
     conn: &Connection,
     inner: &Inner,
     device: &Device,
     req: &CommitRequest,
     held: &[HeldPart],
+    judged_at: OffsetDateTime,
 ) -> Result<Decision, ApiError> {
-    let dup_key = match content::check_content(inner, device, req, held)? {
+    let dup_key = match content::check_content(inner, device, req, held, judged_at)? {
         Err(rejection) => return Ok(Decision::Rejected(rejection)),
         Ok(dup_key) => dup_key,
     };
-    let first: Option<String> = conn
+    let first: Option<(String, String, String, String)> = conn
         .query_row(
-            "SELECT capture_id FROM supports WHERE dup_key = ?1 AND result = 'counted'",
+            "SELECT capture_id, device_id, collector_kind, collector_id FROM supports
+             WHERE dup_key = ?1 AND result = 'counted'",
             [&dup_key[..]],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()?;
-    Ok(match first {
-        None => Decision::Counted { dup_key },
-        Some(f) => Decision::Duplicate {
-            dup_key,
-            first: f.parse().map_err(ApiError::internal)?,
-        },
+    let Some((first, first_device, kind, id)) = first else {
+        return Ok(Decision::Counted { dup_key });
+    };
+    let first: CaptureId = first.parse().map_err(ApiError::internal)?;
+    let (my_kind, my_id) = record::collector_parts(&req.collector);
+    let related = first_device == device.id || (kind == my_kind && id == my_id);
+    Ok(Decision::Duplicate {
+        dup_key,
+        first,
+        shown: related.then_some(first),
     })
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{SharedClock, SystemClock};
-use crate::crypto::EndpointPublicKey;
+use crate::crypto::{EndpointPublicKey, IneRoot};
 use crate::limits::DEFAULT_DISK_RESERVE_BYTES;
 use crate::model::Collector;
 use crate::sync::{BackoffPolicy, TlsConfig, Transport};
@@ -19,13 +19,19 @@ pub struct Provisioning {
     pub endpoint_public_key: EndpointPublicKey,
     /// The endpoint's CA (PEM) and/or pinned public keys, for `https` endpoints.
     pub tls: TlsConfig,
+    /// Protocol v1.1: the INE root (`apoyo-ine-root-v1 <hex>`, docs/protocol.md 5.7) that
+    /// certifies the endpoint's receipt and seal keys. A receipt is grounds for deleting a
+    /// capture only if it chains to this root. `None` (a build that provisions none yet): no
+    /// receipt is ever trusted, so nothing is ever deleted and supports stay queued.
+    pub ine_root: Option<IneRoot>,
 }
 
 impl Provisioning {
-    pub fn new(endpoint_public_key: EndpointPublicKey) -> Self {
+    pub fn new(endpoint_public_key: EndpointPublicKey, ine_root: IneRoot) -> Self {
         Provisioning {
             endpoint_public_key,
             tls: TlsConfig::default(),
+            ine_root: Some(ine_root),
         }
     }
 }

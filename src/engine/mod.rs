@@ -40,7 +40,7 @@ use crate::model::{CaptureId, NewCapture};
 use crate::process::Process;
 use crate::protocol::Provider;
 use crate::queue::State;
-use crate::store::{CaptureInfo, ReceiptInfo, Status, Store, StoreOptions};
+use crate::store::{CaptureInfo, InePublicKeys, ReceiptInfo, Status, Store, StoreOptions};
 use crate::sync::{self, HttpTransport, Transport};
 
 /// The answer to [`Engine::register`].
@@ -117,13 +117,25 @@ impl Engine {
         provisioning: Provisioning,
         opts: EngineOptions,
     ) -> Result<Engine> {
-        let store = Store::init(
-            dir,
-            guard,
-            provisioning.endpoint_public_key,
-            opts.collector.clone(),
-            store_options(&opts),
-        )?;
+        let store = match provisioning.ine_root {
+            Some(ine_root) => Store::init(
+                dir,
+                guard,
+                &InePublicKeys {
+                    seal_key: provisioning.endpoint_public_key,
+                    ine_root,
+                },
+                opts.collector.clone(),
+                store_options(&opts),
+            )?,
+            None => Store::init_unanchored(
+                dir,
+                guard,
+                provisioning.endpoint_public_key,
+                opts.collector.clone(),
+                store_options(&opts),
+            )?,
+        };
         Engine::from_store(store, provisioning, opts)
     }
 
@@ -135,7 +147,15 @@ impl Engine {
         provisioning: Provisioning,
         opts: EngineOptions,
     ) -> Result<Engine> {
-        let store = Store::open(dir, guard, store_options(&opts))?;
+        let mut store = Store::open(dir, guard, store_options(&opts))?;
+        // A store made before v1.1 (or by a build without a root) gets the root now; a store
+        // holding another root is refused (`ProvisioningMismatch`).
+        if let Some(ine_root) = provisioning.ine_root {
+            store.provision(&InePublicKeys {
+                seal_key: provisioning.endpoint_public_key,
+                ine_root,
+            })?;
+        }
         Engine::from_store(store, provisioning, opts)
     }
 

@@ -49,6 +49,8 @@ fn empty_report(stopped: StopReason) -> SyncReport {
         pending: 0,
         bytes_sent: 0,
         retries: 0,
+        untrusted_receipts: 0,
+        receipt_problem: None,
         stopped,
     }
 }
@@ -59,6 +61,8 @@ fn add(total: &mut SyncReport, pass: &SyncReport) {
     total.quarantined += pass.quarantined;
     total.bytes_sent += pass.bytes_sent;
     total.retries += pass.retries;
+    total.untrusted_receipts += pass.untrusted_receipts;
+    total.receipt_problem = pass.receipt_problem.or(total.receipt_problem);
     total.pending = pass.pending;
     total.stopped = pass.stopped;
 }

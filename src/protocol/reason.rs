@@ -56,6 +56,15 @@ pub enum Reason {
     RegistrationInvalid,
     /// Not found (unknown upload id, unknown route).
     NotFound,
+    // --- protocol v1.1 ---
+    /// The commit's collector is not this device (Mi Apoyo), or an auxiliar id of the wrong
+    /// form or bound to another device key (v1.1, §6.5).
+    CollectorInvalid,
+    /// The commit's device signature does not verify under the signing key this device
+    /// registered at activation: activate again (v1.1).
+    CommitSignatureInvalid,
+    /// A v1 message (no device signature, no signing key): this endpoint speaks v1.1 (426).
+    UpgradeRequired,
     /// Any code this version does not know.
     #[serde(other)]
     Other,
@@ -81,7 +90,10 @@ impl Reason {
             // Other: a code this version does not know; never quarantine on what we cannot read.
             Reason::RateLimited | Reason::Unavailable | Reason::Other => Action::Retry,
             Reason::UploadMissing | Reason::NotFound => Action::Reupload,
-            Reason::Unauthorized => Action::Reactivate,
+            // 426 goes to a v1 device, which reads it as `other` and retries; a v1.1 device never
+            // gets it, and would retry as well rather than quarantine on a version mismatch.
+            Reason::UpgradeRequired => Action::Retry,
+            Reason::Unauthorized | Reason::CommitSignatureInvalid => Action::Reactivate,
             Reason::CredentialExpired
             | Reason::ModelNotAccepted
             | Reason::CardInvalid
@@ -98,7 +110,8 @@ impl Reason {
             | Reason::ActivationCodeExpired
             | Reason::ActivationCodeForeignDevice
             | Reason::ActivationProofInvalid
-            | Reason::RegistrationInvalid => Action::Quarantine,
+            | Reason::RegistrationInvalid
+            | Reason::CollectorInvalid => Action::Quarantine,
         }
     }
 
@@ -127,6 +140,9 @@ impl Reason {
             Reason::ActivationProofInvalid => "activation_proof_invalid",
             Reason::RegistrationInvalid => "registration_invalid",
             Reason::NotFound => "not_found",
+            Reason::CollectorInvalid => "collector_invalid",
+            Reason::CommitSignatureInvalid => "commit_signature_invalid",
+            Reason::UpgradeRequired => "upgrade_required",
             Reason::Other => "other",
         }
     }
@@ -166,7 +182,10 @@ impl Reason {
             | Reason::Undecryptable
             | Reason::PartMismatch
             | Reason::ManifestMismatch
-            | Reason::RegistrationInvalid => 422,
+            | Reason::RegistrationInvalid
+            | Reason::CollectorInvalid => 422,
+            Reason::CommitSignatureInvalid => 403,
+            Reason::UpgradeRequired => 426,
             Reason::IdempotencyConflict => 409,
             Reason::Malformed => 400,
             Reason::TooLarge => 413,
@@ -184,7 +203,7 @@ impl Reason {
     }
 
     /// Every reason (for docs and exhaustive tests).
-    pub const ALL: [Reason; 23] = [
+    pub const ALL: [Reason; 26] = [
         Reason::CredentialExpired,
         Reason::ModelNotAccepted,
         Reason::CardInvalid,
@@ -207,6 +226,9 @@ impl Reason {
         Reason::ActivationProofInvalid,
         Reason::RegistrationInvalid,
         Reason::NotFound,
+        Reason::CollectorInvalid,
+        Reason::CommitSignatureInvalid,
+        Reason::UpgradeRequired,
         Reason::Other,
     ];
 }

@@ -35,6 +35,16 @@ pub(super) fn check_collector(c: &Collector) -> Result<()> {
             "must be 1-64 printable ASCII characters",
         ));
     }
+    // v1.1 (protocol 6.5): an auxiliar id is an opaque code, never free text that could hold a
+    // name.
+    if let Collector::Auxiliar(id) = c
+        && !crate::model::is_auxiliar_id(id)
+    {
+        return Err(Error::invalid(
+            crate::error::Field::Collector,
+            "an auxiliar id is 3-32 characters of A-Z, 0-9 and '-'",
+        ));
+    }
     Ok(())
 }
 
@@ -248,7 +258,13 @@ impl Store {
                     Ok(tx)
                 },
                 |endpoint_seal, tx| {
-                    insert_keys(&tx, &row.id, device_wrap, &endpoint_seal)?;
+                    insert_keys(
+                        &tx,
+                        &row.id,
+                        device_wrap,
+                        &endpoint_seal,
+                        &endpoint_public.key_id(),
+                    )?;
                     Ok(tx)
                 },
             )?

@@ -44,11 +44,13 @@ mod recover;
 mod rows;
 mod sync_state;
 mod trailer;
+mod trust;
 
 pub use capture::MAX_COLLECTOR_ID_LEN;
 pub use read::{CaptureInfo, PartRecord, Status};
 pub use recover::OpenReport;
 pub use sync_state::{Activation, ReceiptInfo};
+pub use trust::InePublicKeys;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -110,6 +112,8 @@ pub struct Store {
     keys: DeviceKeys,
     store_id: [u8; 16],
     device_id: String,
+    /// The seal key new captures are sealed to: the newest one the INE root certified, else
+    /// the provisioned one.
     endpoint_public: EndpointPublicKey,
     collector: Collector,
     opts: StoreOptions,
@@ -148,8 +152,13 @@ impl Store {
     pub fn device_public(&self) -> [u8; 32] {
         self.keys.identity.public()
     }
+    /// The seal key new captures are sealed to (the newest certified one, else the
+    /// provisioned one).
     pub fn endpoint_public(&self) -> EndpointPublicKey {
         self.endpoint_public
+    }
+    pub(crate) fn set_seal_key(&mut self, key: EndpointPublicKey) {
+        self.endpoint_public = key;
     }
     pub fn collector(&self) -> &Collector {
         &self.collector

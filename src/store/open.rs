@@ -11,8 +11,8 @@ use time::OffsetDateTime;
 use super::capture::check_collector;
 use super::rows::collector_parts;
 use super::{
-    DB_FILE, DeviceKeys, LOCK_FILE, OpenReport, Store, StoreOptions, db, files, migrations,
-    now_text,
+    DB_FILE, DeviceKeys, InePublicKeys, LOCK_FILE, OpenReport, Store, StoreOptions, db, files,
+    migrations, now_text,
 };
 use crate::crypto::{self, DeviceIdentity, EndpointPublicKey, KeyGuard, SecretKey, wrap};
 use crate::error::{Error, Result};
@@ -205,14 +205,31 @@ fn remove_partial(partial: &Path) -> Result<()> {
 
 impl Store {
     /// Creates a new device store in `dir`: a master key wrapped by `guard`, a fresh X25519
-    /// identity, and INE's public key. Fails with [`Error::StoreExists`] if there is one.
+    /// identity and Ed25519 commit-signing key, and what the app provisions (INE's seal key and
+    /// the INE root, protocol v1.1). Fails with [`Error::StoreExists`] if there is one.
     pub fn init(
+        dir: &Path,
+        guard: &dyn KeyGuard,
+        provisioning: &InePublicKeys,
+        collector: Option<Collector>,
+        opts: StoreOptions,
+    ) -> Result<Store> {
+        let mut store = Store::init_unanchored(dir, guard, provisioning.seal_key, collector, opts)?;
+        store.provision(provisioning)?;
+        Ok(store)
+    }
+
+    /// Creates a store with INE's seal key but no INE root yet (an app build that provisions
+    /// none): it captures and syncs, but trusts no receipt, so it deletes nothing, until
+    /// [`Store::provision`] gives it the root.
+    pub fn init_unanchored(
         dir: &Path,
         guard: &dyn KeyGuard,
         endpoint_public: EndpointPublicKey,
         collector: Option<Collector>,
         opts: StoreOptions,
     ) -> Result<Store> {
+        crypto::anchor::check_x25519_public(&endpoint_public.0, "INE seal key")?;
         let db_path = dir.join(DB_FILE);
         if db_path.exists() {
             return Err(Error::StoreExists(dir.to_path_buf()));
@@ -288,6 +305,10 @@ impl Store {
             opened: OpenReport::default(),
             _lock: lock,
         };
+        // v1.1: a store made before has no signing key yet; the seal key is the newest
+        // certified one.
+        store.ensure_signing_key()?;
+        store.refresh_seal_key()?;
         store.opened = store.reconcile_part_files()?;
         Ok(store)
     }

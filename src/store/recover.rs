@@ -224,7 +224,13 @@ impl Store {
         // committed with `synchronous=FULL`.
         let tx = self.conn.unchecked_transaction()?;
         row.insert(&tx)?;
-        insert_keys(&tx, &row.id, &trailer.device_wrap, &endpoint_seal)?;
+        insert_keys(
+            &tx,
+            &row.id,
+            &trailer.device_wrap,
+            &endpoint_seal,
+            &self.endpoint_public.key_id(),
+        )?;
         tx.commit()?;
         Ok(())
     }

@@ -45,17 +45,19 @@ impl QueueRow<'_> {
     }
 }
 
-/// The two wraps of a capture's data key.
+/// The two wraps of a capture's data key; `seal_key_id` names the seal key `endpoint_seal` was
+/// sealed to (v1.1).
 pub(super) fn insert_keys(
     tx: &rusqlite::Transaction<'_>,
     id: &str,
     device_wrap: &[u8],
     endpoint_seal: &[u8],
+    seal_key_id: &str,
 ) -> Result<()> {
     tx.prepare_cached(
-        "INSERT INTO capture_keys (capture_id, device_wrap, endpoint_seal) VALUES (?1, ?2, ?3)",
+        "INSERT INTO capture_keys (capture_id, device_wrap, endpoint_seal, seal_key_id) VALUES (?1, ?2, ?3, ?4)",
     )?
-    .execute(params![id, device_wrap, endpoint_seal])?;
+    .execute(params![id, device_wrap, endpoint_seal, seal_key_id])?;
     Ok(())
 }
 

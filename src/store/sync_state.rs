@@ -371,7 +371,8 @@ impl Store {
         Ok(ids.len() as u64)
     }
 
-    /// The kept receipts, each signature re-verified against the stored endpoint key.
+    /// The kept receipts, each re-verified: against the INE root through its key certificate
+    /// (v1.1), or a receipt kept before v1.1 against the receipt key of that activation.
     pub fn receipts(&self) -> Result<Vec<ReceiptInfo>> {
         let key: Option<Vec<u8>> = self
             .conn()
@@ -384,21 +385,22 @@ impl Store {
             .flatten();
         let key: Option<[u8; 32]> = key.and_then(|k| k.try_into().ok());
         let mut st = self.conn().prepare(
-            "SELECT capture_id, result, counted_at, first_capture_id, receipt, signature FROM receipts ORDER BY capture_id",
+            "SELECT capture_id, result, counted_at, first_capture_id, receipt, signature, key_cert FROM receipts ORDER BY capture_id",
         )?;
-        type Row = (String, String, String, Option<String>, Vec<u8>, Vec<u8>);
+        type Row = (
+            String,
+            String,
+            String,
+            Option<String>,
+            Vec<u8>,
+            Vec<u8>,
+            Option<Vec<u8>>,
+        );
         let rows = st.query_map([], |r| r.try_into())?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, result, counted_at, first, rc, sig): Row = row?;
-            let verified = key.is_some_and(|k| {
-                crate::crypto::receipt::verify(
-                    &k,
-                    &crate::protocol::receipt_signing_input(&rc),
-                    &sig,
-                )
-                .is_ok()
-            });
+            let (id, result, counted_at, first, rc, sig, cert): Row = row?;
+            let verified = self.kept_receipt_verifies(&rc, &sig, cert.as_deref(), key.as_ref())?;
             out.push(ReceiptInfo {
                 capture_id: id.parse()?,
                 result: if result == "duplicate" {

@@ -14,9 +14,9 @@ use super::retry::BackoffPolicy;
 use super::transport::Transport;
 use crate::error::{Error, Result};
 use crate::model::CaptureId;
-use crate::protocol::{self, Action, CommitPart, CommitRequest, Receipt, limits};
+use crate::protocol::{self, Action, CommitPart, CommitRequest, Receipt, ReceiptRefusal};
 use crate::queue::State;
-use crate::store::{Activation, Store};
+use crate::store::Store;
 
 /// A progress callback.
 pub type ProgressFn = std::sync::Arc<dyn Fn(&Progress) + Send + Sync>;
@@ -86,7 +86,18 @@ pub struct SyncReport {
     pub bytes_sent: u64,
     /// Transient failures met (each rescheduled or retried).
     pub retries: u64,
+    /// v1.1: receipts not accepted (not chained to the INE root, or not matching the commit).
+    /// None deleted anything: each capture stayed queued or was quarantined `receipt_invalid`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub untrusted_receipts: u64,
+    /// Why the last receipt was not accepted (no personal data).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt_problem: Option<&'static str>,
     pub stopped: StopReason,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 enum Item {
@@ -104,7 +115,6 @@ pub(super) struct Run<'a> {
     pub(super) store: &'a mut Store,
     pub(super) client: Client<'a>,
     pub(super) opts: SyncOptions,
-    activation: Activation,
     deadline: Instant,
     rng: fastrand::Rng,
     report: SyncReport,
@@ -132,6 +142,8 @@ pub async fn run(
         pending: 0,
         bytes_sent: 0,
         retries: 0,
+        untrusted_receipts: 0,
+        receipt_problem: None,
         stopped: StopReason::Drained,
     };
     let activation = match store.activation()? {
@@ -149,6 +161,9 @@ pub async fn run(
         .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
     // A kill between recording a receipt and purging leaves a committed capture: finish it.
     store.purge_committed()?;
+    // The keyed duplicate hashes of closed processes are no longer needed on the phone.
+    let now = store.clock().now();
+    store.forget_closed_duplicates(now)?;
     let mut run = Run {
         store,
         client,
@@ -156,7 +171,6 @@ pub async fn run(
         // an Instant can always hold.
         deadline: start + opts.budget.min(Duration::from_secs(365 * 24 * 3600)),
         opts,
-        activation,
         rng,
         report,
         progressed: false,
@@ -164,6 +178,9 @@ pub async fn run(
     run.refresh_catalog().await?;
     run.drain().await?;
     run.report.bytes_sent = run.client.bytes_sent;
+    if let Some(offset) = run.client.clock_offset {
+        run.store.set_clock_offset(offset)?;
+    }
     run.report.pending = run.store.pending_count()?;
     Ok(run.report)
 }
@@ -351,24 +368,22 @@ impl Run<'_> {
             collector: self.store.capture_collector(id)?,
             sealed_key: self.store.endpoint_seal(id)?,
             parts: commit_parts,
+            sent_at: self.store.clock().now(),
+            seal_key_id: self.store.capture_seal_key_id(id)?,
         };
+        let signed_commit = protocol::trust::sign_commit(&self.store.signing_key()?, &msg)?;
         #[cfg(feature = "test-bugs")]
         super::test_bugs::before_commit(self.store, id)?;
         let t = self.remaining();
-        let (_status, signed) = match self.client.commit(&msg, t).await? {
+        let (_status, signed) = match self.client.commit(id, &signed_commit, t).await? {
             Ok(r) => r,
             Err(f) => return Ok(Err(f)),
         };
-        let receipt = match self.check_receipt(&msg, &signed) {
+        let receipt = match self.check_receipt(&msg, &signed)? {
             Ok(r) => r,
-            Err(_) => {
-                // Never purge on a receipt we cannot trust; keep the capture for inspection.
-                self.quarantine(id, "receipt_invalid")?;
-                return Ok(Ok(Item::Quarantined));
-            }
+            Err(refusal) => return self.untrusted(id, refusal).map(Ok),
         };
-        self.store
-            .record_receipt(&receipt, &signed.receipt, &signed.signature)?;
+        self.store.record_receipt_v11(&receipt, &signed)?;
         let result = match receipt.result {
             protocol::ReceiptResult::Counted => "counted",
             protocol::ReceiptResult::Duplicate => "duplicate",
@@ -382,30 +397,42 @@ impl Run<'_> {
         }))
     }
 
+    /// The receipt check (`protocol::trust::verify_receipt`): against the provisioned INE
+    /// root, never a key learned from the network, and against what this device committed.
     fn check_receipt(
         &self,
         sent: &CommitRequest,
         signed: &protocol::SignedReceipt,
-    ) -> Result<Receipt> {
-        crate::crypto::receipt::verify(
-            &self.activation.receipt_public,
-            &protocol::receipt_signing_input(&signed.receipt),
-            &signed.signature,
-        )?;
-        let r: Receipt = protocol::decode(&signed.receipt, limits::MAX_RESPONSE_BYTES, "receipt")?;
-        let parts_match = r.parts.len() == sent.parts.len()
-            && sent.parts.iter().all(|p| {
-                r.parts
-                    .iter()
-                    .any(|q| q.kind == p.kind && q.sha256 == p.sha256)
-            });
-        if r.capture_id != sent.capture_id
-            || r.process_id != sent.process_id
-            || !parts_match
-            || r.endpoint_key_id != self.activation.receipt_key_id
-        {
-            return Err(Error::BadReceipt);
+    ) -> Result<std::result::Result<Receipt, ReceiptRefusal>> {
+        let Some(root) = self.store.ine_root()? else {
+            return Ok(Err(ReceiptRefusal::NoAnchoredKey));
+        };
+        Ok(protocol::trust::verify_receipt(
+            &root,
+            signed,
+            sent,
+            self.store.device_id(),
+        ))
+    }
+
+    /// A receipt that is no grounds for deleting anything: the capture keeps every byte and
+    /// stays queued (an endpoint without an anchored key, e.g. v1) or is quarantined
+    /// `receipt_invalid`; the run reports why.
+    fn untrusted(&mut self, id: &CaptureId, refusal: ReceiptRefusal) -> Result<Item> {
+        tracing::warn!(capture = %id, problem = %refusal.describe(), "receipt not accepted; nothing deleted");
+        self.report.untrusted_receipts += 1;
+        self.report.receipt_problem = Some(refusal.label());
+        if refusal.keeps_queued() {
+            let attempts = self.store.attempts(id)? + 1;
+            let delay = self.opts.backoff.delay(attempts, None, &mut self.rng);
+            let next = self.store.clock().now() + delay;
+            let why = refusal.describe();
+            self.store.record_transient(id, next, &why)?;
+            let state = self.store.info(id)?.state;
+            self.changed(id, state, Some(&why), Some(next));
+            return Ok(Item::Rescheduled);
         }
-        Ok(r)
+        self.quarantine(id, "receipt_invalid")?;
+        Ok(Item::Quarantined)
     }
 }

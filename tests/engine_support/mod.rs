@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use apoyo_endpoint::{EndpointConfig, RunningEndpoint};
-use apoyo_sync::crypto::receipt::ReceiptSigner;
 use apoyo_sync::sync::transport::{Method, Request, SendFuture};
 use apoyo_sync::sync::{BackoffPolicy, HttpTransport, TlsConfig, Transport};
 use apoyo_sync::{
@@ -28,6 +27,8 @@ pub struct Env {
     ep: Option<RunningEndpoint>,
     pub url: String,
     pub key: EndpointSecretKey,
+    /// The INE root that certifies the endpoint's keys (protocol v1.1).
+    pub ine_root: apoyo_sync::IneRoot,
     pub dir: tempfile::TempDir,
 }
 
@@ -41,11 +42,14 @@ impl Drop for Env {
 
 pub fn start() -> Env {
     let dir = tempfile::tempdir().expect("temp dir");
-    let key = EndpointSecretKey::generate().expect("key");
+    let root = apoyo_sync::crypto::Ed25519Secret::generate().expect("root");
+    let ring = apoyo_endpoint::KeyRing::generate(&root, time::OffsetDateTime::now_utc())
+        .expect("key ring");
+    let key = EndpointSecretKey::from_bytes(*ring.seal[0].secret.as_bytes());
+    let ine_root = ring.root;
     let mut cfg = EndpointConfig::new(
         dir.path().join("endpoint.db"),
-        EndpointSecretKey::from_bytes(*key.as_bytes()),
-        ReceiptSigner::generate().expect("signer"),
+        ring,
         Process::parse_json_list(PROCESSES.as_bytes()).expect("processes"),
     );
     cfg.dev = true;
@@ -66,13 +70,14 @@ pub fn start() -> Env {
         ep: Some(ep),
         url,
         key,
+        ine_root,
         dir,
     }
 }
 
 impl Env {
     pub fn provisioning(&self) -> Provisioning {
-        Provisioning::new(self.key.public())
+        Provisioning::new(self.key.public(), self.ine_root)
     }
 
     pub fn store_dir(&self, name: &str) -> PathBuf {

@@ -114,8 +114,8 @@ impl SimDevice {
         let dir = world.join(format!("device-{idx}"));
         let keyring = world.join(format!("keyring-{idx}"));
         let guard = FileKeyGuard::open_or_create(&keyring).expect("keyring");
-        let public = shared.lock().endpoint.public();
-        let store = Store::init(&dir, &guard, public, None, options(shared)).expect("init");
+        let keys = shared.lock().endpoint.provisioning();
+        let store = Store::init(&dir, &guard, &keys, None, options(shared)).expect("init");
         let mut d = SimDevice {
             idx,
             dir,

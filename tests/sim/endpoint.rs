@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use apoyo_endpoint::{AppState, Chaos, EndpointConfig, Injected, Route};
-use apoyo_sync::crypto::receipt::ReceiptSigner;
-use apoyo_sync::{EndpointPublicKey, EndpointSecretKey, ManualClock, Process};
+use apoyo_endpoint::{AppState, Chaos, EndpointConfig, Injected, KeyRing, Route};
+use apoyo_sync::crypto::Ed25519Secret;
+use apoyo_sync::{Clock, EndpointSecretKey, InePublicKeys, ManualClock, Process};
 use axum::body::Body;
 use tower::ServiceExt;
 
@@ -38,8 +38,8 @@ impl Chaos for ArmedChaos {
 /// The endpoint and what restarting it needs.
 pub struct SimEndpoint {
     dir: PathBuf,
-    key: [u8; 32],
-    signer: [u8; 32],
+    /// The v1.1 key ring (seal and receipt keys certified by a fresh INE root).
+    ring: KeyRing,
     processes: Vec<Process>,
     clock: ManualClock,
     upload_ttl: Duration,
@@ -55,12 +55,11 @@ impl SimEndpoint {
         clock: ManualClock,
         upload_ttl: Duration,
     ) -> SimEndpoint {
-        let key = EndpointSecretKey::generate().expect("endpoint key");
-        let signer = ReceiptSigner::generate().expect("receipt signer");
+        let root = Ed25519Secret::generate().expect("INE root");
+        let ring = KeyRing::generate(&root, clock.now()).expect("key ring");
         let mut ep = SimEndpoint {
             dir: dir.to_path_buf(),
-            key: *key.as_bytes(),
-            signer: signer.to_bytes(),
+            ring,
             processes,
             clock,
             upload_ttl,
@@ -76,17 +75,18 @@ impl SimEndpoint {
         self.dir.join("endpoint.db")
     }
 
-    pub fn public(&self) -> EndpointPublicKey {
-        EndpointSecretKey::from_bytes(self.key).public()
+    /// What a device of this endpoint is provisioned with: the seal key and the INE root.
+    pub fn provisioning(&self) -> InePublicKeys {
+        let seal = EndpointSecretKey::from_bytes(*self.ring.seal[0].secret.as_bytes());
+        InePublicKeys {
+            seal_key: seal.public(),
+            ine_root: self.ring.root,
+        }
     }
 
     fn boot(&mut self) {
-        let mut cfg = EndpointConfig::new(
-            self.db_path(),
-            EndpointSecretKey::from_bytes(self.key),
-            ReceiptSigner::from_bytes(&self.signer),
-            self.processes.clone(),
-        );
+        let mut cfg =
+            EndpointConfig::new(self.db_path(), self.ring.clone(), self.processes.clone());
         cfg.dev = true;
         cfg.clock = Arc::new(self.clock.clone());
         cfg.upload_ttl = self.upload_ttl;

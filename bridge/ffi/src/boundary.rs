@@ -55,7 +55,9 @@ thread_local! {
 
 /// The message of the last failed call on this thread, if any.
 pub fn last_error() -> Option<String> {
-    LAST_ERROR.with(|m| m.borrow().clone())
+    // `try_with`: a call made while the thread's locals are being destroyed (a host object
+    // closed from a thread-exit destructor) must not panic outside `catch_unwind`.
+    LAST_ERROR.try_with(|m| m.borrow().clone()).ok().flatten()
 }
 
 /// Puts a message back after `apoyo_last_error_message` read it (so it can be read again).
@@ -66,7 +68,8 @@ pub fn restore_last_error(message: String) {
 }
 
 fn set_last_error(message: Option<String>) {
-    LAST_ERROR.with(|m| *m.borrow_mut() = message);
+    // See `last_error`: after the thread-local is gone the message is dropped, not a panic.
+    let _ = LAST_ERROR.try_with(|m| *m.borrow_mut() = message);
 }
 
 /// Runs one entry point: every outcome, a panic included, becomes a code.
@@ -191,5 +194,46 @@ pub fn need<T>(out: *mut T, what: &str) -> Outcome {
         Err(Failure::null(what))
     } else {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicI32, Ordering};
+
+    static CODE_AT_EXIT: AtomicI32 = AtomicI32::new(-1);
+
+    /// Calls through the boundary from its destructor, as a host object closed by a
+    /// thread-exit destructor (Swift's `Thread` releasing its closure) does.
+    struct CallsOnDrop;
+    impl Drop for CallsOnDrop {
+        fn drop(&mut self) {
+            let rc = call(|| Err(Failure::argument("late")));
+            CODE_AT_EXIT.store(rc, Ordering::SeqCst);
+        }
+    }
+
+    thread_local! {
+        static LATE: CallsOnDrop = const { CallsOnDrop };
+    }
+
+    #[test]
+    fn a_call_during_thread_local_destruction_does_not_abort() {
+        std::thread::spawn(|| {
+            // LATE is registered first, LAST_ERROR second: destructors run last-in first-out,
+            // so LAST_ERROR is gone when LATE's destructor calls the boundary.
+            LATE.with(|_| ());
+            assert_eq!(
+                call(|| Err(Failure::argument("x"))),
+                ApoyoCode::InvalidArgument as i32
+            );
+        })
+        .join()
+        .expect("the thread ends without a panic");
+        assert_eq!(
+            CODE_AT_EXIT.load(Ordering::SeqCst),
+            ApoyoCode::InvalidArgument as i32
+        );
     }
 }

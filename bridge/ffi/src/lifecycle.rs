@@ -86,6 +86,10 @@ unsafe fn provisioning(p: *const ApoyoProvisioning) -> Outcome<Provisioning> {
                 .filter_map(|c| c.try_into().ok())
                 .collect(),
         },
+        // Protocol v1.1: ApoyoProvisioning has no INE root field yet, so an engine made
+        // through the C ABI trusts no receipt and deletes nothing (supports stay queued) until
+        // the bridge passes one (`apoyo-ine-root-v1`, docs/protocol.md 5.7).
+        ine_root: None,
     })
 }
 

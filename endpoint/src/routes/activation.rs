@@ -1,6 +1,8 @@
 //! `POST /v1/devices/activate`: a registered device proves it holds its key and the emailed
-//! code, and gets a bearer token (and the receipt key and open processes). Failed attempts are
-//! rate limited per device key; each signed request works once.
+//! code, registers its commit-signing key (and binds its auxiliar id, v1.1) under that proof,
+//! and gets a bearer token, the INE root's certificates of the endpoint's keys and the open
+//! processes. Failed attempts are rate limited per device key; each signed request works once.
+//! A v1 request (no signing key) gets `426 upgrade_required`.
 
 use apoyo_sync::crypto;
 use apoyo_sync::crypto::keys::device_id_of;
@@ -40,6 +42,13 @@ pub(crate) async fn activate(
     )
     .await?;
     check_version(req.v)?;
+    if req.signing_public.is_none() {
+        // A v1 device: it cannot sign commits, so nothing it sends could be counted.
+        return Err(ApiError::new(
+            Reason::UpgradeRequired,
+            "this endpoint speaks protocol v1.1: activation registers a signing key; update the app",
+        ));
+    }
     if req.nonce.len() != NONCE_LEN {
         return Err(ApiError::malformed(format!(
             "the nonce must be {NONCE_LEN} bytes"
@@ -99,25 +108,34 @@ fn activate_device(
         ));
     }
     use_nonce(&tx, req, now_s, expires_at)?;
+    // Before anything is issued: without a receipt key valid now, nothing could be counted.
+    let response = activation_response(inner, String::new(), expires_at, now)?;
+    if let Some(aux) = &req.auxiliar_id {
+        crate::collector::bind(&tx, aux, &req.device_public, now_s)?;
+    }
     let token = issue_token(&tx, req, now_s, expires_at)?;
     tx.commit()?;
     tracing::info!(device = %device_id_of(&req.device_public), "device activated");
-    Ok(activation_response(inner, token, expires_at, now))
+    Ok(ActivateResponse { token, ..response })
 }
 
+/// The v1.1 proof (5.4), under any seal key of the ring (the one the device was provisioned
+/// with): it covers the signing key and the auxiliar id too.
 fn proof_valid(inner: &Inner, req: &ActivateRequest) -> Result<bool, ApiError> {
-    let shared = inner.cfg.key.diffie_hellman(&req.device_public);
-    // A low-order device key gives an all-zero secret anyone can compute: never a valid proof.
-    if shared.as_bytes().iter().all(|&b| b == 0) {
+    let Some(signing_public) = req.signing_public else {
         return Ok(false);
+    };
+    for key in &inner.cfg.keys.seal {
+        let shared = key.secret.diffie_hellman(&req.device_public);
+        // A low-order device key gives an all-zero secret anyone can compute: never valid.
+        if shared.as_bytes().iter().all(|&b| b == 0) {
+            return Ok(false);
+        }
+        if protocol::verify_activation_proof_v11(&shared, req, &signing_public)? {
+            return Ok(true);
+        }
     }
-    Ok(protocol::verify_activation_proof(
-        &shared,
-        &req.code,
-        &req.nonce,
-        &req.device_public,
-        &req.proof,
-    )?)
+    Ok(false)
 }
 
 /// When the presented code expires, if it was issued to this device key (the inner `Ok`);
@@ -185,7 +203,8 @@ fn use_nonce(
     Ok(())
 }
 
-/// A fresh bearer token for the device, valid as long as its code; only its SHA-256 is kept.
+/// A fresh bearer token for the device, valid as long as its code; only its SHA-256 is kept,
+/// with the commit-signing key the device registered under this activation's proof.
 fn issue_token(
     tx: &Connection,
     req: &ActivateRequest,
@@ -193,26 +212,39 @@ fn issue_token(
     expires_at: i64,
 ) -> Result<String, ApiError> {
     let token = random_hex(32)?;
+    let signing_public = req.signing_public.map(|k| k.to_vec());
     tx.execute(
-        "INSERT INTO tokens (token_sha256, device_public, issued_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
-        params![&crypto::sha256(token.as_bytes())[..], &req.device_public[..], now_s, expires_at],
+        "INSERT INTO tokens (token_sha256, device_public, issued_at, expires_at, signing_public)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            &crypto::sha256(token.as_bytes())[..],
+            &req.device_public[..],
+            now_s,
+            expires_at,
+            signing_public
+        ],
     )?;
     Ok(token)
 }
 
-/// The token, the receipt key and the processes open now.
+/// The token, the newest receipt key, the key certificates still valid and the processes
+/// open now; `503 unavailable` when no receipt key is valid now (the endpoint must rotate).
 fn activation_response(
     inner: &Inner,
     token: String,
     expires_at: i64,
     now: OffsetDateTime,
-) -> ActivateResponse {
-    ActivateResponse {
+) -> Result<ActivateResponse, ApiError> {
+    let newest = inner.cfg.keys.signing_key(now).ok_or_else(|| {
+        ApiError::new(Reason::Unavailable, "no receipt key is valid now").retry_after(3600)
+    })?;
+    Ok(ActivateResponse {
         v: protocol::VERSION,
         token,
         expires_at: from_unix(expires_at),
-        receipt_key: inner.cfg.signer.public(),
-        receipt_key_id: inner.receipt_key_id.clone(),
+        receipt_key: newest.info.key,
+        receipt_key_id: newest.info.key_id.clone(),
+        key_certs: inner.cfg.keys.certs(now),
         processes: inner
             .cfg
             .processes
@@ -220,5 +252,5 @@ fn activation_response(
             .filter(|p| p.is_open_at(now))
             .cloned()
             .collect(),
-    }
+    })
 }

@@ -84,13 +84,16 @@ fn plausible_email(e: &str) -> bool {
 fn check_front(inner: &Inner, req: &RegisterRequest) -> Result<(), ApiError> {
     let invalid = |d: &str| ApiError::new(Reason::RegistrationInvalid, d);
     let id = req.registration_id.as_bytes();
-    let dk = open_from_device(
-        &inner.cfg.key,
-        &req.device_public,
-        id,
-        &req.front_sealed_key,
-    )
-    .map_err(|_| invalid("the card front's sealed key does not open for this device key"))?;
+    // The device sealed to the seal key it was provisioned with: any key of the ring.
+    let dk = inner
+        .cfg
+        .keys
+        .seal
+        .iter()
+        .find_map(|k| {
+            open_from_device(&k.secret, &req.device_public, id, &req.front_sealed_key).ok()
+        })
+        .ok_or_else(|| invalid("the card front's sealed key does not open for this device key"))?;
     let mut probe = ImageProbe::default();
     PartOpener::new(&dk, id, PartKind::Front)?
         .open_to(req.front.len() as u64, &req.front[..], &mut probe)

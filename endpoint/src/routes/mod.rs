@@ -1,7 +1,7 @@
 //! The routes of protocol v1 and the middleware around them.
 
 mod activation;
-mod commit;
+pub(crate) mod commit;
 mod dev;
 mod devices;
 mod rate_limit;

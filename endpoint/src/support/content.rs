@@ -1,5 +1,5 @@
 //! Steps 3-5 of deciding a commit, on the content the digest covers: the sealed key opens with
-//! the device's key and every part authenticates (else `undecryptable`), the manifest agrees
+//! the ring's seal key named by `seal_key_id` and the device's key, every part authenticates (else `undecryptable`), the manifest agrees
 //! with the commit (else `manifest_mismatch`), and the process rules hold. On success, the
 //! duplicate key of step 6: an HMAC of (process, clave de elector).
 
@@ -9,6 +9,8 @@ use apoyo_sync::crypto::wrap::open_from_device;
 use apoyo_sync::crypto::{self, PartOpener};
 use apoyo_sync::protocol::{CommitRequest, Reason, limits};
 use apoyo_sync::{Manifest, PartKind, validate};
+
+use time::OffsetDateTime;
 
 use super::parts::HeldPart;
 use crate::auth::Device;
@@ -22,10 +24,14 @@ pub(super) fn check_content(
     device: &Device,
     req: &CommitRequest,
     held: &[HeldPart],
+    judged_at: OffsetDateTime,
 ) -> Result<Result<[u8; 32], ApiError>, ApiError> {
     let undecryptable = |d: String| Ok(Err(ApiError::new(Reason::Undecryptable, d)));
     let id = req.capture_id.as_bytes();
-    let Ok(dk) = open_from_device(&inner.cfg.key, &device.public, id, &req.sealed_key) else {
+    let Some(seal) = inner.cfg.keys.seal_key(&req.seal_key_id) else {
+        return undecryptable("seal_key_id names no seal key of this endpoint".into());
+    };
+    let Ok(dk) = open_from_device(&seal.secret, &device.public, id, &req.sealed_key) else {
         return undecryptable("the sealed key does not open for this device".into());
     };
     let mut manifest = zeroize::Zeroizing::new(Vec::new());
@@ -47,11 +53,17 @@ pub(super) fn check_content(
             Err(_) => return undecryptable(format!("the {} part does not decrypt", h.kind.name())),
         }
     }
-    Ok(check_manifest(inner, req, &manifest))
+    Ok(check_manifest(inner, req, &manifest, judged_at))
 }
 
 /// Steps 4-5 on the decrypted manifest; on success the duplicate key.
-fn check_manifest(inner: &Inner, req: &CommitRequest, plain: &[u8]) -> Result<[u8; 32], ApiError> {
+/// `judged_at`: the capture time corrected for the device's clock skew (`crate::skew`).
+fn check_manifest(
+    inner: &Inner,
+    req: &CommitRequest,
+    plain: &[u8],
+    judged_at: OffsetDateTime,
+) -> Result<[u8; 32], ApiError> {
     let m = Manifest::from_cbor(plain)
         .map_err(|_| ApiError::new(Reason::ManifestMismatch, "the manifest does not decode"))?;
     if m.capture_id != req.capture_id
@@ -72,7 +84,7 @@ fn check_manifest(inner: &Inner, req: &CommitRequest, plain: &[u8]) -> Result<[u
         .ok_or_else(|| {
             ApiError::new(Reason::ProcessUnknown, "this endpoint has no such process")
         })?;
-    if !process.is_open_at(m.captured_at) {
+    if !process.is_open_at(judged_at) {
         return Err(ApiError::new(
             Reason::ProcessClosed,
             format!("process {} was not open at the capture time", process.id),

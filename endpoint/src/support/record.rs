@@ -1,6 +1,7 @@
 //! Step 7 of deciding a commit: the parts' ciphertext moves from upload storage into the
-//! support's folder, and the decision is recorded with its exact answer — the support's row,
-//! its parts, and the removal of the uploads it consumed, in one SQLite commit.
+//! support's folder, and the decision is recorded with its exact answer — the support's row (with the
+//! device-signed commit and its signature, v1.1), its parts, and the removal of the uploads it
+//! consumed, in one SQLite commit.
 
 use apoyo_sync::Collector;
 use apoyo_sync::PartKind;
@@ -22,9 +23,9 @@ pub(super) fn keep(
 ) -> Result<(), ApiError> {
     let links: Vec<(PartKind, String)> =
         d.held.iter().map(|h| (h.kind, h.upload.clone())).collect();
-    inner.blobs.link_support(&d.req.capture_id, &links)?;
+    inner.blobs.link_support(&d.folder, &links)?;
     if let Err(e) = record(tx, d, digest, answer) {
-        inner.blobs.unlink_support(&d.req.capture_id);
+        inner.blobs.unlink_support(&d.folder);
         return Err(e);
     }
     for h in d.held {
@@ -44,23 +45,22 @@ fn record(
 ) -> Result<(), ApiError> {
     let (result, reason, first, dup_key) = match d.decision {
         Decision::Counted { dup_key } => ("counted", None, None, Some(dup_key)),
-        Decision::Duplicate { dup_key, first } => {
+        Decision::Duplicate { dup_key, first, .. } => {
             ("duplicate", None, Some(first.to_string()), Some(dup_key))
         }
         Decision::Rejected(e) => ("rejected", Some(e.reason.code()), None, None),
     };
-    let (collector_kind, collector_id) = match &d.req.collector {
-        Collector::MiApoyo(id) => ("mi_apoyo", id),
-        Collector::Auxiliar(id) => ("auxiliar", id),
-    };
+    let (collector_kind, collector_id) = collector_parts(&d.req.collector);
     let capture = d.req.capture_id.to_string();
+    let signed = &d.received.signed;
     tx.execute(
-        "INSERT INTO supports (capture_id, device_id, process_id, result, reason, first_capture_id, dup_key, collector_kind,
-                               collector_id, captured_time, counted_time, digest, status, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        "INSERT INTO supports (device_id, capture_id, process_id, result, reason, first_capture_id, dup_key,
+                               collector_kind, collector_id, captured_time, counted_time, digest, status, body,
+                               blob_dir, signed_commit, device_signature, sent_time, skew_seconds)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
         params![
-            capture,
             d.device.id,
+            capture,
             d.req.process_id,
             result,
             reason,
@@ -72,16 +72,29 @@ fn record(
             rfc3339(d.now)?,
             &digest[..],
             answer.status,
-            answer.body
+            answer.body,
+            d.folder,
+            signed.commit,
+            signed.device_signature,
+            rfc3339(d.req.sent_at)?,
+            d.skew,
         ],
     )?;
     for h in d.held {
         tx.execute(
-            "INSERT INTO support_parts (capture_id, kind, length, sha256) VALUES (?1, ?2, ?3, ?4)",
-            params![capture, h.kind.name(), h.length as i64, &h.sha256[..]],
+            "INSERT INTO support_parts (device_id, capture_id, kind, length, sha256) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![d.device.id, capture, h.kind.name(), h.length as i64, &h.sha256[..]],
         )?;
         tx.execute("DELETE FROM uploads WHERE id = ?1", [&h.upload])?;
     }
     tx.commit()?;
     Ok(())
+}
+
+/// How a collector is recorded: its kind and id.
+pub(super) fn collector_parts(c: &Collector) -> (&'static str, &str) {
+    match c {
+        Collector::MiApoyo(id) => ("mi_apoyo", id),
+        Collector::Auxiliar(id) => ("auxiliar", id),
+    }
 }

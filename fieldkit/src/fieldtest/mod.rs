@@ -52,6 +52,9 @@ impl FieldError {
 pub struct External {
     pub url: String,
     pub public: EndpointPublicKey,
+    /// Protocol v1.1: the INE root certifying the endpoint's keys. `None`: the devices trust no
+    /// receipt and delete nothing (their supports stay queued).
+    pub ine_root: Option<apoyo_sync::IneRoot>,
     pub db: PathBuf,
 }
 

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apoyo_endpoint::{EndpointConfig, RunningEndpoint};
-use apoyo_sync::crypto::receipt::ReceiptSigner;
 use apoyo_sync::protocol::Provider;
 use apoyo_sync::sync::transport::{Method, Request};
 use apoyo_sync::sync::{self, HttpTransport, TlsConfig, Transport};
 use apoyo_sync::{
-    Collector, EndpointPublicKey, EndpointSecretKey, FileKeyGuard, Process, Store, StoreOptions,
+    Collector, EndpointPublicKey, FileKeyGuard, InePublicKeys, IneRoot, Process, Store,
+    StoreOptions,
 };
 
 use super::device::{KEYRING, PLAN, STORE};
@@ -29,6 +29,8 @@ pub struct Endpoint {
     pub addr: SocketAddr,
     pub db: PathBuf,
     pub public: EndpointPublicKey,
+    /// The INE root the devices are provisioned with (protocol v1.1).
+    pub ine_root: Option<IneRoot>,
 }
 
 /// Starts the in-process endpoint, or checks the external one's address.
@@ -50,15 +52,18 @@ pub async fn endpoint(cfg: &FieldConfig) -> Result<Endpoint, FieldError> {
             addr,
             db: ext.db.clone(),
             public: ext.public,
+            ine_root: ext.ine_root,
         });
     }
-    let key = EndpointSecretKey::generate()?;
-    let public = key.public();
+    let root = apoyo_sync::crypto::Ed25519Secret::generate()?;
+    let ring = apoyo_endpoint::KeyRing::generate(&root, time::OffsetDateTime::now_utc())
+        .map_err(|e| FieldError::io("key ring", e))?;
+    let public = ring.seal[0].secret.public();
+    let ine_root = Some(ring.root);
     let db = cfg.work_dir.join("endpoint.db");
     let mut ec = EndpointConfig::new(
         db.clone(),
-        key,
-        ReceiptSigner::generate()?,
+        ring,
         Process::parse_json_list(plan::PROCESSES_JSON)?,
     );
     ec.dev = true;
@@ -71,6 +76,7 @@ pub async fn endpoint(cfg: &FieldConfig) -> Result<Endpoint, FieldError> {
         running: Some(ep),
         db,
         public,
+        ine_root,
     })
 }
 
@@ -132,7 +138,19 @@ pub fn devices(
             disk_reserve_bytes: 0,
             ..Default::default()
         };
-        let mut store = Store::init(&dir.join(STORE), &guard, ep.public, collector, opts)?;
+        let mut store = match ep.ine_root {
+            Some(ine_root) => Store::init(
+                &dir.join(STORE),
+                &guard,
+                &InePublicKeys {
+                    seal_key: ep.public,
+                    ine_root,
+                },
+                collector,
+                opts,
+            )?,
+            None => Store::init_unanchored(&dir.join(STORE), &guard, ep.public, collector, opts)?,
+        };
         let email = format!("device-{i}-{run_tag}@fieldtest.invalid");
         let front = plan::front_image();
         sync::register_blocking(
