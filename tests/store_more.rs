@@ -74,6 +74,31 @@ fn is_integrity_class<T: std::fmt::Debug>(r: &apoyo_sync::Result<T>) -> bool {
 
 // ---- crypto-shredding --------------------------------------------------------------------
 
+/// A crash between recording a verified receipt and the purge (found by the simulation, seeds
+/// 95 and 137) leaves a committed capture with its part file and keys; the next open finishes
+/// the purge instead of waiting for a sync run that an idle app may never start.
+#[test]
+fn a_purge_cut_short_by_a_crash_is_finished_at_open() {
+    let fx = Fixture::new();
+    let mut store = fx.init();
+    let c = store
+        .capture(capture_of("nacional", &clave(900)))
+        .expect("capture");
+    commit(&mut store, &c);
+    drop(store); // the crash: the purge never ran
+    let file = fx.store_dir().join("parts").join(format!("{c}.parts"));
+    assert!(
+        file.exists(),
+        "the committed capture's file is still there before reopening"
+    );
+
+    let store = fx.open().expect("open");
+    assert_eq!(store.open_report().purged_committed, 1);
+    assert_eq!(store.info(&c).expect("info").state, State::Purged);
+    assert!(!file.exists(), "the part file is gone after the open");
+    assert_eq!(store.pending_count().expect("pending"), 0);
+}
+
 /// `secure_delete`: purging deletes a capture's key wraps, and their bytes are overwritten,
 /// not left in the freed space of the page, so neither the database nor its WAL holds them
 /// once the store is closed. (The pragma is per connection, so only this behaviour shows it.)

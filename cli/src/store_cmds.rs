@@ -67,6 +67,12 @@ pub fn open_store(dir: &Path) -> CliResult<Store> {
             report.removed_incomplete
         );
     }
+    if report.purged_committed > 0 {
+        eprintln!(
+            "apoyo: finished crypto-shredding {} capture(s) the endpoint had acknowledged (a crash had cut their purge short)",
+            report.purged_committed
+        );
+    }
     if !report.damaged.is_empty() {
         eprintln!(
             "apoyo: {} part file(s) without a queue row failed to authenticate; kept in {} — report them",

@@ -310,6 +310,9 @@ impl Store {
         store.ensure_signing_key()?;
         store.refresh_seal_key()?;
         store.opened = store.reconcile_part_files()?;
+        // A crash between recording a receipt and its purge leaves a committed capture whose
+        // bytes and keys are still here: finish the purge now, not at the next sync run.
+        store.opened.purged_committed = store.purge_committed()?;
         Ok(store)
     }
 

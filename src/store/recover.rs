@@ -33,6 +33,9 @@ pub struct OpenReport {
     /// Part files with a trailer whose parts did not authenticate, moved to `damaged/` and
     /// kept (never deleted).
     pub damaged: Vec<PathBuf>,
+    /// Captures committed by a verified receipt whose purge a crash cut short, purged at open
+    /// (an app that syncs only when something is pending would otherwise keep them).
+    pub purged_committed: u64,
 }
 
 enum Recovery {
