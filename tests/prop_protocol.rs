@@ -97,7 +97,10 @@ fn commit() -> impl Strategy<Value = CommitRequest> {
         })
 }
 
-fn identity<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(v: &T, what: &'static str) {
+fn identity<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
+    v: &T,
+    what: &'static str,
+) {
     let bytes = protocol::encode(v).expect("encodes");
     let back: T = protocol::decode(&bytes, bytes.len(), what).expect("its encoding decodes");
     assert_eq!(&back, v, "{what}: encode→decode is not the identity");
@@ -117,7 +120,10 @@ fn agree<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
             assert_eq!(protocol::encode(&v2).expect("encodes"), e1, "{what}");
         }
         Err(e) => {
-            assert!(matches!(e, Error::Decode(_) | Error::TooLarge { .. }), "{e:?}");
+            assert!(
+                matches!(e, Error::Decode(_) | Error::TooLarge { .. }),
+                "{e:?}"
+            );
             let text = e.to_string();
             for (i, seg) in text.split('"').enumerate() {
                 assert!(i % 2 == 0 || seg == "…", "a refusal quotes input: {text}");
@@ -131,7 +137,10 @@ fn mutated(bytes: &[u8], op: u8, at: usize, byte: u8) -> Vec<u8> {
     let mut v = bytes.to_vec();
     let at = at % (v.len() + 1);
     match op % 3 {
-        0 if !v.is_empty() => v[at.min(v.len() - 1)] ^= byte | 1,
+        0 if !v.is_empty() => {
+            let i = at.min(v.len() - 1);
+            v[i] ^= byte | 1;
+        }
         1 => v.truncate(at),
         _ => v.insert(at, byte),
     }
@@ -225,7 +234,7 @@ proptest! {
         let key = SecretKey::from_bytes(key);
         let pt: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
         let ct = seal(&key, &id, k, &pt);
-        prop_assert_eq!(open(&key, &id, k, &ct).expect("opens"), pt);
+        prop_assert_eq!(open(&key, &id, k, &ct).expect("opens"), pt.clone());
         let chunks = (ct.len() - 1).div_ceil(FULL);
         let bad = match change {
             0 => { let mut v = ct.clone(); v[at % ct.len()] ^= mask; v }
@@ -262,7 +271,8 @@ proptest! {
         let w = wrap::wrap(&kek, "data-key", &id, &secret).expect("wrap");
         prop_assert!(wrap::unwrap(&kek, "data-key", &id, &w, "k").expect("unwraps") == secret);
         let mut bad = w.clone();
-        bad[at % bad.len()] ^= mask;
+        let i = at % bad.len();
+        bad[i] ^= mask;
         prop_assert!(wrap::unwrap(&kek, "data-key", &id, &bad, "k").is_err());
         prop_assert!(wrap::unwrap(&kek, "identity", &id, &w, "k").is_err());
 
@@ -271,7 +281,8 @@ proptest! {
         let Ok(sealed) = wrap::seal_to_endpoint(&ep.public(), &dev, &id, &secret) else { return Ok(()) };
         prop_assert!(wrap::open_from_device(&ep, &dev.public(), &id, &sealed).expect("opens") == secret);
         let mut bad = sealed.clone();
-        bad[at % bad.len()] ^= mask;
+        let i = at % bad.len();
+        bad[i] ^= mask;
         prop_assert!(wrap::open_from_device(&ep, &dev.public(), &id, &bad).is_err());
         let mut other = id;
         other[at % 16] ^= mask;

@@ -67,16 +67,28 @@ struct RefPeer {
 }
 
 fn answer(status: u16, headers: Vec<(String, String)>, body: Vec<u8>) -> Response {
-    Response { status, headers, body }
+    Response {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn refuse(status: u16, reason: Reason) -> Response {
-    let body = protocol::encode(&ErrorBody { v: 1, reason, detail: String::new() }).expect("encode");
+    let body = protocol::encode(&ErrorBody {
+        v: 1,
+        reason,
+        detail: String::new(),
+    })
+    .expect("encode");
     answer(status, Vec::new(), body)
 }
 
 fn header<'a>(r: &'a Request, name: &str) -> Option<&'a str> {
-    r.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    r.headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 impl RefPeer {
@@ -85,7 +97,10 @@ impl RefPeer {
         let path = r.path.as_str();
         match r.method {
             Method::Get => {
-                let list = ProcessList { v: 1, processes: self.processes.clone() };
+                let list = ProcessList {
+                    v: 1,
+                    processes: self.processes.clone(),
+                };
                 answer(200, Vec::new(), protocol::encode(&list).expect("encode"))
             }
             Method::Post => {
@@ -98,20 +113,34 @@ impl RefPeer {
                 answer(201, vec![("location".into(), loc)], Vec::new())
             }
             Method::Head => match s.uploads.get(path) {
-                Some((_, b)) => answer(200, vec![("upload-offset".into(), b.len().to_string())], Vec::new()),
+                Some((_, b)) => answer(
+                    200,
+                    vec![("upload-offset".into(), b.len().to_string())],
+                    Vec::new(),
+                ),
                 None => refuse(404, Reason::NotFound),
             },
             Method::Patch => {
-                let sum = header(r, "upload-checksum").and_then(|v| v.strip_prefix("sha256 ")).and_then(|v| B64.decode(v).ok());
-                let Some((len, b)) = s.uploads.get_mut(path) else { return refuse(404, Reason::NotFound) };
+                let sum = header(r, "upload-checksum")
+                    .and_then(|v| v.strip_prefix("sha256 "))
+                    .and_then(|v| B64.decode(v).ok());
+                let Some((len, b)) = s.uploads.get_mut(path) else {
+                    return refuse(404, Reason::NotFound);
+                };
                 if header(r, "upload-offset") != Some(b.len().to_string().as_str()) {
                     return refuse(409, Reason::Other);
                 }
-                if sum.as_deref() != Some(&crypto::sha256(&r.body)[..]) || (b.len() + r.body.len()) as u64 > *len {
+                if sum.as_deref() != Some(&crypto::sha256(&r.body)[..])
+                    || (b.len() + r.body.len()) as u64 > *len
+                {
                     return refuse(460, Reason::Other);
                 }
                 b.extend_from_slice(&r.body);
-                answer(204, vec![("upload-offset".into(), b.len().to_string())], Vec::new())
+                answer(
+                    204,
+                    vec![("upload-offset".into(), b.len().to_string())],
+                    Vec::new(),
+                )
             }
             Method::Put => self.commit(&mut s, r),
             _ => refuse(404, Reason::NotFound),
@@ -120,7 +149,8 @@ impl RefPeer {
 
     /// Opens the sealed key and every part with INE's key, then counts or records a duplicate.
     fn commit(&self, s: &mut Peer, r: &Request) -> Response {
-        let Ok(c) = protocol::decode::<CommitRequest>(&r.body, limits::MAX_COMMIT_BYTES, "commit") else {
+        let Ok(c) = protocol::decode::<CommitRequest>(&r.body, limits::MAX_COMMIT_BYTES, "commit")
+        else {
             return refuse(400, Reason::Malformed);
         };
         if let Some((status, body)) = s.answers.get(&c.capture_id) {
@@ -129,12 +159,19 @@ impl RefPeer {
         let mut parts = Vec::new();
         for p in &c.parts {
             match s.uploads.get(&p.upload) {
-                Some((len, b)) if *len == b.len() as u64 && crypto::sha256(b) == p.sha256 => parts.push((p.kind, b.clone())),
+                Some((len, b)) if *len == b.len() as u64 && crypto::sha256(b) == p.sha256 => {
+                    parts.push((p.kind, b.clone()))
+                }
                 _ => return refuse(400, Reason::UploadMissing),
             }
         }
-        let dk = wrap::open_from_device(&self.key, &self.device_public, c.capture_id.as_bytes(), &c.sealed_key)
-            .expect("the sealed key opens for INE");
+        let dk = wrap::open_from_device(
+            &self.key,
+            &self.device_public,
+            c.capture_id.as_bytes(),
+            &c.sealed_key,
+        )
+        .expect("the sealed key opens for INE");
         let mut manifest = Vec::new();
         for (kind, ct) in &parts {
             let mut out = Vec::new();
@@ -157,15 +194,29 @@ impl RefPeer {
             capture_id: c.capture_id,
             process_id: c.process_id.clone(),
             device_id: self.device_id.clone(),
-            result: if first.is_some() { ReceiptResult::Duplicate } else { ReceiptResult::Counted },
+            result: if first.is_some() {
+                ReceiptResult::Duplicate
+            } else {
+                ReceiptResult::Counted
+            },
             first_capture_id: first,
-            parts: parts.iter().map(|(kind, b)| ReceiptPart { kind: *kind, sha256: crypto::sha256(b) }).collect(),
+            parts: parts
+                .iter()
+                .map(|(kind, b)| ReceiptPart {
+                    kind: *kind,
+                    sha256: crypto::sha256(b),
+                })
+                .collect(),
             counted_at: time::OffsetDateTime::UNIX_EPOCH,
             endpoint_key_id: self.key_id.clone(),
         };
         let rb = protocol::encode(&receipt).expect("encode");
         let sig = self.signer.sign(&protocol::receipt_signing_input(&rb));
-        let body = protocol::encode(&SignedReceipt { receipt: rb, signature: sig.to_vec() }).expect("encode");
+        let body = protocol::encode(&SignedReceipt {
+            receipt: rb,
+            signature: sig.to_vec(),
+        })
+        .expect("encode");
         let status = if first.is_some() { 200 } else { 201 };
         s.answers.insert(c.capture_id, (status, body.clone()));
         answer(status, Vec::new(), body)
@@ -180,8 +231,15 @@ impl Transport for RefPeer {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Capture { other: bool, citizen: u32 },
-    Sync { seed: u64, lossy: bool, budget_secs: u64 },
+    Capture {
+        other: bool,
+        citizen: u32,
+    },
+    Sync {
+        seed: u64,
+        lossy: bool,
+        budget_secs: u64,
+    },
     Crash,
     Quarantine(usize),
     Retry(usize),
@@ -217,13 +275,28 @@ struct Machine {
 impl Machine {
     fn new() -> Machine {
         let fx = Fixture::new();
-        let clock = VirtualClock { base: time::macros::datetime!(2026-01-10 12:00 UTC), origin: tokio::time::Instant::now() };
-        let opts = StoreOptions { disk_reserve_bytes: 0, clock: Arc::new(clock.clone()) };
+        let clock = VirtualClock {
+            base: time::macros::datetime!(2026-01-10 12:00 UTC),
+            origin: tokio::time::Instant::now(),
+        };
+        let opts = StoreOptions {
+            disk_reserve_bytes: 0,
+            clock: Arc::new(clock.clone()),
+        };
         let mut store = fx.init_with(opts);
         let signer = ReceiptSigner::generate().expect("signer");
         store.set_endpoint_url("http://127.0.0.1:9").expect("url");
-        store.set_registration(&CaptureId::new_v7(clock.now())).expect("registration");
-        store.set_activation(&"ab".repeat(32), clock.now() + time::Duration::days(30), &signer.public(), "k1").expect("activation");
+        store
+            .set_registration(&CaptureId::new_v7(clock.now()))
+            .expect("registration");
+        store
+            .set_activation(
+                &"ab".repeat(32),
+                clock.now() + time::Duration::days(30),
+                &signer.public(),
+                "k1",
+            )
+            .expect("activation");
         let peer = Arc::new(RefPeer {
             state: Mutex::new(Peer::default()),
             key: EndpointSecretKey::from_bytes(*fx.endpoint.as_bytes()),
@@ -233,7 +306,13 @@ impl Machine {
             device_id: store.device_id().into(),
             processes: store.processes().expect("processes"),
         });
-        Machine { fx, clock, store: Some(store), peer, ids: HashMap::new() }
+        Machine {
+            fx,
+            clock,
+            store: Some(store),
+            peer,
+            ids: HashMap::new(),
+        }
     }
 
     fn store(&mut self) -> &mut Store {
@@ -248,16 +327,32 @@ impl Machine {
 
     fn reopen(&mut self) {
         self.store = None;
-        let opts = StoreOptions { disk_reserve_bytes: 0, clock: Arc::new(self.clock.clone()) };
+        let opts = StoreOptions {
+            disk_reserve_bytes: 0,
+            clock: Arc::new(self.clock.clone()),
+        };
         self.store = Some(self.fx.open_with(opts).expect("the store reopens"));
     }
 
     fn sync(&mut self, rt: &tokio::runtime::Runtime, seed: u64, lossy: bool, budget: Duration) {
-        let plan = if lossy { FaultPlan::lossy() } else { FaultPlan { drop_request: 0.0, lose_response: 0.0, cut_upload: 0.0 } };
+        let plan = if lossy {
+            FaultPlan::lossy()
+        } else {
+            FaultPlan {
+                drop_request: 0.0,
+                lose_response: 0.0,
+                cut_upload: 0.0,
+            }
+        };
         let t = FaultyTransport::new(self.peer.clone(), plan, seed);
-        let opts = SyncOptions { budget, seed: Some(seed), ..SyncOptions::default() };
+        let opts = SyncOptions {
+            budget,
+            seed: Some(seed),
+            ..SyncOptions::default()
+        };
         let store = self.store.as_mut().expect("open");
-        rt.block_on(engine::run(store, &t, opts)).expect("a sync run never fails on the network");
+        rt.block_on(engine::run(store, &t, opts))
+            .expect("a sync run never fails on the network");
     }
 
     fn apply(&mut self, rt: &tokio::runtime::Runtime, op: &Op) {
@@ -267,7 +362,13 @@ impl Machine {
                 let clave = common::clave(citizen);
                 let live: Vec<String> = {
                     let list = self.store().list().expect("list");
-                    list.iter().filter(|c| c.state != State::Quarantined && self.ids.get(&c.id) == Some(&(process.into(), clave.clone()))).map(|c| c.id.to_string()).collect()
+                    list.iter()
+                        .filter(|c| {
+                            c.state != State::Quarantined
+                                && self.ids.get(&c.id) == Some(&(process.into(), clave.clone()))
+                        })
+                        .map(|c| c.id.to_string())
+                        .collect()
                 };
                 match self.store().capture(common::capture_of(process, &clave)) {
                     Ok(id) => {
@@ -278,9 +379,17 @@ impl Machine {
                     Err(e) => panic!("a valid capture refused: {e}"),
                 }
             }
-            Op::Sync { seed, lossy, budget_secs } => self.sync(rt, seed, lossy, Duration::from_secs(budget_secs)),
+            Op::Sync {
+                seed,
+                lossy,
+                budget_secs,
+            } => self.sync(rt, seed, lossy, Duration::from_secs(budget_secs)),
             Op::Crash => self.reopen(),
-            Op::Quarantine(w) => if let Some(id) = self.pick(w) { self.store().quarantine(&id, "test").expect("quarantine") },
+            Op::Quarantine(w) => {
+                if let Some(id) = self.pick(w) {
+                    self.store().quarantine(&id, "test").expect("quarantine")
+                }
+            }
             Op::Retry(w) => {
                 if let Some(id) = self.pick(w) {
                     let q = self.store().info(&id).expect("info").state == State::Quarantined;
@@ -290,20 +399,35 @@ impl Machine {
             Op::Transient(w, secs) => {
                 if let Some(id) = self.pick(w) {
                     let at = self.clock.now() + time::Duration::seconds(secs);
-                    self.store().record_transient(&id, at, "test").expect("transient");
+                    self.store()
+                        .record_transient(&id, at, "test")
+                        .expect("transient");
                 }
             }
-            Op::ResetUpload(w, k) => if let Some(id) = self.pick(w) { self.store().reset_upload(&id, PartKind::ALL[k]).expect("reset") },
+            Op::ResetUpload(w, k) => {
+                if let Some(id) = self.pick(w) {
+                    self.store()
+                        .reset_upload(&id, PartKind::ALL[k])
+                        .expect("reset")
+                }
+            }
             Op::SetAside => {
                 let before = self.store().list().expect("list");
                 self.store = None;
                 let dir = self.fx.store_dir();
                 let target = Store::set_aside(&dir).expect("set aside");
-                for e in std::fs::read_dir(&target).expect("set-aside folder").flatten() {
+                for e in std::fs::read_dir(&target)
+                    .expect("set-aside folder")
+                    .flatten()
+                {
                     std::fs::rename(e.path(), dir.join(e.file_name())).expect("move back");
                 }
                 self.reopen();
-                assert_eq!(self.store().list().expect("list"), before, "set-aside changed the queue");
+                assert_eq!(
+                    self.store().list().expect("list"),
+                    before,
+                    "set-aside changed the queue"
+                );
             }
             Op::Advance(min) => rt.block_on(tokio::time::advance(Duration::from_secs(min * 60))),
         }
@@ -318,22 +442,54 @@ impl Machine {
         let receipts = store.receipts().expect("receipts");
         let status = store.status().expect("status");
         let n = |s: State| list.iter().filter(|c| c.state == s).count() as u64;
-        assert_eq!((status.captured, status.uploading, status.committed, status.quarantined, status.purged),
-                   (n(State::Captured), n(State::Uploading), n(State::Committed), n(State::Quarantined), n(State::Purged)));
-        assert_eq!(store.pending_count().expect("pending"), status.captured + status.uploading);
+        assert_eq!(
+            (
+                status.captured,
+                status.uploading,
+                status.committed,
+                status.quarantined,
+                status.purged
+            ),
+            (
+                n(State::Captured),
+                n(State::Uploading),
+                n(State::Committed),
+                n(State::Quarantined),
+                n(State::Purged)
+            )
+        );
+        assert_eq!(
+            store.pending_count().expect("pending"),
+            status.captured + status.uploading
+        );
         for c in &list {
             if matches!(c.state, State::Purged | State::Committed) {
-                assert!(receipts.iter().any(|r| r.capture_id == c.id && r.verified), "purged without a receipt");
+                assert!(
+                    receipts.iter().any(|r| r.capture_id == c.id && r.verified),
+                    "purged without a receipt"
+                );
             } else {
                 for kind in PartKind::ALL {
-                    store.read_part(&c.id, kind, &mut std::io::sink()).expect("an unsent capture still opens");
+                    store
+                        .read_part(&c.id, kind, &mut std::io::sink())
+                        .expect("an unsent capture still opens");
                 }
             }
         }
-        let mine: HashSet<_> = receipts.iter().filter(|r| r.result == ReceiptResult::Counted).filter_map(|r| ids.get(&r.capture_id)).collect();
-        let counted_receipts = receipts.iter().filter(|r| r.result == ReceiptResult::Counted).count();
+        let mine: HashSet<_> = receipts
+            .iter()
+            .filter(|r| r.result == ReceiptResult::Counted)
+            .filter_map(|r| ids.get(&r.capture_id))
+            .collect();
+        let counted_receipts = receipts
+            .iter()
+            .filter(|r| r.result == ReceiptResult::Counted)
+            .count();
         assert_eq!(mine.len(), counted_receipts, "a citizen counted twice");
-        assert!(counted_receipts <= counted, "a counted receipt the peer did not count");
+        assert!(
+            counted_receipts <= counted,
+            "a counted receipt the peer did not count"
+        );
     }
 }
 

@@ -321,13 +321,15 @@ impl Adversary {
         } else {
             c.capture_id
         };
+        // The parts are the committed capture's: a receipt for another capture id must be
+        // refused for its id alone.
         let mut parts: Vec<ReceiptPart> = PartKind::ALL
             .into_iter()
             .map(|kind| ReceiptPart {
                 kind,
                 sha256: self
                     .truth
-                    .get(&(capture, kind))
+                    .get(&(c.capture_id, kind))
                     .map(|b| crypto::sha256(b))
                     .unwrap_or([0; 32]),
             })

@@ -82,6 +82,20 @@ pub enum PatchResult {
     Gone,
 }
 
+/// The `/v1/uploads/<id>` path of a tus `Location` (relative, or absolute on any host: only
+/// the path is kept), if it names an upload with a plain id (letters, digits, `-`, `_`).
+fn upload_path(location: &str) -> Option<String> {
+    let prefix = format!("{}/", routes::UPLOADS);
+    let path = &location[location.find(&prefix)?..];
+    let id = &path[prefix.len()..];
+    let plain = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    plain.then(|| path.to_string())
+}
+
 /// Talks protocol v1 through a [`Transport`].
 pub struct Client<'t> {
     transport: &'t dyn Transport,
@@ -278,10 +292,14 @@ impl<'t> Client<'t> {
                 retry_after: None,
             });
         };
-        // Keep the path: the endpoint's base URL is configured separately.
-        let path = match loc.find("/v1/") {
-            Some(i) => loc[i..].to_string(),
-            None => loc.to_string(),
+        // Keep the path: the endpoint's base URL is configured separately. Only an upload
+        // path is kept; any other Location would become the next request's path, token
+        // included, after the base URL (`.evil.example/x`: another host). Found by fuzzing.
+        let Some(path) = upload_path(loc) else {
+            return Err(Failure::Transient {
+                what: "upload created with a Location that is not an upload path".into(),
+                retry_after: None,
+            });
         };
         Ok((path, resp.header("upload-expires").map(str::to_string)))
     }

@@ -360,7 +360,10 @@ impl Run<'_> {
                     .iter()
                     .any(|q| q.kind == p.kind && q.sha256 == p.sha256)
             });
+        // A receipt for exactly this capture, from this device (a receipt naming another
+        // device proves nothing about ours: found by fuzzing).
         if r.capture_id != sent.capture_id
+            || r.device_id != self.store.device_id()
             || r.process_id != sent.process_id
             || !parts_match
             || r.endpoint_key_id != self.activation.receipt_key_id
