@@ -176,7 +176,9 @@ fn an_upload_location_outside_v1_uploads_is_never_requested() {
     }
 }
 
-/// Found by `client_adversarial`: a receipt signed by the endpoint's key for this capture,
+/// Found while writing `client_adversarial`'s oracle (its invariant: a capture is purged only
+/// after a genuine receipt for it, naming this device): a receipt signed by the endpoint's key
+/// for this capture,
 /// process and parts but naming another device was accepted, and the capture crypto-shredded.
 /// A receipt is now accepted only for the device that sent the capture.
 #[test]

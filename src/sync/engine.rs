@@ -360,8 +360,8 @@ impl Run<'_> {
                     .iter()
                     .any(|q| q.kind == p.kind && q.sha256 == p.sha256)
             });
-        // A receipt for exactly this capture, from this device (a receipt naming another
-        // device proves nothing about ours: found by fuzzing).
+        // A receipt for exactly this capture, from this device: a receipt naming another
+        // device proves nothing about ours (the client_adversarial fuzz target checks this).
         if r.capture_id != sent.capture_id
             || r.device_id != self.store.device_id()
             || r.process_id != sent.process_id
