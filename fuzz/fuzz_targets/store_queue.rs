@@ -215,7 +215,9 @@ impl Run {
             }
             Op::Transient { which, secs } => {
                 if let Some(id) = self.pick(which) {
-                    let at = self.clock.now() + time::Duration::seconds(i64::from(secs));
+                    // Within the run (a transient delay is at most minutes, and Retry-After at most an
+                    // hour): the final drain must be able to reach it.
+                    let at = self.clock.now() + time::Duration::seconds(i64::from(secs % 600));
                     self.store()
                         .record_transient(&id, at, "fuzz")
                         .expect("transient");
