@@ -305,8 +305,12 @@ impl Run {
         .await
         .expect("stats");
         let stats: apoyo_endpoint::Stats = serde_json::from_slice(&a.body).expect("stats JSON");
+        // Mid-run the endpoint may have counted a support whose answer was lost (the device
+        // gets the same receipt on its next try): never fewer, and equal once drained.
+        let drained = list.iter().all(|c| c.state == State::Purged);
         check!(
-            stats.counted as usize == counted.len(),
+            stats.counted as usize >= counted.len()
+                && (!drained || stats.counted as usize == counted.len()),
             "endpoint counted {}, receipts say {}",
             stats.counted,
             counted.len()
