@@ -32,13 +32,14 @@
 //! folder of the scratch directory (default: cargo's target tmp dir, on the real disk, not
 //! tmpfs). `APOYO_BENCH_ENFORCE=1` makes a missed goal exit with status 1 (full mode only).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::hint::black_box;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use apoyo_sync::crypto::PartSealer;
+use apoyo_sync::fsutil::fsync_dir;
 use apoyo_sync::{
     CardFields, CredentialModel, EndpointSecretKey, FileKeyGuard, Images, NewCapture, PartKind,
     Process, Store, StoreOptions,
@@ -167,10 +168,6 @@ fn scratch_parent() -> PathBuf {
         return target_tmp;
     }
     PathBuf::from("/var/tmp")
-}
-
-fn fsync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 // ---- the workload --------------------------------------------------------------------------
@@ -577,7 +574,12 @@ fn main() -> BoxResult<()> {
 /// A new store in `dir` (created), with the bench's process.
 fn new_store(dir: &Path, guard: &FileKeyGuard, endpoint: &EndpointSecretKey) -> BoxResult<Store> {
     fs::create_dir_all(dir)?;
-    let mut store = Store::init(dir, guard, endpoint.public(), None, StoreOptions::default())?;
+    let root = apoyo_sync::crypto::Ed25519Secret::generate()?;
+    let provisioning = apoyo_sync::InePublicKeys {
+        seal_key: endpoint.public(),
+        ine_root: apoyo_sync::IneRoot::from_bytes(&root.public())?,
+    };
+    let mut store = Store::init(dir, guard, &provisioning, None, StoreOptions::default())?;
     store.put_processes(&Process::parse_json_list(PROCESS_JSON.as_bytes())?)?;
     Ok(store)
 }

@@ -150,6 +150,13 @@ pub enum Error {
     Rejected { reason: String },
     #[error("the endpoint's receipt does not verify")]
     BadReceipt,
+    /// A provisioned or configured key file is not the key it should be (a private key where
+    /// the public one belongs, another key's file, a zero or low-order key). Never the text.
+    #[error("bad key: {0}")]
+    BadKey(String),
+    /// The store was provisioned with another INE root than the one given now.
+    #[error("this store was provisioned with another INE root")]
+    ProvisioningMismatch,
 
     #[error("storage error: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -159,6 +166,11 @@ pub enum Error {
     Crypto(&'static str),
     #[error("internal error: {0}")]
     Internal(String),
+
+    #[error("the engine is closed")]
+    EngineClosed,
+    #[error("a sync is already running on this engine")]
+    SyncRunning,
 }
 
 /// Stable numeric codes for the C ABI and the bindings. Never renumber; only append.
@@ -198,6 +210,95 @@ pub enum ErrorCode {
     Io = 91,
     Crypto = 92,
     Internal = 99,
+    EngineClosed = 48,
+    SyncRunning = 49,
+}
+
+impl ErrorCode {
+    /// Every code, in the order they were appended (bindings check their mapping against it).
+    pub const ALL: [ErrorCode; 35] = [
+        ErrorCode::Invalid,
+        ErrorCode::ModelNotAccepted,
+        ErrorCode::CredentialExpired,
+        ErrorCode::OutOfScope,
+        ErrorCode::UnknownProcess,
+        ErrorCode::ProcessClosed,
+        ErrorCode::InvalidProcess,
+        ErrorCode::Duplicate,
+        ErrorCode::StorageFull,
+        ErrorCode::UnknownCapture,
+        ErrorCode::CaptureGone,
+        ErrorCode::KeyUnavailable,
+        ErrorCode::WrongDevice,
+        ErrorCode::Integrity,
+        ErrorCode::CiphertextVersion,
+        ErrorCode::NoStore,
+        ErrorCode::StoreExists,
+        ErrorCode::StoreBusy,
+        ErrorCode::CorruptStore,
+        ErrorCode::StoreVersion,
+        ErrorCode::KeyringInsideStore,
+        ErrorCode::Decode,
+        ErrorCode::TooLarge,
+        ErrorCode::NotRegistered,
+        ErrorCode::NotActivated,
+        ErrorCode::Activation,
+        ErrorCode::Transient,
+        ErrorCode::Rejected,
+        ErrorCode::BadReceipt,
+        ErrorCode::Sqlite,
+        ErrorCode::Io,
+        ErrorCode::Crypto,
+        ErrorCode::Internal,
+        ErrorCode::EngineClosed,
+        ErrorCode::SyncRunning,
+    ];
+
+    /// The code with this number, if there is one.
+    pub fn from_i32(n: i32) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|c| *c as i32 == n)
+    }
+
+    /// The code's name as the bindings spell it (`snake_case`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::Invalid => "invalid",
+            ErrorCode::ModelNotAccepted => "model_not_accepted",
+            ErrorCode::CredentialExpired => "credential_expired",
+            ErrorCode::OutOfScope => "out_of_scope",
+            ErrorCode::UnknownProcess => "unknown_process",
+            ErrorCode::ProcessClosed => "process_closed",
+            ErrorCode::InvalidProcess => "invalid_process",
+            ErrorCode::Duplicate => "duplicate",
+            ErrorCode::StorageFull => "storage_full",
+            ErrorCode::UnknownCapture => "unknown_capture",
+            ErrorCode::CaptureGone => "capture_gone",
+            ErrorCode::KeyUnavailable => "key_unavailable",
+            ErrorCode::WrongDevice => "wrong_device",
+            ErrorCode::Integrity => "integrity",
+            ErrorCode::CiphertextVersion => "ciphertext_version",
+            ErrorCode::NoStore => "no_store",
+            ErrorCode::StoreExists => "store_exists",
+            ErrorCode::StoreBusy => "store_busy",
+            ErrorCode::CorruptStore => "corrupt_store",
+            ErrorCode::StoreVersion => "store_version",
+            ErrorCode::KeyringInsideStore => "keyring_inside_store",
+            ErrorCode::Decode => "decode",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::NotRegistered => "not_registered",
+            ErrorCode::NotActivated => "not_activated",
+            ErrorCode::Activation => "activation",
+            ErrorCode::Transient => "transient",
+            ErrorCode::Rejected => "rejected",
+            ErrorCode::BadReceipt => "bad_receipt",
+            ErrorCode::Sqlite => "sqlite",
+            ErrorCode::Io => "io",
+            ErrorCode::Crypto => "crypto",
+            ErrorCode::Internal => "internal",
+            ErrorCode::EngineClosed => "engine_closed",
+            ErrorCode::SyncRunning => "sync_running",
+        }
+    }
 }
 
 impl Error {
@@ -233,10 +334,16 @@ impl Error {
             Error::Transient(_) => ErrorCode::Transient,
             Error::Rejected { .. } => ErrorCode::Rejected,
             Error::BadReceipt => ErrorCode::BadReceipt,
+            // No codes of their own (the bindings' tables stay as they are): a bad key file is
+            // invalid input, a store provisioned with another root cannot be used with this one.
+            Error::BadKey(_) => ErrorCode::Invalid,
+            Error::ProvisioningMismatch => ErrorCode::KeyUnavailable,
             Error::Sqlite(_) => ErrorCode::Sqlite,
             Error::Io(_) => ErrorCode::Io,
             Error::Crypto(_) => ErrorCode::Crypto,
             Error::Internal(_) => ErrorCode::Internal,
+            Error::EngineClosed => ErrorCode::EngineClosed,
+            Error::SyncRunning => ErrorCode::SyncRunning,
         }
     }
 
@@ -258,12 +365,13 @@ impl Error {
             | C::KeyringInsideStore
             | C::NotRegistered
             | C::NotActivated
-            | C::Activation => ErrorClass::InvalidInput,
+            | C::Activation
+            | C::EngineClosed => ErrorClass::InvalidInput,
             C::Duplicate => ErrorClass::Duplicate,
             C::StorageFull => ErrorClass::StorageFull,
             C::KeyUnavailable | C::WrongDevice => ErrorClass::KeyUnavailable,
             C::Integrity | C::CiphertextVersion | C::BadReceipt => ErrorClass::Integrity,
-            C::StoreBusy | C::Transient => ErrorClass::Transient,
+            C::StoreBusy | C::Transient | C::SyncRunning => ErrorClass::Transient,
             C::CorruptStore | C::StoreVersion => ErrorClass::StoreUnusable,
             C::Decode | C::TooLarge | C::Rejected => ErrorClass::Rejected,
             C::Sqlite | C::Io | C::Crypto | C::Internal => ErrorClass::Internal,

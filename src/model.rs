@@ -177,6 +177,15 @@ impl Collector {
     }
 }
 
+/// Whether `id` has the form of an auxiliar id (protocol v1.1, §6.5): `^[A-Z0-9-]{3,32}$`, an
+/// opaque registration code. No lowercase, spaces or accents, so it cannot carry a name.
+pub fn is_auxiliar_id(id: &str) -> bool {
+    (3..=32).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-')
+}
+
 /// The images of a capture, as the camera produced them (JPEG or PNG). Personal data: the
 /// bytes are wiped when the value is dropped (every clone too).
 #[derive(Clone, Default, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]

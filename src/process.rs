@@ -48,8 +48,11 @@ impl Scope {
 }
 
 /// A participation process definition.
+///
+/// Decoding ignores keys it does not know (docs/protocol.md §2: a v1 device ignores unknown
+/// keys everywhere, a process included); [`Process::parse_json_list`], which reads an
+/// operator's configuration, refuses them instead, so a misspelt key is caught.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Process {
     pub id: String,
     pub name: String,
@@ -88,6 +91,7 @@ impl Process {
         let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| {
             Error::InvalidProcess(format!("not JSON: line {} column {}", e.line(), e.column()))
         })?;
+        refuse_unknown_keys(&value)?;
         let list = if value.is_array() {
             serde_json::from_value::<Vec<Process>>(value)
                 .map_err(|e| Error::InvalidProcess(e.to_string()))?
@@ -142,10 +146,10 @@ impl Process {
                 if secciones.is_empty()
                     || secciones
                         .iter()
-                        .any(|s| !(1..=32).contains(&s.entidad) || s.seccion == 0)
+                        .any(|s| !(1..=32).contains(&s.entidad) || !(1..=9999).contains(&s.seccion))
                 {
                     return Err(Error::InvalidProcess(format!(
-                        "process {}: secciones must be a non-empty list with entidad 1-32 and sección > 0",
+                        "process {}: secciones must be a non-empty list with entidad 1-32 and sección 1-9999",
                         self.id
                     )));
                 }
@@ -170,6 +174,37 @@ impl Process {
     pub fn to_json(&self) -> Result<String> {
         serde_json::to_string(self).map_err(|e| Error::Internal(e.to_string()))
     }
+}
+
+/// The keys a process definition may have (configuration JSON is read strictly).
+const PROCESS_KEYS: [&str; 7] = [
+    "id",
+    "name",
+    "accepted_models",
+    "vigencia_cutoff",
+    "scope",
+    "opens",
+    "closes",
+];
+
+/// Refuses a key no process has, in one process object or a list of them.
+fn refuse_unknown_keys(value: &serde_json::Value) -> Result<()> {
+    let objects: Vec<&serde_json::Value> = match value {
+        serde_json::Value::Array(list) => list.iter().collect(),
+        one => vec![one],
+    };
+    for object in objects {
+        let Some(map) = object.as_object() else {
+            continue; // not an object: the typed parse below names the problem
+        };
+        if let Some(key) = map.keys().find(|k| !PROCESS_KEYS.contains(&k.as_str())) {
+            return Err(Error::InvalidProcess(format!(
+                "unknown key {key:?} (a process has {})",
+                PROCESS_KEYS.join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -213,6 +248,9 @@ mod tests {
             br#"{"id":"a","name":"A","accepted_models":["G"],"vigencia_cutoff":"2022-01-01","scope":{"entidades":[33]}}"#,
             br#"{"id":"a","name":"A","accepted_models":["g"],"vigencia_cutoff":"2022-01-01","scope":"national"}"#,
             br#"{"id":"a","name":"A","accepted_models":["G"],"vigencia_cutoff":"2022-01-01","scope":"worldwide"}"#,
+            br#"{"id":"a","name":"A","accepted_models":["G"],"vigencia_cutoff":"2022-01-01","scope":{"secciones":[{"entidad":9,"seccion":10000}]}}"#,
+            br#"{"id":"a","name":"A","accepted_models":["G"],"vigencia_cutoff":"2022-01-01","scope":"national","close":"2022-02-01T00:00:00Z"}"#,
+            br#"[{"id":"a","name":"A","accepted_models":["G"],"vigencia_cutoff":"2022-01-01","scope":"national","min_age":18}]"#,
             b"not json",
         ] {
             assert!(

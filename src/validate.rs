@@ -9,7 +9,7 @@ use time::{Date, Month};
 use crate::error::{Error, Field, Result};
 use crate::limits::{MAX_CARD_IMAGE_BYTES, MAX_SELFIE_BYTES, MAX_SIGNATURE_BYTES};
 use crate::model::{CardFields, ImageFormat, ImageFormats, Location, NewCapture, PartKind};
-use crate::process::{Process, Scope};
+use crate::process::{Process, Scope, SeccionRef};
 
 // ASCII classes only: `\d` would also match Arabic-Indic or full-width digits, letting the same
 // clave in another script past the duplicate check.
@@ -173,15 +173,25 @@ fn check_scope(f: &CardFields, p: &Process) -> Result<()> {
             }),
             _ => Ok(()),
         },
-        Scope::Secciones { secciones } => match (f.entidad, f.seccion) {
-            (Some(e), Some(s)) if !secciones.iter().any(|r| r.entidad == e && r.seccion == s) => {
-                Err(Error::OutOfScope {
-                    field: Field::Seccion,
-                    process: p.id.clone(),
-                })
+        Scope::Secciones { secciones } => {
+            // Refuse only what cannot be in scope whatever the missing field would say: with
+            // both fields the pair must be listed; with one, some listed sección must share it.
+            let could_be_listed = |r: &SeccionRef| {
+                f.entidad.is_none_or(|e| r.entidad == e) && f.seccion.is_none_or(|s| r.seccion == s)
+            };
+            if secciones.iter().any(could_be_listed) {
+                return Ok(());
             }
-            _ => Ok(()),
-        },
+            let field = if f.seccion.is_some() {
+                Field::Seccion
+            } else {
+                Field::Entidad
+            };
+            Err(Error::OutOfScope {
+                field,
+                process: p.id.clone(),
+            })
+        }
     }
 }
 

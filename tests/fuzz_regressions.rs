@@ -8,12 +8,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use apoyo_sync::crypto::receipt::ReceiptSigner;
+use apoyo_sync::crypto::{Ed25519Secret, anchor};
+use apoyo_sync::protocol::trust::{self, KeyPurpose, SignedKeyCert};
 use apoyo_sync::protocol::{
-    self, CommitRequest, ProcessList, Receipt, ReceiptPart, ReceiptResult, SignedReceipt, limits,
+    self, CommitRequest, ProcessList, Receipt, ReceiptPart, ReceiptResult, SignedCommit,
+    SignedReceipt, limits,
 };
 use apoyo_sync::sync::transport::{Method, Request, Response, SendFuture, Transport};
 use apoyo_sync::sync::{SyncOptions, engine};
-use apoyo_sync::{CaptureId, ManualClock, State, Store, StoreOptions};
+use apoyo_sync::{
+    CaptureId, InePublicKeys, IneRoot, ManualClock, Process, State, Store, StoreOptions,
+};
 use common::Fixture;
 
 /// What the scripted endpoint does with a request; records every request path.
@@ -21,6 +26,8 @@ struct Scripted {
     location: String,
     device_id: String,
     signer: ReceiptSigner,
+    /// The INE root's certificate of `signer`'s key.
+    cert: SignedKeyCert,
     paths: Mutex<Vec<String>>,
     processes: Vec<apoyo_sync::Process>,
 }
@@ -65,8 +72,11 @@ impl Transport for Scripted {
                 )
             }
             _ => {
+                let signed: SignedCommit =
+                    protocol::decode(&r.body, limits::MAX_COMMIT_BYTES, "signed commit")
+                        .expect("a signed commit");
                 let c: CommitRequest =
-                    protocol::decode(&r.body, limits::MAX_COMMIT_BYTES, "commit")
+                    protocol::decode(&signed.commit, limits::MAX_COMMIT_BYTES, "commit")
                         .expect("a commit");
                 let receipt = Receipt {
                     v: 1,
@@ -83,8 +93,11 @@ impl Transport for Scripted {
                             sha256: p.sha256,
                         })
                         .collect(),
-                    counted_at: time::OffsetDateTime::UNIX_EPOCH,
-                    endpoint_key_id: "k1".into(),
+                    counted_at: NOW,
+                    endpoint_key_id: anchor::key_id(&self.signer.public()),
+                    collector: c.collector.clone(),
+                    captured_at: c.captured_at,
+                    sealed_key_sha256: apoyo_sync::crypto::sha256(&c.sealed_key),
                 };
                 let rb = protocol::encode(&receipt).expect("encode");
                 let sig = self.signer.sign(&protocol::receipt_signing_input(&rb));
@@ -94,6 +107,7 @@ impl Transport for Scripted {
                     protocol::encode(&SignedReceipt {
                         receipt: rb,
                         signature: sig.to_vec(),
+                        key_cert: Some(self.cert.clone()),
                     })
                     .expect("encode"),
                 )
@@ -103,20 +117,67 @@ impl Transport for Scripted {
     }
 }
 
-/// A store with one capture, activated with `signer`'s key (key id "k1").
-fn store_with_capture(fx: &Fixture, signer: &ReceiptSigner) -> (Store, CaptureId) {
-    let clock = ManualClock::new(time::macros::datetime!(2026-01-10 12:00 UTC));
-    let mut store = fx.init_with(StoreOptions {
+/// The store's (manual) clock; the scripted endpoint counts receipts then.
+const NOW: time::OffsetDateTime = time::macros::datetime!(2026-01-10 12:00 UTC);
+
+/// An INE root, the receipt key it certifies (valid a year around [`NOW`]) and that
+/// certificate.
+struct Ine {
+    root: Ed25519Secret,
+    signer: ReceiptSigner,
+    cert: SignedKeyCert,
+}
+
+impl Ine {
+    fn new() -> Ine {
+        let root = Ed25519Secret::generate().expect("root");
+        let signer = ReceiptSigner::generate().expect("signer");
+        let year = time::Duration::days(365);
+        let info = trust::key_cert(KeyPurpose::Receipt, signer.public(), NOW - year, NOW + year);
+        let cert = SignedKeyCert::issue(&root, &info).expect("certificate");
+        Ine { root, signer, cert }
+    }
+
+    fn scripted(&self, location: &str, device_id: &str, processes: Vec<Process>) -> Scripted {
+        Scripted {
+            location: location.into(),
+            device_id: device_id.into(),
+            signer: ReceiptSigner::from_bytes(&self.signer.to_bytes()),
+            cert: self.cert.clone(),
+            paths: Mutex::new(Vec::new()),
+            processes,
+        }
+    }
+}
+
+/// A store provisioned with `ine`'s root, activated with its receipt key, holding one capture.
+fn store_with_capture(fx: &Fixture, ine: &Ine) -> (Store, CaptureId) {
+    let clock = ManualClock::new(NOW);
+    let provisioning = InePublicKeys {
+        seal_key: fx.endpoint.public(),
+        ine_root: IneRoot::from_bytes(&ine.root.public()).expect("root key"),
+    };
+    let opts = StoreOptions {
         disk_reserve_bytes: 0,
         clock: Arc::new(clock),
-    });
+    };
+    let mut store =
+        Store::init(&fx.store_dir(), &fx.guard(), &provisioning, None, opts).expect("init");
+    let list = Process::parse_json_list(common::PROCESSES.as_bytes()).expect("processes");
+    store.put_processes(&list).expect("put_processes");
+    let signer = &ine.signer;
     store.set_endpoint_url("http://127.0.0.1:9").expect("url");
     store
         .set_registration(&CaptureId::new_v7(time::OffsetDateTime::now_utc()))
         .expect("registration");
     let expires = time::macros::datetime!(2026-01-11 12:00 UTC);
     store
-        .set_activation(&"ab".repeat(32), expires, &signer.public(), "k1")
+        .set_activation(
+            &"ab".repeat(32),
+            expires,
+            &signer.public(),
+            &anchor::key_id(&signer.public()),
+        )
         .expect("activation");
     let id = store
         .capture(common::capture_of("nacional", &common::clave(1)))
@@ -146,21 +207,19 @@ fn run(store: &mut Store, t: &Scripted) {
 #[test]
 fn an_upload_location_outside_v1_uploads_is_never_requested() {
     let fx = Fixture::new();
-    let signer = ReceiptSigner::generate().expect("signer");
-    let (mut store, id) = store_with_capture(&fx, &signer);
+    let ine = Ine::new();
+    let (mut store, id) = store_with_capture(&fx, &ine);
     for location in [
         ".evil.example/x",
         "evil.example",
         "/v1/../../admin",
         "https://e.example/v1/uploads/a b",
     ] {
-        let t = Scripted {
-            location: location.into(),
-            device_id: store.device_id().into(),
-            signer: ReceiptSigner::from_bytes(&signer.to_bytes()),
-            paths: Mutex::new(Vec::new()),
-            processes: store.processes().expect("processes"),
-        };
+        let t = ine.scripted(
+            location,
+            store.device_id(),
+            store.processes().expect("processes"),
+        );
         run(&mut store, &t);
         for p in t.paths.lock().expect("paths").iter() {
             assert!(
@@ -180,19 +239,19 @@ fn an_upload_location_outside_v1_uploads_is_never_requested() {
 /// after a genuine receipt for it, naming this device): a receipt signed by the endpoint's key
 /// for this capture,
 /// process and parts but naming another device was accepted, and the capture crypto-shredded.
-/// A receipt is now accepted only for the device that sent the capture.
+/// A receipt is now accepted only for the device that sent the capture (in v1.1, by
+/// `protocol::trust::verify_receipt`, whose other checks this receipt passes: certified key,
+/// signature, every other field as committed).
 #[test]
 fn a_receipt_naming_another_device_does_not_shred_the_capture() {
     let fx = Fixture::new();
-    let signer = ReceiptSigner::generate().expect("signer");
-    let (mut store, id) = store_with_capture(&fx, &signer);
-    let t = Scripted {
-        location: "/v1/uploads/u1".into(),
-        device_id: "0123456789abcdef0123456789abcdef".into(),
-        signer: ReceiptSigner::from_bytes(&signer.to_bytes()),
-        paths: Mutex::new(Vec::new()),
-        processes: store.processes().expect("processes"),
-    };
+    let ine = Ine::new();
+    let (mut store, id) = store_with_capture(&fx, &ine);
+    let t = ine.scripted(
+        "/v1/uploads/u1",
+        "0123456789abcdef0123456789abcdef",
+        store.processes().expect("processes"),
+    );
     run(&mut store, &t);
     let info = store.info(&id).expect("info");
     assert_eq!(info.state, State::Quarantined, "{info:?}");

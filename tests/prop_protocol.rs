@@ -6,7 +6,8 @@ use apoyo_sync::crypto::{self, PartOpener, PartSealer, SecretKey, wrap};
 use apoyo_sync::limits::CHUNK_SIZE;
 use apoyo_sync::protocol::{
     self, ActivateRequest, CommitPart, CommitRequest, ErrorBody, ProcessList, Reason, Receipt,
-    ReceiptPart, ReceiptResult, RegisterRequest, SignedReceipt, limits,
+    ReceiptPart, ReceiptResult, RegisterRequest, SignedCommit, SignedReceipt, limits,
+    trust::{KeyPurpose, SignedKeyCert, key_cert},
 };
 use apoyo_sync::{CaptureId, Collector, Error, Manifest, PartKind};
 use proptest::prelude::*;
@@ -43,25 +44,41 @@ fn receipt() -> impl Strategy<Value = Receipt> {
         prop::collection::vec((kind(), any::<[u8; 32]>()), 0..6),
         when(),
         ".{0,20}",
+        (collector(), when(), any::<[u8; 32]>()),
     )
-        .prop_map(|(v, id, p, d, dup, first, parts, at, k)| Receipt {
-            v,
-            capture_id: id,
-            process_id: p,
-            device_id: d,
-            result: if dup {
-                ReceiptResult::Duplicate
-            } else {
-                ReceiptResult::Counted
+        .prop_map(
+            |(v, id, p, d, dup, first, parts, at, k, (c, cap, sk))| Receipt {
+                v,
+                capture_id: id,
+                process_id: p,
+                device_id: d,
+                result: if dup {
+                    ReceiptResult::Duplicate
+                } else {
+                    ReceiptResult::Counted
+                },
+                first_capture_id: first,
+                parts: parts
+                    .into_iter()
+                    .map(|(kind, sha256)| ReceiptPart { kind, sha256 })
+                    .collect(),
+                counted_at: at,
+                endpoint_key_id: k,
+                collector: c,
+                captured_at: cap,
+                sealed_key_sha256: sk,
             },
-            first_capture_id: first,
-            parts: parts
-                .into_iter()
-                .map(|(kind, sha256)| ReceiptPart { kind, sha256 })
-                .collect(),
-            counted_at: at,
-            endpoint_key_id: k,
-        })
+        )
+}
+
+fn collector() -> impl Strategy<Value = Collector> {
+    (any::<bool>(), ".{0,30}").prop_map(|(aux, id)| {
+        if aux {
+            Collector::Auxiliar(id)
+        } else {
+            Collector::MiApoyo(id)
+        }
+    })
 }
 
 fn commit() -> impl Strategy<Value = CommitRequest> {
@@ -70,31 +87,32 @@ fn commit() -> impl Strategy<Value = CommitRequest> {
         capture_id(),
         ".{0,40}",
         when(),
-        (any::<bool>(), ".{0,30}"),
+        collector(),
         prop::collection::vec(any::<u8>(), 0..100),
         prop::collection::vec((kind(), ".{0,40}", any::<[u8; 32]>(), any::<u64>()), 0..6),
+        (when(), ".{0,20}"),
     )
-        .prop_map(|(v, id, p, at, (aux, cid), key, parts)| CommitRequest {
-            v,
-            capture_id: id,
-            process_id: p,
-            captured_at: at,
-            collector: if aux {
-                Collector::Auxiliar(cid)
-            } else {
-                Collector::MiApoyo(cid)
+        .prop_map(
+            |(v, id, p, at, collector, key, parts, (sent, sk))| CommitRequest {
+                v,
+                capture_id: id,
+                process_id: p,
+                captured_at: at,
+                collector,
+                sent_at: sent,
+                seal_key_id: sk,
+                sealed_key: key,
+                parts: parts
+                    .into_iter()
+                    .map(|(kind, upload, sha256, length)| CommitPart {
+                        kind,
+                        upload,
+                        sha256,
+                        length,
+                    })
+                    .collect(),
             },
-            sealed_key: key,
-            parts: parts
-                .into_iter()
-                .map(|(kind, upload, sha256, length)| CommitPart {
-                    kind,
-                    upload,
-                    sha256,
-                    length,
-                })
-                .collect(),
-        })
+        )
 }
 
 fn identity<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
@@ -149,15 +167,27 @@ fn mutated(bytes: &[u8], op: u8, at: usize, byte: u8) -> Vec<u8> {
 
 proptest! {
     #[test]
-    fn receipts_round_trip(r in receipt()) {
+    fn receipts_round_trip(
+        r in receipt(), seal in any::<bool>(), key in any::<[u8; 32]>(), nb in when(), na in when(),
+        certified in any::<bool>(),
+    ) {
         identity(&r, "receipt");
-        let signed = SignedReceipt { receipt: protocol::encode(&r).expect("encode"), signature: vec![7; 64] };
+        let purpose = if seal { KeyPurpose::Seal } else { KeyPurpose::Receipt };
+        let cert = key_cert(purpose, key, nb, na);
+        identity(&cert, "key certificate");
+        let key_cert = certified.then(|| SignedKeyCert {
+            cert: protocol::encode(&cert).expect("encode"),
+            signature: vec![9; 64],
+        });
+        let signed = SignedReceipt { receipt: protocol::encode(&r).expect("encode"), signature: vec![7; 64], key_cert };
         identity(&signed, "signed receipt");
     }
 
     #[test]
     fn commits_round_trip(c in commit()) {
         identity(&c, "commit");
+        let signed = SignedCommit { v: 1, commit: protocol::encode(&c).expect("encode"), device_signature: vec![5; 64] };
+        identity(&signed, "signed commit");
     }
 
     #[test]
@@ -167,9 +197,14 @@ proptest! {
         code in ".{0,20}",
         key in any::<[u8; 32]>(),
         nonce in prop::collection::vec(any::<u8>(), 0..32),
+        signing in prop::option::of(any::<[u8; 32]>()),
+        aux in prop::option::of("[A-Z0-9-]{3,32}"),
     ) {
         identity(&ErrorBody { v: 1, reason, detail }, "error body");
-        identity(&ActivateRequest { v: 1, device_public: key, code, nonce, proof: key }, "activation");
+        identity(
+            &ActivateRequest { v: 1, device_public: key, code, nonce, proof: key, signing_public: signing, auxiliar_id: aux },
+            "activation",
+        );
     }
 
     /// Mutated encodings of real messages: whatever still decodes agrees with itself.
@@ -183,6 +218,8 @@ proptest! {
         agree::<ErrorBody>(&rb, limits::MAX_RESPONSE_BYTES, "error body");
         let cb = mutated(&protocol::encode(&c).expect("encode"), op, at, byte);
         agree::<CommitRequest>(&cb, limits::MAX_COMMIT_BYTES, "commit");
+        agree::<SignedCommit>(&cb, limits::MAX_COMMIT_BYTES, "signed commit");
+        agree::<SignedKeyCert>(&rb, limits::MAX_RESPONSE_BYTES, "key certificate");
         agree::<RegisterRequest>(&cb, limits::MAX_REGISTER_BYTES, "registration");
         agree::<ProcessList>(&cb, limits::MAX_CATALOG_BYTES, "process catalog");
     }

@@ -3,8 +3,9 @@
 //!
 //! A real store syncs with a reference peer written here (the root crate cannot depend on the
 //! endpoint crate, which depends on it; the fuzz target drives the real endpoint). The peer
-//! speaks tus and commit, opens every sealed key and part with INE's key, applies the duplicate
-//! rule and signs genuine receipts; `FaultyTransport` drops requests and answers and cuts
+//! speaks tus and signed commits (v1.1), opens every sealed key and part with INE's key,
+//! applies the duplicate rule and signs genuine receipts, each carrying its key's certificate
+//! from an INE root the test provisions the store with; `FaultyTransport` drops requests and answers and cuts
 //! uploads in front of it. Operations: capture, sync, crash (drop and reopen), quarantine,
 //! retry, transient failure, forgotten upload, set-aside (and moved back), time passing.
 //! After every step nothing is lost, purged means receipted, the counts agree, no citizen is
@@ -17,16 +18,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use apoyo_sync::crypto::receipt::ReceiptSigner;
-use apoyo_sync::crypto::{self, PartOpener, wrap};
+use apoyo_sync::crypto::{self, Ed25519Secret, PartOpener, wrap};
+use apoyo_sync::protocol::trust::{self, KeyPurpose, SignedKeyCert};
 use apoyo_sync::protocol::{
-    self, CommitRequest, ErrorBody, ProcessList, Reason, Receipt, ReceiptPart, ReceiptResult,
+    self, ErrorBody, ProcessList, Reason, Receipt, ReceiptPart, ReceiptResult, SignedCommit,
     SignedReceipt, limits,
 };
 use apoyo_sync::sync::transport::{Method, Request, Response, SendFuture, Transport};
 use apoyo_sync::sync::{FaultPlan, FaultyTransport, SyncOptions, engine};
 use apoyo_sync::{
-    CaptureId, Clock, EndpointSecretKey, Error, Manifest, PartKind, Process, State, Store,
-    StoreOptions,
+    CaptureId, Clock, EndpointSecretKey, Error, InePublicKeys, IneRoot, Manifest, PartKind,
+    Process, State, Store, StoreOptions,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -60,8 +62,12 @@ struct RefPeer {
     state: Mutex<Peer>,
     key: EndpointSecretKey,
     signer: ReceiptSigner,
+    /// The INE root's certificate of `signer`'s key, carried by every receipt.
+    cert: SignedKeyCert,
     key_id: String,
     device_public: [u8; 32],
+    /// The key the device signs its commits with (registered at activation in v1.1).
+    device_signing: [u8; 32],
     device_id: String,
     processes: Vec<Process>,
 }
@@ -147,12 +153,16 @@ impl RefPeer {
         }
     }
 
-    /// Opens the sealed key and every part with INE's key, then counts or records a duplicate.
+    /// Checks the device's signature, opens the sealed key and every part with INE's key, then
+    /// counts or records a duplicate.
     fn commit(&self, s: &mut Peer, r: &Request) -> Response {
-        let Ok(c) = protocol::decode::<CommitRequest>(&r.body, limits::MAX_COMMIT_BYTES, "commit")
+        let Ok(signed) =
+            protocol::decode::<SignedCommit>(&r.body, limits::MAX_COMMIT_BYTES, "signed commit")
         else {
             return refuse(400, Reason::Malformed);
         };
+        let c = trust::open_signed_commit(&self.device_signing, &signed)
+            .expect("the device signs its commits with the key it registered");
         if let Some((status, body)) = s.answers.get(&c.capture_id) {
             return answer(*status, Vec::new(), body.clone());
         }
@@ -207,14 +217,18 @@ impl RefPeer {
                     sha256: crypto::sha256(b),
                 })
                 .collect(),
-            counted_at: time::OffsetDateTime::UNIX_EPOCH,
+            counted_at: BASE,
             endpoint_key_id: self.key_id.clone(),
+            collector: c.collector.clone(),
+            captured_at: c.captured_at,
+            sealed_key_sha256: crypto::sha256(&c.sealed_key),
         };
         let rb = protocol::encode(&receipt).expect("encode");
         let sig = self.signer.sign(&protocol::receipt_signing_input(&rb));
         let body = protocol::encode(&SignedReceipt {
             receipt: rb,
             signature: sig.to_vec(),
+            key_cert: Some(self.cert.clone()),
         })
         .expect("encode");
         let status = if first.is_some() { 200 } else { 201 };
@@ -272,19 +286,40 @@ struct Machine {
     ids: HashMap<CaptureId, (String, String)>,
 }
 
+/// When the run starts (the virtual clock's origin); receipts are counted then.
+const BASE: time::OffsetDateTime = time::macros::datetime!(2026-01-10 12:00 UTC);
+
+/// The INE root's certificate of a receipt key, valid a year around [`BASE`].
+fn receipt_cert(root: &Ed25519Secret, key: [u8; 32]) -> SignedKeyCert {
+    let year = time::Duration::days(365);
+    let cert = trust::key_cert(KeyPurpose::Receipt, key, BASE - year, BASE + year);
+    SignedKeyCert::issue(root, &cert).expect("certificate")
+}
+
 impl Machine {
     fn new() -> Machine {
         let fx = Fixture::new();
         let clock = VirtualClock {
-            base: time::macros::datetime!(2026-01-10 12:00 UTC),
+            base: BASE,
             origin: tokio::time::Instant::now(),
         };
         let opts = StoreOptions {
             disk_reserve_bytes: 0,
             clock: Arc::new(clock.clone()),
         };
-        let mut store = fx.init_with(opts);
+        // Provisioned with a root whose secret the test keeps, to certify the peer's key.
+        let root = Ed25519Secret::generate().expect("root");
+        let provisioning = InePublicKeys {
+            seal_key: fx.endpoint.public(),
+            ine_root: IneRoot::from_bytes(&root.public()).expect("root key"),
+        };
+        let mut store =
+            Store::init(&fx.store_dir(), &fx.guard(), &provisioning, None, opts).expect("init");
+        let list = Process::parse_json_list(common::PROCESSES.as_bytes()).expect("processes");
+        store.put_processes(&list).expect("put_processes");
         let signer = ReceiptSigner::generate().expect("signer");
+        let cert = receipt_cert(&root, signer.public());
+        let key_id = apoyo_sync::crypto::anchor::key_id(&signer.public());
         store.set_endpoint_url("http://127.0.0.1:9").expect("url");
         store
             .set_registration(&CaptureId::new_v7(clock.now()))
@@ -294,15 +329,17 @@ impl Machine {
                 &"ab".repeat(32),
                 clock.now() + time::Duration::days(30),
                 &signer.public(),
-                "k1",
+                &key_id,
             )
             .expect("activation");
         let peer = Arc::new(RefPeer {
             state: Mutex::new(Peer::default()),
             key: EndpointSecretKey::from_bytes(*fx.endpoint.as_bytes()),
             signer,
-            key_id: "k1".into(),
+            cert,
+            key_id,
             device_public: store.device_public(),
+            device_signing: store.signing_public().expect("signing key"),
             device_id: store.device_id().into(),
             processes: store.processes().expect("processes"),
         });

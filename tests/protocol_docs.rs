@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use apoyo_sync::crypto::keys::device_id_of;
 use apoyo_sync::crypto::receipt::ReceiptSigner;
 use apoyo_sync::crypto::{
-    self, DeviceIdentity, EndpointSecretKey, PartOpener, PartSealer, SecretKey,
+    self, DeviceIdentity, Ed25519Secret, EndpointSecretKey, PartOpener, PartSealer, SecretKey,
 };
 use apoyo_sync::model::{
     CaptureId, CardFields, Collector, CredentialModel, ImageFormat, ImageFormats, Location,
@@ -33,6 +33,7 @@ use apoyo_sync::protocol::{
     ProcessList, Provider, Reason, Receipt, ReceiptPart, ReceiptResult, RegisterRequest,
     RegisterResponse, SignedReceipt, limits, routes, tus,
 };
+use apoyo_sync::protocol::{KeyCert, KeyPurpose, SignedCommit, SignedKeyCert};
 use ciborium::Value;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -43,15 +44,18 @@ const PROTOCOL_SRC: &str = include_str!("../src/protocol/mod.rs");
 const LIMITS_SRC: &str = include_str!("../src/limits.rs");
 
 /// The message types that must each have at least one example.
-const MESSAGES: [&str; 10] = [
+const MESSAGES: [&str; 13] = [
     "RegisterRequest",
     "RegisterResponse",
     "ActivateRequest",
     "ActivateResponse",
     "ProcessList",
     "CommitRequest",
+    "SignedCommit",
     "Receipt",
     "SignedReceipt",
+    "KeyCert",
+    "SignedKeyCert",
     "ErrorBody",
     "Manifest",
 ];
@@ -329,6 +333,9 @@ fn check_example(name: &str, bytes: &[u8]) -> Result<(), String> {
         "ActivateResponse" => roundtrip::<ActivateResponse>(bytes, limits::MAX_CATALOG_BYTES),
         "ProcessList" => roundtrip::<ProcessList>(bytes, limits::MAX_CATALOG_BYTES),
         "CommitRequest" => roundtrip::<CommitRequest>(bytes, limits::MAX_COMMIT_BYTES),
+        "SignedCommit" => roundtrip::<SignedCommit>(bytes, limits::MAX_SIGNED_COMMIT_BYTES),
+        "KeyCert" => roundtrip::<KeyCert>(bytes, protocol::trust::MAX_KEY_CERT_BYTES),
+        "SignedKeyCert" => roundtrip::<SignedKeyCert>(bytes, limits::MAX_RESPONSE_BYTES),
         "Receipt" => roundtrip::<Receipt>(bytes, limits::MAX_RESPONSE_BYTES),
         "SignedReceipt" => roundtrip::<SignedReceipt>(bytes, limits::MAX_RESPONSE_BYTES),
         "ErrorBody" => roundtrip::<ErrorBody>(bytes, limits::MAX_RESPONSE_BYTES),
@@ -468,6 +475,10 @@ fn limits_table_matches_the_code() {
         ("MAX_RESPONSE_BYTES", limits::MAX_RESPONSE_BYTES as u64),
         ("MAX_CATALOG_BYTES", limits::MAX_CATALOG_BYTES as u64),
         ("MAX_COMMIT_BYTES", limits::MAX_COMMIT_BYTES as u64),
+        (
+            "MAX_SIGNED_COMMIT_BYTES",
+            limits::MAX_SIGNED_COMMIT_BYTES as u64,
+        ),
         ("PATCH_BYTES", limits::PATCH_BYTES as u64),
         ("MAX_PART_BYTES", limits::MAX_PART_BYTES),
         ("MAX_MANIFEST_CT_BYTES", limits::MAX_MANIFEST_CT_BYTES),
@@ -569,8 +580,11 @@ fn cddl_names_every_message_reason_and_enum_value() {
         "activate-response",
         "process-list",
         "commit-request",
+        "signed-commit",
         "receipt",
         "signed-receipt",
+        "key-cert",
+        "signed-key-cert",
         "error-body",
         "manifest",
     ] {
@@ -762,6 +776,25 @@ fn key_and_identifier_vectors_hold() {
         receipt_public
     );
 
+    // v1.1: the INE root and the device's commit-signing key.
+    assert_eq!(
+        Ed25519Secret::from_bytes(&vector32("ine-root-seed")).public(),
+        vector32("ine-root-public-key")
+    );
+    assert_eq!(
+        Ed25519Secret::from_bytes(&vector32("device-signing-seed")).public(),
+        vector32("device-signing-public-key")
+    );
+    let root_text = format!(
+        "apoyo-ine-root-v1 {}",
+        hex::encode(vector32("ine-root-public-key"))
+    );
+    assert!(
+        DOC.contains(&root_text),
+        "the provisioned text form of the test INE root is shown"
+    );
+    assert!(apoyo_sync::IneRoot::from_text(&root_text).is_ok());
+
     let device_id = hex::encode(&crypto::sha256(&device_public)[..16]);
     assert_eq!(device_id, device_id_of(&device_public));
     let key_id = hex::encode(&crypto::sha256(&receipt_public)[..8]);
@@ -814,11 +847,19 @@ fn activation_proof_vector_holds() {
     );
     let k = hkdf(&shared, b"activation");
     assert_eq!(k, vector32("activation-key"));
+    let signing_public = req
+        .signing_public
+        .expect("a v1.1 request carries signing_public");
+    assert_eq!(signing_public, vector32("device-signing-public-key"));
+    let aux = req.auxiliar_id.clone().unwrap_or_default();
     let msg: Vec<u8> = [
-        &b"apoyo-sync/v1/activate"[..],
+        &b"apoyo-sync/v1.1/activate"[..],
         req.code.as_bytes(),
         &req.nonce,
         &req.device_public,
+        &signing_public,
+        &[aux.len() as u8],
+        aux.as_bytes(),
     ]
     .concat();
     assert_eq!(
@@ -827,12 +868,10 @@ fn activation_proof_vector_holds() {
         "the ActivateRequest proof is not the documented HMAC"
     );
     assert_eq!(req.nonce.len(), 16);
-    let ok = protocol::verify_activation_proof(
+    let ok = protocol::verify_activation_proof_v11(
         &SecretKey::from_bytes(shared),
-        &req.code,
-        &req.nonce,
-        &req.device_public,
-        &req.proof,
+        &req,
+        &signing_public,
     );
     assert!(
         matches!(ok, Ok(true)),
@@ -948,6 +987,89 @@ fn capture_commit_and_receipt_vectors_hold() {
         "the engine does not accept the example receipt signature"
     );
 
+    // v1.1: the commit travels signed by the device (5.8), over its exact bytes.
+    let (signed_commit, _) = example::<SignedCommit>("SignedCommit");
+    let (_, commit_bytes) = example::<CommitRequest>("CommitRequest");
+    assert_eq!(
+        signed_commit.commit, commit_bytes,
+        "the SignedCommit example carries the CommitRequest example"
+    );
+    let commit_msg = [&b"apoyo-sync/v1.1/commit"[..], &signed_commit.commit].concat();
+    let device_vk = ed25519_dalek::VerifyingKey::from_bytes(&vector32("device-signing-public-key"))
+        .unwrap_or_else(|_| panic!("key"));
+    let device_sig: [u8; 64] = signed_commit
+        .device_signature
+        .clone()
+        .try_into()
+        .unwrap_or_else(|_| panic!("64 bytes"));
+    assert!(
+        device_vk
+            .verify_strict(
+                &commit_msg,
+                &ed25519_dalek::Signature::from_bytes(&device_sig)
+            )
+            .is_ok(),
+        "the commit signature"
+    );
+    assert_eq!(
+        protocol::trust::open_signed_commit(&vector32("device-signing-public-key"), &signed_commit)
+            .unwrap_or_else(|e| panic!("{e}")),
+        commit
+    );
+    assert_eq!(
+        commit.seal_key_id,
+        hex::encode(&crypto::sha256(&vector32("endpoint-public-key"))[..8])
+    );
+
+    // v1.1: the key certificate chains to the INE root (5.7), and the receipt passes the whole
+    // device check (6.5) against the commit it answers.
+    let root = apoyo_sync::IneRoot::from_bytes(&vector32("ine-root-public-key"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let cert = signed
+        .key_cert
+        .clone()
+        .unwrap_or_else(|| panic!("a key_cert"));
+    let root_vk = ed25519_dalek::VerifyingKey::from_bytes(&vector32("ine-root-public-key"))
+        .unwrap_or_else(|_| panic!("key"));
+    let cert_sig: [u8; 64] = cert
+        .signature
+        .clone()
+        .try_into()
+        .unwrap_or_else(|_| panic!("64 bytes"));
+    assert!(
+        root_vk
+            .verify_strict(
+                &[&b"apoyo-sync/v1.1/key-cert"[..], &cert.cert].concat(),
+                &ed25519_dalek::Signature::from_bytes(&cert_sig)
+            )
+            .is_ok(),
+        "the key certificate signature"
+    );
+    let info = cert
+        .verify(&root, KeyPurpose::Receipt)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(info.key, vector32("receipt-public-key"));
+    assert_eq!(info.key_id, receipt.endpoint_key_id);
+    let checked =
+        protocol::trust::verify_receipt(&root, &signed, &commit, &device_id_of(&device_public))
+            .unwrap_or_else(|e| panic!("the example receipt fails the device check: {e:?}"));
+    assert_eq!(checked, receipt);
+    assert_eq!(
+        receipt.sealed_key_sha256,
+        crypto::sha256(&commit.sealed_key)
+    );
+    let (key_cert, key_cert_bytes) = example::<KeyCert>("KeyCert");
+    let (signed_cert, _) = example::<SignedKeyCert>("SignedKeyCert");
+    assert_eq!(signed_cert.cert, key_cert_bytes);
+    assert_eq!(
+        signed_cert.verify(&root, KeyPurpose::Seal),
+        Ok(key_cert.clone())
+    );
+    assert_eq!(key_cert.key, vector32("endpoint-public-key"));
+    let (activation, _) = example::<ActivateResponse>("ActivateResponse");
+    assert!(activation.key_certs.contains(&signed_cert));
+    assert!(activation.key_certs.contains(&cert));
+
     // The duplicate receipt names the counted capture.
     let receipts: Vec<Receipt> = examples("Receipt")
         .iter()
@@ -960,11 +1082,14 @@ fn capture_commit_and_receipt_vectors_hold() {
         .iter()
         .find(|r| r.result == ReceiptResult::Duplicate)
         .unwrap_or_else(|| panic!("no duplicate receipt"));
-    assert_eq!(dup.first_capture_id, Some(commit.capture_id));
+    // v1.1: the duplicate came from another device and collector (an auxiliar), so it is not
+    // told which capture counted (6.5 step 12).
+    assert_ne!(dup.device_id, device_id_of(&device_public));
+    assert_eq!(dup.first_capture_id, None);
     assert!(
         receipts
             .iter()
-            .all(|r| (r.result == ReceiptResult::Duplicate) == r.first_capture_id.is_some())
+            .all(|r| r.first_capture_id.is_none() || r.result == ReceiptResult::Duplicate)
     );
 }
 
@@ -1013,8 +1138,11 @@ fn http_examples_match_the_vectors() {
         .lines()
         .filter_map(|l| l.strip_prefix("Content-Length: "))
         .collect();
+    // v1.1: the body is the SignedCommit carrying the CommitRequest.
+    let (signed_commit, signed_commit_bytes) = example::<SignedCommit>("SignedCommit");
+    assert_eq!(signed_commit.commit, commit_bytes);
     assert!(
-        lengths.contains(&commit_bytes.len().to_string().as_str()),
+        lengths.contains(&signed_commit_bytes.len().to_string().as_str()),
         "the commit's Content-Length"
     );
     assert!(
@@ -1025,6 +1153,67 @@ fn http_examples_match_the_vectors() {
     assert_eq!(header("Tus-Extension"), tus::EXTENSIONS);
     assert_eq!(header("Tus-Checksum-Algorithm"), tus::CHECKSUM_ALGORITHMS);
     assert_eq!(header("Content-Type"), tus::OFFSET_STREAM);
+}
+
+/// Section 11.10: a `captured_at` with nine fractional digits survives decoding and
+/// re-encoding inside a commit, to the nanosecond; truncated to microseconds it is another
+/// instant, so another content digest.
+#[test]
+fn nanosecond_captured_at_vector_holds() {
+    let vector = vector("captured-at-nanos");
+    let text: Value = ciborium::from_reader(&vector[..]).expect("the vector is CBOR");
+    let (_, commit_bytes) = example::<CommitRequest>("CommitRequest");
+    let mut commit: Value = ciborium::from_reader(&commit_bytes[..]).expect("example");
+    let Value::Map(fields) = &mut commit else {
+        panic!("a commit is a map")
+    };
+    for (k, v) in fields.iter_mut() {
+        if k.as_text() == Some("captured_at") {
+            *v = text.clone();
+        }
+    }
+    let mut bytes = Vec::new();
+    ciborium::into_writer(&commit, &mut bytes).expect("encode");
+    let decoded: CommitRequest =
+        protocol::decode(&bytes, limits::MAX_COMMIT_BYTES, "commit").expect("decodes");
+    let at = decoded.captured_at;
+    assert_eq!(at.unix_timestamp(), 1_637_426_525);
+    assert_eq!(at.nanosecond(), 123_456_789);
+    assert!(DOC.contains("1637426525 s + 123456789 ns"));
+    assert_eq!(
+        protocol::encode(&decoded).expect("encode"),
+        bytes,
+        "the commit re-encodes its captured_at to the same 9 digits"
+    );
+    let micros = at.replace_nanosecond(123_456_000).expect("valid");
+    assert_ne!(micros, at);
+    let truncated = time::format_description::well_known::Rfc3339;
+    assert_eq!(
+        micros.format(&truncated).expect("format"),
+        "2021-11-20T16:42:05.123456Z"
+    );
+    assert!(DOC.contains("`2021-11-20T16:42:05.123456Z`"));
+}
+
+/// Section 6.5 step 8 writes the clave pattern with ASCII digit classes, as the CDDL and the
+/// engine do: `\d` would take Unicode digits in many regex engines.
+#[test]
+fn the_clave_pattern_uses_ascii_digits_only() {
+    let pattern = "^[A-Z]{6}[0-9]{6}[0-9]{2}[HMX][0-9]{3}$";
+    assert!(section("Routes").contains(&format!("`{pattern}`")));
+    assert!(
+        !DOC.contains("\\d{") && !DOC.contains("\\d$") && !CDDL.contains("\\d"),
+        "a pattern in the document or the CDDL uses \\d"
+    );
+    let cddl = &pattern[1..pattern.len() - 1].replace("[0-9]{6}[0-9]{2}", "[0-9]{8}");
+    assert!(
+        CDDL.contains(cddl.as_str()),
+        "the CDDL's clave pattern differs"
+    );
+    apoyo_sync::validate::validate_clave("MUESTR90010109H001").expect("the example clave");
+    // Arabic-Indic digits where the birth date goes.
+    let arabic = "MUESTR\u{0669}\u{0660}010109H001";
+    assert!(apoyo_sync::validate::validate_clave(arabic).is_err());
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1101,6 +1290,13 @@ fn regenerate_examples() -> apoyo_sync::Result<()> {
     println!("receipt key id {receipt_key_id}\n");
     print_vector("image-jpeg", JPEG);
     print_vector("image-png", PNG);
+    // v1.1: the INE root and the device's commit-signing key.
+    let root = Ed25519Secret::from_bytes(&label_key("INE root Ed25519 seed"));
+    print_vector("ine-root-seed", &*root.to_bytes());
+    print_vector("ine-root-public-key", &root.public());
+    let device_signer = Ed25519Secret::from_bytes(&label_key("device Ed25519 signing seed"));
+    print_vector("device-signing-seed", &*device_signer.to_bytes());
+    print_vector("device-signing-public-key", &device_signer.public());
 
     // Registration and activation.
     let reg_at = datetime!(2021-11-20 15:04:11 UTC);
@@ -1140,7 +1336,14 @@ fn regenerate_examples() -> apoyo_sync::Result<()> {
         "activation-key",
         crypto::derive_key(shared.as_bytes(), &[b"activation"])?.as_bytes(),
     );
-    let proof = protocol::activation_proof(&shared, &code, &nonce, &dev.public())?;
+    let proof = protocol::activation_proof_v11(
+        &shared,
+        &code,
+        &nonce,
+        &dev.public(),
+        &device_signer.public(),
+        None,
+    )?;
     print_message(
         "ActivateRequest",
         &ActivateRequest {
@@ -1149,8 +1352,23 @@ fn regenerate_examples() -> apoyo_sync::Result<()> {
             code,
             nonce,
             proof,
+            signing_public: Some(device_signer.public()),
+            auxiliar_id: None,
         },
     );
+    let (valid_from, valid_to) = (
+        datetime!(2021-11-01 00:00 UTC),
+        datetime!(2023-11-01 00:00 UTC),
+    );
+    let seal_cert =
+        protocol::trust::key_cert(KeyPurpose::Seal, ep.public().0, valid_from, valid_to);
+    print_message("KeyCert", &seal_cert);
+    let seal_cert = SignedKeyCert::issue(&root, &seal_cert)?;
+    print_message("SignedKeyCert", &seal_cert);
+    let receipt_cert = SignedKeyCert::issue(
+        &root,
+        &protocol::trust::key_cert(KeyPurpose::Receipt, signer.public(), valid_from, valid_to),
+    )?;
     let revocacion = Process {
         id: "revocacion-2022".into(),
         name: "Revocación de Mandato 2021-2022".into(),
@@ -1167,6 +1385,7 @@ fn regenerate_examples() -> apoyo_sync::Result<()> {
         receipt_key: signer.public(),
         receipt_key_id: receipt_key_id.clone(),
         processes: vec![revocacion.clone()],
+        key_certs: vec![seal_cert, receipt_cert.clone()],
     };
     print_message("ActivateResponse", &activation);
     let consulta = Process {
@@ -1290,8 +1509,21 @@ fn regenerate_examples() -> apoyo_sync::Result<()> {
         collector,
         sealed_key,
         parts,
+        sent_at: datetime!(2021-11-20 17:03:26.9 UTC),
+        seal_key_id: ep.public().key_id(),
     };
-    print_message("CommitRequest", &commit);
+    let commit_bytes = print_message("CommitRequest", &commit);
+    let device_signature = device_signer
+        .sign(&protocol::trust::commit_signing_input(&commit_bytes))
+        .to_vec();
+    print_message(
+        "SignedCommit",
+        &SignedCommit {
+            v: 1,
+            commit: commit_bytes,
+            device_signature,
+        },
+    );
     let receipt = Receipt {
         v: 1,
         capture_id,
@@ -1302,6 +1534,9 @@ fn regenerate_examples() -> apoyo_sync::Result<()> {
         parts: receipt_parts,
         counted_at: datetime!(2021-11-20 17:03:27.48 UTC),
         endpoint_key_id: receipt_key_id.clone(),
+        collector: commit.collector.clone(),
+        captured_at,
+        sealed_key_sha256: crypto::sha256(&commit.sealed_key),
     };
     let receipt_bytes = print_message("Receipt", &receipt);
     let signature = signer
@@ -1312,6 +1547,7 @@ fn regenerate_examples() -> apoyo_sync::Result<()> {
         &SignedReceipt {
             receipt: receipt_bytes,
             signature,
+            key_cert: Some(receipt_cert),
         },
     );
     let duplicate = Receipt {
@@ -1323,7 +1559,8 @@ fn regenerate_examples() -> apoyo_sync::Result<()> {
         process_id,
         device_id: "5d0c4b6e8f1a2b3c4d5e6f708192a3b4".into(),
         result: ReceiptResult::Duplicate,
-        first_capture_id: Some(capture_id),
+        // Another device and collector: not told which capture counted (v1.1).
+        first_capture_id: None,
         parts: PartKind::ALL
             .iter()
             .map(|k| ReceiptPart {
@@ -1333,6 +1570,9 @@ fn regenerate_examples() -> apoyo_sync::Result<()> {
             .collect(),
         counted_at: datetime!(2021-11-22 12:01:09 UTC),
         endpoint_key_id: receipt_key_id,
+        collector: Collector::Auxiliar("AUX-0001".into()),
+        captured_at: datetime!(2021-11-22 11:15:40.007 UTC),
+        sealed_key_sha256: label_key("duplicate sealed key"),
     };
     print_message("Receipt", &duplicate);
     let detail =

@@ -531,8 +531,14 @@ fn a_keyring_inside_the_store_folder_is_refused() {
     let ep = apoyo_sync::EndpointSecretKey::generate().expect("ep");
     let dir = root.path().join("store");
     let inside = FileKeyGuard::open_or_create(&dir.join("keyring")).expect("keyring");
-    let err = Store::init(&dir, &inside, ep.public(), None, StoreOptions::default())
-        .expect_err("init with the keyring inside the store");
+    let err = Store::init(
+        &dir,
+        &inside,
+        &common::provisioning_for(&ep),
+        None,
+        StoreOptions::default(),
+    )
+    .expect_err("init with the keyring inside the store");
     assert!(matches!(err, Error::KeyringInsideStore), "{err:?}");
     assert!(!dir.join("apoyo.db").exists());
 
@@ -762,7 +768,7 @@ fn missing_and_existing_stores() {
     let err = Store::init(
         &fx.store_dir(),
         &fx.guard(),
-        fx.endpoint.public(),
+        &fx.provisioning(),
         None,
         StoreOptions::default(),
     )
@@ -792,7 +798,7 @@ fn init_never_adopts_what_an_earlier_store_left_behind() {
         let err = Store::init(
             &dir,
             &fx.guard(),
-            fx.endpoint.public(),
+            &fx.provisioning(),
             None,
             StoreOptions::default(),
         )

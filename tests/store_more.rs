@@ -1,6 +1,7 @@
 //! More integration tests of the store: crypto-shredding leaves no key wrap in the database
 //! files, committed and purged captures still count as duplicates, a store made at schema
-//! version 1 upgrades on open, and a tampered endpoint seal fails at the endpoint.
+//! version 1 upgrades on open, a tampered endpoint seal fails at the endpoint, and a retry keeps
+//! the consumed uploads only after a rejection the endpoint stores.
 //!
 //! A capture reaches `committed` and `purged` through the same public calls the sync engine
 //! makes after a verified receipt: [`Store::record_receipt`] then [`Store::purge_committed`].
@@ -15,7 +16,7 @@ use std::path::Path;
 use apoyo_sync::crypto::wrap;
 use apoyo_sync::protocol::{Receipt, ReceiptResult};
 use apoyo_sync::store::migrations;
-use apoyo_sync::{CaptureId, Error, ErrorClass, Images, PartKind, State, Store};
+use apoyo_sync::{CaptureId, Clock, Error, ErrorClass, Images, PartKind, State, Store};
 use rusqlite::{Connection, OpenFlags};
 use time::OffsetDateTime;
 
@@ -34,6 +35,9 @@ fn commit(store: &mut Store, id: &CaptureId) {
         parts: Vec::new(),
         counted_at: OffsetDateTime::now_utc(),
         endpoint_key_id: "0011223344556677".into(),
+        collector: store.collector().clone(),
+        captured_at: OffsetDateTime::now_utc(),
+        sealed_key_sha256: [0; 32],
     };
     store
         .record_receipt(&receipt, b"receipt bytes", b"signature bytes")
@@ -183,6 +187,57 @@ fn a_committed_or_purged_citizen_is_still_a_duplicate() {
         .expect("another process");
 }
 
+/// Every part's (upload URL, expiry, uploaded bytes).
+fn uploads(store: &Store, id: &CaptureId) -> Vec<(Option<String>, Option<String>, u64)> {
+    let parts = store.parts(id).expect("parts");
+    parts
+        .into_iter()
+        .map(|p| (p.upload_url, p.upload_expires, p.uploaded_bytes))
+        .collect()
+}
+
+#[test]
+fn a_retry_keeps_the_consumed_uploads_only_after_a_stored_verdict() {
+    let fx = Fixture::new();
+    let mut store = fx.init();
+    let expires = "Sun, 21 Nov 2021 16:50:00 GMT";
+    // (reason, whether every part was complete, whether the retry keeps the uploads)
+    let cases = [
+        ("credential_expired", true, true),
+        ("undecryptable", true, true),
+        ("card_invalid", false, false),
+        ("part_mismatch", true, false),
+        ("receipt_invalid", true, false),
+        ("local_integrity", true, false),
+    ];
+    for (i, (reason, complete, kept)) in cases.into_iter().enumerate() {
+        let id = store
+            .capture(capture_of("nacional", &clave(700 + i as u32)))
+            .expect("capture");
+        let parts = store.parts(&id).expect("parts");
+        for (n, p) in parts.iter().enumerate() {
+            let url = format!("/v1/uploads/{i}{n}");
+            store
+                .set_upload(&id, p.kind, &url, Some(expires))
+                .expect("set_upload");
+            let done = if complete || n > 0 { p.ct_len } else { 1 };
+            store.set_uploaded(&id, p.kind, done).expect("set_uploaded");
+        }
+        let before = uploads(&store, &id);
+        store.quarantine(&id, reason).expect("quarantine");
+        store.retry_quarantined(&id).expect("retry");
+        assert_eq!(store.info(&id).expect("info").state, State::Captured);
+        let expected: Vec<_> = if kept {
+            // The paths and offsets stay (complete, so the commit goes first); the expiry of
+            // an upload the endpoint consumed no longer applies.
+            before.into_iter().map(|(u, _, b)| (u, None, b)).collect()
+        } else {
+            vec![(None, None, 0); parts.len()]
+        };
+        assert_eq!(uploads(&store, &id), expected, "after {reason}");
+    }
+}
+
 // ---- migrations ------------------------------------------------------------------------------
 
 fn schema_of_file(db: &Path) -> Vec<String> {
@@ -231,12 +286,15 @@ fn a_version_1_store_made_by_a_real_store_upgrades_on_open() {
         .expect("attach");
         let tx = v1.transaction().expect("tx");
         for copy in [
-            "INSERT INTO main.device SELECT * FROM cur.device",
+            "INSERT INTO main.device SELECT singleton, store_id, device_id, created_at, wrapped_master,
+               wrapped_identity, identity_public, endpoint_public, collector_kind, collector_id
+               FROM cur.device",
             "INSERT INTO main.processes SELECT * FROM cur.processes",
             "INSERT INTO main.captures SELECT * FROM cur.captures",
             "INSERT INTO main.parts (capture_id, kind, file_offset, ct_len, sha256)
                SELECT capture_id, kind, file_offset, ct_len, sha256 FROM cur.parts",
-            "INSERT INTO main.capture_keys SELECT * FROM cur.capture_keys",
+            "INSERT INTO main.capture_keys SELECT capture_id, device_wrap, endpoint_seal
+               FROM cur.capture_keys",
         ] {
             tx.execute(copy, []).expect(copy);
         }
@@ -266,6 +324,26 @@ fn a_version_1_store_made_by_a_real_store_upgrades_on_open() {
     fs::rename(&v1_path, &db).expect("put the v1 db in place");
 
     let mut store = fx.open().expect("a version 1 store opens");
+    // v1.1 (migration 3): the store has a commit-signing key from its first open, no INE root
+    // until the app provisions one (so no receipt could be trusted before), and its captures
+    // name the provisioned seal key.
+    let signing = store.signing_public().expect("a signing key made at open");
+    assert_eq!(store.ine_root().expect("root"), None);
+    let provisioning = fx.provisioning();
+    store.provision(&provisioning).expect("provision");
+    assert_eq!(store.ine_root().expect("root"), Some(provisioning.ine_root));
+    assert_eq!(store.signing_public().expect("same key"), signing);
+    let other_root = Fixture::new().provisioning();
+    assert!(matches!(
+        store.provision(&other_root),
+        Err(Error::ProvisioningMismatch)
+    ));
+    assert_eq!(
+        store
+            .capture_seal_key_id(&captured[0].0)
+            .expect("seal key id"),
+        fx.endpoint.public().key_id()
+    );
     assert_eq!(store.status().expect("status"), status);
     assert_eq!(store.list().expect("list"), list);
     for ((id, images), seal) in captured.iter().zip(&seals) {
@@ -368,4 +446,120 @@ fn a_tampered_endpoint_seal_fails_integrity_at_the_endpoint() {
             .capture_id,
         id
     );
+}
+
+/// ADR 0015: a purged capture's keyed duplicate hash stays while its process is open (the
+/// same citizen is still refused on this phone after the purge) and is overwritten once the
+/// process has closed, so the phone keeps nothing that could test whether a clave supported.
+#[test]
+fn the_duplicate_hash_of_a_purged_capture_is_forgotten_when_its_process_closes() {
+    use apoyo_sync::ManualClock;
+    let closes = time::macros::datetime!(2031-01-01 00:00 UTC);
+    let clock = ManualClock::new(closes - time::Duration::days(10));
+    let fx = Fixture::new();
+    let opts = apoyo_sync::StoreOptions {
+        clock: std::sync::Arc::new(clock.clone()),
+        ..Default::default()
+    };
+    let mut store = fx.init_with_processes(
+        opts,
+        r#"[{"id": "corto", "name": "Proceso que cierra", "accepted_models": ["G"],
+             "vigencia_cutoff": "2022-01-01", "scope": "national",
+             "closes": "2031-01-01T00:00:00Z"},
+            {"id": "nacional", "name": "Abierto", "accepted_models": ["G"],
+             "vigencia_cutoff": "2022-01-01", "scope": "national"}]"#,
+    );
+    let id = store
+        .capture(capture_of("corto", &clave(900)))
+        .expect("capture");
+    let open_id = store
+        .capture(capture_of("nacional", &clave(900)))
+        .expect("capture");
+    commit(&mut store, &id);
+    commit(&mut store, &open_id);
+    store.purge_committed().expect("purge");
+    let dup_keys = |db: &Path| -> Vec<Vec<u8>> {
+        let conn =
+            Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open db");
+        let mut st = conn
+            .prepare("SELECT dup_key FROM captures ORDER BY process_id")
+            .expect("prepare");
+        st.query_map([], |r| r.get(0))
+            .expect("query")
+            .map(|r| r.expect("row"))
+            .collect()
+    };
+    let before = dup_keys(&fx.db_path());
+
+    // Still open: nothing forgotten, and the citizen is still refused on this phone.
+    assert_eq!(
+        store.forget_closed_duplicates(clock.now()).expect("forget"),
+        0
+    );
+    let again = store.capture(capture_of("corto", &clave(900)));
+    assert!(matches!(again, Err(Error::Duplicate { .. })), "{again:?}");
+    assert_eq!(dup_keys(&fx.db_path()), before);
+
+    // Closed: the purged capture's hash is overwritten; the open process's one stays.
+    clock.set(closes);
+    assert_eq!(
+        store.forget_closed_duplicates(clock.now()).expect("forget"),
+        1
+    );
+    let after = dup_keys(&fx.db_path());
+    assert_eq!(after[0], vec![0u8; 32], "corto's hash is gone");
+    assert_eq!(after[1], before[1], "nacional's hash stays");
+    assert!(!after.contains(&before[0]));
+    // Idempotent.
+    assert_eq!(
+        store.forget_closed_duplicates(clock.now()).expect("forget"),
+        0
+    );
+}
+
+/// Protocol v1.1 (6.5): an auxiliar id is an opaque code of `A-Z`, `0-9` and `-` (3-32): free
+/// text could carry a name in the clear. The device refuses it at init and at capture, naming
+/// the field and never the value.
+#[test]
+fn a_free_text_auxiliar_id_is_refused_on_the_device() {
+    use apoyo_sync::{Collector, Field, StoreOptions};
+    let fx = Fixture::new();
+    for bad in ["Juan Perez", "aux-0001", "AB", "AUX_0001", "ÁLVARO-01"] {
+        let err = Store::init(
+            &fx.store_dir(),
+            &fx.guard(),
+            &fx.provisioning(),
+            Some(Collector::Auxiliar(bad.into())),
+            StoreOptions::default(),
+        )
+        .expect_err("a free-text auxiliar id");
+        assert!(
+            matches!(
+                err,
+                Error::Invalid {
+                    field: Field::Collector,
+                    ..
+                }
+            ),
+            "{bad}: {err:?}"
+        );
+        assert!(!err.to_string().contains(bad), "the value is never echoed");
+    }
+    let mut store = fx.init();
+    let mut c = capture_of("nacional", &clave(950));
+    c.collector = Some(Collector::Auxiliar("Maria Lopez".into()));
+    let err = store.capture(c).expect_err("a free-text auxiliar id");
+    assert!(
+        matches!(
+            err,
+            Error::Invalid {
+                field: Field::Collector,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let mut c = capture_of("nacional", &clave(951));
+    c.collector = Some(Collector::Auxiliar("AUX-0951".into()));
+    store.capture(c).expect("a well-formed auxiliar id");
 }

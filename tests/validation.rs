@@ -456,12 +456,60 @@ fn scope_by_seccion() {
             other => panic!("({e}, {s}): {other:?}"),
         }
     }
-    // Unknown entidad or sección: the check is skipped.
-    for (e, s) in [(None, Some(9_999u16)), (Some(10u8), None), (None, None)] {
+    // One field missing (spec gap 5): the card passes only if some listed sección could be
+    // its own, i.e. shares the field it does carry; with neither field the check is skipped.
+    for (e, s) in [
+        (None, Some(77u16)),
+        (None, Some(1234)),
+        (Some(15u8), None),
+        (None, None),
+    ] {
         let mut c = v.base("secciones");
         c.fields.entidad = e;
         c.fields.seccion = s;
         v.accept(c);
+    }
+    for (e, s, field) in [
+        (None, Some(9_999u16), Field::Seccion),
+        (Some(10u8), None, Field::Entidad),
+    ] {
+        let mut c = v.base("secciones");
+        c.fields.entidad = e;
+        c.fields.seccion = s;
+        match v.refuse(c) {
+            Error::OutOfScope { field: f, process } => {
+                assert_eq!(f, field, "({e:?}, {s:?})");
+                assert_eq!(process, "secciones");
+            }
+            other => panic!("({e:?}, {s:?}): {other:?}"),
+        }
+    }
+}
+
+/// Spec gap 1: the OCR's first 4 digits are the sección written with 4 digits, zero-padded.
+#[test]
+fn ocr_carries_the_seccion_zero_padded() {
+    let mut v = V::new();
+    for (seccion, ocr) in [
+        (123u16, "0123000012345"),
+        (7, "0007123456789"),
+        (1234, "1234000012345"),
+    ] {
+        let mut c = v.base("nacional");
+        c.fields.seccion = Some(seccion);
+        c.fields.ocr = Some(ocr.into());
+        v.accept(c);
+    }
+    // Not padded, or padded on the wrong side: not the sección.
+    for (seccion, ocr) in [
+        (123u16, "1230000012345"),
+        (123, "1234000012345"),
+        (7, "7000123456789"),
+    ] {
+        let mut c = v.base("nacional");
+        c.fields.seccion = Some(seccion);
+        c.fields.ocr = Some(ocr.into());
+        v.refuse_invalid(c, Field::Ocr);
     }
 }
 

@@ -8,8 +8,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use apoyo_endpoint::EndpointConfig;
-use apoyo_sync::crypto::receipt::ReceiptSigner;
+use apoyo_endpoint::{EndpointConfig, RunningEndpoint};
 use apoyo_sync::protocol::Provider;
 use apoyo_sync::sync::transport::{Method, Request};
 use apoyo_sync::sync::{
@@ -17,7 +16,7 @@ use apoyo_sync::sync::{
     Transport,
 };
 use apoyo_sync::{
-    CardFields, Collector, CredentialModel, EndpointSecretKey, FileKeyGuard, Images, NewCapture,
+    CardFields, Collector, CredentialModel, FileKeyGuard, Images, InePublicKeys, NewCapture,
     Process, Store,
 };
 
@@ -55,7 +54,7 @@ fn device(
     name: &'static str,
     collector: Option<Collector>,
     url: &str,
-    ep: &EndpointSecretKey,
+    provisioning: &InePublicKeys,
     t: &HttpTransport,
     rt: &tokio::runtime::Runtime,
 ) -> CliResult<Device> {
@@ -63,7 +62,7 @@ fn device(
     let mut store = Store::init(
         &dir.join(name),
         &guard,
-        ep.public(),
+        provisioning,
         collector,
         crate::store_cmds::store_options()?,
     )?;
@@ -110,12 +109,40 @@ fn capture(d: &mut Device, clave: &str, seccion: u16) -> apoyo_sync::Result<apoy
     })
 }
 
-pub fn demo(json: bool, seed: u64) -> CliResult {
-    let say = |s: String| {
-        if !json {
+/// Prints the human-readable story, unless the output is JSON.
+struct Say {
+    json: bool,
+}
+
+impl Say {
+    fn say(&self, s: String) {
+        if !self.json {
             println!("{s}");
         }
-    };
+    }
+}
+
+/// What the sync runs did, summed over both devices and every run.
+#[derive(Default)]
+struct Totals {
+    runs: usize,
+    quarantined: u64,
+    retries: u64,
+    bytes_sent: u64,
+}
+
+/// What the endpoint recorded and the devices still hold, against what was captured.
+#[derive(Clone, Copy)]
+struct Accounting {
+    counted: u64,
+    duplicates: u64,
+    accounted: u64,
+    lost: u64,
+    receipts_ok: bool,
+}
+
+pub fn demo(json: bool, seed: u64) -> CliResult {
+    let out = Say { json };
     let tmp = ok(tempfile::tempdir(), "temporary folder")?;
     let rt = ok(
         tokio::runtime::Builder::new_multi_thread()
@@ -124,25 +151,12 @@ pub fn demo(json: bool, seed: u64) -> CliResult {
             .build(),
         "runtime",
     )?;
-    let key = EndpointSecretKey::generate()?;
-    let processes = Process::parse_json_list(PROCESSES)?;
-    let mut cfg = EndpointConfig::new(
-        tmp.path().join("endpoint.db"),
-        EndpointSecretKey::from_bytes(*key.as_bytes()),
-        ReceiptSigner::generate()?,
-        processes,
-    );
-    cfg.dev = true;
-    let ep = ok(
-        rt.block_on(apoyo_endpoint::start(cfg, ([127, 0, 0, 1], 0).into())),
-        "endpoint",
-    )?;
+    let (ep, key) = start_endpoint(&rt, tmp.path())?;
     let url = ep.url();
-    say(format!(
+    out.say(format!(
         "endpoint    {url} (in-process, temporary database)"
     ));
     let http = HttpTransport::new(&url, &TlsConfig::default())?;
-
     let mut aux = device(
         tmp.path(),
         "auxiliar",
@@ -153,16 +167,75 @@ pub fn demo(json: bool, seed: u64) -> CliResult {
         &rt,
     )?;
     let mut citizen = device(tmp.path(), "mi-apoyo", None, &url, &key, &http, &rt)?;
-    say("devices     auxiliar and mi-apoyo registered (card front sealed for INE) and activated via the dev mailbox".into());
+    out.say("devices     auxiliar and mi-apoyo registered (card front sealed for INE) and activated via the dev mailbox".into());
+    let captured = capture_supports(&mut aux, &mut citizen, &out)?;
+    out.say(format!(
+        "captured    {captured} supports, encrypted on the phones (one citizen on both phones)"
+    ));
+    let links: Vec<FaultyTransport<HttpTransport>> = (0..2)
+        .map(|i| {
+            HttpTransport::new(&url, &TlsConfig::default())
+                .map(|t| FaultyTransport::new(t, FaultPlan::lossy(), seed.wrapping_add(i)))
+        })
+        .collect::<Result<_, _>>()?;
+    let totals = sync_until_drained([&mut aux, &mut citizen], &links, seed)?;
+    out.say(format!(
+        "sync        {} run(s) over a lossy link: {} faults injected (dropped requests, lost answers, cut uploads), {} retries",
+        totals.runs,
+        faults_injected(&links),
+        totals.retries
+    ));
+    let acc = account(&rt, &ep, [&aux, &citizen], captured)?;
+    print_summary(&out, [&aux, &citizen], &acc, captured, &totals)?;
+    rt.block_on(ep.shutdown());
+    if acc.lost > 0 || !acc.receipts_ok || acc.accounted > captured {
+        return Err(CliError::Io(format!(
+            "the demo found a problem: lost {}, receipts verified {}",
+            acc.lost, acc.receipts_ok
+        )));
+    }
+    Ok(())
+}
 
+/// The reference endpoint, in-process on loopback with a temporary database and the
+/// development mailbox on.
+/// Starts the endpoint on a fresh key ring (v1.1: an INE root certifying a seal key and a
+/// receipt key); returns it and what the demo's phones are provisioned with.
+fn start_endpoint(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+) -> CliResult<(RunningEndpoint, InePublicKeys)> {
+    let root = apoyo_sync::crypto::Ed25519Secret::generate()?;
+    let ring = ok(
+        apoyo_endpoint::KeyRing::generate(&root, time::OffsetDateTime::now_utc()),
+        "key ring",
+    )?;
+    let provisioning = InePublicKeys {
+        seal_key: ring.seal[0].secret.public(),
+        ine_root: ring.root,
+    };
+    let processes = Process::parse_json_list(PROCESSES)?;
+    let mut cfg = EndpointConfig::new(dir.join("endpoint.db"), ring, processes);
+    cfg.dev = true;
+    let ep = ok(
+        rt.block_on(apoyo_endpoint::start(cfg, ([127, 0, 0, 1], 0).into())),
+        "endpoint",
+    )?;
+    Ok((ep, provisioning))
+}
+
+/// Captures the synthetic supports: every clave on the auxiliar's phone, the last one again
+/// there (which must be refused locally), and on the citizen's phone that same citizen plus
+/// one more. How many were stored.
+fn capture_supports(aux: &mut Device, citizen: &mut Device, out: &Say) -> CliResult<u64> {
     let mut captured = 0u64;
     for (i, clave) in CLAVES.iter().enumerate() {
-        capture(&mut aux, clave, 100 + i as u16)?;
+        capture(aux, clave, 100 + i as u16)?;
         captured += 1;
     }
     // The same citizen again on the same device: refused locally, before anything is stored.
-    match capture(&mut aux, CLAVES[6], 106) {
-        Err(e @ apoyo_sync::Error::Duplicate { .. }) => say(format!(
+    match capture(aux, CLAVES[6], 106) {
+        Err(e @ apoyo_sync::Error::Duplicate { .. }) => out.say(format!(
             "local check  second capture on the same phone refused ({e})"
         )),
         other => {
@@ -172,14 +245,19 @@ pub fn demo(json: bool, seed: u64) -> CliResult {
         }
     }
     // …but on another phone it can only be caught by the endpoint (counted once, LGIPE art. 385).
-    capture(&mut citizen, CLAVES[6], 106)?;
-    capture(&mut citizen, "UNICOC93030309H008", 107)?;
+    capture(citizen, CLAVES[6], 106)?;
+    capture(citizen, "UNICOC93030309H008", 107)?;
     captured += 2;
-    say(format!(
-        "captured    {captured} supports, encrypted on the phones (one citizen on both phones)"
-    ));
+    Ok(captured)
+}
 
-    let plan = FaultPlan::lossy();
+/// Syncs both devices, each over its own lossy link, until nothing is pending or
+/// [`MAX_RUNS`] runs were made.
+fn sync_until_drained(
+    devices: [&mut Device; 2],
+    links: &[FaultyTransport<HttpTransport>],
+    seed: u64,
+) -> CliResult<Totals> {
     let opts = SyncOptions {
         budget: Duration::from_secs(60),
         backoff: BackoffPolicy {
@@ -188,47 +266,50 @@ pub fn demo(json: bool, seed: u64) -> CliResult {
         },
         seed: Some(seed),
         progress: None,
+        control: None,
     };
-    let mut totals = (0u64, 0u64, 0u64, 0u64, 0u64);
-    let mut runs = 0;
-    let links: Vec<FaultyTransport<HttpTransport>> = (0..2)
-        .map(|i| {
-            HttpTransport::new(&url, &TlsConfig::default())
-                .map(|t| FaultyTransport::new(t, plan, seed.wrapping_add(i)))
-        })
-        .collect::<Result<_, _>>()?;
+    let mut totals = Totals::default();
     let mut pending = u64::MAX;
-    while pending > 0 && runs < MAX_RUNS {
-        runs += 1;
+    let [a, b] = devices;
+    while pending > 0 && totals.runs < MAX_RUNS {
+        totals.runs += 1;
         pending = 0;
-        for (d, link) in [&mut aux, &mut citizen].into_iter().zip(&links) {
+        for (d, link) in [&mut *a, &mut *b].into_iter().zip(links) {
             let r = sync::sync_blocking(&mut d.store, link, opts.clone())?;
-            totals.0 += r.committed;
-            totals.1 += r.duplicates;
-            totals.2 += r.quarantined;
-            totals.3 += r.retries;
-            totals.4 += r.bytes_sent;
+            totals.quarantined += r.quarantined;
+            totals.retries += r.retries;
+            totals.bytes_sent += r.bytes_sent;
             pending += r.pending;
         }
     }
-    let faults: u64 = links
+    Ok(totals)
+}
+
+/// Faults the lossy links injected: dropped requests, lost answers, cut uploads.
+fn faults_injected(links: &[FaultyTransport<HttpTransport>]) -> u64 {
+    links
         .iter()
         .map(|l| {
             l.stats.dropped.load(Ordering::Relaxed)
                 + l.stats.lost_responses.load(Ordering::Relaxed)
                 + l.stats.cut_uploads.load(Ordering::Relaxed)
         })
-        .sum();
-    say(format!(
-        "sync        {runs} run(s) over a lossy link: {faults} faults injected (dropped requests, lost answers, cut uploads), {} retries",
-        totals.3
-    ));
+        .sum()
+}
 
+/// Compares what the devices captured with what the endpoint recorded and the devices still
+/// hold; `lost` is what neither side accounts for.
+fn account(
+    rt: &tokio::runtime::Runtime,
+    ep: &RunningEndpoint,
+    devices: [&Device; 2],
+    captured: u64,
+) -> CliResult<Accounting> {
     let stats = rt.block_on(ep.stats());
     let stats = ok(serde_json::to_value(&stats), "stats")?;
     let counted = stats["counted"].as_u64().unwrap_or(0);
     let duplicates = stats["duplicates"].as_u64().unwrap_or(0);
-    let held: u64 = [&aux, &citizen]
+    let held: u64 = devices
         .iter()
         .map(|d| {
             d.store
@@ -237,16 +318,32 @@ pub fn demo(json: bool, seed: u64) -> CliResult {
         })
         .sum::<apoyo_sync::Result<u64>>()?;
     let accounted = counted + duplicates + held;
-    let lost = captured.saturating_sub(accounted);
-    let receipts_ok = [&aux, &citizen]
+    let receipts_ok = devices
         .iter()
         .map(|d| d.store.receipts().map(|r| r.iter().all(|x| x.verified)))
         .collect::<apoyo_sync::Result<Vec<bool>>>()?
         .into_iter()
         .all(|b| b);
-    for d in [&aux, &citizen] {
+    Ok(Accounting {
+        counted,
+        duplicates,
+        accounted,
+        lost: captured.saturating_sub(accounted),
+        receipts_ok,
+    })
+}
+
+/// Each device's queue, the endpoint's counts and the result; the JSON line with `--json`.
+fn print_summary(
+    out: &Say,
+    devices: [&Device; 2],
+    acc: &Accounting,
+    captured: u64,
+    totals: &Totals,
+) -> CliResult {
+    for d in devices {
         let s = d.store.status()?;
-        say(format!(
+        out.say(format!(
             "{:<11} purged {}  pending {}  quarantined {}  bytes held {}",
             d.name,
             s.purged,
@@ -255,26 +352,27 @@ pub fn demo(json: bool, seed: u64) -> CliResult {
             s.pending_bytes
         ));
     }
-    say(format!(
+    let Accounting {
+        counted,
+        duplicates,
+        accounted,
+        lost,
+        receipts_ok,
+    } = *acc;
+    out.say(format!(
         "endpoint    counted {counted}, duplicates {duplicates} (counted once), receipts verified: {receipts_ok}"
     ));
-    say(format!(
+    out.say(format!(
         "result      captured {captured}, accounted for {accounted}, lost {lost}"
     ));
-    if json {
+    if out.json {
         println!(
             "{}",
             serde_json::json!({
-                "captured": captured, "counted": counted, "duplicates": duplicates, "quarantined": totals.2,
-                "lost": lost, "retries": totals.3, "bytes_sent": totals.4,
+                "captured": captured, "counted": counted, "duplicates": duplicates, "quarantined": totals.quarantined,
+                "lost": lost, "retries": totals.retries, "bytes_sent": totals.bytes_sent,
             })
         );
-    }
-    rt.block_on(ep.shutdown());
-    if lost > 0 || !receipts_ok || accounted > captured {
-        return Err(CliError::Io(format!(
-            "the demo found a problem: lost {lost}, receipts verified {receipts_ok}"
-        )));
     }
     Ok(())
 }

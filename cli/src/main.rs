@@ -6,18 +6,24 @@
 //! unreadable input file, duplicate, storage full, one capture failing its integrity check,
 //! store in use, rejected), 2 usage error, 3 the store cannot be opened (corrupt, unknown
 //! version, wrong or missing device key), 4 internal error.
+//!
+//! This file declares the commands and dispatches them; parse errors are worded in `usage`,
+//! the commands live in `keys`, `store_cmds`, `sync_cmds`, `serve` and `demo`.
 #![forbid(unsafe_code)]
 
 mod demo;
+mod field_cmds;
+mod field_display;
 mod keys;
 mod serve;
 mod store_cmds;
 mod sync_cmds;
+mod usage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -32,10 +38,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Make an endpoint (INE) X25519 key pair: DIR/endpoint.key (0600) and DIR/endpoint.pub.
+    /// Make an endpoint (INE) key folder: the INE root (DIR/ine-root.key, 0600, to keep
+    /// offline; DIR/ine-root.pub), a first seal key (DIR/endpoint.pub) and receipt key with
+    /// their certificates (DIR/ring/), and the duplicate secret. With --rotate, add a new seal
+    /// and receipt key certified by DIR/ine-root.key.
     EndpointKeygen {
         #[arg(long)]
         out: PathBuf,
+        #[arg(long)]
+        rotate: bool,
     },
     /// Device store management.
     #[command(subcommand)]
@@ -93,10 +104,10 @@ enum Cmd {
         db: PathBuf,
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
-        /// The endpoint's X25519 key (from `apoyo endpoint-keygen`); its receipt-signing key
-        /// is kept beside it (`<key>.sign`, created if missing).
-        #[arg(long)]
-        key: PathBuf,
+        /// The endpoint's key folder (from `apoyo endpoint-keygen`); ine-root.key is not needed.
+        /// (`--key <folder>/endpoint.key`, v1's form, names the same folder.)
+        #[arg(long, alias = "key")]
+        keys: PathBuf,
         #[arg(long)]
         processes: PathBuf,
         /// Enable the development mailbox and admin stats routes.
@@ -111,6 +122,13 @@ enum Cmd {
         #[arg(long, default_value_t = 2022)]
         seed: u64,
     },
+    /// A fault-injecting TCP proxy between devices (or a phone) and an endpoint.
+    Proxy(field_cmds::ProxyArgs),
+    /// A whole field scenario: endpoint, proxy, devices, a bad link, and the report.
+    Fieldtest(field_cmds::FieldtestArgs),
+    /// Test support: one device process of `fieldtest --kill-rate`.
+    #[command(hide = true)]
+    FieldtestDevice(field_cmds::DeviceArgs),
     /// Test support: capture synthetic supports in a loop, printing each id once durable.
     #[command(hide = true)]
     CaptureLoop(StoreArg),
@@ -128,9 +146,13 @@ enum DeviceCmd {
     Init {
         #[arg(long)]
         store: PathBuf,
-        /// INE's public key file (from `apoyo endpoint-keygen`).
+        /// INE's seal key file (`apoyo-seal-pub-v1 <hex>`, from `apoyo endpoint-keygen`).
         #[arg(long)]
         endpoint_pub: PathBuf,
+        /// The INE root (`apoyo-ine-root-v1 <hex>`): receipts are trusted only if their key
+        /// chains to it.
+        #[arg(long)]
+        ine_root: PathBuf,
         /// Capture as this auxiliar (registration id) instead of as the Mi Apoyo citizen.
         #[arg(long)]
         auxiliar: Option<String>,
@@ -189,15 +211,16 @@ enum ProcessCmd {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => return parse_failure(&e),
+        Err(e) => return usage::parse_failure(&e),
     };
     let result = match cli.cmd {
-        Cmd::EndpointKeygen { out } => keys::endpoint_keygen(&out),
+        Cmd::EndpointKeygen { out, rotate } => keys::endpoint_keygen(&out, rotate),
         Cmd::Device(DeviceCmd::Init {
             store,
             endpoint_pub,
+            ine_root,
             auxiliar,
-        }) => store_cmds::device_init(&store, &endpoint_pub, auxiliar),
+        }) => store_cmds::device_init(&store, &endpoint_pub, &ine_root, auxiliar),
         Cmd::Device(DeviceCmd::SetAside { store }) => store_cmds::set_aside(&store),
         Cmd::Process(ProcessCmd::Add { store, file }) => store_cmds::process_add(&store, &file),
         Cmd::Process(ProcessCmd::List { store }) => store_cmds::process_list(&store),
@@ -226,12 +249,15 @@ fn main() -> ExitCode {
         Cmd::Serve {
             db,
             listen,
-            key,
+            keys,
             processes,
             dev,
-        } => serve::serve(&db, &listen, &key, &processes, dev),
+        } => serve::serve(&db, &listen, &keys, &processes, dev),
         Cmd::Demo { json, seed } => demo::demo(json, seed),
         Cmd::CaptureLoop(a) => store_cmds::capture_loop(&a.store),
+        Cmd::Proxy(a) => field_cmds::proxy(a),
+        Cmd::Fieldtest(a) => return field_cmds::fieldtest(a),
+        Cmd::FieldtestDevice(a) => field_cmds::device(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -240,133 +266,6 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
-}
-
-/// `--help` and `--version` print clap's normal output and exit 0. Every other parse error
-/// becomes one line, `apoyo: <what was wrong>`, naming the flag but never the value given
-/// (a value may be a clave de elector or a location), and exit 2.
-fn parse_failure(e: &clap::Error) -> ExitCode {
-    use clap::error::ErrorKind as K;
-    match e.kind() {
-        K::DisplayHelp | K::DisplayVersion => {
-            // Nothing useful is left to do if stdout is gone.
-            let _ = e.print();
-            ExitCode::SUCCESS
-        }
-        _ => {
-            eprintln!("apoyo: {}", parse_error_line(e));
-            ExitCode::from(EXIT_USAGE)
-        }
-    }
-}
-
-/// The one-line description of a clap parse error, built only from the error's kind and the
-/// names of our own flags and commands: clap's own message repeats the offending value.
-fn parse_error_line(e: &clap::Error) -> String {
-    use clap::error::{ContextKind, ContextValue, ErrorKind as K};
-    let flags = |kind: ContextKind| -> Vec<String> {
-        let mut out = Vec::new();
-        match e.get(kind) {
-            Some(ContextValue::String(s)) => out.extend(flag_name(s)),
-            Some(ContextValue::Strings(v)) => out.extend(v.iter().filter_map(|s| flag_name(s))),
-            Some(ContextValue::StyledStr(s)) => out.extend(flag_name(&s.to_string())),
-            Some(ContextValue::StyledStrs(v)) => {
-                out.extend(v.iter().filter_map(|s| flag_name(&s.to_string())))
-            }
-            _ => {}
-        }
-        out
-    };
-    let arg = || {
-        flags(ContextKind::InvalidArg)
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| "an argument".to_string())
-    };
-    let hint = |kind: ContextKind| {
-        // Never suggest a hidden (test support) command.
-        let top = Cli::command();
-        let shown: Vec<String> = flags(kind)
-            .into_iter()
-            .filter(|s| !top.find_subcommand(s).is_some_and(|c| c.is_hide_set()))
-            .collect();
-        match shown.first() {
-            Some(s) => format!(" (did you mean {s}?)"),
-            None => String::new(),
-        }
-    };
-    // `apoyo capture` from clap's usage line "Usage: apoyo capture [OPTIONS] …": command
-    // names only, which clap has already matched against ours.
-    let command = || {
-        let mut words = vec!["apoyo".to_string()];
-        if let Some(usage) = e.get(ContextKind::Usage) {
-            let usage = usage.to_string();
-            words = usage
-                .split_whitespace()
-                .skip_while(|w| *w != "apoyo")
-                .take_while(|w| flag_name(w).is_some_and(|n| !n.starts_with('-')))
-                .map(str::to_string)
-                .collect();
-            if words.is_empty() {
-                words.push("apoyo".to_string());
-            }
-        }
-        words.join(" ")
-    };
-    match e.kind() {
-        K::ValueValidation | K::InvalidValue => format!("invalid value for {}", arg()),
-        K::MissingRequiredArgument => {
-            let missing = flags(ContextKind::InvalidArg);
-            if missing.is_empty() {
-                "a required argument is missing".to_string()
-            } else {
-                format!("missing required {}", missing.join(", "))
-            }
-        }
-        // A bare word here is something the user typed as a value: never echo it.
-        K::UnknownArgument => match flags(ContextKind::InvalidArg)
-            .iter()
-            .find(|f| f.starts_with('-'))
-        {
-            Some(flag) => format!(
-                "unexpected argument {flag}{} (see {} --help)",
-                hint(ContextKind::SuggestedArg),
-                command()
-            ),
-            None => format!("an unexpected argument (see {} --help)", command()),
-        },
-        K::InvalidSubcommand => {
-            format!("unknown command{}", hint(ContextKind::SuggestedSubcommand))
-        }
-        K::MissingSubcommand | K::DisplayHelpOnMissingArgumentOrSubcommand => {
-            "a command is missing (see apoyo --help)".to_string()
-        }
-        K::ArgumentConflict => match flags(ContextKind::PriorArg).first() {
-            Some(prior) if prior != &arg() => {
-                format!("{} cannot be used with {prior}", arg())
-            }
-            _ => format!("{} cannot be given more than once", arg()),
-        },
-        K::NoEquals | K::TooManyValues | K::TooFewValues | K::WrongNumberOfValues => {
-            format!("wrong number of values for {}", arg())
-        }
-        K::InvalidUtf8 => "an argument is not valid UTF-8".to_string(),
-        _ => format!("invalid command line (see {} --help)", command()),
-    }
-}
-
-/// The flag or command name in a clap context string such as `--entidad <ENTIDAD>` or
-/// `--lat=19.4`: the first word, cut at `=`, kept only if it is made of lower-case letters,
-/// digits after the first letter, and dashes, so nothing the user typed as a value is echoed.
-fn flag_name(s: &str) -> Option<String> {
-    let word = s.split_whitespace().next()?;
-    let word = word.split('=').next()?;
-    let name = word.trim_start_matches('-');
-    let safe = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    safe.then(|| word.to_string())
 }
 
 const EXIT_REFUSED: u8 = 1;

@@ -77,17 +77,22 @@ pub fn open_store(dir: &Path) -> CliResult<Store> {
     Ok(store)
 }
 
-pub fn device_init(store: &Path, endpoint_pub: &Path, auxiliar: Option<String>) -> CliResult {
+pub fn device_init(
+    store: &Path,
+    endpoint_pub: &Path,
+    ine_root: &Path,
+    auxiliar: Option<String>,
+) -> CliResult {
     let opts = store_options()?;
-    let public = keys::read_public(endpoint_pub)?;
+    let provisioning = keys::provisioning(endpoint_pub, ine_root)?;
     let guard = keyring(true)?;
     let collector = auxiliar.map(Collector::Auxiliar);
-    let s = Store::init(store, &guard, public, collector, opts)?;
+    let s = Store::init(store, &guard, &provisioning, collector, opts)?;
     println!(
         "device {} created in {} (endpoint key {})",
         s.device_id(),
         store.display(),
-        public.key_id()
+        provisioning.seal_key.key_id()
     );
     Ok(())
 }

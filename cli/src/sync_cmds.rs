@@ -141,6 +141,13 @@ pub fn run_sync(store: &Path, budget: Option<String>, json: bool, tls: &TlsArgs)
             report.retries
         );
     }
+    if let Some(problem) = report.receipt_problem {
+        // Protocol v1.1: nothing was deleted on these receipts; the captures are kept.
+        eprintln!(
+            "apoyo: {} receipt(s) not trusted ({problem}); those captures were kept",
+            report.untrusted_receipts
+        );
+    }
     match report.stopped {
         sync::StopReason::NeedsActivation => Err(CliError::Engine(apoyo_sync::Error::NotActivated)),
         sync::StopReason::Budget => {
@@ -151,6 +158,10 @@ pub fn run_sync(store: &Path, budget: Option<String>, json: bool, tls: &TlsArgs)
             Ok(())
         }
         sync::StopReason::Drained => Ok(()),
+        // The CLI sets no run control, so nothing holds its runs.
+        sync::StopReason::Held(h) => Err(CliError::Engine(apoyo_sync::Error::Transient(
+            h.describe().into(),
+        ))),
     }
 }
 

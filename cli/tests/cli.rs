@@ -110,6 +110,8 @@ impl Env {
             self.store().as_os_str(),
             OsStr::new("--endpoint-pub"),
             self.keys().join("endpoint.pub").as_os_str(),
+            OsStr::new("--ine-root"),
+            self.keys().join("ine-root.pub").as_os_str(),
         ]);
         assert!(init.contains("created"), "{init}");
         let added = self.ok([
@@ -216,8 +218,19 @@ fn image(name: &str) -> Vec<u8> {
     fs::read(Path::new(IMAGES).join(name)).expect("example image")
 }
 
+/// The text of a tagged key file (`<tag> <64 hex>`), as 32 bytes.
+fn tagged_key(path: &Path, tag: &str) -> [u8; 32] {
+    let text = fs::read_to_string(path).expect("key file");
+    let (found, hex_text) = text.trim().split_once(' ').expect("a tagged key");
+    assert_eq!(found, tag, "{}", path.display());
+    hex::decode(hex_text)
+        .expect("hex key")
+        .try_into()
+        .expect("32 bytes")
+}
+
 #[test]
-fn endpoint_keygen_writes_a_private_key_and_its_public_half() {
+fn endpoint_keygen_writes_private_keys_and_their_public_halves() {
     let env = Env::new();
     let out = env.ok([
         OsStr::new("endpoint-keygen"),
@@ -225,28 +238,63 @@ fn endpoint_keygen_writes_a_private_key_and_its_public_half() {
         env.keys().as_os_str(),
     ]);
     assert_eq!(
-        out.trim(),
-        env.keys().join("endpoint.pub").display().to_string()
+        out.lines().collect::<Vec<_>>(),
+        [
+            env.keys().join("endpoint.pub").display().to_string(),
+            env.keys().join("ine-root.pub").display().to_string()
+        ]
     );
 
+    // v1.1 (ADR 0015): the key folder holds the INE root, a certified seal key (whose public
+    // half is endpoint.pub) and receipt key, and the duplicate secret; every private file 0600.
     use std::os::unix::fs::PermissionsExt;
-    let key = env.keys().join("endpoint.key");
-    let mode = fs::metadata(&key)
-        .expect("endpoint.key")
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600, "endpoint.key mode {:o}", mode & 0o777);
-
-    let secret = hex::decode(fs::read_to_string(&key).expect("key").trim()).expect("hex key");
-    let secret: [u8; 32] = secret.try_into().expect("32 bytes");
-    let public = fs::read_to_string(env.keys().join("endpoint.pub")).expect("pub");
+    let ring: Vec<std::path::PathBuf> = fs::read_dir(env.keys().join("ring"))
+        .expect("ring")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    let seal_key = ring
+        .iter()
+        .find(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with("seal-") && name.ends_with(".key")
+        })
+        .expect("a seal key")
+        .clone();
+    let mut private: Vec<std::path::PathBuf> = ring
+        .iter()
+        .filter(|p| p.extension() == Some(OsStr::new("key")))
+        .cloned()
+        .collect();
+    assert_eq!(private.len(), 2, "a seal key and a receipt key: {ring:?}");
+    private.push(env.keys().join("ine-root.key"));
+    private.push(env.keys().join("dup.secret"));
+    for key in &private {
+        let mode = fs::metadata(key).expect("key").permissions().mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "{} mode {:o}",
+            key.display(),
+            mode & 0o777
+        );
+    }
+    let secret = tagged_key(&seal_key, "apoyo-seal-key-v1");
+    let public = tagged_key(&env.keys().join("endpoint.pub"), "apoyo-seal-pub-v1");
     assert_eq!(
-        public.trim(),
-        EndpointSecretKey::from_bytes(secret).public().to_text(),
-        "endpoint.pub is not the public half of endpoint.key"
+        public,
+        EndpointSecretKey::from_bytes(secret).public().0,
+        "endpoint.pub is not the public half of the seal key"
+    );
+    let root = tagged_key(&env.keys().join("ine-root.key"), "apoyo-ine-root-key-v1");
+    let root_public = tagged_key(&env.keys().join("ine-root.pub"), "apoyo-ine-root-v1");
+    assert_eq!(
+        apoyo_sync::crypto::Ed25519Secret::from_bytes(&root).public(),
+        root_public,
+        "ine-root.pub is not the public half of ine-root.key"
     );
 
     // It never overwrites a key.
+    let before: Vec<Vec<u8>> = private.iter().map(|p| fs::read(p).expect("key")).collect();
     let again = env.run([
         OsStr::new("endpoint-keygen"),
         OsStr::new("--out"),
@@ -254,10 +302,73 @@ fn endpoint_keygen_writes_a_private_key_and_its_public_half() {
     ]);
     let (code, line) = refusal(&again, "second keygen");
     assert_eq!(code, 1, "{line}");
-    assert_eq!(
-        fs::read(&key).expect("key"),
-        format!("{}\n", hex::encode(secret)).into_bytes()
-    );
+    let after: Vec<Vec<u8>> = private.iter().map(|p| fs::read(p).expect("key")).collect();
+    assert_eq!(before, after);
+
+    // A rotation adds a seal and a receipt key; the old ones stay.
+    env.ok([
+        OsStr::new("endpoint-keygen"),
+        OsStr::new("--out"),
+        env.keys().as_os_str(),
+        OsStr::new("--rotate"),
+    ]);
+    let keys = fs::read_dir(env.keys().join("ring"))
+        .expect("ring")
+        .filter(|e| e.as_ref().unwrap().path().extension() == Some(OsStr::new("key")))
+        .count();
+    assert_eq!(keys, 4);
+    assert_eq!(fs::read(&private[0]).expect("old key"), before[0]);
+}
+
+#[test]
+fn device_init_refuses_a_wrong_key_file_with_one_line() {
+    let env = Env::new();
+    env.ok([
+        OsStr::new("endpoint-keygen"),
+        OsStr::new("--out"),
+        env.keys().as_os_str(),
+    ]);
+    let keys = env.keys();
+    // (given as --ine-root, given as --endpoint-pub, what the refusal names)
+    let cases = [
+        (
+            keys.join("ine-root.key"),
+            keys.join("endpoint.pub"),
+            "private key file",
+        ),
+        (
+            keys.join("endpoint.pub"),
+            keys.join("endpoint.pub"),
+            "another key's tag",
+        ),
+        (
+            keys.join("ine-root.pub"),
+            keys.join("ine-root.pub"),
+            "another key's tag",
+        ),
+        (
+            keys.join("ine-root.pub"),
+            keys.join("dup.secret"),
+            "another key's tag",
+        ),
+    ];
+    for (i, (root, seal, expected)) in cases.iter().enumerate() {
+        let store = env.path(&format!("store-{i}"));
+        let out = env.run([
+            OsStr::new("device"),
+            OsStr::new("init"),
+            OsStr::new("--store"),
+            store.as_os_str(),
+            OsStr::new("--endpoint-pub"),
+            seal.as_os_str(),
+            OsStr::new("--ine-root"),
+            root.as_os_str(),
+        ]);
+        let (code, line) = refusal(&out, expected);
+        assert_eq!(code, 1, "{line}");
+        assert!(line.contains(expected), "{line}");
+        assert!(!store.join("apoyo.db").exists(), "no store was made");
+    }
 }
 
 #[test]
@@ -270,7 +381,10 @@ fn capture_status_and_open() {
         let guard = FileKeyGuard::open(&env.keyring()).expect("keyring");
         let store = Store::open(&env.store(), &guard, StoreOptions::default()).expect("open");
         let public = fs::read_to_string(env.keys().join("endpoint.pub")).expect("pub");
-        assert_eq!(store.endpoint_public().to_text(), public.trim());
+        assert_eq!(
+            store.endpoint_public(),
+            apoyo_sync::crypto::anchor::parse_seal_public(&public).expect("seal key")
+        );
     }
 
     let status = env.status_json();
@@ -649,6 +763,12 @@ fn every_refusal_is_one_line_and_a_non_zero_exit() {
         .to_str()
         .expect("utf-8")
         .to_string();
+    let root_file = env
+        .keys()
+        .join("ine-root.pub")
+        .to_str()
+        .expect("utf-8")
+        .to_string();
     let (store, bad_json, unknown, out_dir) = (
         store.as_str(),
         bad_json.as_str(),
@@ -685,6 +805,8 @@ fn every_refusal_is_one_line_and_a_non_zero_exit() {
                 store,
                 "--endpoint-pub",
                 &pub_file,
+                "--ine-root",
+                &root_file,
             ],
         ),
     ] {

@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use apoyo_endpoint::KeyRing;
 use apoyo_endpoint::{Chaos, EndpointConfig, Injected, Route, RunningEndpoint};
-use apoyo_sync::crypto::receipt::ReceiptSigner;
+use apoyo_sync::crypto::Ed25519Secret;
 use apoyo_sync::protocol::{Provider, ReceiptResult};
 use apoyo_sync::sync::transport::{Method, Request, SendFuture, TransportError};
 use apoyo_sync::sync::{
@@ -17,7 +18,7 @@ use apoyo_sync::sync::{
     TlsConfig, Transport,
 };
 use apoyo_sync::{
-    CaptureId, CardFields, CredentialModel, EndpointSecretKey, Error, FileKeyGuard, Images,
+    CaptureId, CardFields, CredentialModel, Error, FileKeyGuard, Images, InePublicKeys,
     ManualClock, NewCapture, PartKind, Process, SharedClock, State, Store, StoreOptions,
     SystemClock,
 };
@@ -37,7 +38,8 @@ struct Env {
     rt: tokio::runtime::Runtime,
     ep: Option<RunningEndpoint>,
     url: String,
-    key: EndpointSecretKey,
+    /// What the devices are provisioned with (the ring's first seal key and its INE root).
+    provisioning: InePublicKeys,
     dir: tempfile::TempDir,
 }
 
@@ -51,11 +53,15 @@ impl Drop for Env {
 
 fn start(processes: &str, clock: SharedClock, chaos: Option<Arc<dyn Chaos>>) -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let key = EndpointSecretKey::generate().unwrap();
+    let root = Ed25519Secret::generate().unwrap();
+    let ring = KeyRing::generate(&root, clock.now()).unwrap();
+    let provisioning = InePublicKeys {
+        seal_key: ring.seal[0].secret.public(),
+        ine_root: ring.root,
+    };
     let mut cfg = EndpointConfig::new(
         dir.path().join("endpoint.db"),
-        EndpointSecretKey::from_bytes(*key.as_bytes()),
-        ReceiptSigner::generate().unwrap(),
+        ring,
         Process::parse_json_list(processes.as_bytes()).unwrap(),
     );
     cfg.dev = true;
@@ -74,7 +80,7 @@ fn start(processes: &str, clock: SharedClock, chaos: Option<Arc<dyn Chaos>>) -> 
         rt,
         ep: Some(ep),
         url,
-        key,
+        provisioning,
         dir,
     }
 }
@@ -119,7 +125,7 @@ impl Env {
         let mut store = Store::init(
             &self.dir.path().join(name),
             &kr,
-            self.key.public(),
+            &self.provisioning,
             None,
             opts,
         )
@@ -189,6 +195,7 @@ fn fast() -> SyncOptions {
         },
         seed: Some(1),
         progress: None,
+        control: None,
     }
 }
 
@@ -455,10 +462,13 @@ fn the_same_citizen_on_two_devices_counts_once() {
     let r = b.receipts().unwrap();
     assert_eq!(r[0].capture_id, second);
     assert_eq!(r[0].result, ReceiptResult::Duplicate);
-    assert_eq!(
-        r[0].first_capture_id.as_deref(),
-        Some(first.to_string().as_str())
+    // v1.1: another device (another collector) is not told which capture was counted.
+    assert_eq!(r[0].first_capture_id, None);
+    assert!(
+        r[0].verified,
+        "the duplicate receipt verifies against the INE root"
     );
+    let _ = first;
     let stats = env.stats();
     assert_eq!(
         (stats["counted"].as_u64(), stats["duplicates"].as_u64()),
@@ -555,6 +565,124 @@ fn a_permanent_rejection_quarantines_with_its_reason_and_keeps_the_capture() {
     assert_eq!(dev.info(&bad).unwrap().state, State::Captured);
     let again = run(&mut dev, &env.transport(), fast());
     assert_eq!(again.quarantined, 1);
+    assert_eq!(
+        env.stats()["rejected"]["credential_expired"].as_u64(),
+        Some(1)
+    );
+}
+
+/// Counts the requests that really go out, per method; answers the first `fake_missing`
+/// commits itself with `409 upload_missing` (an endpoint that holds no stored verdict).
+struct CountRequests<T> {
+    inner: T,
+    sent: Mutex<Vec<Method>>,
+    fake_missing: AtomicU32,
+}
+
+impl<T> CountRequests<T> {
+    fn new(inner: T, fake_missing: u32) -> Self {
+        CountRequests {
+            inner,
+            sent: Mutex::new(Vec::new()),
+            fake_missing: AtomicU32::new(fake_missing),
+        }
+    }
+
+    fn count(&self, m: Method) -> usize {
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|x| **x == m)
+            .count()
+    }
+}
+
+impl<T: Transport> Transport for CountRequests<T> {
+    fn send(&self, req: Request, limit: usize) -> SendFuture<'_> {
+        Box::pin(async move {
+            if req.method == Method::Put && self.fake_missing.load(Ordering::SeqCst) > 0 {
+                self.fake_missing.fetch_sub(1, Ordering::SeqCst);
+                let body = apoyo_sync::protocol::ErrorBody {
+                    v: 1,
+                    reason: apoyo_sync::protocol::Reason::UploadMissing,
+                    detail: "test: no stored verdict".into(),
+                };
+                return Ok(apoyo_sync::sync::transport::Response {
+                    status: 409,
+                    headers: vec![("content-type".into(), "application/cbor".into())],
+                    body: apoyo_sync::protocol::encode(&body).unwrap(),
+                });
+            }
+            self.sent.lock().unwrap().push(req.method);
+            self.inner.send(req, limit).await
+        })
+    }
+}
+
+/// A capture quarantined `credential_expired` on a live endpoint, and its store.
+fn rejected_capture(env: &Env, name: &str, i: usize) -> (Store, CaptureId) {
+    let mut dev = env.device(name);
+    let lax = PROCESSES.replace(
+        "\"vigencia_cutoff\": \"2022-01-01\"",
+        "\"vigencia_cutoff\": \"2000-01-01\"",
+    );
+    dev.put_processes(&Process::parse_json_list(lax.as_bytes()).unwrap())
+        .unwrap();
+    let bad = capture(&mut dev, "revocacion-2022", &clave(i), Some(2019));
+    let report = run(&mut dev, &env.transport(), fast());
+    assert_eq!(report.quarantined, 1);
+    assert_eq!(
+        dev.info(&bad).unwrap().reason.as_deref(),
+        Some("credential_expired")
+    );
+    (dev, bad)
+}
+
+#[test]
+fn retrying_a_stored_rejection_commits_before_uploading() {
+    // Spec gap 7: the endpoint replays a stored verdict before it looks at uploads, so a
+    // retry must not upload the five parts again (they count toward the upload limit).
+    let env = start(PROCESSES, Arc::new(SystemClock), None);
+    let (mut dev, bad) = rejected_capture(&env, "a", 60);
+    dev.retry_quarantined(&bad).unwrap();
+    let t = CountRequests::new(env.transport(), 0);
+    let again = run(&mut dev, &t, fast());
+    assert_eq!((again.quarantined, again.retries), (1, 0));
+    let wire: Vec<usize> = [Method::Post, Method::Patch, Method::Head, Method::Put]
+        .into_iter()
+        .map(|m| t.count(m))
+        .collect();
+    assert_eq!(wire, [0, 0, 0, 1], "POST, PATCH, HEAD, PUT after the retry");
+    let info = dev.info(&bad).unwrap();
+    assert_eq!(info.state, State::Quarantined);
+    assert_eq!(info.reason.as_deref(), Some("credential_expired"));
+    // The same stored verdict, replayed: the endpoint decided once.
+    let stats = env.stats();
+    assert_eq!(stats["rejected"]["credential_expired"].as_u64(), Some(1));
+    assert_eq!(stats["received"].as_u64(), Some(1));
+    // And again: a second retry also commits first.
+    dev.retry_quarantined(&bad).unwrap();
+    let t = CountRequests::new(env.transport(), 0);
+    run(&mut dev, &t, fast());
+    assert_eq!((t.count(Method::Post), t.count(Method::Put)), (0, 1));
+}
+
+#[test]
+fn retrying_a_stored_rejection_uploads_only_after_upload_missing() {
+    let env = start(PROCESSES, Arc::new(SystemClock), None);
+    let (mut dev, bad) = rejected_capture(&env, "a", 61);
+    dev.retry_quarantined(&bad).unwrap();
+    // The first commit is answered upload_missing: only then are the parts uploaded, and the
+    // commit after them gets the stored verdict.
+    let t = CountRequests::new(env.transport(), 1);
+    let again = run(&mut dev, &t, fast());
+    assert_eq!((again.quarantined, again.retries), (1, 1));
+    assert_eq!((t.count(Method::Post), t.count(Method::Put)), (5, 1));
+    assert_eq!(
+        dev.info(&bad).unwrap().reason.as_deref(),
+        Some("credential_expired")
+    );
     assert_eq!(
         env.stats()["rejected"]["credential_expired"].as_u64(),
         Some(1)

@@ -14,6 +14,9 @@ use crate::state::{AppState, Inner};
 pub(crate) struct Device {
     pub public: [u8; 32],
     pub id: String,
+    /// The Ed25519 commit-signing key registered at the activation that issued the token
+    /// (v1.1; `None` for a token issued before v1.1, whose commits get `426`).
+    pub signing_public: Option<[u8; 32]>,
 }
 
 /// Longest token accepted before hashing (ours are 64 hex characters).
@@ -29,19 +32,21 @@ pub(crate) fn lookup(
         return Ok(None);
     }
     let digest = crypto::sha256(token.as_bytes());
-    let row: Option<Vec<u8>> = conn
+    let row: Option<(Vec<u8>, Option<Vec<u8>>)> = conn
         .query_row(
-            "SELECT device_public FROM tokens WHERE token_sha256 = ?1 AND expires_at > ?2",
+            "SELECT device_public, signing_public FROM tokens WHERE token_sha256 = ?1 AND expires_at > ?2",
             params![&digest[..], unix(inner.now())],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    Ok(row
-        .and_then(|p| <[u8; 32]>::try_from(p).ok())
-        .map(|public| Device {
+    Ok(row.and_then(|(p, s)| {
+        let public = <[u8; 32]>::try_from(p).ok()?;
+        Some(Device {
             id: device_id_of(&public),
             public,
-        }))
+            signing_public: s.and_then(|s| <[u8; 32]>::try_from(s).ok()),
+        })
+    }))
 }
 
 /// The device of the request's bearer token, or 401 `unauthorized`.

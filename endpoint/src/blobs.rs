@@ -3,7 +3,9 @@
 //! ```text
 //! BLOBS/
 //!   uploads/<upload id>                tus uploads in progress (one file each)
-//!   supports/<capture id>/<kind>.part  the parts of a decided support
+//!   supports/<folder>/<kind>.part      the parts of a decided support; the folder is
+//!                                      `<capture id>-<device id>` (v1.1: supports are per
+//!                                      device), or `<capture id>` for one decided before v1.1
 //! ```
 //!
 //! Durability order: bytes are written and fsync'd before the database row that points at them
@@ -14,6 +16,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use apoyo_sync::fsutil::fsync_dir;
 use apoyo_sync::{CaptureId, PartKind};
 use sha2::Digest;
 
@@ -58,8 +61,14 @@ impl Blobs {
         Ok(self.uploads.join(id))
     }
 
-    fn support_dir(&self, id: &CaptureId) -> PathBuf {
-        self.supports.join(id.to_string())
+    fn support_dir(&self, name: &str) -> io::Result<PathBuf> {
+        if !is_support_dir(name) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a support folder name",
+            ));
+        }
+        Ok(self.supports.join(name))
     }
 
     /// Creates the empty file of a new upload, durably.
@@ -121,14 +130,10 @@ impl Blobs {
     }
 
     /// Makes the uploads' bytes the parts of a support: hard links (the bytes are not copied)
-    /// under `supports/<capture id>/`, made durable. The upload files stay until
-    /// [`Blobs::remove_upload`]; on failure nothing of the support folder is left.
-    pub fn link_support(
-        &self,
-        capture_id: &CaptureId,
-        parts: &[(PartKind, String)],
-    ) -> io::Result<()> {
-        let dir = self.support_dir(capture_id);
+    /// under `supports/<folder>/` ([`support_dir_name`]), made durable. The upload files stay
+    /// until [`Blobs::remove_upload`]; on failure nothing of the support folder is left.
+    pub fn link_support(&self, folder: &str, parts: &[(PartKind, String)]) -> io::Result<()> {
+        let dir = self.support_dir(folder)?;
         let result = (|| {
             if dir.exists() {
                 // Left by a crash before its row committed: no row names it.
@@ -154,8 +159,10 @@ impl Blobs {
     }
 
     /// Removes a support folder whose row did not commit.
-    pub fn unlink_support(&self, capture_id: &CaptureId) {
-        let dir = self.support_dir(capture_id);
+    pub fn unlink_support(&self, folder: &str) {
+        let Ok(dir) = self.support_dir(folder) else {
+            return;
+        };
         if let Err(e) = fs::remove_dir_all(&dir)
             && e.kind() != io::ErrorKind::NotFound
         {
@@ -182,7 +189,7 @@ impl Blobs {
         for entry in fs::read_dir(&self.supports)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.parse::<CaptureId>().is_ok() && !supports.contains(&name) {
+            if is_support_dir(&name) && !supports.contains(&name) {
                 fs::remove_dir_all(entry.path())?;
                 removed += 1;
             }
@@ -195,22 +202,49 @@ impl Blobs {
     }
 }
 
-/// fsyncs a folder so that files created or removed in it survive power loss.
-fn fsync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        File::open(dir)?.sync_all()?;
+/// The folder of a support's parts: `<capture id>-<device id>`.
+pub(crate) fn support_dir_name(capture_id: &CaptureId, device_id: &str) -> String {
+    format!("{capture_id}-{device_id}")
+}
+
+/// Whether `name` is a support folder name: a capture id, optionally followed by `-` and a
+/// device id (32 lowercase hex digits). Nothing else can name a path under `supports/`.
+fn is_support_dir(name: &str) -> bool {
+    const ID_LEN: usize = 36;
+    let (capture, device) = match (name.get(..ID_LEN), name.get(ID_LEN..)) {
+        (Some(c), Some("")) => (c, None),
+        (Some(c), Some(rest)) => (c, rest.strip_prefix('-')),
+        _ => return false,
+    };
+    if capture.parse::<CaptureId>().is_err() {
+        return false;
     }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
+    match device {
+        None => name.len() == ID_LEN,
+        Some(d) => is_upload_id(d),
     }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn support_folder_names_cannot_escape_the_folder() {
+        let id = "017d3e39-f3c3-73ff-8786-d4c4c55a727c";
+        let dev = "72b65672c8142a08323d254a501ffc6b";
+        assert!(is_support_dir(id));
+        assert!(is_support_dir(&format!("{id}-{dev}")));
+        for bad in [
+            format!("{id}-"),
+            format!("{id}-../../etc"),
+            format!("{id}/{dev}"),
+            "../../etc/passwd".into(),
+            String::new(),
+        ] {
+            assert!(!is_support_dir(&bad), "{bad}");
+        }
+    }
 
     #[test]
     fn upload_ids_cannot_escape_the_folder() {

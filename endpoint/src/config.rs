@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use apoyo_sync::crypto::receipt::ReceiptSigner;
-use apoyo_sync::{EndpointSecretKey, Process, SharedClock, SystemClock};
+use apoyo_sync::{Process, SharedClock, SystemClock};
+
+use crate::keyring::KeyRing;
 
 /// How long a tus upload lives after its creation (tus `expiration` extension). A day covers a
 /// phone that is offline overnight between two PATCHes of the same part.
@@ -23,10 +24,9 @@ pub struct EndpointConfig {
     pub db_path: PathBuf,
     /// Where upload and support bytes live; default `<db_path>.blobs/`.
     pub blob_dir: Option<PathBuf>,
-    /// X25519 key: opens sealed data keys, and the activation key agreement.
-    pub key: EndpointSecretKey,
-    /// Ed25519 key that signs receipts.
-    pub signer: ReceiptSigner,
+    /// The key ring: seal keys (open sealed data keys; the activation key agreement), receipt
+    /// keys, their certificates from the INE root, and the duplicate secret.
+    pub keys: KeyRing,
     /// The participation processes this endpoint accepts supports for.
     pub processes: Vec<Process>,
     /// Enables `/v1/dev/mailbox/{email}` and `/v1/admin/stats`.
@@ -43,17 +43,11 @@ pub struct EndpointConfig {
 impl EndpointConfig {
     /// A configuration with the defaults: no dev routes, the system clock, 24 h uploads, a 30 s
     /// body idle timeout, no chaos.
-    pub fn new(
-        db_path: PathBuf,
-        key: EndpointSecretKey,
-        signer: ReceiptSigner,
-        processes: Vec<Process>,
-    ) -> Self {
+    pub fn new(db_path: PathBuf, keys: KeyRing, processes: Vec<Process>) -> Self {
         EndpointConfig {
             db_path,
             blob_dir: None,
-            key,
-            signer,
+            keys,
             processes,
             dev: false,
             clock: Arc::new(SystemClock),
@@ -82,6 +76,7 @@ impl std::fmt::Debug for EndpointConfig {
         f.debug_struct("EndpointConfig")
             .field("db_path", &self.db_path)
             .field("blob_dir", &self.blob_dir())
+            .field("keys", &self.keys)
             .field(
                 "processes",
                 &self

@@ -13,6 +13,7 @@ use crate::error::EndpointError;
 const MIGRATIONS: &[&str] = &[
     include_str!("../schema/0001_init.sql"),
     include_str!("../schema/0002_abuse_limits.sql"),
+    include_str!("../schema/0003_v11_trust.sql"),
 ];
 
 /// The newest schema version this build knows.

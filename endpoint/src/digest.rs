@@ -9,8 +9,9 @@ use sha2::{Digest, Sha256};
 const CONTEXT: &[u8] = b"apoyo-endpoint/v1/commit-digest\0";
 
 /// SHA-256 over the committing device, the capture id, process, capture time, collector,
-/// sealed key, and each part's kind, SHA-256 and length (in kind order). The upload URLs are
-/// left out: a device that uploads a part again gets a new URL for the same bytes.
+/// sealed key and its seal key id, and each part's kind, SHA-256 and length (in kind order).
+/// The upload URLs are left out (a device that uploads a part again gets a new URL for the
+/// same bytes), and so is `sent_at` (every attempt is sent at another time).
 pub(crate) fn commit_digest(req: &CommitRequest, device_id: &str) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(CONTEXT);
@@ -25,6 +26,7 @@ pub(crate) fn commit_digest(req: &CommitRequest, device_id: &str) -> [u8; 32] {
     h.update([kind]);
     field(&mut h, id.as_bytes());
     field(&mut h, &req.sealed_key);
+    field(&mut h, req.seal_key_id.as_bytes());
     let mut parts: Vec<_> = req.parts.iter().collect();
     parts.sort_by_key(|p| p.kind);
     h.update((parts.len() as u64).to_be_bytes());
@@ -65,6 +67,8 @@ mod tests {
                     length: 100,
                 })
                 .collect(),
+            sent_at: time::OffsetDateTime::UNIX_EPOCH,
+            seal_key_id: "0011223344556677".into(),
         }
     }
 
@@ -87,5 +91,12 @@ mod tests {
         let mut e = a.clone();
         e.captured_at += time::Duration::nanoseconds(1);
         assert_ne!(commit_digest(&a, "dev"), commit_digest(&e, "dev"));
+        // v1.1: the send time differs on every attempt; the seal key is content.
+        let mut f = a.clone();
+        f.sent_at += time::Duration::hours(1);
+        assert_eq!(commit_digest(&a, "dev"), commit_digest(&f, "dev"));
+        let mut g = a.clone();
+        g.seal_key_id = "8899aabbccddeeff".into();
+        assert_ne!(commit_digest(&a, "dev"), commit_digest(&g, "dev"));
     }
 }

@@ -1,8 +1,6 @@
 //! Errors: [`EndpointError`] for starting and running the endpoint (public), [`ApiError`] for
 //! one HTTP answer (internal; every refusal is an `ErrorBody` with the reason's status).
 
-use std::path::PathBuf;
-
 use apoyo_sync::protocol::{self, ErrorBody, Reason};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -18,11 +16,6 @@ pub enum EndpointError {
     SchemaVersion { found: i64, supported: i64 },
     #[error("invalid configuration: {0}")]
     Config(String),
-    #[error("the receipt signing key {path} is unusable: {problem}")]
-    SignerKey {
-        path: PathBuf,
-        problem: &'static str,
-    },
     #[error(transparent)]
     Core(#[from] apoyo_sync::Error),
     #[error("internal error: {0}")]

@@ -40,9 +40,7 @@ pub(crate) async fn read_body(
         // Answering at once and closing with unread bytes makes the kernel reset the
         // connection, and the client may never read the 413 (it sees a broken request).
         if n <= DRAIN_LIMIT {
-            let mut body = body;
-            let pause = idle.min(DRAIN_IDLE);
-            while let Ok(Some(Ok(_))) = tokio::time::timeout(pause, body.frame()).await {}
+            drain(body, DRAIN_LIMIT, idle).await;
         }
         return Err(ApiError::too_large(format!(
             "{what} is {n} bytes, the limit is {limit}"
@@ -86,6 +84,23 @@ const DRAIN_LIMIT: u64 = 8 * 1024 * 1024;
 /// sending; one that waits for the answer first (`Expect: 100-continue`, or a raw client) gets
 /// it after this pause instead of after the whole idle timeout.
 const DRAIN_IDLE: Duration = Duration::from_secs(1);
+
+/// Reads and drops what a client sends of a body the endpoint refuses without using it, up to
+/// `limit` bytes, waiting at most [`DRAIN_IDLE`] (or `idle`, if shorter) for each piece. Answering
+/// and closing with unread bytes makes the kernel reset the connection, and the client may see
+/// the reset instead of the answer.
+pub(crate) async fn drain(mut body: Body, limit: u64, idle: Duration) {
+    let pause = idle.min(DRAIN_IDLE);
+    let mut seen = 0u64;
+    while seen <= limit {
+        match tokio::time::timeout(pause, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+            }
+            _ => return,
+        }
+    }
+}
 
 /// Reads a request body with [`read_body`] (under the endpoint's idle timeout) and decodes it
 /// as one protocol message of at most `limit` bytes. The caller checks its `v`.

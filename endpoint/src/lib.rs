@@ -7,18 +7,21 @@
 //! - `state`: the shared state ([`AppState`]): database, blob folder, derived keys;
 //! - `db` (pragmas and numbered migrations, `endpoint/schema/`), `blobs` (ciphertext on disk);
 //! - `routes`: the HTTP routes; `support`: deciding a commit; `digest`: idempotency;
-//! - `auth`: bearer tokens; `stats`: what was decided; `signer`: the receipt key file.
+//! - `auth`: bearer tokens; `stats`: what was decided; `keyring`: the seal and receipt keys,
+//!   their certificates from the INE root, rotation.
 #![deny(unsafe_code)]
 
 mod auth;
 mod blobs;
+mod collector;
 mod config;
 mod db;
 mod digest;
 mod error;
 mod http;
+pub mod keyring;
 mod routes;
-mod signer;
+mod skew;
 mod state;
 mod stats;
 mod support;
@@ -33,8 +36,8 @@ pub use config::{
     Chaos, DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_UPLOAD_TTL, EndpointConfig, Injected, Route,
 };
 pub use error::EndpointError;
+pub use keyring::KeyRing;
 pub use routes::router;
-pub use signer::{load_or_create_signer, signer_path};
 pub use state::AppState;
 pub use stats::{ProcessStats, Stats};
 

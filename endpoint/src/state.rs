@@ -23,13 +23,12 @@ pub(crate) struct Inner {
     pub cfg: EndpointConfig,
     pub db: Mutex<Connection>,
     pub blobs: Blobs,
-    /// Key of the duplicate HMAC (derived from the endpoint's secret, never stored).
+    /// Key of the duplicate HMAC: the ring's duplicate secret, independent of every HPKE key
+    /// (kept in the key folder, never in the database).
     pub dup_key: SecretKey,
-    /// Key of the registration rate limit's subjects (derived, never stored): the database
-    /// keeps HMACs of addresses and device keys, not the addresses.
+    /// Key of the registration rate limit's subjects (derived from the duplicate secret, never
+    /// stored): the database keeps HMACs of addresses and device keys, not the addresses.
     pub rate_key: SecretKey,
-    /// Hex of the first 8 bytes of SHA-256 of the receipt public key.
-    pub receipt_key_id: String,
     /// The encoded `ProcessList` (the catalog does not change while running).
     pub catalog: Vec<u8>,
 }
@@ -75,23 +74,23 @@ impl AppState {
         let conn = db::open(&cfg.db_path)?;
         let blobs = Blobs::open(&cfg.blob_dir())?;
         let uploads = ids(&conn, "SELECT id FROM uploads")?;
-        let supports = ids(&conn, "SELECT capture_id FROM supports")?;
+        let supports = ids(&conn, "SELECT blob_dir FROM supports")?;
         let removed = blobs.remove_orphans(&uploads, &supports)?;
         if removed > 0 {
             tracing::info!(removed, "removed blob files left by an interrupted request");
         }
-        let dup_key =
-            crypto::derive_key(cfg.key.as_bytes(), &[b"apoyo-endpoint/v1/duplicate-key"])?;
-        let rate_key =
-            crypto::derive_key(cfg.key.as_bytes(), &[b"apoyo-endpoint/v1/rate-limit-key"])?;
-        let receipt_key_id = hex::encode(&crypto::sha256(&cfg.signer.public())[..8]);
+        cfg.keys.check()?;
+        let dup_key = cfg.keys.dup_secret.clone();
+        let rate_key = crypto::derive_key(
+            cfg.keys.dup_secret.as_bytes(),
+            &[b"apoyo-endpoint/v1.1/rate-limit-key"],
+        )?;
         Ok(AppState(Arc::new(Inner {
             cfg,
             db: Mutex::new(conn),
             blobs,
             dup_key,
             rate_key,
-            receipt_key_id,
             catalog,
         })))
     }

@@ -341,14 +341,24 @@ async fn a_low_order_device_key_cannot_activate() {
     let zero = [0u8; 32];
     let nonce = [1u8; 16];
     // With a low-order key the shared secret is all zeros, which anyone can compute.
-    let proof =
-        protocol::activation_proof(&SecretKey::zero(), "ABCDEFGHJK", &nonce, &zero).unwrap();
+    let signing = [9u8; 32];
+    let proof = protocol::activation_proof_v11(
+        &SecretKey::zero(),
+        "ABCDEFGHJK",
+        &nonce,
+        &zero,
+        &signing,
+        None,
+    )
+    .unwrap();
     let req = protocol::ActivateRequest {
         v: 1,
         device_public: zero,
         code: "ABCDEFGHJK".into(),
         nonce: nonce.to_vec(),
         proof,
+        signing_public: Some(signing),
+        auxiliar_id: None,
     };
     h.post_cbor("/v1/devices/activate", protocol::encode(&req).unwrap())
         .await

@@ -75,7 +75,7 @@ async fn a_capture_is_counted_with_a_verifiable_receipt() {
         let kept = std::fs::read(
             h.blob_dir()
                 .join("supports")
-                .join(id.to_string())
+                .join(format!("{id}-{}", dev.store.device_id()))
                 .join(format!("{}.part", kind.name())),
         )
         .unwrap();
@@ -143,17 +143,18 @@ async fn the_same_id_with_other_content_is_a_conflict() {
     h.commit(&dev.token, &other)
         .await
         .refused(409, Reason::IdempotencyConflict);
-    // Another device presenting the same capture id is a conflict too, not a replay.
+    // v1.1: another device presenting the same capture id is no replay of this one, and is
+    // refused for what it is (here: it credits another device), never as this id's owner.
     let dev_b = h.store_device("b").await;
     h.commit(&dev_b.token, &req)
         .await
-        .refused(409, Reason::IdempotencyConflict);
+        .refused(422, Reason::CollectorInvalid);
     // The original still replays.
     assert_eq!(h.commit(&dev.token, &req).await.status, 201);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_same_citizen_on_a_second_device_is_a_duplicate_naming_the_first() {
+async fn the_same_citizen_on_a_second_device_is_a_duplicate_that_does_not_name_the_first() {
     let h = Harness::start().await;
     let mut a = h.store_device("a").await;
     let mut b = h.store_device("b").await;
@@ -167,10 +168,13 @@ async fn the_same_citizen_on_a_second_device_is_a_duplicate_naming_the_first() {
     let rb = h.deliver(&b.token, &b.bundle(&second)).await;
     assert_eq!(rb.status, 200, "{:?}", rb.error());
     let r = open_receipt(&h, &rb.body);
+    // v1.1: another device and another collector learn "duplicate", never the first capture's
+    // id (it would be an oracle for "did this citizen support this aspirant?").
     assert_eq!(
         (r.capture_id, r.result, r.first_capture_id),
-        (second, ReceiptResult::Duplicate, Some(first))
+        (second, ReceiptResult::Duplicate, None)
     );
+    let _ = first;
     assert_eq!(r.device_id, b.store.device_id());
     // The duplicate key is per process, and per citizen.
     assert_eq!(

@@ -68,11 +68,12 @@ async fn swapped_or_foreign_ciphertext_is_undecryptable() {
     h.deliver(&dev.token, &b5)
         .await
         .refused(422, Reason::Undecryptable);
-    // A capture sealed by another device, delivered with this device's token.
+    // A capture sealed by another device, delivered with this device's token (crediting this
+    // device, so that the v1.1 collector check passes and the seal is what is refused).
     let other = RawDevice::new();
     let foreign = other.bundle(
         &h.endpoint_public(),
-        RawSpec::new(REVOCACION, &clave(6), &other.id()),
+        RawSpec::new(REVOCACION, &clave(6), dev.store.device_id()),
     );
     h.deliver(&dev.token, &foreign)
         .await

@@ -183,7 +183,7 @@ async fn oversized_bodies_are_413_before_being_buffered() {
             "PUT".into(),
             format!("/v1/supports/{id}"),
             auth.clone(),
-            limits::MAX_COMMIT_BYTES,
+            limits::MAX_SIGNED_COMMIT_BYTES,
         ),
         (
             "PATCH".into(),
@@ -299,7 +299,9 @@ async fn commit_headers_and_shape_are_checked() {
     let id = dev.capture_clave(REVOCACION, &clave(1));
     let b = dev.bundle(&id);
     let req = b.commit_request(h.upload_all(&dev.token, &b, 64 * 1024).await);
-    let body = protocol::encode(&req).unwrap();
+    // v1.1: the body is the device-signed commit.
+    let signed = protocol::trust::sign_commit(&dev.store.signing_key().unwrap(), &req).unwrap();
+    let body = protocol::encode(&signed).unwrap();
     let put = |path: String| {
         h.req(Method::PUT, &path)
             .header("content-type", protocol::CBOR)

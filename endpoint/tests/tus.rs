@@ -437,7 +437,10 @@ async fn a_commit_naming_the_wrong_uploads_is_upload_missing() {
         .send(h.tus(Method::DELETE, &parts[0].upload, &other.token))
         .await;
     a.refused(404, Reason::NotFound);
-    h.commit(&other.token, &b.commit_request(parts.clone()))
+    // (Crediting itself, so that the v1.1 collector check passes and the uploads are judged.)
+    let mut theirs = b.commit_request(parts.clone());
+    theirs.collector = apoyo_sync::Collector::MiApoyo(other.store.device_id().into());
+    h.commit(&other.token, &theirs)
         .await
         .refused(409, Reason::UploadMissing);
     // The owner's commit still works.

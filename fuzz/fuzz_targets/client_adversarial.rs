@@ -52,6 +52,12 @@ struct ReceiptSpec {
     wrong_key_id: bool,
     duplicate: bool,
     bad_signature: bool,
+    /// v1.1: no key certificate (a v1 endpoint's receipt), or another collector, capture
+    /// time or sealed key than committed.
+    no_cert: bool,
+    other_collector: bool,
+    other_captured_at: bool,
+    other_sealed_key: bool,
     status: u8,
 }
 
@@ -120,6 +126,9 @@ struct Adversary {
     device_id: String,
     key_id: String,
     signer: apoyo_sync::crypto::receipt::ReceiptSigner,
+    /// The INE root's certificate of `signer`'s key, and a time within its validity.
+    cert: protocol::SignedKeyCert,
+    counted_at: time::OffsetDateTime,
     processes: Vec<apoyo_sync::Process>,
 }
 
@@ -271,9 +280,18 @@ impl Adversary {
                 None => error(404, Reason::NotFound),
             },
             Method::Put if path.starts_with("/v1/supports/") => {
-                let Ok(c) =
-                    protocol::decode::<CommitRequest>(&r.body, limits::MAX_COMMIT_BYTES, "commit")
-                else {
+                let Ok(c) = protocol::decode::<protocol::SignedCommit>(
+                    &r.body,
+                    limits::MAX_COMMIT_BYTES,
+                    "signed commit",
+                )
+                .and_then(|sc| {
+                    protocol::decode::<CommitRequest>(
+                        &sc.commit,
+                        limits::MAX_COMMIT_BYTES,
+                        "commit",
+                    )
+                }) else {
                     return error(400, Reason::Malformed);
                 };
                 let held = c.parts.iter().all(|p| {
@@ -300,6 +318,10 @@ impl Adversary {
                         wrong_key_id: false,
                         duplicate: false,
                         bad_signature: false,
+                        no_cert: false,
+                        other_collector: false,
+                        other_captured_at: false,
+                        other_sealed_key: false,
                         status: 1,
                     },
                 )
@@ -360,11 +382,26 @@ impl Adversary {
             },
             first_capture_id: spec.duplicate.then_some(other),
             parts,
-            counted_at: time::OffsetDateTime::UNIX_EPOCH,
+            counted_at: self.counted_at,
             endpoint_key_id: if spec.wrong_key_id {
                 "ffffffffffffffff".into()
             } else {
                 self.key_id.clone()
+            },
+            collector: if spec.other_collector {
+                apoyo_sync::Collector::Auxiliar("AUX-0001".into())
+            } else {
+                c.collector.clone()
+            },
+            captured_at: if spec.other_captured_at {
+                c.captured_at + time::Duration::seconds(1)
+            } else {
+                c.captured_at
+            },
+            sealed_key_sha256: if spec.other_sealed_key {
+                [0; 32]
+            } else {
+                crypto::sha256(&c.sealed_key)
             },
         };
         let bytes = protocol::encode(&r).expect("encode");
@@ -384,7 +421,11 @@ impl Adversary {
             && !spec.other_device
             && spec.wrong_part.is_none()
             && !spec.drop_part
-            && !spec.wrong_key_id;
+            && !spec.wrong_key_id
+            && !spec.no_cert
+            && !spec.other_collector
+            && !spec.other_captured_at
+            && !spec.other_sealed_key;
         let status = [201, 200, 202, 400][spec.status as usize % 4];
         if genuine && (status == 200 || status == 201) {
             s.genuine.insert(c.capture_id);
@@ -392,6 +433,7 @@ impl Adversary {
         let body = protocol::encode(&SignedReceipt {
             receipt: bytes,
             signature: sig.to_vec(),
+            key_cert: (!spec.no_cert).then(|| self.cert.clone()),
         })
         .expect("encode");
         Response {
@@ -547,6 +589,8 @@ fuzz_target!(|script: Vec<Reply>| {
             device_id: store.device_id().to_string(),
             key_id: act.receipt_key_id.clone(),
             signer: t.receipt_signer(),
+            cert: t.receipt_cert(),
+            counted_at: t.t0,
             processes: t.processes.clone(),
         });
         let opts = SyncOptions {

@@ -10,8 +10,9 @@
 use apoyo_fuzz::check;
 use apoyo_sync::protocol::{
     self, ActivateRequest, ActivateResponse, CommitPart, CommitRequest, ErrorBody, ProcessList,
-    Reason, Receipt, ReceiptPart, ReceiptResult, RegisterRequest, RegisterResponse, SignedReceipt,
-    limits,
+    Reason, Receipt, ReceiptPart, ReceiptResult, RegisterRequest, RegisterResponse, SignedCommit,
+    SignedReceipt, limits,
+    trust::{KeyCert, KeyPurpose, SignedKeyCert},
 };
 use apoyo_sync::{CaptureId, Collector, Error, Manifest, PartKind};
 use arbitrary::{Result as AResult, Unstructured};
@@ -72,7 +73,7 @@ fn eq<T: PartialEq>(a: &T, b: &T) -> bool {
 
 fn decode_raw(sel: u8, bytes: &[u8]) {
     use limits::*;
-    match sel % 11 {
+    match sel % 14 {
         // Endpoint side: requests.
         0 => roundtrip::<RegisterRequest, _>(bytes, MAX_REGISTER_BYTES, "registration", eq),
         1 => roundtrip::<ActivateRequest, _>(bytes, MAX_ACTIVATE_BYTES, "activation", eq),
@@ -101,6 +102,10 @@ fn decode_raw(sel: u8, bytes: &[u8]) {
         7 => roundtrip::<SignedReceipt, _>(bytes, MAX_RESPONSE_BYTES, "receipt", eq),
         8 => roundtrip::<Receipt, _>(bytes, MAX_RESPONSE_BYTES, "receipt", eq),
         9 => roundtrip::<ErrorBody, _>(bytes, MAX_RESPONSE_BYTES, "error body", eq),
+        // v1.1 (after the value, so the v1 seeds keep their selectors).
+        11 => roundtrip::<SignedCommit, _>(bytes, MAX_COMMIT_BYTES, "signed commit", eq),
+        12 => roundtrip::<KeyCert, _>(bytes, MAX_RESPONSE_BYTES, "key certificate", eq),
+        13 => roundtrip::<SignedKeyCert, _>(bytes, MAX_RESPONSE_BYTES, "key certificate", eq),
         // Not a protocol message: the generic CBOR value, for coverage of the decoder itself
         // (bounded, no panic, redacted refusals). ciborium's `Value` is not canonical across
         // tags (a bignum tag decodes to an integer), so no round trip is claimed for it; the
@@ -169,6 +174,28 @@ fn receipt(u: &mut Unstructured) -> AResult<Receipt> {
             .collect::<AResult<_>>()?,
         counted_at: time(u)?,
         endpoint_key_id: u.arbitrary()?,
+        collector: collector(u)?,
+        captured_at: time(u)?,
+        sealed_key_sha256: u.arbitrary()?,
+    })
+}
+
+fn collector(u: &mut Unstructured) -> AResult<Collector> {
+    Ok(if u.arbitrary()? {
+        Collector::MiApoyo(u.arbitrary()?)
+    } else {
+        Collector::Auxiliar(u.arbitrary()?)
+    })
+}
+
+fn key_cert(u: &mut Unstructured) -> AResult<KeyCert> {
+    Ok(KeyCert {
+        v: u.arbitrary()?,
+        purpose: *u.choose(&[KeyPurpose::Receipt, KeyPurpose::Seal])?,
+        key: u.arbitrary()?,
+        key_id: u.arbitrary()?,
+        not_before: time(u)?,
+        not_after: time(u)?,
     })
 }
 
@@ -179,12 +206,10 @@ fn commit(u: &mut Unstructured) -> AResult<CommitRequest> {
         capture_id: capture_id(u)?,
         process_id: u.arbitrary()?,
         captured_at: time(u)?,
-        collector: if u.arbitrary()? {
-            Collector::MiApoyo(u.arbitrary()?)
-        } else {
-            Collector::Auxiliar(u.arbitrary()?)
-        },
+        collector: collector(u)?,
         sealed_key: u.arbitrary()?,
+        sent_at: time(u)?,
+        seal_key_id: u.arbitrary()?,
         parts: (0..n)
             .map(|_| {
                 Ok(CommitPart {
@@ -213,13 +238,21 @@ where
 }
 
 fn structured(u: &mut Unstructured) -> AResult<()> {
-    match u.int_in_range(0..=4)? {
+    match u.int_in_range(0..=6)? {
         0 => identity(&receipt(u)?, limits::MAX_RESPONSE_BYTES, "receipt"),
         1 => identity(&commit(u)?, limits::MAX_COMMIT_BYTES, "commit"),
         2 => identity(
             &SignedReceipt {
                 receipt: u.arbitrary()?,
                 signature: u.arbitrary()?,
+                key_cert: if u.arbitrary()? {
+                    Some(SignedKeyCert {
+                        cert: u.arbitrary()?,
+                        signature: u.arbitrary()?,
+                    })
+                } else {
+                    None
+                },
             },
             limits::MAX_RESPONSE_BYTES,
             "signed receipt",
@@ -233,6 +266,16 @@ fn structured(u: &mut Unstructured) -> AResult<()> {
             limits::MAX_RESPONSE_BYTES,
             "error body",
         ),
+        4 => identity(&key_cert(u)?, limits::MAX_RESPONSE_BYTES, "key certificate"),
+        5 => identity(
+            &SignedCommit {
+                v: u.arbitrary()?,
+                commit: u.arbitrary()?,
+                device_signature: u.arbitrary()?,
+            },
+            limits::MAX_COMMIT_BYTES,
+            "signed commit",
+        ),
         _ => identity(
             &ActivateRequest {
                 v: u.arbitrary()?,
@@ -240,6 +283,8 @@ fn structured(u: &mut Unstructured) -> AResult<()> {
                 code: u.arbitrary()?,
                 nonce: u.arbitrary()?,
                 proof: u.arbitrary()?,
+                signing_public: u.arbitrary()?,
+                auxiliar_id: u.arbitrary()?,
             },
             limits::MAX_ACTIVATE_BYTES,
             "activation",
@@ -248,7 +293,7 @@ fn structured(u: &mut Unstructured) -> AResult<()> {
     Ok(())
 }
 
-// The first byte picks the message (selectors 0-10, as `decode_raw` numbers them; the seed
+// The first byte picks the message (selectors 0-13, as `decode_raw` numbers them; the seed
 // corpus is `[selector] ++ message`), or, from 0xf0 on, a structured message built from the
 // rest.
 fuzz_target!(|data: &[u8]| {

@@ -83,6 +83,8 @@ pub struct Bundle {
     pub captured_at: OffsetDateTime,
     pub collector: Collector,
     pub sealed_key: Vec<u8>,
+    /// The key id of the seal key `sealed_key` is sealed to (v1.1 commits name it).
+    pub seal_key_id: String,
     pub parts: Vec<(PartKind, Vec<u8>)>,
 }
 
@@ -139,6 +141,7 @@ impl Bundle {
             captured_at: at,
             collector,
             sealed_key,
+            seal_key_id: crypto::anchor::key_id(&endpoint.0),
             parts,
         }
     }
@@ -147,7 +150,8 @@ impl Bundle {
         &self.parts[kind_index(kind)].1
     }
 
-    /// The commit naming `uploads` (one path per part, in `PartKind::ALL` order).
+    /// The commit naming `uploads` (one path per part, in `PartKind::ALL` order), sent at the
+    /// capture time.
     pub fn commit(&self, uploads: &[String]) -> CommitRequest {
         CommitRequest {
             v: 1,
@@ -156,6 +160,8 @@ impl Bundle {
             captured_at: self.captured_at,
             collector: self.collector.clone(),
             sealed_key: self.sealed_key.clone(),
+            sent_at: self.captured_at,
+            seal_key_id: self.seal_key_id.clone(),
             parts: self
                 .parts
                 .iter()

@@ -40,7 +40,8 @@ fn selector(path: &str, request: bool) -> Option<u8> {
     Some(match (path, request) {
         ("/v1/devices", true) => 0,
         ("/v1/devices/activate", true) => 1,
-        (p, true) if p.starts_with("/v1/supports/") => 2,
+        // v1.1: a commit travels signed (selector 11); 2 is the bare commit inside.
+        (p, true) if p.starts_with("/v1/supports/") => 11,
         ("/v1/devices", false) => 4,
         ("/v1/devices/activate", false) => 5,
         ("/v1/processes", false) => 6,
@@ -68,7 +69,7 @@ pub fn write(dir: &Path) {
         let mut s = apoyo_sync::Store::init(
             &tmp.path().join("s2"),
             &kr,
-            t.endpoint_public(),
+            &t.provisioning(),
             None,
             world::store_options(clock.clone()),
         )

@@ -6,12 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use apoyo_endpoint::{AppState, EndpointConfig};
+use apoyo_endpoint::{AppState, EndpointConfig, KeyRing};
 use apoyo_sync::crypto::receipt::ReceiptSigner;
-use apoyo_sync::crypto::{self, DeviceIdentity, PartSealer, SecretKey};
+use apoyo_sync::crypto::{self, DeviceIdentity, Ed25519Secret, PartSealer, SecretKey};
 use apoyo_sync::protocol::{self, ActivateRequest, Mailbox, Provider, RegisterRequest};
 use apoyo_sync::{
-    CaptureId, Clock, EndpointPublicKey, EndpointSecretKey, FileKeyGuard, ManualClock, PartKind,
+    CaptureId, Clock, EndpointPublicKey, FileKeyGuard, InePublicKeys, ManualClock, PartKind,
     Process, SharedClock, Store, StoreOptions,
 };
 use axum::Router;
@@ -26,9 +26,11 @@ pub const DEVICES: usize = 3;
 /// devices share citizens (the duplicate rule) and one device has a citizen twice.
 pub const BUNDLES: usize = 4;
 
-/// A bare device identity with its activation token.
+/// A bare device identity with its commit signing key (registered at activation, v1.1) and
+/// its activation token.
 pub struct RawDevice {
     pub identity: DeviceIdentity,
+    pub signing: Ed25519Secret,
     pub token: String,
     pub id: String,
 }
@@ -37,8 +39,11 @@ pub struct Template {
     root: tempfile::TempDir,
     /// The time every input starts at (the template's activations are valid 24 h from it).
     pub t0: OffsetDateTime,
-    pub endpoint_key: [u8; 32],
-    pub signer: [u8; 32],
+    /// The endpoint's key ring (one seal and one receipt key, certified by `root` from `t0`).
+    pub ring: KeyRing,
+    /// The INE root's private key (the adversarial endpoint certifies keys of its own with it
+    /// to test the device's other receipt checks).
+    pub root: Ed25519Secret,
     pub processes: Vec<Process>,
     pub keyring: FileKeyGuard,
     pub devices: Vec<RawDevice>,
@@ -56,19 +61,27 @@ pub fn template() -> &'static Template {
 }
 
 impl Template {
+    /// The seal key devices are provisioned with.
     pub fn endpoint_public(&self) -> EndpointPublicKey {
-        EndpointSecretKey::from_bytes(self.endpoint_key).public()
+        self.ring.seal[0].secret.public()
     }
+    /// The endpoint's receipt key.
     pub fn receipt_signer(&self) -> ReceiptSigner {
-        ReceiptSigner::from_bytes(&self.signer)
+        ReceiptSigner::from_bytes(&self.ring.receipt[0].signer.to_bytes())
+    }
+    /// The INE root's certificate of the receipt key.
+    pub fn receipt_cert(&self) -> apoyo_sync::protocol::SignedKeyCert {
+        self.ring.receipt[0].cert.clone()
+    }
+    /// What a device is provisioned with.
+    pub fn provisioning(&self) -> InePublicKeys {
+        InePublicKeys {
+            seal_key: self.endpoint_public(),
+            ine_root: self.ring.root,
+        }
     }
     fn config(&self, db_path: PathBuf, clock: SharedClock) -> EndpointConfig {
-        let mut cfg = EndpointConfig::new(
-            db_path,
-            EndpointSecretKey::from_bytes(self.endpoint_key),
-            self.receipt_signer(),
-            self.processes.clone(),
-        );
+        let mut cfg = EndpointConfig::new(db_path, self.ring.clone(), self.processes.clone());
         cfg.dev = true;
         cfg.clock = clock;
         cfg
@@ -114,16 +127,16 @@ fn build() -> Template {
     let t0 = OffsetDateTime::from_unix_timestamp(OffsetDateTime::now_utc().unix_timestamp())
         .expect("now");
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(t0));
-    let key = EndpointSecretKey::generate().expect("endpoint key");
-    let signer = ReceiptSigner::generate().expect("receipt key");
+    let root = Ed25519Secret::generate().expect("INE root");
+    let ring = KeyRing::generate(&root, t0).expect("key ring");
     let processes =
         Process::parse_json_list(bundle::PROCESSES.as_bytes()).expect("example processes");
     let keyring = FileKeyGuard::open_or_create(&root.path().join("keyring")).expect("keyring");
     let mut t = Template {
         root,
         t0,
-        endpoint_key: *key.as_bytes(),
-        signer: signer.to_bytes(),
+        ring,
+        root,
         processes,
         keyring,
         devices: Vec::new(),
@@ -174,7 +187,7 @@ async fn store_device(
     let mut store = Store::init(
         &dir,
         &t.keyring,
-        t.endpoint_public(),
+        &t.provisioning(),
         None,
         store_options(clock),
     )
@@ -225,6 +238,7 @@ async fn mailbox_code(router: &Router, email: &str) -> String {
 /// A bare identity registered and activated by hand (its secret is needed to seal captures).
 async fn raw_device(t: &Template, router: &Router, email: &str) -> RawDevice {
     let identity = DeviceIdentity::generate().expect("identity");
+    let signing = Ed25519Secret::generate().expect("signing key");
     let ep = t.endpoint_public();
     let registration_id = CaptureId::new_v7(t.t0);
     let dk = crypto::random_key().expect("key");
@@ -255,7 +269,7 @@ async fn raw_device(t: &Template, router: &Router, email: &str) -> RawDevice {
     .await;
     assert_eq!(a.status, 201, "template registration");
     let code = mailbox_code(router, email).await;
-    let act = activate_request(&identity, &ep, &code);
+    let act = activate_request(&identity, &signing, &ep, &code);
     let a = post_cbor(
         router,
         "/v1/devices/activate",
@@ -268,27 +282,38 @@ async fn raw_device(t: &Template, router: &Router, email: &str) -> RawDevice {
     RawDevice {
         id: identity.device_id(),
         identity,
+        signing,
         token: resp.token,
     }
 }
 
-/// A signed activation request for `code`.
+/// A v1.1 activation request for `code`, registering `signing` (no auxiliar id).
 pub fn activate_request(
     identity: &DeviceIdentity,
+    signing: &Ed25519Secret,
     ep: &EndpointPublicKey,
     code: &str,
 ) -> ActivateRequest {
     let mut nonce = [0u8; 16];
     crypto::fill_random(&mut nonce).expect("nonce");
     let shared: SecretKey = identity.diffie_hellman(&ep.0);
-    let proof = protocol::activation_proof(&shared, code, &nonce, &identity.public())
-        .expect("activation proof");
+    let proof = protocol::activation_proof_v11(
+        &shared,
+        code,
+        &nonce,
+        &identity.public(),
+        &signing.public(),
+        None,
+    )
+    .expect("activation proof");
     ActivateRequest {
         v: 1,
         device_public: identity.public(),
         code: code.into(),
         nonce: nonce.to_vec(),
         proof,
+        signing_public: Some(signing.public()),
+        auxiliar_id: None,
     }
 }
 

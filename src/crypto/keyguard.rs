@@ -77,7 +77,7 @@ impl FileKeyGuard {
         let mut f = opts.open(&path)?;
         f.write_all(key.as_bytes())?;
         f.sync_all()?;
-        crate::store::fsync_dir(dir)?;
+        crate::fsutil::fsync_dir(dir)?;
         fs::write(dir.join("README.txt"), README)?;
         Ok(FileKeyGuard {
             dir: dir.to_path_buf(),

@@ -48,16 +48,13 @@ impl EndpointPublicKey {
         hex::encode(&super::sha256(&self.0)[..8])
     }
 
-    /// Parses the text form written by `apoyo endpoint-keygen` (hex, optional whitespace).
+    /// Parses the provisioned text form (`apoyo-seal-pub-v1 <hex>` as `apoyo endpoint-keygen`
+    /// writes it, or v1's bare hex); see [`super::anchor::parse_seal_public`].
     pub fn from_text(s: &str) -> Result<Self> {
-        let b = hex::decode(s.trim())
-            .map_err(|_| Error::Decode("endpoint public key is not hex".into()))?;
-        let arr: [u8; 32] = b
-            .try_into()
-            .map_err(|_| Error::Decode("endpoint public key must be 32 bytes".into()))?;
-        Ok(EndpointPublicKey(arr))
+        super::anchor::parse_seal_public(s)
     }
 
+    /// Bare hex (v1's form; the typed form is [`super::anchor::seal_public_text`]).
     pub fn to_text(&self) -> String {
         hex::encode(self.0)
     }

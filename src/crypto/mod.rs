@@ -13,12 +13,14 @@
 //!   the data key is wrapped twice: under the master key (the device's own, device-bound copy)
 //!   and sealed to INE's X25519 key with HPKE in auth mode (the copy INE opens).
 
+pub mod anchor;
 pub mod keyguard;
 pub mod keys;
 pub mod part;
 pub mod receipt;
 pub mod wrap;
 
+pub use anchor::{Ed25519Secret, IneRoot};
 pub use keyguard::{FileKeyGuard, KeyGuard};
 pub use keys::{DeviceIdentity, EndpointPublicKey, EndpointSecretKey, SecretKey};
 pub use part::{PartOpener, PartSealer, ciphertext_len};

@@ -43,7 +43,10 @@ pub fn plaintext_len(ct_len: u64) -> Option<u64> {
     let full = (CHUNK_SIZE + TAG) as u64;
     let chunks = body.div_ceil(full).max(1);
     let last = body - (chunks - 1) * full;
-    if last < TAG as u64 {
+    // The last chunk holds its tag and, unless it is the only chunk, at least one byte: an
+    // empty chunk after a full one is not what chunking produces (docs/protocol.md §5.2).
+    let least = if chunks == 1 { TAG } else { TAG + 1 } as u64;
+    if last < least {
         return None;
     }
     Some(body - chunks * TAG as u64)
@@ -452,5 +455,40 @@ mod tests {
             open(PartKind::Front, id, &v),
             Err(Error::CiphertextVersion(9))
         ));
+    }
+
+    /// Spec gap 9: a full chunk followed by an empty final chunk authenticates under the
+    /// STREAM rules, but chunking never produces it (65536 bytes are one chunk). The length
+    /// rule refuses it, so one plaintext has exactly one well-formed ciphertext length.
+    #[test]
+    fn an_empty_final_chunk_after_a_full_one_is_refused() {
+        let dk = random_key().unwrap();
+        let id = [3u8; 16];
+        let sealer = PartSealer::new(&dk, &id, PartKind::Selfie).unwrap();
+        let pt = vec![0x42u8; CHUNK_SIZE];
+        let mut ct = vec![CIPHERTEXT_VERSION];
+        for (index, last, chunk) in [(0u32, false, &pt[..]), (1, true, &[][..])] {
+            let mut buf = chunk.to_vec();
+            let ad = sealer.cipher.ad_for(index);
+            sealer
+                .cipher
+                .stream
+                .encrypt_in_place(index, last, &ad, &mut buf)
+                .unwrap();
+            ct.extend_from_slice(&buf);
+        }
+        assert_eq!(
+            ct.len() as u64,
+            ciphertext_len(CHUNK_SIZE as u64) + TAG as u64
+        );
+        assert_eq!(plaintext_len(ct.len() as u64), None);
+        let r = PartOpener::new(&dk, &id, PartKind::Selfie)
+            .unwrap()
+            .open_to(ct.len() as u64, &ct[..], &mut std::io::sink());
+        assert!(matches!(r, Err(Error::Integrity { .. })), "{r:?}");
+        // The lengths chunking does produce stay well formed, the empty part included.
+        for len in [0u64, 1, 65535, 65536, 65537, 2 * 65536, 2 * 65536 + 1] {
+            assert_eq!(plaintext_len(ciphertext_len(len)), Some(len), "{len}");
+        }
     }
 }

@@ -1,10 +1,12 @@
-//! The CBOR messages of protocol version 1. Byte strings are CBOR byte strings (major type 2),
+//! The CBOR messages of protocol version 1.1 (`v` stays 1: v1.1 adds keys, see
+//! `docs/protocol.md` §11). Byte strings are CBOR byte strings (major type 2),
 //! never arrays of integers; times are RFC 3339 UTC text.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::reason::Reason;
+use super::trust::SignedKeyCert;
 use crate::model::{CaptureId, Collector, PartKind};
 use crate::process::Process;
 
@@ -19,6 +21,26 @@ pub mod bytes32 {
         b.into_vec()
             .try_into()
             .map_err(|_| D::Error::custom("expected 32 bytes"))
+    }
+}
+
+/// An optional fixed-size byte string (absent when `None`).
+pub mod opt_bytes32 {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+    pub fn serialize<S: Serializer>(v: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => s.serialize_bytes(b),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 32]>, D::Error> {
+        let b: Option<serde_bytes::ByteBuf> = Deserialize::deserialize(d)?;
+        b.map(|b| {
+            b.into_vec()
+                .try_into()
+                .map_err(|_| D::Error::custom("expected 32 bytes"))
+        })
+        .transpose()
     }
 }
 
@@ -69,9 +91,16 @@ pub struct ActivateRequest {
     /// 16 random bytes chosen by the device for this attempt.
     #[serde(with = "serde_bytes")]
     pub nonce: Vec<u8>,
-    /// [`super::activation_proof`] over code, nonce and key.
+    /// [`super::activation_proof`] over code, nonce, key, signing key and auxiliar id.
     #[serde(with = "bytes32")]
     pub proof: [u8; 32],
+    /// v1.1: the device's Ed25519 key that signs its commits (required by a v1.1 endpoint; a
+    /// request without it is a v1 device's and gets `426 upgrade_required`).
+    #[serde(default, with = "opt_bytes32", skip_serializing_if = "Option::is_none")]
+    pub signing_public: Option<[u8; 32]>,
+    /// v1.1: the auxiliar id this device captures as, bound to this device key from now on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auxiliar_id: Option<String>,
 }
 
 /// Answer to an activation (200).
@@ -83,19 +112,43 @@ pub struct ActivateResponse {
     /// The token is valid while the code is (24 h from registration).
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
-    /// The endpoint's Ed25519 key that signs receipts.
+    /// The endpoint's newest Ed25519 receipt key. Kept for v1 decoders: a v1.1 device trusts
+    /// only keys certified by the INE root (`key_certs`, and each receipt's `key_cert`).
     #[serde(with = "bytes32")]
     pub receipt_key: [u8; 32],
     pub receipt_key_id: String,
-    /// The open processes.
+    /// The open processes (those this version can read: see [`readable_processes`]).
+    #[serde(deserialize_with = "readable_processes")]
     pub processes: Vec<Process>,
+    /// v1.1: certificates, signed by the INE root, of the endpoint's current and still-valid
+    /// receipt and seal keys. Absent from a v1 endpoint's answer (then empty).
+    #[serde(default)]
+    pub key_certs: Vec<SignedKeyCert>,
 }
 
 /// `GET /v1/processes` (200).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProcessList {
     pub v: u8,
+    /// The catalog (those processes this version can read: see [`readable_processes`]).
+    #[serde(deserialize_with = "readable_processes")]
     pub processes: Vec<Process>,
+}
+
+/// Decodes a list of processes the way docs/protocol.md §2 asks of a v1 device: a key it does
+/// not know is ignored, and a process it cannot read (a `scope` form or a required field of a
+/// later version) or whose definition breaks the §6.3 rules is left out, keeping the rest of
+/// the answer. The endpoint still judges every commit against its own rules, so nothing is
+/// counted on the strength of a rule the device skipped.
+pub fn readable_processes<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<Process>, D::Error> {
+    let raw: Vec<ciborium::Value> = Deserialize::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .filter_map(|v| v.deserialized::<Process>().ok())
+        .filter(|p| p.check().is_ok())
+        .collect())
 }
 
 /// One part named in a commit.
@@ -123,6 +176,25 @@ pub struct CommitRequest {
     pub sealed_key: Vec<u8>,
     /// Exactly the five parts: front, back, selfie, signature, manifest.
     pub parts: Vec<CommitPart>,
+    /// v1.1: the device clock when this commit was built (the endpoint corrects a skewed
+    /// `captured_at` with it, §6.5).
+    #[serde(with = "time::serde::rfc3339")]
+    pub sent_at: OffsetDateTime,
+    /// v1.1: the key id of the seal key `sealed_key` was sealed to.
+    pub seal_key_id: String,
+}
+
+/// v1.1: the body of `PUT /v1/supports/{capture_id}`: the encoded [`CommitRequest`] and the
+/// device's Ed25519 signature over `"apoyo-sync/v1.1/commit" || commit`, made with the signing
+/// key it registered at activation. The exact bytes are signed, so nothing is re-encoded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignedCommit {
+    pub v: u8,
+    /// The CBOR encoding of a [`CommitRequest`].
+    #[serde(with = "serde_bytes")]
+    pub commit: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub device_signature: Vec<u8>,
 }
 
 /// The outcome a receipt certifies.
@@ -154,11 +226,21 @@ pub struct Receipt {
     pub result: ReceiptResult,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_capture_id: Option<CaptureId>,
+    /// The parts as the endpoint verified them, in kind order (front, back, selfie, signature,
+    /// manifest).
     pub parts: Vec<ReceiptPart>,
     #[serde(with = "time::serde::rfc3339")]
     pub counted_at: OffsetDateTime,
     /// Id of the Ed25519 key that signed (hex of the first 8 bytes of its SHA-256).
     pub endpoint_key_id: String,
+    /// v1.1: who captured it, as committed.
+    pub collector: Collector,
+    /// v1.1: the capture time as committed (the device's clock).
+    #[serde(with = "time::serde::rfc3339")]
+    pub captured_at: OffsetDateTime,
+    /// v1.1: SHA-256 of the committed `sealed_key`.
+    #[serde(with = "bytes32")]
+    pub sealed_key_sha256: [u8; 32],
 }
 
 /// Answer to a commit (201 counted, 200 duplicate; the same bytes on every replay).
@@ -170,6 +252,11 @@ pub struct SignedReceipt {
     /// Ed25519 over `"apoyo-sync/v1/receipt" || receipt`.
     #[serde(with = "serde_bytes")]
     pub signature: Vec<u8>,
+    /// v1.1: the INE root's certificate of the key that signed, so that the receipt verifies
+    /// on its own against the provisioned root, after any rotation. A v1.1 device never
+    /// deletes on a receipt without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_cert: Option<SignedKeyCert>,
 }
 
 /// Every 4xx/5xx answer.

@@ -7,9 +7,11 @@
 
 pub mod messages;
 pub mod reason;
+pub mod trust;
 
 pub use messages::*;
 pub use reason::{Action, Reason};
+pub use trust::{KeyCert, KeyPurpose, ReceiptRefusal, SignedKeyCert};
 
 use serde::de::DeserializeOwned;
 
@@ -58,6 +60,8 @@ pub mod limits {
     pub const MAX_CATALOG_BYTES: usize = 4 * 1024 * 1024;
     /// A commit: five parts' metadata and a sealed key.
     pub const MAX_COMMIT_BYTES: usize = 8 * 1024;
+    /// A signed commit (v1.1): a commit, its signature and the framing.
+    pub const MAX_SIGNED_COMMIT_BYTES: usize = MAX_COMMIT_BYTES + 256;
     /// Bytes of part ciphertext per PATCH. A PATCH cut midway is discarded by the server
     /// (its checksum cannot match), so this bounds what a drop costs: under one PATCH.
     /// 64 KiB is a few seconds on a rural 2G/3G link.
@@ -120,6 +124,77 @@ pub fn verify_activation_proof(
         ],
         proof,
     )
+}
+
+/// The v1.1 activation proof: `HMAC-SHA256(K, "apoyo-sync/v1.1/activate" || code || nonce ||
+/// device_public || signing_public || len(auxiliar_id) || auxiliar_id)`, `K` as in v1 and
+/// `len` one byte (0 without an auxiliar id). It binds the signing key and the auxiliar id to
+/// the holder of the device key, so neither can be swapped on the way.
+pub fn activation_proof_v11(
+    shared: &SecretKey,
+    code: &str,
+    nonce: &[u8],
+    device_public: &[u8; 32],
+    signing_public: &[u8; 32],
+    auxiliar_id: Option<&str>,
+) -> Result<[u8; 32]> {
+    proof_v11(
+        shared,
+        code,
+        nonce,
+        device_public,
+        signing_public,
+        auxiliar_id,
+        None,
+    )
+    .map(|t| t.unwrap_or_default())
+}
+
+/// Verifies a v1.1 activation proof in constant time (HMAC verification).
+pub fn verify_activation_proof_v11(
+    shared: &SecretKey,
+    req: &ActivateRequest,
+    signing_public: &[u8; 32],
+) -> Result<bool> {
+    let ok = proof_v11(
+        shared,
+        &req.code,
+        &req.nonce,
+        &req.device_public,
+        signing_public,
+        req.auxiliar_id.as_deref(),
+        Some(&req.proof),
+    )?;
+    Ok(ok.is_some())
+}
+
+/// Computes the v1.1 proof, or (with `check`) verifies it: `Some` when it matches.
+fn proof_v11(
+    shared: &SecretKey,
+    code: &str,
+    nonce: &[u8],
+    device_public: &[u8; 32],
+    signing_public: &[u8; 32],
+    auxiliar_id: Option<&str>,
+    check: Option<&[u8]>,
+) -> Result<Option<[u8; 32]>> {
+    let k = crypto::derive_key(shared.as_bytes(), &[b"activation"])?;
+    let aux = auxiliar_id.unwrap_or("").as_bytes();
+    let len = u8::try_from(aux.len())
+        .map_err(|_| crate::Error::Decode("the auxiliar id is too long".into()))?;
+    let parts: [&[u8]; 7] = [
+        b"apoyo-sync/v1.1/activate",
+        code.as_bytes(),
+        nonce,
+        device_public,
+        signing_public,
+        &[len],
+        aux,
+    ];
+    match check {
+        None => crypto::hmac_sha256(k.as_bytes(), &parts).map(Some),
+        Some(tag) => Ok(crypto::hmac_sha256_verify(k.as_bytes(), &parts, tag)?.then_some([0; 32])),
+    }
 }
 
 /// Domain separation for receipt signatures.

@@ -56,6 +56,15 @@ pub enum Reason {
     RegistrationInvalid,
     /// Not found (unknown upload id, unknown route).
     NotFound,
+    // --- protocol v1.1 ---
+    /// The commit's collector is not this device (Mi Apoyo), or an auxiliar id of the wrong
+    /// form or bound to another device key (v1.1, §6.5).
+    CollectorInvalid,
+    /// The commit's device signature does not verify under the signing key this device
+    /// registered at activation: activate again (v1.1).
+    CommitSignatureInvalid,
+    /// A v1 message (no device signature, no signing key): this endpoint speaks v1.1 (426).
+    UpgradeRequired,
     /// Any code this version does not know.
     #[serde(other)]
     Other,
@@ -81,7 +90,10 @@ impl Reason {
             // Other: a code this version does not know; never quarantine on what we cannot read.
             Reason::RateLimited | Reason::Unavailable | Reason::Other => Action::Retry,
             Reason::UploadMissing | Reason::NotFound => Action::Reupload,
-            Reason::Unauthorized => Action::Reactivate,
+            // 426 goes to a v1 device, which reads it as `other` and retries; a v1.1 device never
+            // gets it, and would retry as well rather than quarantine on a version mismatch.
+            Reason::UpgradeRequired => Action::Retry,
+            Reason::Unauthorized | Reason::CommitSignatureInvalid => Action::Reactivate,
             Reason::CredentialExpired
             | Reason::ModelNotAccepted
             | Reason::CardInvalid
@@ -98,7 +110,8 @@ impl Reason {
             | Reason::ActivationCodeExpired
             | Reason::ActivationCodeForeignDevice
             | Reason::ActivationProofInvalid
-            | Reason::RegistrationInvalid => Action::Quarantine,
+            | Reason::RegistrationInvalid
+            | Reason::CollectorInvalid => Action::Quarantine,
         }
     }
 
@@ -127,8 +140,34 @@ impl Reason {
             Reason::ActivationProofInvalid => "activation_proof_invalid",
             Reason::RegistrationInvalid => "registration_invalid",
             Reason::NotFound => "not_found",
+            Reason::CollectorInvalid => "collector_invalid",
+            Reason::CommitSignatureInvalid => "commit_signature_invalid",
+            Reason::UpgradeRequired => "upgrade_required",
             Reason::Other => "other",
         }
+    }
+
+    /// Whether the endpoint stores this rejection with the verdict and replays it to every
+    /// later commit of the same content (protocol §6.5, "Which answers are stored and
+    /// replayed"): the `422`s of the decryption, manifest, process and card steps. A replay
+    /// comes before the upload check, so a retry of such a capture commits before uploading.
+    pub fn verdict_is_stored(self) -> bool {
+        matches!(
+            self,
+            Reason::Undecryptable
+                | Reason::ManifestMismatch
+                | Reason::ProcessUnknown
+                | Reason::ProcessClosed
+                | Reason::CardInvalid
+                | Reason::ModelNotAccepted
+                | Reason::CredentialExpired
+                | Reason::OutOfScope
+        )
+    }
+
+    /// The reason a code names, if this version knows it (`other` is known).
+    pub fn from_code(code: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.code() == code)
     }
 
     /// The HTTP status the endpoint answers with for this reason.
@@ -143,7 +182,10 @@ impl Reason {
             | Reason::Undecryptable
             | Reason::PartMismatch
             | Reason::ManifestMismatch
-            | Reason::RegistrationInvalid => 422,
+            | Reason::RegistrationInvalid
+            | Reason::CollectorInvalid => 422,
+            Reason::CommitSignatureInvalid => 403,
+            Reason::UpgradeRequired => 426,
             Reason::IdempotencyConflict => 409,
             Reason::Malformed => 400,
             Reason::TooLarge => 413,
@@ -161,7 +203,7 @@ impl Reason {
     }
 
     /// Every reason (for docs and exhaustive tests).
-    pub const ALL: [Reason; 23] = [
+    pub const ALL: [Reason; 26] = [
         Reason::CredentialExpired,
         Reason::ModelNotAccepted,
         Reason::CardInvalid,
@@ -184,6 +226,9 @@ impl Reason {
         Reason::ActivationProofInvalid,
         Reason::RegistrationInvalid,
         Reason::NotFound,
+        Reason::CollectorInvalid,
+        Reason::CommitSignatureInvalid,
+        Reason::UpgradeRequired,
         Reason::Other,
     ];
 }
@@ -211,5 +256,34 @@ mod tests {
         }
         let unknown: Reason = serde_json::from_str("\"something_new\"").unwrap();
         assert_eq!(unknown, Reason::Other);
+    }
+
+    #[test]
+    fn stored_verdicts_are_the_content_rejections() {
+        let stored: Vec<&str> = Reason::ALL
+            .into_iter()
+            .filter(|r| r.verdict_is_stored())
+            .map(Reason::code)
+            .collect();
+        // Every stored verdict is a permanent 422; part_mismatch depends on the uploads and
+        // registration_invalid is not a commit answer, so neither is stored.
+        assert_eq!(
+            stored,
+            [
+                "credential_expired",
+                "model_not_accepted",
+                "card_invalid",
+                "out_of_scope",
+                "process_unknown",
+                "process_closed",
+                "undecryptable",
+                "manifest_mismatch"
+            ]
+        );
+        for r in Reason::ALL.into_iter().filter(|r| r.verdict_is_stored()) {
+            assert_eq!((r.http_status(), r.action()), (422, Action::Quarantine));
+            assert_eq!(Reason::from_code(r.code()), Some(r));
+        }
+        assert_eq!(Reason::from_code("receipt_invalid"), None);
     }
 }

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 pub const MIGRATIONS: &[&str] = &[
     include_str!("../../schema/0001_init.sql"),
     include_str!("../../schema/0002_sync.sql"),
+    include_str!("../../schema/0003_trust.sql"),
 ];
 
 /// The schema version this engine writes.

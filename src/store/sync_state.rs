@@ -11,7 +11,7 @@ use super::Store;
 use crate::crypto::{SecretKey, wrap};
 use crate::error::{Error, Result};
 use crate::model::{CaptureId, PartKind};
-use crate::protocol::{Receipt, ReceiptResult};
+use crate::protocol::{Reason, Receipt, ReceiptResult};
 
 /// The device's activation with the endpoint.
 #[derive(Debug, Clone)]
@@ -269,19 +269,53 @@ impl Store {
     }
 
     /// Puts a quarantined capture back in the queue (the user asked to retry it).
+    ///
+    /// Its upload state is reset, except after a rejection the endpoint stores and replays
+    /// ([`Reason::verdict_is_stored`], protocol §6.5): the endpoint consumed the five uploads
+    /// into the support and answers a replay before it looks at uploads, so uploading the parts
+    /// again would only spend the device's upload allowance. The parts then keep their
+    /// (consumed) upload paths as complete, with no expiry, and the next attempt sends the
+    /// commit before any upload. Only an `upload_missing` answer (the endpoint holds no stored
+    /// verdict) resets them and leads to uploading.
     pub fn retry_quarantined(&mut self, id: &CaptureId) -> Result<()> {
         let now = self.now_text()?;
-        let n = self.conn().execute(
+        let tx = self.conn_mut().transaction()?;
+        let reason: Option<Option<String>> = tx
+            .query_row(
+                "SELECT reason FROM captures WHERE id = ?1 AND state = 'quarantined'",
+                [id.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(reason) = reason else {
+            return Err(Error::UnknownCapture(id.to_string()));
+        };
+        tx.execute(
             "UPDATE captures SET state = 'captured', reason = NULL, attempts = 0, next_attempt_at = NULL, updated_at = ?2
-             WHERE id = ?1 AND state = 'quarantined'",
+             WHERE id = ?1",
             params![id.to_string(), now],
         )?;
-        if n == 0 {
-            return Err(Error::UnknownCapture(id.to_string()));
+        let stored = reason
+            .as_deref()
+            .and_then(Reason::from_code)
+            .is_some_and(Reason::verdict_is_stored);
+        let complete: i64 = tx.query_row(
+            "SELECT count(*) FROM parts WHERE capture_id = ?1 AND upload_url IS NOT NULL AND uploaded_bytes = ct_len",
+            [id.to_string()],
+            |r| r.get(0),
+        )?;
+        if stored && complete == PartKind::ALL.len() as i64 {
+            tx.execute(
+                "UPDATE parts SET upload_expires = NULL WHERE capture_id = ?1",
+                [id.to_string()],
+            )?;
+        } else {
+            tx.execute(
+                "UPDATE parts SET upload_url = NULL, upload_expires = NULL, uploaded_bytes = 0 WHERE capture_id = ?1",
+                [id.to_string()],
+            )?;
         }
-        for kind in PartKind::ALL {
-            self.reset_upload(id, kind)?;
-        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -337,7 +371,8 @@ impl Store {
         Ok(ids.len() as u64)
     }
 
-    /// The kept receipts, each signature re-verified against the stored endpoint key.
+    /// The kept receipts, each re-verified: against the INE root through its key certificate
+    /// (v1.1), or a receipt kept before v1.1 against the receipt key of that activation.
     pub fn receipts(&self) -> Result<Vec<ReceiptInfo>> {
         let key: Option<Vec<u8>> = self
             .conn()
@@ -350,21 +385,22 @@ impl Store {
             .flatten();
         let key: Option<[u8; 32]> = key.and_then(|k| k.try_into().ok());
         let mut st = self.conn().prepare(
-            "SELECT capture_id, result, counted_at, first_capture_id, receipt, signature FROM receipts ORDER BY capture_id",
+            "SELECT capture_id, result, counted_at, first_capture_id, receipt, signature, key_cert FROM receipts ORDER BY capture_id",
         )?;
-        type Row = (String, String, String, Option<String>, Vec<u8>, Vec<u8>);
+        type Row = (
+            String,
+            String,
+            String,
+            Option<String>,
+            Vec<u8>,
+            Vec<u8>,
+            Option<Vec<u8>>,
+        );
         let rows = st.query_map([], |r| r.try_into())?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, result, counted_at, first, rc, sig): Row = row?;
-            let verified = key.is_some_and(|k| {
-                crate::crypto::receipt::verify(
-                    &k,
-                    &crate::protocol::receipt_signing_input(&rc),
-                    &sig,
-                )
-                .is_ok()
-            });
+            let (id, result, counted_at, first, rc, sig, cert): Row = row?;
+            let verified = self.kept_receipt_verifies(&rc, &sig, cert.as_deref(), key.as_ref())?;
             out.push(ReceiptInfo {
                 capture_id: id.parse()?,
                 result: if result == "duplicate" {

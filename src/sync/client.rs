@@ -105,6 +105,9 @@ pub struct Client<'t> {
     pub request_timeout: Duration,
     /// Body bytes of requests that were answered.
     pub bytes_sent: u64,
+    /// The endpoint's clock minus the device's, from the last answer's `Date` header (v1.1,
+    /// §6.5: kept for the record; the endpoint corrects skew from `sent_at`).
+    pub clock_offset: Option<time::Duration>,
 }
 
 /// Longest a single exchange may take: a 64 KiB PATCH over a 2G link (≈ 30 kbit/s) needs ≈ 20 s.
@@ -118,6 +121,7 @@ impl<'t> Client<'t> {
             clock,
             request_timeout: REQUEST_TIMEOUT,
             bytes_sent: 0,
+            clock_offset: None,
         }
     }
 
@@ -138,6 +142,12 @@ impl<'t> Client<'t> {
         let len = req.body.len() as u64;
         let resp = self.transport.send(req, limit).await?;
         self.bytes_sent += len;
+        if let Some(date) = resp
+            .header("date")
+            .and_then(|d| httpdate::parse_http_date(d).ok())
+        {
+            self.clock_offset = Some(time::OffsetDateTime::from(date) - self.clock.now());
+        }
         Ok(resp)
     }
 
@@ -361,18 +371,20 @@ impl<'t> Client<'t> {
         }
     }
 
-    /// Commits a capture; returns the HTTP status, the signed receipt and its raw bytes.
+    /// Commits a capture (a v1.1 signed commit); returns the HTTP status and the signed
+    /// receipt.
     pub async fn commit(
         &mut self,
-        msg: &protocol::CommitRequest,
+        id: &CaptureId,
+        msg: &protocol::SignedCommit,
         timeout: Duration,
     ) -> Result<Outcome<(u16, protocol::SignedReceipt)>> {
-        let id = msg.capture_id.to_string();
+        let id = id.to_string();
         let req = self
             .cbor_request(
                 Method::Put,
                 &format!("{}/{id}", routes::SUPPORTS),
-                Self::encode_bounded(msg, limits::MAX_COMMIT_BYTES, "commit")?,
+                Self::encode_bounded(msg, limits::MAX_SIGNED_COMMIT_BYTES, "commit")?,
                 timeout,
             )
             .header("idempotency-key", id);

@@ -75,7 +75,9 @@ pub async fn register(
 }
 
 /// Activates the device with the emailed code, proving it holds the key the code was issued
-/// to. Stores the token and the receipt key, and refreshes the process catalog.
+/// to, and registering its commit-signing key (and auxiliar id) under that proof (v1.1).
+/// Stores the token, the endpoint key certificates that chain to the INE root, and the
+/// process catalog.
 pub async fn activate(
     store: &mut Store,
     transport: &dyn Transport,
@@ -92,13 +94,27 @@ pub async fn activate(
     crypto::fill_random(&mut nonce)?;
     let shared = store.identity().diffie_hellman(&store.endpoint_public().0);
     let device_public = store.device_public();
-    let proof = protocol::activation_proof(&shared, &code, &nonce, &device_public)?;
+    let signing_public = store.signing_public()?;
+    let auxiliar_id = match store.collector() {
+        crate::model::Collector::Auxiliar(id) => Some(id.clone()),
+        crate::model::Collector::MiApoyo(_) => None,
+    };
+    let proof = protocol::activation_proof_v11(
+        &shared,
+        &code,
+        &nonce,
+        &device_public,
+        &signing_public,
+        auxiliar_id.as_deref(),
+    )?;
     let msg = ActivateRequest {
         v: protocol::VERSION,
         device_public,
         code,
         nonce: nonce.to_vec(),
         proof,
+        signing_public: Some(signing_public),
+        auxiliar_id,
     };
     let mut client = Client::new(transport, store.clock().clone());
     let resp = client
@@ -112,5 +128,14 @@ pub async fn activate(
         &resp.receipt_key_id,
     )?;
     store.put_processes(&resp.processes)?;
+    // Only certificates that chain to the provisioned INE root are kept (a v1 endpoint sends
+    // none: its receipts will never be grounds for deletion).
+    let kept = store.put_key_certs(&resp.key_certs)?;
+    if kept < resp.key_certs.len() {
+        tracing::warn!(
+            dropped = resp.key_certs.len() - kept,
+            "key certificates not chained to the INE root were dropped"
+        );
+    }
     Ok(resp)
 }

@@ -1,20 +1,22 @@
 //! A sync run: refresh the catalog, then for each due capture upload its parts (resuming from
 //! the offset the endpoint acknowledges), commit it, verify the signed receipt, record it and
-//! crypto-shred the capture — until the queue is drained or the time budget is spent.
+//! crypto-shred the capture — until the queue is drained or the time budget is spent. The
+//! upload of one part (tus, resuming) is in [`super::upload`].
 
-use std::io::{Read, Seek, SeekFrom};
 use std::time::Duration;
 
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::client::{Client, Failure, PatchResult};
+use super::client::{Client, Failure};
+use super::control::{Hold, RunControl};
 use super::retry::BackoffPolicy;
 use super::transport::Transport;
 use crate::error::{Error, Result};
 use crate::model::CaptureId;
-use crate::protocol::{self, Action, CommitPart, CommitRequest, Receipt, limits};
-use crate::store::{Activation, PartRecord, Store};
+use crate::protocol::{self, Action, CommitPart, CommitRequest, Receipt, ReceiptRefusal};
+use crate::queue::State;
+use crate::store::Store;
 
 /// A progress callback.
 pub type ProgressFn = std::sync::Arc<dyn Fn(&Progress) + Send + Sync>;
@@ -30,6 +32,9 @@ pub struct SyncOptions {
     pub seed: Option<u64>,
     /// Called after each capture reaches a terminal state or is rescheduled.
     pub progress: Option<ProgressFn>,
+    /// Consulted before each exchange (cancel, network policy) and told of each capture's
+    /// state change; `None`: the run only stops at its budget.
+    pub control: Option<std::sync::Arc<dyn RunControl>>,
 }
 
 impl Default for SyncOptions {
@@ -39,6 +44,7 @@ impl Default for SyncOptions {
             backoff: BackoffPolicy::default(),
             seed: None,
             progress: None,
+            control: None,
         }
     }
 }
@@ -61,6 +67,8 @@ pub enum StopReason {
     Budget,
     /// The activation is missing or expired: the user must activate again.
     NeedsActivation,
+    /// The run control stopped it (cancel, network policy, another call waiting).
+    Held(Hold),
 }
 
 /// What a run did.
@@ -78,8 +86,18 @@ pub struct SyncReport {
     pub bytes_sent: u64,
     /// Transient failures met (each rescheduled or retried).
     pub retries: u64,
-    #[serde(skip)]
+    /// v1.1: receipts not accepted (not chained to the INE root, or not matching the commit).
+    /// None deleted anything: each capture stayed queued or was quarantined `receipt_invalid`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub untrusted_receipts: u64,
+    /// Why the last receipt was not accepted (no personal data).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt_problem: Option<&'static str>,
     pub stopped: StopReason,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 enum Item {
@@ -89,30 +107,23 @@ enum Item {
     Rescheduled,
     NeedsActivation,
     OutOfTime,
+    Held(Hold),
 }
 
-struct Run<'a> {
-    store: &'a mut Store,
-    client: Client<'a>,
-    opts: SyncOptions,
-    activation: Activation,
+/// One sync run's state; its part uploads are in [`super::upload`].
+pub(super) struct Run<'a> {
+    pub(super) store: &'a mut Store,
+    pub(super) client: Client<'a>,
+    pub(super) opts: SyncOptions,
     deadline: Instant,
     rng: fastrand::Rng,
     report: SyncReport,
     /// Whether the current capture's attempt got bytes acknowledged.
-    progressed: bool,
-}
-
-/// Whether a stored `Upload-Expires` (HTTP date) has passed, with a minute's margin.
-fn upload_expired(expires: Option<&str>, now: time::OffsetDateTime) -> bool {
-    let Some(at) = expires.and_then(|e| httpdate::parse_http_date(e).ok()) else {
-        return false;
-    };
-    time::OffsetDateTime::from(at) <= now + time::Duration::minutes(1)
+    pub(super) progressed: bool,
 }
 
 /// Below this much remaining budget no new exchange is started.
-const MIN_EXCHANGE_TIME: Duration = Duration::from_millis(200);
+pub(super) const MIN_EXCHANGE_TIME: Duration = Duration::from_millis(200);
 
 /// Runs one sync. Transport failures are never errors here (they are rescheduled); an `Err` is
 /// a local problem (the store) or a missing registration.
@@ -129,6 +140,8 @@ pub async fn run(
         pending: 0,
         bytes_sent: 0,
         retries: 0,
+        untrusted_receipts: 0,
+        receipt_problem: None,
         stopped: StopReason::Drained,
     };
     let activation = match store.activation()? {
@@ -146,6 +159,9 @@ pub async fn run(
         .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
     // A kill between recording a receipt and purging leaves a committed capture: finish it.
     store.purge_committed()?;
+    // The keyed duplicate hashes of closed processes are no longer needed on the phone.
+    let now = store.clock().now();
+    store.forget_closed_duplicates(now)?;
     let mut run = Run {
         store,
         client,
@@ -153,7 +169,6 @@ pub async fn run(
         // an Instant can always hold.
         deadline: start + opts.budget.min(Duration::from_secs(365 * 24 * 3600)),
         opts,
-        activation,
         rng,
         report,
         progressed: false,
@@ -161,18 +176,21 @@ pub async fn run(
     run.refresh_catalog().await?;
     run.drain().await?;
     run.report.bytes_sent = run.client.bytes_sent;
+    if let Some(offset) = run.client.clock_offset {
+        run.store.set_clock_offset(offset)?;
+    }
     run.report.pending = run.store.pending_count()?;
     Ok(run.report)
 }
 
 impl Run<'_> {
-    fn remaining(&self) -> Duration {
+    pub(super) fn remaining(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
     }
 
     async fn refresh_catalog(&mut self) -> Result<()> {
         let t = self.remaining();
-        if t < MIN_EXCHANGE_TIME {
+        if t < MIN_EXCHANGE_TIME || self.held().is_some() {
             return Ok(());
         }
         // A failure here is not fatal: the cached catalog serves until the next run.
@@ -186,6 +204,10 @@ impl Run<'_> {
         loop {
             if self.remaining() < MIN_EXCHANGE_TIME {
                 self.report.stopped = StopReason::Budget;
+                return Ok(());
+            }
+            if let Some(h) = self.held() {
+                self.report.stopped = StopReason::Held(h);
                 return Ok(());
             }
             let now = self.store.clock().now();
@@ -202,12 +224,16 @@ impl Run<'_> {
                             self.report.stopped = StopReason::Budget;
                             return Ok(());
                         }
-                        tokio::time::sleep(wait).await;
+                        self.sleep_unless_changed(wait).await;
                         continue;
                     }
                 }
             }
             for id in due {
+                if let Some(h) = self.held() {
+                    self.report.stopped = StopReason::Held(h);
+                    return Ok(());
+                }
                 match self.one(&id).await? {
                     Item::Counted => self.report.committed += 1,
                     Item::Duplicate => self.report.duplicates += 1,
@@ -219,6 +245,10 @@ impl Run<'_> {
                     }
                     Item::OutOfTime => {
                         self.report.stopped = StopReason::Budget;
+                        return Ok(());
+                    }
+                    Item::Held(h) => {
+                        self.report.stopped = StopReason::Held(h);
                         return Ok(());
                     }
                 }
@@ -249,13 +279,13 @@ impl Run<'_> {
             // it is, but it is kept for inspection and never deleted.
             Err(e @ (Error::Integrity { .. } | Error::CiphertextVersion(_))) => {
                 tracing::warn!(capture = %id, error = %e, "local integrity failure; quarantined");
-                self.store.quarantine(id, "local_integrity")?;
+                self.quarantine(id, "local_integrity")?;
                 Ok(Item::Quarantined)
             }
             // A message this capture would need is over a protocol limit: it can never be
             // sent as it is. Kept, quarantined, and the rest of the queue goes on.
             Err(Error::TooLarge { .. }) => {
-                self.store.quarantine(id, "too_large")?;
+                self.quarantine(id, "too_large")?;
                 Ok(Item::Quarantined)
             }
             Err(e) => Err(e),
@@ -267,9 +297,13 @@ impl Run<'_> {
             // The budget cut the exchange short: not the endpoint's fault, no attempt counted.
             return Ok(Item::OutOfTime);
         }
+        if let Some(h) = self.held() {
+            // Held back (cancel, network policy): not the endpoint's fault, no attempt counted.
+            return Ok(Item::Held(h));
+        }
         match failure.action() {
             Action::Quarantine => {
-                self.store.quarantine(id, &failure.describe())?;
+                self.quarantine(id, &failure.describe())?;
                 Ok(Item::Quarantined)
             }
             Action::Reactivate => Ok(Item::NeedsActivation),
@@ -291,7 +325,10 @@ impl Run<'_> {
                     .backoff
                     .delay(attempts, failure.retry_after(), &mut self.rng);
                 let next = self.store.clock().now() + delay;
-                self.store.record_transient(id, next, &failure.describe())?;
+                let why = failure.describe();
+                self.store.record_transient(id, next, &why)?;
+                let state = self.store.info(id)?.state;
+                self.changed(id, state, Some(&why), Some(next));
                 Ok(Item::Rescheduled)
             }
         }
@@ -299,6 +336,9 @@ impl Run<'_> {
 
     async fn deliver(&mut self, id: &CaptureId) -> Result<Result<Item, Failure>> {
         let info = self.store.info(id)?;
+        if info.state == State::Captured {
+            self.changed(id, State::Uploading, None, None);
+        }
         let parts = self.store.parts(id)?;
         let mut commit_parts = Vec::with_capacity(parts.len());
         for part in &parts {
@@ -320,180 +360,69 @@ impl Run<'_> {
             collector: self.store.capture_collector(id)?,
             sealed_key: self.store.endpoint_seal(id)?,
             parts: commit_parts,
+            sent_at: self.store.clock().now(),
+            seal_key_id: self.store.capture_seal_key_id(id)?,
         };
+        let signed_commit = protocol::trust::sign_commit(&self.store.signing_key()?, &msg)?;
         let t = self.remaining();
-        let (_status, signed) = match self.client.commit(&msg, t).await? {
+        let (_status, signed) = match self.client.commit(id, &signed_commit, t).await? {
             Ok(r) => r,
             Err(f) => return Ok(Err(f)),
         };
-        let receipt = match self.check_receipt(&msg, &signed) {
+        let receipt = match self.check_receipt(&msg, &signed)? {
             Ok(r) => r,
-            Err(_) => {
-                // Never purge on a receipt we cannot trust; keep the capture for inspection.
-                self.store.quarantine(id, "receipt_invalid")?;
-                return Ok(Ok(Item::Quarantined));
-            }
+            Err(refusal) => return self.untrusted(id, refusal).map(Ok),
         };
-        self.store
-            .record_receipt(&receipt, &signed.receipt, &signed.signature)?;
+        self.store.record_receipt_v11(&receipt, &signed)?;
+        let result = match receipt.result {
+            protocol::ReceiptResult::Counted => "counted",
+            protocol::ReceiptResult::Duplicate => "duplicate",
+        };
+        self.changed(id, State::Committed, Some(result), None);
         self.store.purge(id)?;
+        self.changed(id, State::Purged, Some(result), None);
         Ok(Ok(match receipt.result {
             protocol::ReceiptResult::Counted => Item::Counted,
             protocol::ReceiptResult::Duplicate => Item::Duplicate,
         }))
     }
 
+    /// The receipt check (`protocol::trust::verify_receipt`): against the provisioned INE
+    /// root, never a key learned from the network, and against what this device committed.
     fn check_receipt(
         &self,
         sent: &CommitRequest,
         signed: &protocol::SignedReceipt,
-    ) -> Result<Receipt> {
-        crate::crypto::receipt::verify(
-            &self.activation.receipt_public,
-            &protocol::receipt_signing_input(&signed.receipt),
-            &signed.signature,
-        )?;
-        let r: Receipt = protocol::decode(&signed.receipt, limits::MAX_RESPONSE_BYTES, "receipt")?;
-        let parts_match = r.parts.len() == sent.parts.len()
-            && sent.parts.iter().all(|p| {
-                r.parts
-                    .iter()
-                    .any(|q| q.kind == p.kind && q.sha256 == p.sha256)
-            });
-        // A receipt for exactly this capture, from this device: a receipt naming another
-        // device proves nothing about ours (the client_adversarial fuzz target checks this).
-        if r.capture_id != sent.capture_id
-            || r.device_id != self.store.device_id()
-            || r.process_id != sent.process_id
-            || !parts_match
-            || r.endpoint_key_id != self.activation.receipt_key_id
-        {
-            return Err(Error::BadReceipt);
-        }
-        Ok(r)
+    ) -> Result<std::result::Result<Receipt, ReceiptRefusal>> {
+        let Some(root) = self.store.ine_root()? else {
+            return Ok(Err(ReceiptRefusal::NoAnchoredKey));
+        };
+        Ok(protocol::trust::verify_receipt(
+            &root,
+            signed,
+            sent,
+            self.store.device_id(),
+        ))
     }
 
-    /// Uploads one part (resuming), returning its upload URL once the endpoint holds it all.
-    async fn upload(
-        &mut self,
-        id: &CaptureId,
-        part: &PartRecord,
-    ) -> Result<Result<String, Failure>> {
-        let mut url = part.upload_url.clone();
-        if url.is_some() && upload_expired(part.upload_expires.as_deref(), self.store.clock().now())
-        {
-            // tus expiration: the server may already have dropped it; start a new one.
-            self.store.reset_upload(id, part.kind)?;
-            url = None;
+    /// A receipt that is no grounds for deleting anything: the capture keeps every byte and
+    /// stays queued (an endpoint without an anchored key, e.g. v1) or is quarantined
+    /// `receipt_invalid`; the run reports why.
+    fn untrusted(&mut self, id: &CaptureId, refusal: ReceiptRefusal) -> Result<Item> {
+        tracing::warn!(capture = %id, problem = %refusal.describe(), "receipt not accepted; nothing deleted");
+        self.report.untrusted_receipts += 1;
+        self.report.receipt_problem = Some(refusal.label());
+        if refusal.keeps_queued() {
+            let attempts = self.store.attempts(id)? + 1;
+            let delay = self.opts.backoff.delay(attempts, None, &mut self.rng);
+            let next = self.store.clock().now() + delay;
+            let why = refusal.describe();
+            self.store.record_transient(id, next, &why)?;
+            let state = self.store.info(id)?.state;
+            self.changed(id, state, Some(&why), Some(next));
+            return Ok(Item::Rescheduled);
         }
-        if let Some(u) = &url
-            && part.uploaded_bytes == part.ct_len
-        {
-            // Already complete when last seen. If the endpoint has since expired it, the
-            // commit answers upload_missing and the parts are uploaded again.
-            return Ok(Ok(u.clone()));
-        }
-        let mut fresh = false;
-        let mut creations = 0;
-        loop {
-            let t = self.remaining();
-            let current = match &url {
-                None => {
-                    creations += 1;
-                    if creations > 2 {
-                        return Ok(Err(Failure::Transient {
-                            what: "upload keeps disappearing".into(),
-                            retry_after: None,
-                        }));
-                    }
-                    match self
-                        .client
-                        .create_upload(id, part.kind, part.ct_len, t)
-                        .await
-                    {
-                        Ok((u, exp)) => {
-                            self.store.set_upload(id, part.kind, &u, exp.as_deref())?;
-                            url = Some(u.clone());
-                            fresh = true;
-                            u
-                        }
-                        Err(f) => return Ok(Err(f)),
-                    }
-                }
-                Some(u) => u.clone(),
-            };
-            // A fresh upload is at 0; a known one is asked where it stands (the server's
-            // offset is the truth, not ours).
-            let mut offset = if fresh {
-                0
-            } else {
-                match self.client.upload_offset(&current, t).await {
-                    Ok(Some(o)) => o,
-                    Ok(None) => {
-                        self.store.reset_upload(id, part.kind)?;
-                        url = None;
-                        continue;
-                    }
-                    Err(f) => return Ok(Err(f)),
-                }
-            };
-            fresh = false;
-            if offset > part.ct_len {
-                // Not our bytes: start over.
-                self.store.reset_upload(id, part.kind)?;
-                url = None;
-                continue;
-            }
-            let mut reader = self.store.part_reader(id, part)?;
-            let mut buf = vec![0u8; limits::PATCH_BYTES];
-            let mut restart = false;
-            while offset < part.ct_len {
-                let n = ((part.ct_len - offset) as usize).min(limits::PATCH_BYTES);
-                reader.seek(SeekFrom::Start(offset))?;
-                reader.read_exact(&mut buf[..n])?;
-                let t = self.remaining();
-                if t < MIN_EXCHANGE_TIME {
-                    return Ok(Err(Failure::Transient {
-                        what: "budget spent".into(),
-                        retry_after: None,
-                    }));
-                }
-                match self
-                    .client
-                    .patch(&current, offset, buf[..n].to_vec(), t)
-                    .await
-                {
-                    Ok(PatchResult::Accepted(o)) if o > offset && o <= part.ct_len => {
-                        offset = o;
-                        self.progressed = true;
-                    }
-                    Ok(PatchResult::Accepted(_)) | Ok(PatchResult::OffsetMismatch) => {
-                        restart = true;
-                        break;
-                    }
-                    Ok(PatchResult::ChecksumMismatch) => {
-                        return Ok(Err(Failure::Transient {
-                            what: "checksum mismatch in transit".into(),
-                            retry_after: None,
-                        }));
-                    }
-                    Ok(PatchResult::Gone) => {
-                        self.store.reset_upload(id, part.kind)?;
-                        url = None;
-                        restart = true;
-                        break;
-                    }
-                    Err(f) => {
-                        self.store.set_uploaded(id, part.kind, offset)?;
-                        return Ok(Err(f));
-                    }
-                }
-            }
-            if restart {
-                continue;
-            }
-            self.store.set_uploaded(id, part.kind, offset)?;
-            return Ok(Ok(current));
-        }
+        self.quarantine(id, "receipt_invalid")?;
+        Ok(Item::Quarantined)
     }
 }

@@ -1,9 +1,12 @@
 //! Sync: delivering each capture to the endpoint exactly once.
 //!
-//! - [`transport`]: the network seam ([`Transport`]) and its HTTP implementation over rustls,
-//!   with certificate pinning ([`pinning`]).
+//! - [`transport`]: the network seam ([`Transport`]) and its HTTP implementation over rustls.
+//! - [`pinning`]: the TLS settings ([`TlsConfig`]) and the rustls verifier that pins them.
 //! - [`client`]: one function per protocol exchange; classifies every failure once.
-//! - [`engine`]: a sync run within a time budget.
+//! - [`control`]: what stops a run between exchanges (cancel, network policy) and hears of
+//!   each capture's state change.
+//! - [`engine`]: a sync run within a time budget: the queue, commits, receipts, rescheduling.
+//! - `upload`: the tus upload of one part, resuming from the endpoint's offset.
 //! - [`device`]: registration and activation.
 //! - [`retry`]: backoff with full jitter, `Retry-After`.
 //! - [`faults`]: a seeded fault-injecting transport (demo, tests, field tests).
@@ -12,17 +15,21 @@
 //! run the async code on a current-thread runtime: what the CLI and the C ABI call.
 
 pub mod client;
+pub mod control;
 pub mod device;
 pub mod engine;
 pub mod faults;
 pub mod pinning;
 pub mod retry;
 pub mod transport;
+mod upload;
 
+pub use control::{CaptureChange, Hold, RunControl};
 pub use engine::{Progress, StopReason, SyncOptions, SyncReport};
 pub use faults::{FaultPlan, FaultyTransport};
+pub use pinning::TlsConfig;
 pub use retry::BackoffPolicy;
-pub use transport::{HttpTransport, TlsConfig, Transport};
+pub use transport::{HttpTransport, Transport};
 
 use crate::error::{Error, Result};
 use crate::protocol::{ActivateResponse, Provider, RegisterResponse};

@@ -6,7 +6,8 @@
 //!   valid for the host name. A key pin survives certificate renewal with the same key; keep
 //!   at least one backup pin (a key held offline) for rotation.
 //!
-//! With both, both must hold.
+//! With both, both must hold. The settings are a [`TlsConfig`], owned here so the transport
+//! depends on pinning and never the other way round.
 
 use std::sync::Arc;
 
@@ -16,8 +17,17 @@ use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signat
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
-use super::transport::TlsConfig;
 use crate::error::{Error, Result};
+
+/// TLS settings for [`super::HttpTransport`].
+#[derive(Debug, Clone, Default)]
+pub struct TlsConfig {
+    /// Trust only this CA (PEM) for the endpoint, instead of none.
+    pub ca_pem: Option<Vec<u8>>,
+    /// SHA-256 digests of accepted endpoint public keys (DER SubjectPublicKeyInfo, RFC 7469).
+    /// When non-empty, the endpoint's key must be one of these (keep at least one backup pin).
+    pub pinned_spki_sha256: Vec<[u8; 32]>,
+}
 
 /// SHA-256 of a certificate's SubjectPublicKeyInfo (what a pin names).
 pub fn spki_sha256(cert_der: &[u8]) -> Result<[u8; 32]> {

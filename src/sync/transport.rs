@@ -7,6 +7,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::pinning;
+/// The TLS settings, owned by [`super::pinning`]; re-exported where they were first defined.
+pub use super::pinning::TlsConfig;
+
 /// An HTTP method the protocol uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -103,16 +107,6 @@ impl<T: Transport + ?Sized> Transport for Arc<T> {
     }
 }
 
-/// TLS settings for [`HttpTransport`].
-#[derive(Debug, Clone, Default)]
-pub struct TlsConfig {
-    /// Trust only this CA (PEM) for the endpoint, instead of none.
-    pub ca_pem: Option<Vec<u8>>,
-    /// SHA-256 digests of accepted endpoint public keys (DER SubjectPublicKeyInfo, RFC 7469).
-    /// When non-empty, the endpoint's key must be one of these (keep at least one backup pin).
-    pub pinned_spki_sha256: Vec<[u8; 32]>,
-}
-
 /// The production transport: HTTP/1.1 or HTTP/2 over rustls (reqwest). Plain `http://` is
 /// accepted only for loopback (the reference endpoint in tests and demos).
 pub struct HttpTransport {
@@ -144,7 +138,7 @@ impl HttpTransport {
             // or a token anywhere else.
             .redirect(reqwest::redirect::Policy::none());
         if url.scheme() == "https" {
-            builder = builder.use_preconfigured_tls(super::pinning::client_config(tls)?);
+            builder = builder.use_preconfigured_tls(pinning::client_config(tls)?);
         }
         let client = builder
             .build()
@@ -165,70 +159,102 @@ fn is_loopback(url: &reqwest::Url) -> bool {
 impl Transport for HttpTransport {
     fn send(&self, req: Request, limit: usize) -> SendFuture<'_> {
         Box::pin(async move {
-            let method = match req.method {
-                Method::Get => reqwest::Method::GET,
-                Method::Post => reqwest::Method::POST,
-                Method::Put => reqwest::Method::PUT,
-                Method::Patch => reqwest::Method::PATCH,
-                Method::Head => reqwest::Method::HEAD,
-                Method::Delete => reqwest::Method::DELETE,
-                Method::Options => reqwest::Method::OPTIONS,
-            };
-            let mut rb = self
-                .client
-                .request(method, format!("{}{}", self.base, req.path))
-                .timeout(req.timeout);
-            for (k, v) in &req.headers {
-                rb = rb.header(k.as_str(), v.as_str());
-            }
-            rb = match req.abort_body_after {
-                None => rb.body(req.body),
-                Some(n) => {
-                    let total = req.body.len();
-                    let head = bytes::Bytes::from(req.body[..n.min(total)].to_vec());
-                    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = vec![
-                        Ok(head),
-                        Err(std::io::Error::new(
-                            std::io::ErrorKind::ConnectionReset,
-                            "injected link drop",
-                        )),
-                    ];
-                    rb.header("content-length", total.to_string())
-                        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
-                            chunks,
-                        )))
-                }
-            };
-            let mut resp = rb.send().await.map_err(classify)?;
-            let status = resp.status().as_u16();
-            let headers = resp
-                .headers()
-                .iter()
-                .filter_map(|(k, v)| {
-                    v.to_str()
-                        .ok()
-                        .map(|v| (k.as_str().to_string(), v.to_string()))
-                })
-                .collect();
-            if let Some(len) = resp.content_length()
-                && len > limit as u64
-            {
-                return Err(TransportError::TooLarge(limit));
-            }
-            let mut body = Vec::new();
-            while let Some(chunk) = resp.chunk().await.map_err(classify)? {
-                if body.len() + chunk.len() > limit {
-                    return Err(TransportError::TooLarge(limit));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(Response {
-                status,
-                headers,
-                body,
-            })
+            let resp = self.request(req).send().await.map_err(classify)?;
+            read_response(resp, limit).await
         })
     }
+}
+
+impl HttpTransport {
+    /// The reqwest request for `req`: method, URL, timeout, headers and body.
+    fn request(&self, req: Request) -> reqwest::RequestBuilder {
+        let mut rb = self
+            .client
+            .request(
+                reqwest_method(req.method),
+                format!("{}{}", self.base, req.path),
+            )
+            .timeout(req.timeout);
+        for (k, v) in &req.headers {
+            rb = rb.header(k.as_str(), v.as_str());
+        }
+        // A POST, PUT or PATCH without a body still states its length: hyper sends no
+        // length for an empty body, and some proxies answer such a request 411
+        // (docs/protocol.md §6.4, the tus creation POST).
+        let states_length = matches!(req.method, Method::Post | Method::Put | Method::Patch);
+        if states_length && req.body.is_empty() && req.abort_body_after.is_none() {
+            rb = rb.header("content-length", "0");
+        }
+        match req.abort_body_after {
+            None => rb.body(req.body),
+            Some(n) => with_cut_body(rb, &req.body, n),
+        }
+    }
+}
+
+fn reqwest_method(m: Method) -> reqwest::Method {
+    match m {
+        Method::Get => reqwest::Method::GET,
+        Method::Post => reqwest::Method::POST,
+        Method::Put => reqwest::Method::PUT,
+        Method::Patch => reqwest::Method::PATCH,
+        Method::Head => reqwest::Method::HEAD,
+        Method::Delete => reqwest::Method::DELETE,
+        Method::Options => reqwest::Method::OPTIONS,
+    }
+}
+
+/// A body that announces its whole length but breaks after its first `n` bytes (fault
+/// injection: a link dropped mid-body).
+fn with_cut_body(rb: reqwest::RequestBuilder, body: &[u8], n: usize) -> reqwest::RequestBuilder {
+    let total = body.len();
+    let head = bytes::Bytes::from(body[..n.min(total)].to_vec());
+    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = vec![
+        Ok(head),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "injected link drop",
+        )),
+    ];
+    rb.header("content-length", total.to_string())
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+}
+
+/// Reads an answer: its status, its headers (those that are text) and its body, refused as
+/// soon as it is known to pass `limit` bytes.
+async fn read_response(
+    mut resp: reqwest::Response,
+    limit: usize,
+) -> Result<Response, TransportError> {
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| {
+            v.to_str()
+                .ok()
+                .map(|v| (k.as_str().to_string(), v.to_string()))
+        })
+        .collect();
+    if let Some(len) = resp.content_length()
+        && len > limit as u64
+    {
+        return Err(TransportError::TooLarge(limit));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(classify)? {
+        if body.len() + chunk.len() > limit {
+            return Err(TransportError::TooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn classify(e: reqwest::Error) -> TransportError {

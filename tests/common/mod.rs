@@ -8,10 +8,20 @@ use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use apoyo_sync::crypto::Ed25519Secret;
 use apoyo_sync::{
-    CardFields, CredentialModel, EndpointSecretKey, FileKeyGuard, Images, NewCapture, Process,
-    Store, StoreOptions,
+    CardFields, CredentialModel, EndpointSecretKey, FileKeyGuard, Images, InePublicKeys, IneRoot,
+    NewCapture, Process, Store, StoreOptions,
 };
+
+/// What a device is provisioned with for `endpoint`: its seal key and a fresh INE root.
+pub fn provisioning_for(endpoint: &EndpointSecretKey) -> InePublicKeys {
+    let root = Ed25519Secret::generate().expect("root");
+    InePublicKeys {
+        seal_key: endpoint.public(),
+        ine_root: IneRoot::from_bytes(&root.public()).expect("root key"),
+    }
+}
 
 /// Processes every store made by [`Fixture::init`] holds.
 pub const PROCESSES: &str = r#"[
@@ -68,12 +78,17 @@ impl Fixture {
         self.init_with_processes(opts, PROCESSES)
     }
 
+    /// What this fixture's stores are provisioned with (INE's seal key and an INE root).
+    pub fn provisioning(&self) -> InePublicKeys {
+        provisioning_for(&self.endpoint)
+    }
+
     /// Creates the store with the given process list (JSON) and options.
     pub fn init_with_processes(&self, opts: StoreOptions, processes_json: &str) -> Store {
         let mut store = Store::init(
             &self.store_dir(),
             &self.guard(),
-            self.endpoint.public(),
+            &self.provisioning(),
             None,
             opts,
         )

@@ -1,5 +1,5 @@
 //! Development routes (only with `EndpointConfig::dev`): the mailbox that stands in for the
-//! email server, and the stats.
+//! email server (addresses compared case-insensitively), and the stats.
 
 use apoyo_sync::protocol::Mailbox;
 use axum::Json;
@@ -25,7 +25,7 @@ pub(crate) async fn mailbox(
             Ok(conn
                 .query_row(
                     "SELECT email, code, expires_at FROM dev_mailbox WHERE email = ?1",
-                    [&email],
+                    [email.to_lowercase()],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()?)

@@ -1,14 +1,13 @@
-//! `POST /v1/devices` ("Registro ciudadano") and `POST /v1/devices/activate`.
+//! `POST /v1/devices` ("Registro ciudadano"): check the sealed card front, record the device
+//! and its registration, and mail an activation code (rate limited per address and per device
+//! key). Activation with that code is in [`super::activation`].
 
 use std::io::Write;
 
 use apoyo_sync::crypto::keys::device_id_of;
 use apoyo_sync::crypto::wrap::open_from_device;
 use apoyo_sync::crypto::{self, PartOpener};
-use apoyo_sync::protocol::{
-    self, ActivateRequest, ActivateResponse, Provider, Reason, RegisterRequest, RegisterResponse,
-    limits,
-};
+use apoyo_sync::protocol::{self, Provider, Reason, RegisterRequest, RegisterResponse, limits};
 use apoyo_sync::{PartKind, validate};
 use axum::body::Body;
 use axum::extract::State;
@@ -16,28 +15,21 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use super::rate_limit::{Window, refuse_when_over};
 use crate::error::ApiError;
-use crate::http::{cbor_msg, check_version, from_unix, random_hex, read_message, unix};
+use crate::http::{cbor_msg, check_version, from_unix, read_message, unix};
 use crate::state::{AppState, Inner};
 
 /// An activation code is valid for 24 hours from its issue (DOMAIN.md, Mi Apoyo flow step 3).
 const CODE_VALIDITY_SECS: i64 = 24 * 60 * 60;
 /// Code characters: no 0/O, 1/I/L, so a code read from an email and typed is not misread.
 const CODE_ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
-/// Failed activations allowed per device key within [`FAILURE_WINDOW_SECS`] before 429.
-const MAX_FAILURES: i64 = 5;
-/// The rate-limit window: 15 minutes.
-const FAILURE_WINDOW_SECS: i64 = 15 * 60;
 /// Registrations that mail a code, per email address and per device key, within
 /// [`REGISTRATION_WINDOW_SECS`] before 429: enough for a citizen who lost the email or mistyped
 /// the address a few times, too few to flood someone's inbox through this endpoint.
 const MAX_REGISTRATIONS: i64 = 5;
 /// The registration rate-limit window: one hour.
 const REGISTRATION_WINDOW_SECS: i64 = 60 * 60;
-/// The activation nonce is 16 bytes (protocol).
-const NONCE_LEN: usize = 16;
-/// Longest code text accepted (ours are [`limits::ACTIVATION_CODE_LEN`]).
-const MAX_CODE_TEXT: usize = 64;
 /// Longest email address (RFC 5321 path limit).
 const MAX_EMAIL_BYTES: usize = 254;
 
@@ -92,13 +84,16 @@ fn plausible_email(e: &str) -> bool {
 fn check_front(inner: &Inner, req: &RegisterRequest) -> Result<(), ApiError> {
     let invalid = |d: &str| ApiError::new(Reason::RegistrationInvalid, d);
     let id = req.registration_id.as_bytes();
-    let dk = open_from_device(
-        &inner.cfg.key,
-        &req.device_public,
-        id,
-        &req.front_sealed_key,
-    )
-    .map_err(|_| invalid("the card front's sealed key does not open for this device key"))?;
+    // The device sealed to the seal key it was provisioned with: any key of the ring.
+    let dk = inner
+        .cfg
+        .keys
+        .seal
+        .iter()
+        .find_map(|k| {
+            open_from_device(&k.secret, &req.device_public, id, &req.front_sealed_key).ok()
+        })
+        .ok_or_else(|| invalid("the card front's sealed key does not open for this device key"))?;
     let mut probe = ImageProbe::default();
     PartOpener::new(&dk, id, PartKind::Front)?
         .open_to(req.front.len() as u64, &req.front[..], &mut probe)
@@ -178,13 +173,14 @@ fn record_registration(
             params![&subject[..], now],
         )?;
     }
-    // "Send it by email": the development mailbox keeps the latest code per address. Only in
+    // "Send it by email": the development mailbox keeps the latest code per address (lower-cased,
+    // as the rate limit compares addresses). Only in
     // development mode: otherwise the address and the code would sit in the clear, unread.
     if inner.cfg.dev {
         tx.execute(
             "INSERT INTO dev_mailbox (email, code, expires_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (email) DO UPDATE SET code = excluded.code, expires_at = excluded.expires_at",
-            params![req.email, code, expires_at],
+            params![req.email.to_lowercase(), code, expires_at],
         )?;
     }
     tx.commit()?;
@@ -238,34 +234,6 @@ fn check_registration_rate(
     Ok(())
 }
 
-/// A rate limit: at most `max` events in the last `secs` seconds before `now`.
-struct Window {
-    now: i64,
-    secs: i64,
-    max: i64,
-}
-
-/// Refuses with `429 rate_limited` when `count_sql` (`count(*), min(at)` of one subject's
-/// events after `?2`) reaches the window's `max`; `Retry-After` is the time until the oldest
-/// event leaves the window.
-fn refuse_when_over(
-    tx: &Connection,
-    count_sql: &str,
-    subject: &[u8],
-    w: Window,
-    detail: &'static str,
-) -> Result<(), ApiError> {
-    let (count, oldest): (i64, Option<i64>) =
-        tx.query_row(count_sql, params![subject, w.now - w.secs], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-    if count >= w.max {
-        let wait = (oldest.unwrap_or(w.now) + w.secs - w.now).max(1);
-        return Err(ApiError::new(Reason::RateLimited, detail).retry_after(wait as u64));
-    }
-    Ok(())
-}
-
 /// A fresh code no other registration holds.
 fn unused_code(conn: &Connection) -> Result<String, ApiError> {
     // 31^10 ≈ 8·10^14 codes: a clash is rare enough that a few tries always suffice.
@@ -302,157 +270,6 @@ fn random_code() -> Result<String, ApiError> {
         }
     }
     Ok(out)
-}
-
-pub(crate) async fn activate(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let req: ActivateRequest = read_message(
-        &st,
-        &headers,
-        body,
-        limits::MAX_ACTIVATE_BYTES,
-        "activation",
-    )
-    .await?;
-    check_version(req.v)?;
-    if req.nonce.len() != NONCE_LEN {
-        return Err(ApiError::malformed(format!(
-            "the nonce must be {NONCE_LEN} bytes"
-        )));
-    }
-    if req.code.is_empty() || req.code.len() > MAX_CODE_TEXT {
-        return Err(ApiError::malformed(format!(
-            "the code must be 1-{MAX_CODE_TEXT} bytes"
-        )));
-    }
-    let resp = st
-        .db(move |conn, inner| activate_device(conn, inner, &req))
-        .await?;
-    cbor_msg(200, &resp)
-}
-
-/// Checks, in order: the rate limit, the proof, the code (known, this device's, unexpired).
-/// An unknown or foreign code counts as a failure of the presented device key. A bad proof does
-/// not: whoever sent it does not hold that key, and counting it would let anyone lock a device
-/// out by sending garbage with its public key.
-fn activate_device(
-    conn: &mut Connection,
-    inner: &Inner,
-    req: &ActivateRequest,
-) -> Result<ActivateResponse, ApiError> {
-    let now = inner.now();
-    let now_s = unix(now);
-    let window_start = now_s - FAILURE_WINDOW_SECS;
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    refuse_when_over(
-        &tx,
-        "SELECT count(*), min(at) FROM activation_failures WHERE device_public = ?1 AND at > ?2",
-        &req.device_public[..],
-        Window {
-            now: now_s,
-            secs: FAILURE_WINDOW_SECS,
-            max: MAX_FAILURES,
-        },
-        "too many failed activation attempts for this device key",
-    )?;
-    if !proof_valid(inner, req)? {
-        return Err(ApiError::new(
-            Reason::ActivationProofInvalid,
-            "the proof does not verify for this device key",
-        ));
-    }
-    let code = req.code.to_ascii_uppercase();
-    let row: Option<(Vec<u8>, i64)> = tx
-        .query_row(
-            "SELECT device_public, expires_at FROM activation_codes WHERE code = ?1",
-            [&code],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let expires_at = match row {
-        Some((owner, expires_at)) if owner == req.device_public => expires_at,
-        other => {
-            let refusal = match other {
-                None => ApiError::new(Reason::ActivationCodeWrong, "this code was not issued"),
-                Some(_) => ApiError::new(
-                    Reason::ActivationCodeForeignDevice,
-                    "this code was issued to another device key",
-                ),
-            };
-            tx.execute(
-                "DELETE FROM activation_failures WHERE at <= ?1",
-                [window_start],
-            )?;
-            tx.execute(
-                "INSERT INTO activation_failures (device_public, at) VALUES (?1, ?2)",
-                params![&req.device_public[..], now_s],
-            )?;
-            tx.commit()?;
-            return Err(refusal);
-        }
-    };
-    if now_s >= expires_at {
-        return Err(ApiError::new(
-            Reason::ActivationCodeExpired,
-            "the code's 24 hours have passed; register again",
-        ));
-    }
-    // The same signed request sent again (a replay) must not mint another token: each nonce
-    // works once per device key while its code is valid. Not a failure (see above).
-    tx.execute(
-        "DELETE FROM activation_nonces WHERE expires_at <= ?1",
-        [now_s],
-    )?;
-    let fresh_nonce = tx.execute(
-        "INSERT INTO activation_nonces (device_public, nonce, expires_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT DO NOTHING",
-        params![&req.device_public[..], &req.nonce[..], expires_at],
-    )? == 1;
-    if !fresh_nonce {
-        return Err(ApiError::new(
-            Reason::ActivationProofInvalid,
-            "this proof was already used; sign a fresh nonce",
-        ));
-    }
-    let token = random_hex(32)?;
-    tx.execute(
-        "INSERT INTO tokens (token_sha256, device_public, issued_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
-        params![&crypto::sha256(token.as_bytes())[..], &req.device_public[..], now_s, expires_at],
-    )?;
-    tx.commit()?;
-    tracing::info!(device = %device_id_of(&req.device_public), "device activated");
-    Ok(ActivateResponse {
-        v: protocol::VERSION,
-        token,
-        expires_at: from_unix(expires_at),
-        receipt_key: inner.cfg.signer.public(),
-        receipt_key_id: inner.receipt_key_id.clone(),
-        processes: inner
-            .cfg
-            .processes
-            .iter()
-            .filter(|p| p.is_open_at(now))
-            .cloned()
-            .collect(),
-    })
-}
-
-fn proof_valid(inner: &Inner, req: &ActivateRequest) -> Result<bool, ApiError> {
-    let shared = inner.cfg.key.diffie_hellman(&req.device_public);
-    // A low-order device key gives an all-zero secret anyone can compute: never a valid proof.
-    if shared.as_bytes().iter().all(|&b| b == 0) {
-        return Ok(false);
-    }
-    Ok(protocol::verify_activation_proof(
-        &shared,
-        &req.code,
-        &req.nonce,
-        &req.device_public,
-        &req.proof,
-    )?)
 }
 
 #[cfg(test)]

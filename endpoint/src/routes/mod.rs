@@ -1,8 +1,10 @@
 //! The routes of protocol v1 and the middleware around them.
 
-mod commit;
+mod activation;
+pub(crate) mod commit;
 mod dev;
 mod devices;
+mod rate_limit;
 mod uploads;
 
 use apoyo_sync::protocol::{Reason, routes, tus};
@@ -26,7 +28,7 @@ const TUS_VERSION: HeaderName = HeaderName::from_static("tus-version");
 pub fn router(state: AppState) -> Router {
     let mut r = Router::new()
         .route(routes::REGISTER, post(devices::register))
-        .route(routes::ACTIVATE, post(devices::activate))
+        .route(routes::ACTIVATE, post(activation::activate))
         .route(routes::PROCESSES, get(processes))
         .route(
             routes::UPLOADS,

@@ -3,23 +3,27 @@
 //! for requests crafted by hand).
 #![allow(dead_code)]
 
+pub mod kept;
+
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use apoyo_endpoint::{Chaos, EndpointConfig, RunningEndpoint};
-use apoyo_sync::crypto::receipt::ReceiptSigner;
-use apoyo_sync::crypto::{self, DeviceIdentity, PartSealer};
+use apoyo_endpoint::{Chaos, EndpointConfig, KeyRing, RunningEndpoint};
+use apoyo_sync::Clock;
+use apoyo_sync::crypto::{self, DeviceIdentity, Ed25519Secret, PartSealer};
 use apoyo_sync::model::{ImageFormat, ImageFormats};
+use apoyo_sync::protocol::trust;
 use apoyo_sync::protocol::{
     self, ActivateRequest, CommitPart, CommitRequest, ErrorBody, Provider, Reason, RegisterRequest,
 };
 use apoyo_sync::sync::{HttpTransport, TlsConfig};
 use apoyo_sync::{
     CaptureId, CardFields, Collector, CredentialModel, EndpointPublicKey, EndpointSecretKey,
-    FileKeyGuard, Images, Manifest, ManualClock, NewCapture, PartKind, Process, SharedClock, Store,
-    StoreOptions,
+    FileKeyGuard, Images, InePublicKeys, Manifest, ManualClock, NewCapture, PartKind, Process,
+    SharedClock, Store, StoreOptions,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -94,7 +98,12 @@ pub struct Harness {
     pub addr: SocketAddr,
     pub key: EndpointSecretKey,
     pub receipt_public: [u8; 32],
-    pub signer_bytes: [u8; 32],
+    /// The key ring (v1.1): the first seal key is `key`, the first receipt key signs.
+    pub ring: KeyRing,
+    /// The INE root's private key (to rotate the ring in tests).
+    pub root: Ed25519Secret,
+    /// Each activated token's commit-signing key, so `commit` can sign as that device.
+    pub signers: Mutex<HashMap<String, Ed25519Secret>>,
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
     pub clock: Option<ManualClock>,
@@ -115,15 +124,23 @@ impl Harness {
 
     pub async fn start_with(o: Opts) -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let key = EndpointSecretKey::generate().unwrap();
-        let signer = ReceiptSigner::generate().unwrap();
+        let root = Ed25519Secret::generate().unwrap();
+        // Certificates valid from a day before the endpoint's (possibly manual) clock.
+        let now = o
+            .clock
+            .as_ref()
+            .map_or_else(time::OffsetDateTime::now_utc, |c| c.now());
+        let ring = KeyRing::generate(&root, now).unwrap();
+        let key = EndpointSecretKey::from_bytes(*ring.seal[0].secret.as_bytes());
         let mut h = Harness {
             ep: None,
             url: String::new(),
             addr: "127.0.0.1:0".parse().unwrap(),
             key,
-            receipt_public: signer.public(),
-            signer_bytes: signer.to_bytes(),
+            receipt_public: ring.receipt[0].info.key,
+            ring,
+            root,
+            signers: Mutex::new(HashMap::new()),
             dir,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -142,8 +159,7 @@ impl Harness {
     fn config(&self, chaos: Option<Arc<dyn Chaos>>) -> EndpointConfig {
         let mut cfg = EndpointConfig::new(
             db_path(self.dir.path()),
-            EndpointSecretKey::from_bytes(*self.key.as_bytes()),
-            ReceiptSigner::from_bytes(&self.signer_bytes),
+            self.ring.clone(),
             self.processes.clone(),
         );
         cfg.dev = self.dev;
@@ -176,6 +192,21 @@ impl Harness {
 
     pub fn endpoint_public(&self) -> EndpointPublicKey {
         self.key.public()
+    }
+
+    /// What a device of this endpoint is provisioned with.
+    pub fn provisioning(&self) -> InePublicKeys {
+        InePublicKeys {
+            seal_key: self.endpoint_public(),
+            ine_root: self.ring.root,
+        }
+    }
+
+    /// Adds a seal key and a receipt key (certified by the root) and restarts on them.
+    pub async fn rotate(&mut self, at: time::OffsetDateTime) {
+        self.ring.rotate(&self.root, at).unwrap();
+        self.receipt_public = self.ring.receipt.last().unwrap().info.key;
+        self.restart().await;
     }
 
     pub fn blob_dir(&self) -> PathBuf {
@@ -237,7 +268,7 @@ impl Harness {
         let mut store = Store::init(
             &self.dir.path().join(name),
             &kr,
-            self.endpoint_public(),
+            &self.provisioning(),
             None,
             StoreOptions::default(),
         )
@@ -259,6 +290,10 @@ impl Harness {
             .await
             .unwrap();
         assert_eq!(resp.receipt_key, self.receipt_public);
+        self.signers
+            .lock()
+            .unwrap()
+            .insert(resp.token.clone(), store.signing_key().unwrap());
         StoreDevice {
             store,
             token: resp.token,
@@ -286,6 +321,10 @@ impl Harness {
         assert_eq!(a.status, 200, "{:?}", a.error());
         let resp: protocol::ActivateResponse =
             protocol::decode(&a.body, 1 << 22, "activation").unwrap();
+        self.signers
+            .lock()
+            .unwrap()
+            .insert(resp.token.clone(), dev.signer.clone());
         (dev, resp.token)
     }
 
@@ -394,14 +433,28 @@ impl Harness {
         parts
     }
 
+    /// Commits as the device the token was issued to (a v1.1 signed commit).
     pub async fn commit(&self, token: &str, req: &CommitRequest) -> Answer {
-        let id = req.capture_id.to_string();
+        let signed = {
+            let signers = self.signers.lock().unwrap();
+            let key = signers
+                .get(token)
+                .expect("a token activated through the harness");
+            trust::sign_commit(key, req).unwrap()
+        };
+        self.commit_body(token, &req.capture_id, protocol::encode(&signed).unwrap())
+            .await
+    }
+
+    /// Sends `body` as the commit of `id`.
+    pub async fn commit_body(&self, token: &str, id: &CaptureId, body: Vec<u8>) -> Answer {
+        let id = id.to_string();
         self.send(
             self.req(Method::PUT, &format!("/v1/supports/{id}"))
                 .bearer_auth(token)
                 .header("idempotency-key", id)
                 .header("content-type", protocol::CBOR)
-                .body(protocol::encode(req).unwrap()),
+                .body(body),
         )
         .await
     }
@@ -520,6 +573,7 @@ impl StoreDevice {
             parts.push((p.kind, bytes));
         }
         Bundle {
+            seal_key_id: self.store.capture_seal_key_id(id).unwrap(),
             id: *id,
             process_id: info.process_id,
             captured_at: info.captured_at,
@@ -533,6 +587,8 @@ impl StoreDevice {
 /// A capture as sent on the wire.
 #[derive(Clone)]
 pub struct Bundle {
+    /// The key id of the seal key `sealed_key` was sealed to.
+    pub seal_key_id: String,
     pub id: CaptureId,
     pub process_id: String,
     pub captured_at: time::OffsetDateTime,
@@ -551,6 +607,8 @@ impl Bundle {
             collector: self.collector.clone(),
             sealed_key: self.sealed_key.clone(),
             parts,
+            sent_at: time::OffsetDateTime::now_utc(),
+            seal_key_id: self.seal_key_id.clone(),
         }
     }
 
@@ -566,12 +624,18 @@ impl Bundle {
 /// A device identity without a store, for requests crafted by hand.
 pub struct RawDevice {
     pub identity: DeviceIdentity,
+    /// The Ed25519 commit-signing key registered at activation.
+    pub signer: Ed25519Secret,
+    /// The auxiliar id to activate with, if any.
+    pub auxiliar_id: Option<String>,
 }
 
 impl RawDevice {
     pub fn new() -> RawDevice {
         RawDevice {
             identity: DeviceIdentity::generate().unwrap(),
+            signer: Ed25519Secret::generate().unwrap(),
+            auxiliar_id: None,
         }
     }
 
@@ -632,14 +696,23 @@ impl RawDevice {
         let mut nonce = [0u8; 16];
         crypto::fill_random(&mut nonce).unwrap();
         let shared = self.identity.diffie_hellman(&ep.0);
-        let proof =
-            protocol::activation_proof(&shared, code, &nonce, &self.identity.public()).unwrap();
+        let proof = protocol::activation_proof_v11(
+            &shared,
+            code,
+            &nonce,
+            &self.identity.public(),
+            &self.signer.public(),
+            self.auxiliar_id.as_deref(),
+        )
+        .unwrap();
         ActivateRequest {
             v: 1,
             device_public: self.identity.public(),
             code: code.into(),
             nonce: nonce.to_vec(),
             proof,
+            signing_public: Some(self.signer.public()),
+            auxiliar_id: self.auxiliar_id.clone(),
         }
     }
 
@@ -686,6 +759,7 @@ impl RawDevice {
             parts.push((kind, ct));
         }
         Bundle {
+            seal_key_id: ep.key_id(),
             id,
             process_id: spec.process_id,
             captured_at: spec.captured_at,

@@ -1,0 +1,42 @@
+//! Crypto-shredding a capture the endpoint acknowledged: its key wraps deleted, the copy of the
+//! device wrap in its part file's trailer overwritten, its part file removed (ADR 0006).
+
+use std::fs;
+
+use rusqlite::params;
+
+use super::{Store, files, trailer};
+use crate::error::Result;
+use crate::fsutil::fsync_dir;
+use crate::model::CaptureId;
+
+impl Store {
+    /// Crypto-shreds a capture the endpoint acknowledged: deletes both key wraps (the bytes
+    /// become unreadable), overwrites the copy of the device wrap in the part file's trailer,
+    /// then removes the part file, then makes the deletion reach the disk
+    /// (`secure_delete` overwrites freed pages; a TRUNCATE checkpoint empties the WAL, which
+    /// would otherwise still hold the old pages).
+    pub(crate) fn purge(&mut self, id: &CaptureId) -> Result<()> {
+        let now = self.now_text()?;
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "DELETE FROM capture_keys WHERE capture_id = ?1",
+            [id.to_string()],
+        )?;
+        tx.execute(
+            "UPDATE captures SET state = 'purged', total_bytes = 0, updated_at = ?2 WHERE id = ?1 AND state = 'committed'",
+            params![id.to_string(), now],
+        )?;
+        tx.commit()?;
+        let path = files::part_file(&self.dir, id);
+        trailer::shred_trailer(&path)?;
+        match fs::remove_file(&path) {
+            Ok(()) => fsync_dir(&files::parts_dir(&self.dir))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+}
