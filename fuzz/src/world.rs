@@ -41,9 +41,8 @@ pub struct Template {
     pub t0: OffsetDateTime,
     /// The endpoint's key ring (one seal and one receipt key, certified by `root` from `t0`).
     pub ring: KeyRing,
-    /// The INE root's private key (the adversarial endpoint certifies keys of its own with it
-    /// to test the device's other receipt checks).
-    pub root: Ed25519Secret,
+    /// The INE root's private key (kept so a target can certify keys of its own).
+    pub ine_root: Ed25519Secret,
     pub processes: Vec<Process>,
     pub keyring: FileKeyGuard,
     pub devices: Vec<RawDevice>,
@@ -127,8 +126,8 @@ fn build() -> Template {
     let t0 = OffsetDateTime::from_unix_timestamp(OffsetDateTime::now_utc().unix_timestamp())
         .expect("now");
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(t0));
-    let root = Ed25519Secret::generate().expect("INE root");
-    let ring = KeyRing::generate(&root, t0).expect("key ring");
+    let ine_root = Ed25519Secret::generate().expect("INE root");
+    let ring = KeyRing::generate(&ine_root, t0).expect("key ring");
     let processes =
         Process::parse_json_list(bundle::PROCESSES.as_bytes()).expect("example processes");
     let keyring = FileKeyGuard::open_or_create(&root.path().join("keyring")).expect("keyring");
@@ -136,7 +135,7 @@ fn build() -> Template {
         root,
         t0,
         ring,
-        root,
+        ine_root,
         processes,
         keyring,
         devices: Vec::new(),
