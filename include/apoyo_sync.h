@@ -181,6 +181,11 @@ typedef struct {
   // Pinned SHA-256 digests of the endpoint's SubjectPublicKeyInfo, 32 bytes each, back to
   // back; empty for none.
   ApoyoSlice pins;
+  // Required (protocol v1.1): the INE root that certifies the endpoint's keys, as INE
+  // provisions it: the UTF-8 line `apoyo-ine-root-v1 <64 hex>` (the content of the
+  // endpoint's `ine-root.pub`). A capture is deleted only on a receipt that chains to it.
+  // Empty, malformed, another key's line or a private key: `APOYO_CODE_INVALID_ARGUMENT`.
+  ApoyoSlice ine_root;
 } ApoyoProvisioning;
 
 // Engine settings; pass NULL for the defaults.

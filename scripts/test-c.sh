@@ -2,8 +2,9 @@
 # The C ABI test: builds the STATIC library (bridge/ffi, feature "testing") and tests/c/test_ffi.c
 # against include/apoyo_sync.h, starts a real reference endpoint process (`apoyo serve --dev`
 # on a free loopback port), and runs the C program under valgrind: every function and error
-# path, capture -> sync -> receipt. Fails on any C check, any valgrind error, and any definite
-# or indirect leak (no suppressions). Installs gcc, valgrind and curl when missing (Debian).
+# path, capture -> sync -> verified receipt with the endpoint's INE root (its key folder's
+# ine-root.pub), nothing deleted with another root (a second key folder's). Fails on any C
+# check, any valgrind error, and any definite or indirect leak (no suppressions). Installs gcc, valgrind and curl when missing (Debian).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -56,14 +57,19 @@ for _ in $(seq 1 100); do
 done
 [[ -n "$url" ]] || { echo "the endpoint did not start" >&2; exit 1; }
 echo "endpoint at $url"
-pubkey=$(tr -d '[:space:]' <"$work/keys/endpoint.pub")
+# endpoint.pub is `apoyo-seal-pub-v1 <hex>`: the C test takes the 32 bytes in hex; the INE root
+# goes in as the line INE provisions (`apoyo-ine-root-v1 <hex>`), as an app passes it.
+pubkey=$(awk '{print $NF}' "$work/keys/endpoint.pub")
+ine_root=$(head -n1 "$work/keys/ine-root.pub")
+"$apoyo" endpoint-keygen --out "$work/other-keys" >/dev/null
+other_root=$(head -n1 "$work/other-keys/ine-root.pub")
 
 echo "== running under valgrind (leaks: definite and indirect are errors; no suppressions)"
 mkdir -p "$work/stores"
 status=0
 valgrind --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect \
   --errors-for-leak-kinds=definite,indirect --track-origins=yes --log-file="$work/valgrind.log" \
-  "$work/test_ffi" "$url" "$pubkey" "$work/stores" examples/images || status=$?
+  "$work/test_ffi" "$url" "$pubkey" "$ine_root" "$other_root" "$work/stores" examples/images || status=$?
 grep -E "ERROR SUMMARY|definitely lost|indirectly lost|All heap blocks" "$work/valgrind.log" || true
 if [[ $status -ne 0 ]]; then
   cat "$work/valgrind.log" >&2

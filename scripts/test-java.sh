@@ -2,8 +2,9 @@
 # The JNI bridge test: builds the SHARED library (bridge/jni, feature "testing"), compiles the
 # Java API (bridge/jni/java/src/main) and its JUnit 4 tests with the JDK (17+), starts a real
 # reference endpoint process (`apoyo serve --dev` on a free loopback port), and runs the tests
-# on the JVM against the library: capture -> sync -> receipt, every error code's exception,
-# the panic path, close twice, use after close, key guards that throw. Also fails when the Java
+# on the JVM against the library: capture -> sync -> verified receipt with the endpoint's INE
+# root (ine-root.pub), nothing deleted with another key folder's root, every error code's
+# exception, the panic path, close twice, use after close, key guards that throw. Also fails when the Java
 # example in docs/embedding.md differs from ReadmeExample.java. Never skips: when the JDK or
 # JUnit cannot be set up it fails.
 set -euo pipefail
@@ -79,12 +80,18 @@ for _ in $(seq 1 100); do
 done
 [[ -n "$url" ]] || { echo "the endpoint did not start" >&2; exit 1; }
 echo "endpoint at $url"
-pubkey=$(tr -d '[:space:]' <"$work/keys/endpoint.pub")
+# endpoint.pub is `apoyo-seal-pub-v1 <hex>`: the tests take the 32 bytes in hex; the INE root
+# goes in as the line INE provisions (`apoyo-ine-root-v1 <hex>`), as an app passes it.
+pubkey=$(awk '{print $NF}' "$work/keys/endpoint.pub")
+ine_root=$(head -n1 "$work/keys/ine-root.pub")
+"$apoyo" endpoint-keygen --out "$work/other-keys" >/dev/null
+other_root=$(head -n1 "$work/other-keys/ine-root.pub")
 
 echo "== running the JUnit tests on the JVM against $lib"
 tests=$(cd "$jni/src/test/java" && find . -name '*Test.java' | sed 's|^\./||; s|\.java$||; s|/|.|g' | sort)
 java -Xcheck:jni -Djava.library.path="$(dirname "$lib")" \
   -Dapoyo.endpoint="$url" -Dapoyo.pubkey="$pubkey" -Dapoyo.images="$root/examples/images" \
+  -Dapoyo.ineroot="$ine_root" -Dapoyo.otherroot="$other_root" \
   -Djava.io.tmpdir="$work" \
   -cp "$work/classes:$APOYO_JUNIT_CP" org.junit.runner.JUnitCore $tests
 echo "== Java tests passed"

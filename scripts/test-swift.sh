@@ -2,7 +2,8 @@
 # The Swift package test: builds the STATIC library (bridge/ffi, feature "testing") and the
 # apoyo tool on the host, starts a real reference endpoint process (`apoyo serve --dev` on a
 # free loopback port), and runs the XCTest suite of swift/ (ApoyoSync) linked against
-# libapoyo_sync_ffi.a: capture -> sync -> receipt, every error code's mapping, the panic path,
+# libapoyo_sync_ffi.a: capture -> sync -> verified receipt with the endpoint's INE root,
+# nothing deleted with another root, every error code's mapping, the panic path,
 # close twice / use after close, a key guard that throws. Also checks that the Swift example in
 # docs/embedding.md is the one the tests compile (scripts/check-swift-example.sh).
 #
@@ -73,8 +74,14 @@ done
 echo "endpoint at $url"
 
 export APOYO_TEST_ENDPOINT="$url"
-export APOYO_TEST_ENDPOINT_KEY
-APOYO_TEST_ENDPOINT_KEY=$(tr -d '[:space:]' <"$work/keys/endpoint.pub")
+# endpoint.pub is `apoyo-seal-pub-v1 <hex>`: the tests take the 32 bytes in hex; the INE root
+# goes in as the line INE provisions (`apoyo-ine-root-v1 <hex>`), as an app passes it. A second
+# key folder's root is the wrong one (nothing may be deleted under it).
+export APOYO_TEST_ENDPOINT_KEY APOYO_TEST_INE_ROOT APOYO_TEST_OTHER_INE_ROOT
+APOYO_TEST_ENDPOINT_KEY=$(awk '{print $NF}' "$work/keys/endpoint.pub")
+APOYO_TEST_INE_ROOT=$(head -n1 "$work/keys/ine-root.pub")
+"$apoyo" endpoint-keygen --out "$work/other-keys" >/dev/null
+APOYO_TEST_OTHER_INE_ROOT=$(head -n1 "$work/other-keys/ine-root.pub")
 export APOYO_TEST_IMAGES="$root/examples/images"
 filter=()
 [[ -n "${APOYO_SWIFT_FILTER:-}" ]] && filter=(--filter "$APOYO_SWIFT_FILTER")

@@ -11,7 +11,8 @@ use crate::fsutil::fsync_dir;
 use crate::model::CaptureId;
 
 impl Store {
-    /// Crypto-shreds a capture the endpoint acknowledged: deletes both key wraps (the bytes
+    /// Crypto-shreds a capture the endpoint acknowledged (state `committed`; any other state is
+    /// left untouched): deletes both key wraps (the bytes
     /// become unreadable), overwrites the copy of the device wrap in the part file's trailer,
     /// then removes the part file, then makes the deletion reach the disk
     /// (`secure_delete` overwrites freed pages; a TRUNCATE checkpoint empties the WAL, which
@@ -19,13 +20,18 @@ impl Store {
     pub(crate) fn purge(&mut self, id: &CaptureId) -> Result<()> {
         let now = self.now_text()?;
         let tx = self.conn.transaction()?;
+        // Only a committed capture (one whose verified receipt is recorded) is shredded: the
+        // state change comes first, and nothing is deleted when it does not apply.
+        let changed = tx.execute(
+            "UPDATE captures SET state = 'purged', total_bytes = 0, updated_at = ?2 WHERE id = ?1 AND state = 'committed'",
+            params![id.to_string(), now],
+        )?;
+        if changed != 1 {
+            return Ok(());
+        }
         tx.execute(
             "DELETE FROM capture_keys WHERE capture_id = ?1",
             [id.to_string()],
-        )?;
-        tx.execute(
-            "UPDATE captures SET state = 'purged', total_bytes = 0, updated_at = ?2 WHERE id = ?1 AND state = 'committed'",
-            params![id.to_string(), now],
         )?;
         tx.commit()?;
         let path = files::part_file(&self.dir, id);

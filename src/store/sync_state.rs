@@ -326,6 +326,18 @@ impl Store {
         receipt_cbor: &[u8],
         signature: &[u8],
     ) -> Result<()> {
+        self.record_receipt_with_cert(receipt, receipt_cbor, signature, None)
+    }
+
+    /// [`Store::record_receipt`] with the receipt key's certificate (v1.1), all in one
+    /// transaction, so a crash never leaves a committed capture whose receipt lacks its cert.
+    pub(crate) fn record_receipt_with_cert(
+        &mut self,
+        receipt: &Receipt,
+        receipt_cbor: &[u8],
+        signature: &[u8],
+        key_cert: Option<Vec<u8>>,
+    ) -> Result<()> {
         let now = self.now_text()?;
         let id = receipt.capture_id.to_string();
         let result = match receipt.result {
@@ -334,8 +346,8 @@ impl Store {
         };
         let tx = self.conn_mut().transaction()?;
         tx.execute(
-            "INSERT INTO receipts (capture_id, result, counted_at, first_capture_id, receipt, signature, verified, received_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7)
+            "INSERT INTO receipts (capture_id, result, counted_at, first_capture_id, receipt, signature, verified, received_at, key_cert)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8)
              ON CONFLICT (capture_id) DO NOTHING",
             params![
                 id,
@@ -344,7 +356,8 @@ impl Store {
                 receipt.first_capture_id.map(|c| c.to_string()),
                 receipt_cbor,
                 signature,
-                now
+                now,
+                key_cert
             ],
         )?;
         tx.execute(

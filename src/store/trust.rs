@@ -225,17 +225,12 @@ impl Store {
     /// certificate (so it re-verifies against the root when listed), and marks the capture
     /// committed.
     pub fn record_receipt_v11(&mut self, receipt: &Receipt, signed: &SignedReceipt) -> Result<()> {
-        self.record_receipt(receipt, &signed.receipt, &signed.signature)?;
         let cert = signed
             .key_cert
             .as_ref()
             .map(crate::protocol::encode)
             .transpose()?;
-        self.conn().execute(
-            "UPDATE receipts SET key_cert = ?2 WHERE capture_id = ?1",
-            params![receipt.capture_id.to_string(), cert],
-        )?;
-        Ok(())
+        self.record_receipt_with_cert(receipt, &signed.receipt, &signed.signature, cert)
     }
 
     /// Whether a kept receipt verifies: with its key certificate, against the INE root; a

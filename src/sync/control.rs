@@ -78,17 +78,19 @@ impl Run<'_> {
         self.opts.control.as_ref().and_then(|c| c.hold())
     }
 
-    /// Sleeps `wait`, or less when the control changes (a cancel, a new network policy).
+    /// Sleeps `wait` on the store's clock (virtual in a simulation), or less when the control
+    /// changes (a cancel, a new network policy).
     pub(super) async fn sleep_unless_changed(&self, wait: Duration) {
+        let clock = self.store.clock();
         match &self.opts.control {
-            None => tokio::time::sleep(wait).await,
+            None => clock.sleep(wait).await,
             Some(c) => {
                 let changed = c.changed();
                 if c.hold().is_some() {
                     return;
                 }
                 tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
+                    _ = clock.sleep(wait) => {}
                     _ = changed => {}
                 }
             }

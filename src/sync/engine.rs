@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::time::Instant;
+use std::time::Instant;
 
 use super::client::{Client, Failure};
 use super::control::{Hold, RunControl};
@@ -132,7 +132,9 @@ pub async fn run(
     transport: &dyn Transport,
     opts: SyncOptions,
 ) -> Result<SyncReport> {
-    let start = Instant::now();
+    // Budget time comes from the store's clock: monotonic in production, virtual in a
+    // simulation.
+    let start = store.clock().instant();
     let mut report = SyncReport {
         committed: 0,
         duplicates: 0,
@@ -185,7 +187,8 @@ pub async fn run(
 
 impl Run<'_> {
     pub(super) fn remaining(&self) -> Duration {
-        self.deadline.saturating_duration_since(Instant::now())
+        self.deadline
+            .saturating_duration_since(self.store.clock().instant())
     }
 
     async fn refresh_catalog(&mut self) -> Result<()> {
@@ -301,6 +304,11 @@ impl Run<'_> {
             // Held back (cancel, network policy): not the endpoint's fault, no attempt counted.
             return Ok(Item::Held(h));
         }
+        #[cfg(feature = "test-bugs")]
+        if super::test_bugs::transient_is_permanent(&failure) {
+            self.quarantine(id, &failure.describe())?;
+            return Ok(Item::Quarantined);
+        }
         match failure.action() {
             Action::Quarantine => {
                 self.quarantine(id, &failure.describe())?;
@@ -364,6 +372,8 @@ impl Run<'_> {
             seal_key_id: self.store.capture_seal_key_id(id)?,
         };
         let signed_commit = protocol::trust::sign_commit(&self.store.signing_key()?, &msg)?;
+        #[cfg(feature = "test-bugs")]
+        super::test_bugs::before_commit(self.store, id)?;
         let t = self.remaining();
         let (_status, signed) = match self.client.commit(id, &signed_commit, t).await? {
             Ok(r) => r,

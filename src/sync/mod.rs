@@ -10,6 +10,8 @@
 //! - [`device`]: registration and activation.
 //! - [`retry`]: backoff with full jitter, `Retry-After`.
 //! - [`faults`]: a seeded fault-injecting transport (demo, tests, field tests).
+//! - `test_bugs` (feature `test-bugs`, test builds only): deliberately broken variants the
+//!   simulation must catch.
 //!
 //! The blocking entry points ([`sync_blocking`], [`register_blocking`], [`activate_blocking`])
 //! run the async code on a current-thread runtime: what the CLI and the C ABI call.
@@ -21,6 +23,8 @@ pub mod engine;
 pub mod faults;
 pub mod pinning;
 pub mod retry;
+#[cfg(feature = "test-bugs")]
+pub mod test_bugs;
 pub mod transport;
 mod upload;
 

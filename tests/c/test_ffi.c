@@ -3,8 +3,11 @@
  * endpoint process (`apoyo serve --dev`). It calls every function of include/apoyo_sync.h and
  * every error path: NULL, forged and closed handles, bad arguments, refusals of the core, the
  * host key guard refusing, a panic inside the library, cancel and status from another thread.
+ * Protocol v1.1: the INE root is required; with the endpoint's root the flow reaches a verified
+ * COUNTED receipt; with another root's line nothing is deleted (the capture is quarantined).
  *
- * usage: test_ffi <endpoint url> <endpoint public key hex> <work dir> <images dir>
+ * usage: test_ffi <endpoint url> <endpoint public key hex> <INE root line> <other INE root
+ *        line> <work dir> <images dir>
  */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
@@ -163,6 +166,7 @@ static void on_destroy(void *ctx) {
 /* ---- helpers over a live endpoint ---- */
 
 static const char *endpoint_url;
+static const char *endpoint_key_hex;
 
 static char *mailbox_code(const char *email) {
   char cmd[1024], out[1024] = {0};
@@ -213,7 +217,8 @@ static void *sync_thread(void *arg) {
 
 static unsigned char key[32];
 static ApoyoProvisioning prov;
-static char dir_a[1024], dir_b[1024];
+static const char *other_root; /* another endpoint's INE root line */
+static char dir_a[1024], dir_b[1024], dir_c[1024];
 
 static void boundary_paths(void) {
   /* Codes the bridge forces: every one comes back with its message; a panic is caught. */
@@ -244,6 +249,34 @@ static void boundary_paths(void) {
   EXPECT(APOYO_CODE_INVALID_HANDLE, apoyo_engine_set_network(forged, 1));
 }
 
+/* The INE root is required and must be an INE root line; nothing is created without one. */
+static void root_paths(ApoyoKeyGuard *kg) {
+  ApoyoEngine *e = NULL;
+  ApoyoProvisioning p = prov;
+  ApoyoSlice none = {NULL, 0};
+  p.ine_root = none;
+  EXPECT(APOYO_CODE_INVALID_ARGUMENT, apoyo_engine_init(str(dir_a), kg, &p, NULL, &e));
+  CHECK(strstr(message, "ine_root is required") != NULL, "missing root: %s", message);
+  p.ine_root = str("  \n");
+  EXPECT(APOYO_CODE_INVALID_ARGUMENT, apoyo_engine_init(str(dir_a), kg, &p, NULL, &e));
+  CHECK(strstr(message, "ine_root is required") != NULL, "blank root: %s", message);
+  /* The seal key's line where the root belongs: another key's tag. */
+  char seal_line[128];
+  snprintf(seal_line, sizeof seal_line, "apoyo-seal-pub-v1 %s", endpoint_key_hex);
+  p.ine_root = str(seal_line);
+  EXPECT(APOYO_CODE_INVALID_ARGUMENT, apoyo_engine_init(str(dir_a), kg, &p, NULL, &e));
+  CHECK(strstr(message, "ine_root") && strstr(message, endpoint_key_hex) == NULL,
+        "seal line as root: %s", message);
+  p.ine_root = str(endpoint_key_hex); /* bare hex: the tag is required */
+  EXPECT(APOYO_CODE_INVALID_ARGUMENT, apoyo_engine_init(str(dir_a), kg, &p, NULL, &e));
+  p.ine_root = str("apoyo-ine-root-v1 0000000000000000000000000000000000000000000000000000000000000000");
+  EXPECT(APOYO_CODE_INVALID_ARGUMENT, apoyo_engine_init(str(dir_a), kg, &p, NULL, &e));
+  const uint8_t bad_utf8[] = {0xff, 0xfe};
+  p.ine_root = bytes(bad_utf8, 2);
+  EXPECT(APOYO_CODE_INVALID_ARGUMENT, apoyo_engine_init(str(dir_a), kg, &p, NULL, &e));
+  CHECK(e == NULL, "no handle without a root");
+}
+
 static void opening_paths(Guard *g, ApoyoKeyGuard *kg) {
   ApoyoEngine *e = NULL;
   ApoyoKeyGuard no_cb = {g, NULL, NULL};
@@ -262,6 +295,7 @@ static void opening_paths(Guard *g, ApoyoKeyGuard *kg) {
   ApoyoProvisioning bad_pins = prov;
   bad_pins.pins = bytes(key, 31);
   EXPECT(APOYO_CODE_INVALID_ARGUMENT, apoyo_engine_init(str(dir_a), kg, &bad_pins, NULL, &e));
+  root_paths(kg);
   EXPECT(APOYO_CODE_NO_STORE, apoyo_engine_open(str(dir_a), kg, &prov, NULL, &e));
   g->unavailable = 1;
   EXPECT(APOYO_CODE_KEY_UNAVAILABLE, apoyo_engine_init(str(dir_b), kg, &prov, NULL, &e));
@@ -419,22 +453,79 @@ static void store_paths(ApoyoEngine *e, Listener *l) {
   free(rejected);
 }
 
+/* A device provisioned with ANOTHER endpoint's INE root: the endpoint counts its capture, but
+ * the receipt does not chain to the root it holds, so nothing is deleted: the capture is
+ * quarantined (receipt_invalid) with every byte, no receipt is kept, retry requeues it. And a
+ * store made with one root refuses to open with another. */
+static void wrong_root(ApoyoKeyGuard *kg) {
+  ApoyoProvisioning p = prov;
+  p.ine_root = str(other_root);
+  ApoyoEngine *e = NULL;
+  EXPECT(APOYO_CODE_KEY_UNAVAILABLE, apoyo_engine_open(str(dir_a), kg, &p, NULL, &e));
+  CHECK(e == NULL, "no handle with another root");
+  EXPECT(APOYO_CODE_OK, apoyo_engine_init(str(dir_c), kg, &p, NULL, &e));
+  int64_t t = 0;
+  EXPECT(APOYO_CODE_OK, apoyo_engine_register(e, str(endpoint_url), str("w@example.org"),
+                                              APOYO_PROVIDER_GOOGLE, bytes(front, front_len), &t));
+  char *code = mailbox_code("w@example.org");
+  EXPECT(APOYO_CODE_OK, apoyo_engine_activate(e, str(code), &t));
+  free(code);
+  char *id = NULL;
+  EXPECT(APOYO_CODE_OK, capture(e, "revocacion-2022", "DDDXYZ90010101H004", &id));
+  ApoyoSyncReport r;
+  EXPECT(APOYO_CODE_OK, apoyo_engine_sync(e, 60000, &r));
+  CHECK(r.committed == 0 && r.quarantined == 1 && r.pending == 0,
+        "wrong root: committed %llu quarantined %llu pending %llu",
+        (unsigned long long)r.committed, (unsigned long long)r.quarantined,
+        (unsigned long long)r.pending);
+  ApoyoStatus st;
+  EXPECT(APOYO_CODE_OK, apoyo_engine_status(e, &st));
+  CHECK(st.purged == 0 && st.quarantined == 1 && st.pending_bytes > 0,
+        "wrong root: purged %llu quarantined %llu pending bytes %llu",
+        (unsigned long long)st.purged, (unsigned long long)st.quarantined,
+        (unsigned long long)st.pending_bytes);
+  ApoyoBuffer list = {0};
+  EXPECT(APOYO_CODE_OK, apoyo_engine_captures(e, &list));
+  char *caps = take_text(list);
+  CHECK(strstr(caps, id) && strstr(caps, "\"state\":\"quarantined\"") &&
+            strstr(caps, "receipt_invalid"),
+        "wrong root captures %s", caps);
+  free(caps);
+  EXPECT(APOYO_CODE_OK, apoyo_engine_receipts(e, &list));
+  char *receipts = take_text(list);
+  CHECK(strstr(receipts, id) == NULL, "no receipt kept: %s", receipts);
+  free(receipts);
+  EXPECT(APOYO_CODE_OK, apoyo_engine_retry(e, str(id)));
+  EXPECT(APOYO_CODE_OK, apoyo_engine_status(e, &st));
+  CHECK(st.captured == 1 && st.purged == 0, "requeued: captured %llu",
+        (unsigned long long)st.captured);
+  free(id);
+  EXPECT(APOYO_CODE_OK, apoyo_engine_close(e));
+}
+
 int main(int argc, char **argv) {
-  if (argc != 5) {
-    fprintf(stderr, "usage: %s <endpoint url> <endpoint key hex> <work dir> <images dir>\n", argv[0]);
+  if (argc != 7) {
+    fprintf(stderr,
+            "usage: %s <endpoint url> <endpoint key hex> <INE root line> <other INE root line> "
+            "<work dir> <images dir>\n",
+            argv[0]);
     return 2;
   }
   endpoint_url = argv[1];
+  endpoint_key_hex = argv[2];
   for (int i = 0; i < 32; i++) sscanf(argv[2] + 2 * i, "%2hhx", &key[i]);
-  snprintf(dir_a, sizeof dir_a, "%s/store-a", argv[3]);
-  snprintf(dir_b, sizeof dir_b, "%s/store-b", argv[3]);
-  front = read_file(argv[4], "front.jpg", &front_len);
-  back = read_file(argv[4], "back.jpg", &back_len);
-  selfie = read_file(argv[4], "selfie.jpg", &selfie_len);
-  signature = read_file(argv[4], "signature.png", &signature_len);
+  other_root = argv[4];
+  snprintf(dir_a, sizeof dir_a, "%s/store-a", argv[5]);
+  snprintf(dir_b, sizeof dir_b, "%s/store-b", argv[5]);
+  snprintf(dir_c, sizeof dir_c, "%s/store-c", argv[5]);
+  front = read_file(argv[6], "front.jpg", &front_len);
+  back = read_file(argv[6], "back.jpg", &back_len);
+  selfie = read_file(argv[6], "selfie.jpg", &selfie_len);
+  signature = read_file(argv[6], "signature.png", &signature_len);
   prov.endpoint_public_key = bytes(key, 32);
   prov.ca_pem = str("");
   prov.pins = str("");
+  prov.ine_root = str(argv[3]);
 
   Guard g = {7, 0};
   ApoyoKeyGuard kg = {&g, guard_wrap, guard_unwrap};
@@ -468,9 +559,12 @@ int main(int argc, char **argv) {
   EXPECT(APOYO_CODE_OK, apoyo_engine_receipts(e2, &list));
   char *receipts = take_text(list);
   CHECK(strstr(receipts, "counted") != NULL, "receipts after reopen %s", receipts);
+  CHECK(strstr(receipts, "\"verified\":true") != NULL, "verified after reopen %s", receipts);
   free(receipts);
   EXPECT(APOYO_CODE_OK, apoyo_engine_set_listener(e2, NULL));
   EXPECT(APOYO_CODE_OK, apoyo_engine_close(e2));
+
+  wrong_root(&kg);
 
   /* A store that cannot be used is moved aside, every byte kept. */
   ApoyoBuffer moved = {0};

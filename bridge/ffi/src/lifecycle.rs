@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use apoyo_sync::{Collector, EndpointPublicKey, Engine, EngineOptions, Provisioning, TlsConfig};
+use apoyo_sync::{
+    Collector, EndpointPublicKey, Engine, EngineOptions, IneRoot, Provisioning, TlsConfig,
+};
 
 use crate::boundary::{
     self, ApoyoEngine, Failure, Outcome, bytes, call, issue, need, put, retire, text,
@@ -72,6 +74,8 @@ unsafe fn provisioning(p: *const ApoyoProvisioning) -> Outcome<Provisioning> {
     let ca = unsafe { bytes(p.ca_pem, "ca_pem") }?;
     // SAFETY: as above.
     let pins = unsafe { bytes(p.pins, "pins") }?;
+    // SAFETY: as above.
+    let root = unsafe { text(p.ine_root, "ine_root") }?;
     if !pins.len().is_multiple_of(32) {
         return Err(Failure::argument(
             "pins must be 32-byte digests back to back",
@@ -86,11 +90,21 @@ unsafe fn provisioning(p: *const ApoyoProvisioning) -> Outcome<Provisioning> {
                 .filter_map(|c| c.try_into().ok())
                 .collect(),
         },
-        // Protocol v1.1: ApoyoProvisioning has no INE root field yet, so an engine made
-        // through the C ABI trusts no receipt and deletes nothing (supports stay queued) until
-        // the bridge passes one (`apoyo-ine-root-v1`, docs/protocol.md 5.7).
-        ine_root: None,
+        ine_root: Some(ine_root(root, "ine_root")?),
     })
+}
+
+/// The INE root a bridge was given (`field` names the argument): required, in its provisioned
+/// text form `apoyo-ine-root-v1 <64 hex>` (docs/protocol.md 5.7). The tag catches a seal key,
+/// a private key or another key's line passed in its place. Missing or malformed is
+/// `INVALID_ARGUMENT`; the message never echoes the text.
+pub fn ine_root(text: &str, field: &str) -> Outcome<IneRoot> {
+    if text.trim().is_empty() {
+        return Err(Failure::argument(format!(
+            "{field} is required: the INE root line INE provisions (apoyo-ine-root-v1 <64 hex>)"
+        )));
+    }
+    IneRoot::from_text(text).map_err(|e| Failure::argument(format!("{field}: {e}")))
 }
 
 /// # Safety

@@ -1,11 +1,12 @@
 //! Natives that create, close and set aside engines (Java class `mx.ine.apoyo.sync.Native`).
-//! `SyncEngine.create` / `open` call `open` with the provisioning INE ships (endpoint key, CA,
-//! pins) and the options; the handle they get back is an apoyo-ffi registry key.
+//! `SyncEngine.create` / `open` call `open` with the provisioning INE ships (endpoint key, INE
+//! root, CA, pins) and the options; the handle they get back is an apoyo-ffi registry key.
 
 use std::path::Path;
 
 use apoyo_sync::{Collector, EndpointPublicKey, Engine, EngineOptions, Provisioning, TlsConfig};
 use apoyo_sync_ffi::boundary::Failure;
+use apoyo_sync_ffi::lifecycle::ine_root;
 use jni::EnvUnowned;
 use jni::objects::{JByteArray, JClass, JObject, JString};
 use jni::sys::{jboolean, jlong};
@@ -14,7 +15,12 @@ use crate::boundary::{self, JResult, run};
 use crate::convert::{bytes, opt_bytes, opt_text, text};
 use crate::keyguard::JavaGuard;
 
-fn provisioning(key: Vec<u8>, ca: Vec<u8>, pins: Vec<u8>) -> JResult<Provisioning> {
+fn provisioning(
+    key: Vec<u8>,
+    root: Option<String>,
+    ca: Vec<u8>,
+    pins: Vec<u8>,
+) -> JResult<Provisioning> {
     let key: [u8; 32] = key
         .try_into()
         .map_err(|_| Failure::argument("endpointPublicKey must be 32 bytes"))?;
@@ -30,9 +36,8 @@ fn provisioning(key: Vec<u8>, ca: Vec<u8>, pins: Vec<u8>) -> JResult<Provisionin
                 .filter_map(|c| c.try_into().ok())
                 .collect(),
         },
-        // Protocol v1.1: the Java API passes no INE root yet, so an engine made through JNI
-        // trusts no receipt and deletes nothing (supports stay queued) until it does.
-        ine_root: None,
+        // Required (protocol v1.1): null or empty is INVALID_ARGUMENT, as in the C ABI.
+        ine_root: Some(ine_root(root.as_deref().unwrap_or(""), "ineRoot")?),
     })
 }
 
@@ -46,9 +51,9 @@ fn options(disk_reserve: jlong, auxiliar: Option<String>) -> EngineOptions {
 }
 
 /// `static native long open(boolean create, String dir, KeyGuard guard, byte[] endpointKey,
-/// byte[] caPem, byte[] pins, long diskReserveBytes, String auxiliarId)`: creates (`create`)
-/// or opens the store in `dir`; a negative reserve is the default, a null auxiliar the
-/// citizen's own phone.
+/// String ineRoot, byte[] caPem, byte[] pins, long diskReserveBytes, String auxiliarId)`:
+/// creates (`create`) or opens the store in `dir`; a negative reserve is the default, a null
+/// auxiliar the citizen's own phone.
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
 pub extern "system" fn Java_mx_ine_apoyo_sync_Native_open<'l>(
@@ -58,6 +63,7 @@ pub extern "system" fn Java_mx_ine_apoyo_sync_Native_open<'l>(
     dir: JString<'l>,
     guard: JObject<'l>,
     endpoint_key: JByteArray<'l>,
+    ine_root_text: JString<'l>,
     ca_pem: JByteArray<'l>,
     pins: JByteArray<'l>,
     disk_reserve: jlong,
@@ -74,6 +80,7 @@ pub extern "system" fn Java_mx_ine_apoyo_sync_Native_open<'l>(
         let guard = JavaGuard::new(env, &guard)?;
         let prov = provisioning(
             bytes(env, &endpoint_key, "endpointPublicKey")?,
+            opt_text(env, &ine_root_text)?,
             opt_bytes(env, &ca_pem)?,
             opt_bytes(env, &pins)?,
         )?;

@@ -55,10 +55,14 @@ public final class SyncEngine: @unchecked Sendable {
             try withSlice(p.endpointPublicKey) { key in
                 try withSlice(p.caPEM) { ca in
                     try withSlice(pins) { pinSlice in
-                        try withSlice(o.auxiliarId ?? "") { aux in
-                            var prov = ApoyoProvisioning(endpoint_public_key: key, ca_pem: ca, pins: pinSlice)
-                            var opts = ApoyoOptions(disk_reserve_bytes: o.diskReserveBytes ?? UInt64.max, auxiliar_id: aux)
-                            try withCKeyGuard(keyGuard) { g in try check(opener(dir, g, &prov, &opts, &handle)) }
+                        try withSlice(p.ineRoot) { root in
+                            try withSlice(o.auxiliarId ?? "") { aux in
+                                var prov = ApoyoProvisioning(
+                                    endpoint_public_key: key, ca_pem: ca, pins: pinSlice, ine_root: root)
+                                var opts = ApoyoOptions(
+                                    disk_reserve_bytes: o.diskReserveBytes ?? UInt64.max, auxiliar_id: aux)
+                                try withCKeyGuard(keyGuard) { g in try check(opener(dir, g, &prov, &opts, &handle)) }
+                            }
                         }
                     }
                 }

@@ -4,15 +4,23 @@
 import CApoyoSync
 import Foundation
 
-/// What INE ships in the app: the endpoint's X25519 public key (32 bytes), its CA (PEM) and
-/// SubjectPublicKeyInfo SHA-256 pins (32 bytes each). TLS trusts these, not the platform store.
+/// What INE ships in the app: the endpoint's X25519 public key (32 bytes), the INE root, its
+/// CA (PEM) and SubjectPublicKeyInfo SHA-256 pins (32 bytes each). TLS trusts these, not the
+/// platform store.
+///
+/// `ineRoot` is required (protocol v1.1): the Ed25519 key that certifies the endpoint's keys,
+/// as INE provisions it, the line `apoyo-ine-root-v1 <64 hex>` (the endpoint's `ine-root.pub`).
+/// A capture is deleted only on a receipt that chains to it. Empty or not an INE root line:
+/// `SyncEngine.create` / `open` throw `.invalidArgument`.
 public struct Provisioning: Sendable {
     public var endpointPublicKey: [UInt8]
+    public var ineRoot: String
     public var caPEM: String
     public var pins: [[UInt8]]
 
-    public init(endpointPublicKey: [UInt8], caPEM: String = "", pins: [[UInt8]] = []) {
+    public init(endpointPublicKey: [UInt8], ineRoot: String, caPEM: String = "", pins: [[UInt8]] = []) {
         self.endpointPublicKey = endpointPublicKey
+        self.ineRoot = ineRoot
         self.caPEM = caPEM
         self.pins = pins
     }

@@ -9,6 +9,8 @@ import ApoyoSync
 func captureAndSend(store: String, keyGuard: KeyGuard, provisioning: Provisioning,
                     capture: Capture) async throws -> SyncReport {
     // On iOS: keyGuard = try SecureEnclaveKeyGuard(tag: "mx.ine.apoyo.master")
+    // provisioning = Provisioning(endpointPublicKey: sealKey,
+    //                             ineRoot: "apoyo-ine-root-v1 <64 hex>")  // both from INE
     let engine = try SyncEngine.open(directory: store, keyGuard: keyGuard,
                                      provisioning: provisioning)
     defer { try? engine.close() }  // deinit would close it too

@@ -2,7 +2,8 @@
 // scripts/test-swift.sh): register, activate with the dev-mailbox code, processes, captures and
 // their refusals, network policies, a sync cancelled from Swift while it runs, then
 // capture -> sync -> verified receipt, retry of a quarantined capture, reopen, and the
-// Embedding example run against the same store.
+// Embedding example run against the same store; and a device provisioned with another INE
+// root, which deletes nothing.
 
 import Foundation
 import XCTest
@@ -54,12 +55,46 @@ final class FlowTests: XCTestCase {
         try again.close()
     }
 
-    private func registerAndActivate(_ engine: SyncEngine, _ ep: Endpoint) throws {
+    /// A device provisioned with ANOTHER key folder's INE root: the endpoint counts the capture,
+    /// but its receipt does not chain to the root the device holds, so nothing is deleted: the
+    /// capture is quarantined (receipt_invalid) with every byte and no receipt is kept. A store
+    /// made with one root refuses to open with another.
+    func testAnotherIneRootDeletesNothing() async throws {
+        let ep = try Endpoint.fromEnvironment()
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = dir.appendingPathComponent("store").path
+        let keyGuard = ToyGuard(device: 9)
+        var other = ep.provisioning
+        other.ineRoot = ep.otherIneRoot
+
+        let engine = try SyncEngine.create(directory: store, keyGuard: keyGuard, provisioning: other)
+        try registerAndActivate(engine, ep, email: "swift-other-root@example.org")
+        let id = try engine.capture(ep.capture(process: "revocacion-2022", clave: "DDDXYZ90010101H004"))
+        let report = try await engine.sync(budgetMilliseconds: 60_000)
+        XCTAssertEqual(report.committed, 0, "\(report)")
+        XCTAssertEqual(report.quarantined, 1)
+        XCTAssertEqual(report.pending, 0)
+        let st = try engine.status()
+        XCTAssertEqual(st.purged, 0)
+        XCTAssertEqual(st.quarantined, 1)
+        XCTAssertGreaterThan(st.pendingBytes, 0, "every byte kept")
+        let kept = try engine.captures().first { $0.id == id }
+        XCTAssertEqual(kept?.state, .quarantined)
+        XCTAssertEqual(kept?.reason, "receipt_invalid")
+        XCTAssertEqual(try engine.receipts(), [])
+        try engine.retry(captureId: id)
+        XCTAssertEqual(try engine.status().captured, 1)
+        try engine.close()
+        assertThrows(.keyUnavailable, try SyncEngine.open(directory: store, keyGuard: keyGuard, provisioning: ep.provisioning))
+    }
+
+    private func registerAndActivate(_ engine: SyncEngine, _ ep: Endpoint, email: String = "swift@example.org") throws {
         let front = try ep.image("front.jpg")
         assertThrows(.invalid, try engine.register(url: ep.url, email: "not an address", provider: .google, front: front))
-        let expires = try engine.register(url: ep.url, email: "swift@example.org", provider: .google, front: front)
+        let expires = try engine.register(url: ep.url, email: email, provider: .google, front: front)
         XCTAssertGreaterThan(expires.timeIntervalSinceNow, 0)
-        let code = try blockingMailboxCode(ep, "swift@example.org")
+        let code = try blockingMailboxCode(ep, email)
         assertThrows(.activation, try engine.activate(code: "ZZZZZZZZZZ"))
         XCTAssertGreaterThan(try engine.activate(code: code).timeIntervalSinceNow, 0)
     }

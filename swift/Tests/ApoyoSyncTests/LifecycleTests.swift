@@ -8,7 +8,7 @@ import XCTest
 
 final class LifecycleTests: XCTestCase {
     private var dir: URL!
-    private let prov = Provisioning(endpointPublicKey: [UInt8](repeating: 9, count: 32))
+    private let prov = Provisioning(endpointPublicKey: [UInt8](repeating: 9, count: 32), ineRoot: fixedRoot)
 
     override func setUpWithError() throws { dir = try temporaryDirectory() }
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
@@ -18,9 +18,9 @@ final class LifecycleTests: XCTestCase {
     func testOpeningErrors() throws {
         assertThrows(.noStore, try SyncEngine.open(directory: store, keyGuard: ToyGuard(device: 1), provisioning: prov))
         assertThrows(.invalidArgument, try SyncEngine.create(directory: "", keyGuard: ToyGuard(device: 1), provisioning: prov))
-        let shortKey = Provisioning(endpointPublicKey: [UInt8](repeating: 9, count: 31))
+        let shortKey = Provisioning(endpointPublicKey: [UInt8](repeating: 9, count: 31), ineRoot: fixedRoot)
         assertThrows(.invalidArgument, try SyncEngine.create(directory: store, keyGuard: ToyGuard(device: 1), provisioning: shortKey))
-        let badPins = Provisioning(endpointPublicKey: prov.endpointPublicKey, pins: [[1, 2, 3]])
+        let badPins = Provisioning(endpointPublicKey: prov.endpointPublicKey, ineRoot: fixedRoot, pins: [[1, 2, 3]])
         assertThrows(.invalidArgument, try SyncEngine.create(directory: store, keyGuard: ToyGuard(device: 1), provisioning: badPins))
 
         let engine = try SyncEngine.create(directory: store, keyGuard: ToyGuard(device: 1), provisioning: prov)
@@ -32,6 +32,28 @@ final class LifecycleTests: XCTestCase {
         assertThrows(.invalidArgument, try engine.retry(captureId: "not-an-id"))
         assertThrows(.unknownCapture, try engine.retry(captureId: "0193a3c4-0000-7000-8000-000000000000"))
         try engine.close()
+    }
+
+    /// Protocol v1.1: the INE root is required, as the line INE provisions; nothing is created
+    /// without it.
+    func testAMissingOrMalformedIneRootIsRefused() throws {
+        let g = ToyGuard(device: 1)
+        func refused(_ root: String) -> ApoyoError? {
+            var p = prov
+            p.ineRoot = root
+            return assertThrows(.invalidArgument, try SyncEngine.create(directory: store, keyGuard: g, provisioning: p))
+        }
+        let missing = refused("")
+        XCTAssertTrue(missing?.message.contains("ine_root is required") ?? false, "\(String(describing: missing))")
+        refused(" \n")
+        let hexPart = String(fixedRoot.split(separator: " ")[1])
+        let sealLine = refused("apoyo-seal-pub-v1 \(hexPart)")
+        XCTAssertTrue(sealLine?.message.contains("ine_root") ?? false)
+        XCTAssertFalse(sealLine?.message.contains(hexPart) ?? true, "the message never echoes the key")
+        refused(hexPart)
+        refused("apoyo-ine-root-v1 " + String(repeating: "00", count: 32))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: store), "nothing created without a root")
+        try SyncEngine.create(directory: store, keyGuard: g, provisioning: prov).close()
     }
 
     func testAKeyGuardThatThrows() throws {

@@ -1,6 +1,7 @@
 // What the XCTest cases share: a toy key guard (per "device"), a guard that throws, a counting
 // listener that can hold a sync at its start, and the live endpoint scripts/test-swift.sh
-// starts (`apoyo serve --dev`): its URL, public key, dev mailbox and the example images.
+// starts (`apoyo serve --dev`): its URL, public key, INE root (and another key folder's), dev
+// mailbox and the example images.
 
 import CApoyoSync
 import Foundation
@@ -87,25 +88,35 @@ final class CountingListener: SyncListener {
     }
 }
 
+/// A well-formed INE root line (the Ed25519 base point) for the tests that need no endpoint;
+/// no endpoint's receipts chain to it.
+let fixedRoot = "apoyo-ine-root-v1 5866666666666666666666666666666666666666666666666666666666666666"
+
 /// The live endpoint and fixtures, from the environment scripts/test-swift.sh sets. A test
 /// that needs them FAILS (never skips) when they are missing.
 struct Endpoint {
     let url: String
     let publicKey: [UInt8]
+    /// The endpoint's INE root line (its key folder's ine-root.pub).
+    let ineRoot: String
+    /// Another key folder's INE root line: the endpoint's receipts do not chain to it.
+    let otherIneRoot: String
     let images: URL
 
     static func fromEnvironment(file: StaticString = #filePath, line: UInt = #line) throws -> Endpoint {
         let env = Foundation.ProcessInfo.processInfo.environment
         guard let url = env["APOYO_TEST_ENDPOINT"], let key = env["APOYO_TEST_ENDPOINT_KEY"],
+              let root = env["APOYO_TEST_INE_ROOT"], let other = env["APOYO_TEST_OTHER_INE_ROOT"],
               let images = env["APOYO_TEST_IMAGES"]
         else {
-            XCTFail("APOYO_TEST_ENDPOINT, APOYO_TEST_ENDPOINT_KEY and APOYO_TEST_IMAGES are not set: run scripts/test-swift.sh", file: file, line: line)
+            XCTFail("APOYO_TEST_ENDPOINT, APOYO_TEST_ENDPOINT_KEY, APOYO_TEST_INE_ROOT, APOYO_TEST_OTHER_INE_ROOT and APOYO_TEST_IMAGES are not set: run scripts/test-swift.sh", file: file, line: line)
             throw ApoyoError(code: .invalidArgument, rawCode: 103, message: "no endpoint")
         }
-        return Endpoint(url: url, publicKey: hex(key), images: URL(fileURLWithPath: images))
+        return Endpoint(
+            url: url, publicKey: hex(key), ineRoot: root, otherIneRoot: other, images: URL(fileURLWithPath: images))
     }
 
-    var provisioning: Provisioning { Provisioning(endpointPublicKey: publicKey) }
+    var provisioning: Provisioning { Provisioning(endpointPublicKey: publicKey, ineRoot: ineRoot) }
 
     func image(_ name: String) throws -> [UInt8] {
         Array(try Data(contentsOf: images.appendingPathComponent(name)))

@@ -10,7 +10,7 @@ final class Native {
     private Native() {}
 
     static native long open(boolean create, String dir, KeyGuard guard, byte[] endpointKey,
-            byte[] caPem, byte[] pins, long diskReserveBytes, String auxiliarId)
+            String ineRoot, byte[] caPem, byte[] pins, long diskReserveBytes, String auxiliarId)
             throws SyncException;
 
     static native void close(long handle) throws SyncException;

@@ -40,6 +40,7 @@ public final class SyncEngine implements AutoCloseable {
         EngineOptions o = options == null ? new EngineOptions() : options;
         return new SyncEngine(Native.open(create, dir == null ? null : dir.getPath(), guard,
                 provisioning == null ? null : provisioning.endpointPublicKey,
+                provisioning == null ? null : provisioning.ineRoot,
                 provisioning == null ? null : provisioning.caPem,
                 provisioning == null ? null : provisioning.pins, o.diskReserveBytes, o.auxiliarId));
     }

@@ -1,7 +1,7 @@
 // capture -> sync -> receipt from Java against a real reference endpoint process (apoyo serve
 // --dev, started by scripts/test-java.sh): register, activate with the dev mailbox's code,
 // refused captures, network policies, cancel from another thread, events, receipts, retry;
-// and the README example.
+// the README example; and a device provisioned with another INE root, which deletes nothing.
 package mx.ine.apoyo.sync;
 
 import static org.junit.Assert.assertEquals;
@@ -68,9 +68,15 @@ public class FlowTest {
                 .images(i[0], i[1], i[2], i[3]).build();
     }
 
-    /** A registered and activated store in a new folder. */
+    /** A registered and activated store in a new folder, provisioned with the endpoint's root. */
     private static SyncEngine activated(File dir, KeyGuard guard, String email) throws Exception {
-        SyncEngine e = SyncEngine.create(dir, guard, new Provisioning(TestSupport.endpointKey()), null);
+        return activated(dir, guard, email, TestSupport.ineRoot());
+    }
+
+    private static SyncEngine activated(File dir, KeyGuard guard, String email, String ineRoot)
+            throws Exception {
+        SyncEngine e = SyncEngine.create(dir, guard,
+                new Provisioning(TestSupport.endpointKey(), ineRoot), null);
         Instant expiry = e.register(TestSupport.endpoint(), email, Provider.GOOGLE,
                 TestSupport.image("front.jpg"));
         assertTrue(expiry.isAfter(Instant.now()));
@@ -191,9 +197,46 @@ public class FlowTest {
         KeyGuard guard = new TestSupport.SoftGuard();
         activated(dir, guard, "readme@example.org").close();
         Receipt r = ReadmeExample.captureAndSend(dir, guard, TestSupport.endpointKey(),
-                "CCCXYZ90010101H003", TestSupport.images());
+                TestSupport.ineRoot(), "CCCXYZ90010101H003", TestSupport.images());
         assertNotNull("the example got its receipt", r);
         assertTrue(r.verified);
         assertSame(Receipt.Result.COUNTED, r.result);
+    }
+
+    /**
+     * A device provisioned with ANOTHER key folder's INE root: the endpoint counts the capture,
+     * but its receipt does not chain to the root the device holds, so nothing is deleted: the
+     * capture is quarantined (receipt_invalid) with every byte and no receipt is kept. A store
+     * made with one root refuses to open with another.
+     */
+    @Test
+    public void anotherIneRootDeletesNothing() throws Exception {
+        File dir = TestSupport.tempDir("other-root");
+        KeyGuard guard = new TestSupport.SoftGuard();
+        try (SyncEngine e = activated(dir, guard, "other-root@example.org",
+                TestSupport.otherIneRoot())) {
+            String id = e.capture(capture("revocacion-2022", "DDDXYZ90010101H004"));
+            SyncReport r = e.sync(Duration.ofSeconds(60));
+            assertEquals(0, r.committed);
+            assertEquals(1, r.quarantined);
+            assertEquals(0, r.pending);
+            SyncStatus st = e.status();
+            assertEquals(0, st.purged);
+            assertEquals(1, st.quarantined);
+            assertTrue("every byte kept", st.pendingBytes > 0);
+            String caps = e.capturesJson();
+            assertTrue(caps, caps.contains(id) && caps.contains("\"state\":\"quarantined\"")
+                    && caps.contains("receipt_invalid"));
+            assertTrue(e.receipts().isEmpty());
+            e.retry(id);
+            assertEquals(1, e.status().captured);
+        }
+        try {
+            SyncEngine.open(dir, guard, new Provisioning(TestSupport.endpointKey(),
+                    TestSupport.ineRoot()), null).close();
+            fail("a store made with one root opened with another");
+        } catch (KeyException x) {
+            assertSame(ErrorCode.KEY_UNAVAILABLE, x.code());
+        }
     }
 }

@@ -14,7 +14,8 @@ import java.time.Duration;
 import org.junit.Test;
 
 public class LifecycleTest {
-    private final Provisioning prov = new Provisioning(TestSupport.randomKey());
+    private final Provisioning prov = new Provisioning(TestSupport.randomKey(),
+            TestSupport.FIXED_ROOT);
 
     private interface Call {
         void run() throws Exception;
@@ -143,6 +144,31 @@ public class LifecycleTest {
         SyncEngine.open(dir, good, prov, null).close();
     }
 
+    /** Protocol v1.1: the INE root is required, as the line INE provisions; nothing is created without it. */
+    @Test
+    public void aMissingOrMalformedIneRootIsRefused() throws Exception {
+        File dir = TestSupport.tempDir("root");
+        KeyGuard g = new TestSupport.SoftGuard();
+        byte[] seal = TestSupport.randomKey();
+        Class<InvalidArgumentException> bad = InvalidArgumentException.class;
+        InvalidArgumentException e = expect(bad, ErrorCode.INVALID_ARGUMENT,
+                () -> SyncEngine.create(dir, g, new Provisioning(seal, null), null));
+        assertTrue(e.getMessage(), e.getMessage().contains("ineRoot is required"));
+        expect(bad, ErrorCode.INVALID_ARGUMENT,
+                () -> SyncEngine.create(dir, g, new Provisioning(seal, " "), null));
+        String hex = TestSupport.FIXED_ROOT.split(" ")[1];
+        e = expect(bad, ErrorCode.INVALID_ARGUMENT, () -> SyncEngine.create(dir, g,
+                new Provisioning(seal, "apoyo-seal-pub-v1 " + hex), null));
+        assertTrue(e.getMessage(), e.getMessage().contains("ineRoot"));
+        assertFalse("the message never echoes the key", e.getMessage().contains(hex));
+        expect(bad, ErrorCode.INVALID_ARGUMENT,
+                () -> SyncEngine.create(dir, g, new Provisioning(seal, hex), null));
+        expect(bad, ErrorCode.INVALID_ARGUMENT, () -> SyncEngine.create(dir, g,
+                new Provisioning(seal, "apoyo-ine-root-v1 " + "00".repeat(32)), null));
+        assertFalse("nothing created without a root", dir.exists());
+        SyncEngine.create(dir, g, new Provisioning(seal, TestSupport.FIXED_ROOT), null).close();
+    }
+
     @Test
     public void nullAndMalformedArgumentsAreTyped() throws Exception {
         File dir = TestSupport.tempDir("n");
@@ -153,9 +179,12 @@ public class LifecycleTest {
         expect(bad, ErrorCode.NULL_POINTER, () -> SyncEngine.create(dir, g, null, null));
         expect(bad, ErrorCode.INVALID_ARGUMENT, () -> SyncEngine.create(new File(""), g, prov, null));
         expect(bad, ErrorCode.INVALID_ARGUMENT,
-                () -> SyncEngine.create(dir, g, new Provisioning(new byte[31]), null));
+                () -> SyncEngine.create(dir, g, new Provisioning(new byte[31],
+                        TestSupport.FIXED_ROOT), null));
         expect(bad, ErrorCode.INVALID_ARGUMENT, () -> SyncEngine.create(dir, g,
-                new Provisioning(TestSupport.randomKey(), null, new byte[33]), null));
+                new Provisioning(TestSupport.randomKey(), TestSupport.FIXED_ROOT, null,
+                        new byte[33]), null));
+        assertFalse("nothing created without a root", dir.exists());
         expect(StoreException.class, ErrorCode.NO_STORE, () -> SyncEngine.open(dir, g, prov, null));
         try (SyncEngine e = SyncEngine.create(dir, g, prov, null)) {
             expect(bad, ErrorCode.INVALID_ARGUMENT, () -> e.setNetwork(null));

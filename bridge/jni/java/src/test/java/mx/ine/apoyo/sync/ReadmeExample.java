@@ -11,9 +11,10 @@ final class ReadmeExample {
 
     // README:begin
     /** Captures one support and sends it; returns its verified receipt (null: still queued). */
-    static Receipt captureAndSend(File dir, KeyGuard guard, byte[] inePublicKey, String clave,
-            byte[][] images) throws SyncException {
-        Provisioning provisioning = new Provisioning(inePublicKey);
+    static Receipt captureAndSend(File dir, KeyGuard guard, byte[] inePublicKey, String ineRoot,
+            String clave, byte[][] images) throws SyncException {
+        // ineRoot: the line INE provisions, "apoyo-ine-root-v1 <64 hex>" (required)
+        Provisioning provisioning = new Provisioning(inePublicKey, ineRoot);
         try (SyncEngine engine = SyncEngine.open(dir, guard, provisioning, new EngineOptions())) {
             engine.setNetwork(NetworkType.WIFI); // from the app's connectivity callback
             engine.setNetworkPolicy(new NetworkPolicy(false, 50_000_000)); // cellular cap

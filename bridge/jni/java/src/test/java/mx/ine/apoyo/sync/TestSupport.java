@@ -1,6 +1,7 @@
 // Shared pieces of the Java tests: a software KeyGuard (AES-256-GCM, the label as AAD), temp
 // folders, the example images, and the live endpoint scripts/test-java.sh starts (system
-// properties apoyo.endpoint, apoyo.pubkey, apoyo.images) with its dev mailbox.
+// properties apoyo.endpoint, apoyo.pubkey, apoyo.ineroot, apoyo.otherroot, apoyo.images) with
+// its dev mailbox.
 package mx.ine.apoyo.sync;
 
 import java.io.ByteArrayOutputStream;
@@ -69,6 +70,23 @@ final class TestSupport {
         byte[] k = new byte[32];
         new SecureRandom().nextBytes(k);
         return k;
+    }
+
+    /**
+     * A well-formed INE root line (the Ed25519 base point) for the tests that need no
+     * endpoint; no endpoint's receipts chain to it.
+     */
+    static final String FIXED_ROOT =
+            "apoyo-ine-root-v1 5866666666666666666666666666666666666666666666666666666666666666";
+
+    /** The live endpoint's INE root line (its key folder's ine-root.pub). */
+    static String ineRoot() {
+        return required("apoyo.ineroot");
+    }
+
+    /** Another key folder's INE root line: the endpoint's receipts do not chain to it. */
+    static String otherIneRoot() {
+        return required("apoyo.otherroot");
     }
 
     static String endpoint() {
