@@ -18,9 +18,9 @@ use std::collections::{BTreeMap, HashMap};
 use apoyo_fuzz::bundle::Bundle;
 use apoyo_fuzz::router::{Answer, call};
 use apoyo_fuzz::{VirtualClock, check, paused_runtime, world};
-use apoyo_sync::crypto::{self, DeviceIdentity, PartSealer};
+use apoyo_sync::crypto::{self, DeviceIdentity, Ed25519Secret, IneRoot, PartSealer};
 use apoyo_sync::protocol::{
-    self, ErrorBody, Provider, Receipt, ReceiptResult, RegisterRequest, SignedReceipt,
+    self, ErrorBody, Provider, ReceiptResult, RegisterRequest, SignedReceipt, trust,
 };
 use apoyo_sync::{CaptureId, PartKind};
 use arbitrary::Arbitrary;
@@ -112,14 +112,17 @@ struct Run {
     router: Router,
     tokens: Vec<String>,
     ids: Vec<String>,
-    receipt_key: [u8; 32],
+    /// Each device's commit signing key (registered at its activation, v1.1).
+    signing: Vec<Ed25519Secret>,
+    /// The INE root every receipt must chain to.
+    root: &'static IneRoot,
     bundles: &'static [Vec<Bundle>],
     slots: Vec<Slot>,
     /// (process, citizen) → the counted capture.
     counted: HashMap<(String, usize), CaptureId>,
     /// Answers given to 2xx commits: (device, capture) → (status, body, the request bytes).
     answers: Vec<(usize, u16, Vec<u8>, Vec<u8>, CaptureId)>,
-    registered: Vec<(DeviceIdentity, String)>,
+    registered: Vec<(DeviceIdentity, Ed25519Secret, String)>,
     /// Capture ids some tweaked or foreign commit reached the endpoint with (its recorded
     /// answer may stand in the way of an honest one later).
     attempted: std::collections::HashSet<CaptureId>,
@@ -257,7 +260,10 @@ impl Run {
             }
             Tweak::BadIdempotencyKey => key_ok = false,
         }
-        let body = protocol::encode(&req).expect("encode");
+        // Signed by the sending device's own key: a device committing another's capture
+        // signs as itself (it holds no other key).
+        let signed = trust::sign_commit(&self.signing[dev], &req).expect("sign commit");
+        let body = protocol::encode(&signed).expect("encode");
         let mut h = auth(&self.tokens[dev]);
         h.push(("content-type".into(), protocol::CBOR.into()));
         h.push((
@@ -308,14 +314,12 @@ impl Run {
         );
         let signed: SignedReceipt =
             protocol::decode(&a.body, 1 << 16, "receipt").expect("a receipt");
-        crypto::receipt::verify(
-            &self.receipt_key,
-            &protocol::receipt_signing_input(&signed.receipt),
-            &signed.signature,
-        )
-        .expect("invariant violated: receipt signature");
-        let r: Receipt =
-            protocol::decode(&signed.receipt, 1 << 16, "receipt").expect("receipt body");
+        // The device's own check before deletion: chain to the INE root, signature, validity,
+        // and every field equal to the commit it answers.
+        let r = match trust::verify_receipt(self.root, &signed, req, &self.ids[dev]) {
+            Ok(r) => r,
+            Err(e) => panic!("invariant violated: a 2xx receipt fails the device check: {e:?}"),
+        };
         check!(
             r.capture_id == b.id && req.capture_id == b.id,
             "receipt for another capture"
@@ -445,7 +449,8 @@ impl Run {
         check!(a.status < 500, "registration answered {}", a.status);
         if a.status == 201 {
             check!(mangle.is_none(), "a tampered card front was accepted");
-            self.registered.push((identity, email.to_string()));
+            let signing = Ed25519Secret::generate().expect("signing key");
+            self.registered.push((identity, signing, email.to_string()));
         }
     }
 
@@ -453,14 +458,15 @@ impl Run {
         if self.registered.is_empty() {
             return;
         }
-        let (identity, email) = &self.registered[which as usize % self.registered.len()];
+        let (identity, signing, email) = &self.registered[which as usize % self.registered.len()];
         let path = format!("/v1/dev/mailbox/{}", email.replace('/', "%2F"));
         let mailbox = call(&self.router, Method::GET, &path, &[], Vec::new(), None).await;
         let real = mailbox
             .and_then(|m| serde_json::from_slice::<serde_json::Value>(&m.body).ok())
             .and_then(|v| v["code"].as_str().map(str::to_string));
         let code = code.or(real).unwrap_or_default();
-        let req = world::activate_request(identity, &world::template().endpoint_public(), &code);
+        let ep = world::template().endpoint_public();
+        let req = world::activate_request(identity, signing, &ep, &code);
         let a = world::post_cbor(
             &self.router,
             "/v1/devices/activate",
@@ -473,6 +479,7 @@ impl Run {
                 protocol::decode(&a.body, 1 << 22, "activation").expect("answer");
             self.tokens.push(r.token);
             self.ids.push(identity.device_id());
+            self.signing.push(signing.clone());
         }
     }
 
@@ -654,7 +661,8 @@ fuzz_target!(|ops: Vec<Op>| {
             router,
             tokens: t.devices.iter().map(|d| d.token.clone()).collect(),
             ids: t.devices.iter().map(|d| d.id.clone()).collect(),
-            receipt_key: t.receipt_signer().public(),
+            signing: t.devices.iter().map(|d| d.signing.clone()).collect(),
+            root: &t.ring.root,
             bundles: &t.bundles,
             slots: Vec::new(),
             counted: HashMap::new(),

@@ -1,13 +1,14 @@
 //! Writes the seed corpus of `protocol_decode` from real protocol messages: a registration and
 //! activation, and a sync of the template store against the endpoint, recorded on the wire
-//! (every request and answer body), plus an error body. Run once with
+//! (every request and answer body; v1.1: the signed commit and the bare commit inside it, the
+//! receipt key's certificate signed and bare), plus an error body and a manifest. Run once with
 //! `APOYO_FUZZ_SEEDS=fuzz/corpus/protocol_decode cargo +nightly fuzz run protocol_decode -- -runs=1`
 //! (docs/fuzzing.md); each file is `[selector] ++ message`.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use apoyo_sync::protocol::{self, Provider, SignedReceipt};
+use apoyo_sync::protocol::{self, Provider, SignedCommit, SignedReceipt};
 use apoyo_sync::sync::transport::{Request, SendFuture, Transport};
 use apoyo_sync::sync::{SyncOptions, engine};
 
@@ -103,7 +104,6 @@ pub fn write(dir: &Path) {
         engine::run(&mut store, &rec, SyncOptions::default())
             .await
             .expect("sync");
-        // A refusal: the same commit body under another capture id.
         let log = rec.log.lock().expect("log").clone();
         log
     });
@@ -117,6 +117,11 @@ pub fn write(dir: &Path) {
     for (path, req, resp) in &log {
         if let Some(sel) = selector(path, true).filter(|_| !req.is_empty()) {
             put(sel, req);
+            if sel == 11
+                && let Ok(sc) = protocol::decode::<SignedCommit>(req, 1 << 22, "commit")
+            {
+                put(2, &sc.commit);
+            }
         }
         if let Some(sel) = selector(path, false).filter(|_| !resp.is_empty()) {
             put(sel, resp);
@@ -124,6 +129,10 @@ pub fn write(dir: &Path) {
                 && let Ok(sr) = protocol::decode::<SignedReceipt>(resp, 1 << 16, "receipt")
             {
                 put(8, &sr.receipt);
+                if let Some(kc) = &sr.key_cert {
+                    put(13, &protocol::encode(kc).expect("encode"));
+                    put(12, &kc.cert);
+                }
             }
         }
     }
