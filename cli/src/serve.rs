@@ -1,5 +1,6 @@
 //! `apoyo serve`: the reference INE endpoint.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -25,10 +26,14 @@ pub fn serve(db: &Path, listen: &str, keys: &Path, processes: &Path, dev: bool) 
     let mut cfg = EndpointConfig::new(db.to_path_buf(), ring, list);
     cfg.dev = dev;
     apoyo_endpoint::serve_blocking(cfg, addr, |bound| {
-        println!("listening on http://{bound}");
+        // One write, and a closed stdout (a supervisor that read the first line and went
+        // away) never stops the endpoint: `println!` would panic on the broken pipe.
+        let mut text = format!("listening on http://{bound}\n");
         if dev {
-            println!("development routes enabled: /v1/dev/mailbox/{{email}}, /v1/admin/stats");
+            text.push_str("development routes enabled: /v1/dev/mailbox/{email}, /v1/admin/stats\n");
         }
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
     })
     .map_err(|e| CliError::Io(e.to_string()))
 }
