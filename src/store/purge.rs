@@ -45,4 +45,15 @@ impl Store {
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
+
+    /// For the simulation's deliberately broken variant only (feature `test-bugs`, test
+    /// builds): marks a capture committed without any receipt.
+    #[cfg(feature = "test-bugs")]
+    pub(crate) fn mark_committed_unverified(&mut self, id: &CaptureId) -> Result<()> {
+        self.conn.execute(
+            "UPDATE captures SET state = 'committed' WHERE id = ?1",
+            [id.to_string()],
+        )?;
+        Ok(())
+    }
 }
