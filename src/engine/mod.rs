@@ -22,7 +22,8 @@ mod run;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::ThreadId;
 
 use time::OffsetDateTime;
 
@@ -83,8 +84,10 @@ pub struct Engine {
     closed: AtomicBool,
     syncing: AtomicBool,
     /// Serializes the start and end of a run with `cancel`, so a cancel reaches the run that
-    /// was running when it was called, never a later one.
-    run_gate: Mutex<()>,
+    /// was running when it was called, never a later one. Holds the running sync's thread.
+    run_gate: Mutex<Option<ThreadId>>,
+    /// Signalled when a run ends, for `close` to wait on.
+    run_ended: Condvar,
     /// Facts about the store that status reads without waiting for a running sync.
     facts: Mutex<Facts>,
     provisioning: Provisioning,
@@ -171,7 +174,8 @@ impl Engine {
             store: Mutex::new(None),
             closed: AtomicBool::new(false),
             syncing: AtomicBool::new(false),
-            run_gate: Mutex::new(()),
+            run_gate: Mutex::new(None),
+            run_ended: Condvar::new(),
             facts: Mutex::new(Facts::default()),
             provisioning,
             opts,
@@ -365,9 +369,23 @@ impl Engine {
             return;
         }
         self.control.cancel();
+        self.wait_for_run_end();
         let store = lock(&self.store).take();
         drop(store);
         *lock(&self.transport) = None;
+    }
+
+    /// Waits until a running sync has stopped, so it ends with its report rather than finding
+    /// the store gone. Not when the run is on this very thread (a listener closing the engine).
+    fn wait_for_run_end(&self) {
+        let here = std::thread::current().id();
+        let mut runner = lock(&self.run_gate);
+        while runner.is_some_and(|t| t != here) {
+            runner = self
+                .run_ended
+                .wait(runner)
+                .unwrap_or_else(|p| p.into_inner());
+        }
     }
 
     /// The transport for `url`, built once and kept (HTTP + the network meter).

@@ -23,20 +23,23 @@ struct Running<'a>(&'a Engine);
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        let _gate = lock(&self.0.run_gate);
+        let mut runner = lock(&self.0.run_gate);
         self.0.syncing.store(false, Ordering::SeqCst);
         self.0.control.start_run();
+        *runner = None;
+        self.0.run_ended.notify_all();
     }
 }
 
 impl<'a> Running<'a> {
     /// Marks the engine as syncing, or says a run is already going on.
     fn start(engine: &'a Engine) -> Result<Self> {
-        let _gate = lock(&engine.run_gate);
+        let mut runner = lock(&engine.run_gate);
         if engine.syncing.swap(true, Ordering::SeqCst) {
             return Err(Error::SyncRunning);
         }
         engine.control.start_run();
+        *runner = Some(std::thread::current().id());
         Ok(Running(engine))
     }
 }
