@@ -151,18 +151,7 @@ pub fn devices(
             )?,
             None => Store::init_unanchored(&dir.join(STORE), &guard, ep.public, collector, opts)?,
         };
-        let email = format!("device-{i}-{run_tag}@fieldtest.invalid");
-        let front = plan::front_image();
-        sync::register_blocking(
-            &mut store,
-            &direct,
-            &ep.url,
-            &email,
-            Provider::Google,
-            &front,
-        )?;
-        let code = mailbox(&direct, &email, rt)?;
-        sync::activate_blocking(&mut store, &direct, &code)?;
+        enrol(&mut store, &direct, &ep.url, &format!("{i}-{run_tag}"), rt)?;
         let json = serde_json::to_vec_pretty(&p).map_err(|e| FieldError::io("plan", e))?;
         std::fs::write(dir.join(PLAN), json).map_err(|e| FieldError::io("plan", e))?;
         out.push(Device {
@@ -174,6 +163,47 @@ pub fn devices(
         });
     }
     Ok(out)
+}
+
+/// How many times setup registers and activates a device before giving up. The endpoint
+/// mails at most five codes per device key an hour.
+const ENROL_ATTEMPTS: u32 = 4;
+
+/// Registers and activates one device, again from registration when an exchange fails in
+/// transit: a netns run drops packets on the whole loopback, setup traffic included.
+fn enrol(
+    store: &mut Store,
+    direct: &HttpTransport,
+    url: &str,
+    tag: &str,
+    rt: &tokio::runtime::Runtime,
+) -> Result<(), FieldError> {
+    let front = plan::front_image();
+    let mut attempt = 1;
+    loop {
+        let email = format!("device-{tag}-{attempt}@fieldtest.invalid");
+        let result = sync::register_blocking(store, direct, url, &email, Provider::Google, &front)
+            .map_err(FieldError::from)
+            .and_then(|_| mailbox(direct, &email, rt))
+            .and_then(|code| Ok(sync::activate_blocking(store, direct, &code)?));
+        match result {
+            Err(e) if attempt < ENROL_ATTEMPTS && in_transit(&e) => {
+                eprintln!(
+                    "fieldtest: device setup attempt {attempt} failed in transit ({e}); starting again"
+                );
+                attempt += 1;
+            }
+            other => return other.map(|_| ()),
+        }
+    }
+}
+
+/// Whether a setup failure is the link's (worth starting again), not the endpoint's answer.
+fn in_transit(e: &FieldError) -> bool {
+    matches!(
+        e,
+        FieldError::Io { .. } | FieldError::Engine(apoyo_sync::Error::Transient(_))
+    )
 }
 
 /// The activation code the development mailbox holds for `email`.
