@@ -74,6 +74,12 @@ enum Reply {
         secs: u16,
     },
     Receipt(ReceiptSpec),
+    /// A receipt bent in exactly one way (with `Receipt`, twelve independent bends rarely
+    /// leave only one set, and a check that is missing shows only when it is alone).
+    OneBend {
+        bend: Bend,
+        status: u8,
+    },
     Created {
         location: String,
         expires: Option<String>,
@@ -82,6 +88,78 @@ enum Reply {
         status: u16,
         offset: OffsetSpec,
     },
+}
+
+/// One way to bend a receipt; see [`ReceiptSpec`].
+#[derive(Debug, Arbitrary, Clone, Copy)]
+enum Bend {
+    WrongKey,
+    OtherCapture,
+    OtherProcess,
+    OtherDevice,
+    WrongPart(u8),
+    DropPart,
+    WrongKeyId,
+    Duplicate,
+    BadSignature,
+    NoCert,
+    OtherCollector,
+    OtherCapturedAt,
+    OtherSealedKey,
+}
+
+impl ReceiptSpec {
+    /// A genuine receipt answered with the status `status` picks.
+    fn genuine(status: u8) -> Self {
+        ReceiptSpec {
+            wrong_key: false,
+            other_capture: false,
+            other_process: false,
+            other_device: false,
+            wrong_part: None,
+            drop_part: false,
+            wrong_key_id: false,
+            duplicate: false,
+            bad_signature: false,
+            no_cert: false,
+            other_collector: false,
+            other_captured_at: false,
+            other_sealed_key: false,
+            status,
+        }
+    }
+
+    /// A genuine receipt, then bent in the one way `bend` says.
+    fn one(bend: Bend, status: u8) -> Self {
+        let mut s = Self::genuine(status);
+        match bend {
+            Bend::WrongKey => s.wrong_key = true,
+            Bend::OtherCapture => s.other_capture = true,
+            Bend::OtherProcess => s.other_process = true,
+            Bend::OtherDevice => s.other_device = true,
+            Bend::WrongPart(p) => s.wrong_part = Some(p),
+            Bend::DropPart => s.drop_part = true,
+            Bend::WrongKeyId => s.wrong_key_id = true,
+            Bend::Duplicate => s.duplicate = true,
+            Bend::BadSignature => s.bad_signature = true,
+            Bend::NoCert => s.no_cert = true,
+            Bend::OtherCollector => s.other_collector = true,
+            Bend::OtherCapturedAt => s.other_captured_at = true,
+            Bend::OtherSealedKey => s.other_sealed_key = true,
+        }
+        s
+    }
+}
+
+/// The commit inside a v1.1 device-signed commit body, if it decodes.
+fn decode_commit(body: &[u8]) -> Option<CommitRequest> {
+    let sc = protocol::decode::<protocol::SignedCommit>(
+        body,
+        limits::MAX_COMMIT_BYTES,
+        "signed commit",
+    )
+    .ok()?;
+    protocol::decode::<CommitRequest>(&sc.commit, limits::MAX_COMMIT_BYTES, "commit").ok()
 }
 
 #[derive(Debug, Arbitrary, Clone)]
@@ -280,18 +358,7 @@ impl Adversary {
                 None => error(404, Reason::NotFound),
             },
             Method::Put if path.starts_with("/v1/supports/") => {
-                let Ok(c) = protocol::decode::<protocol::SignedCommit>(
-                    &r.body,
-                    limits::MAX_COMMIT_BYTES,
-                    "signed commit",
-                )
-                .and_then(|sc| {
-                    protocol::decode::<CommitRequest>(
-                        &sc.commit,
-                        limits::MAX_COMMIT_BYTES,
-                        "commit",
-                    )
-                }) else {
+                let Some(c) = decode_commit(&r.body) else {
                     return error(400, Reason::Malformed);
                 };
                 let held = c.parts.iter().all(|p| {
@@ -305,26 +372,7 @@ impl Adversary {
                 if !held || c.parts.len() != 5 {
                     return error(400, Reason::UploadMissing);
                 }
-                self.receipt(
-                    s,
-                    &c,
-                    ReceiptSpec {
-                        wrong_key: false,
-                        other_capture: false,
-                        other_process: false,
-                        other_device: false,
-                        wrong_part: None,
-                        drop_part: false,
-                        wrong_key_id: false,
-                        duplicate: false,
-                        bad_signature: false,
-                        no_cert: false,
-                        other_collector: false,
-                        other_captured_at: false,
-                        other_sealed_key: false,
-                        status: 1,
-                    },
-                )
+                self.receipt(s, &c, ReceiptSpec::genuine(1))
             }
             _ => error(404, Reason::NotFound),
         }
@@ -481,13 +529,14 @@ impl Adversary {
                     .expect("encode"),
                 },
             },
-            Reply::Receipt(spec) => {
-                match protocol::decode::<CommitRequest>(&r.body, limits::MAX_COMMIT_BYTES, "commit")
-                {
-                    Ok(c) => self.receipt(s, &c, spec),
-                    Err(_) => self.honest(s, r),
-                }
-            }
+            Reply::Receipt(spec) => match decode_commit(&r.body) {
+                Some(c) => self.receipt(s, &c, spec),
+                None => self.honest(s, r),
+            },
+            Reply::OneBend { bend, status } => match decode_commit(&r.body) {
+                Some(c) => self.receipt(s, &c, ReceiptSpec::one(bend, status)),
+                None => self.honest(s, r),
+            },
             Reply::Created { location, expires } => {
                 if let Some((id, kind)) = parse_meta(r) {
                     s.created.push((location.clone(), id, kind));
