@@ -38,7 +38,19 @@ pub fn copy_dir(from: &Path, to: &Path) {
         if e.file_type().expect("file type").is_dir() {
             copy_dir(&e.path(), &target);
         } else {
-            std::fs::copy(e.path(), &target).expect("copy file");
+            copy_file(&e.path(), &target);
+        }
+    }
+}
+
+/// Copies one file, again when a signal interrupts the copy (libFuzzer's timers deliver
+/// signals; `std::fs::copy` can return `Interrupted`).
+fn copy_file(from: &Path, to: &Path) {
+    loop {
+        match std::fs::copy(from, to) {
+            Ok(_) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => panic!("copy file: {e}"),
         }
     }
 }
