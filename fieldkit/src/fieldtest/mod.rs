@@ -6,11 +6,13 @@
 //!
 //! - `plan`: what each device captures; `device`: one device (thread or process);
 //! - `setup`: endpoint, links, device stores; `run`: the sync phase and its live progress;
+//! - `marks`: each device's per-attempt marks (exchanges and the engine's decisions);
 //! - `account`: the figures; `html`: the self-contained HTML report.
 
 pub mod account;
 pub mod device;
 pub mod html;
+pub mod marks;
 pub mod plan;
 pub mod run;
 pub mod setup;
