@@ -219,5 +219,15 @@ mod tests {
             (Some(18.0), Some(20.0), 650)
         );
         assert_eq!(r.loss_pct, 2.0);
+        let s = by_name("3g").expect("3g");
+        assert_eq!(
+            (s.up_kbps, s.down_kbps, s.delay_ms),
+            (Some(400.0), Some(400.0), 1000)
+        );
+        let l = by_name("lossy").expect("lossy");
+        assert_eq!(
+            (l.up_kbps, l.down_kbps, l.delay_ms, l.loss_pct),
+            (Some(200.0), Some(240.0), 400, 1.0)
+        );
     }
 }
