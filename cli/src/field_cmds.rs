@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use apoyo_fieldkit::fieldtest::{self, External, FieldConfig};
+use apoyo_fieldkit::fieldtest::{self, External, FieldConfig, Verdict};
 use apoyo_fieldkit::profile::{self, Profile};
 use apoyo_fieldkit::proxy::{self, FaultLog, ProxyConfig};
 use apoyo_sync::EndpointPublicKey;
@@ -401,12 +401,10 @@ fn fieldtest_run(a: FieldtestArgs) -> CliResult<u8> {
     } else {
         crate::field_display::print_report(r, a.report.as_deref());
     }
-    Ok(if r.lost > 0 || r.double_counted > 0 {
-        EXIT_LOST
-    } else if r.pending > 0 {
-        EXIT_PENDING
-    } else {
-        0
+    Ok(match r.verdict() {
+        Verdict::LostOrCountedTwice => EXIT_LOST,
+        Verdict::Pending => EXIT_PENDING,
+        Verdict::Ok => 0,
     })
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apoyo_fieldkit::fieldtest::marks::{Decision, Step};
-use apoyo_fieldkit::fieldtest::{self, FieldConfig, account};
+use apoyo_fieldkit::fieldtest::{self, FieldConfig, Verdict, account};
 use apoyo_fieldkit::profile;
 use apoyo_fieldkit::proxy::FaultLog;
 
@@ -49,6 +49,7 @@ fn a_clean_run_counts_every_support_once_and_tampering_is_detected() {
     assert_eq!(r.quarantined_by_reason.get("out_of_scope"), Some(&2));
     assert_eq!((r.lost, r.double_counted, r.pending), (0, 0, 0), "{r:?}");
     assert!(r.drained);
+    assert_eq!(r.verdict(), Verdict::Ok);
     assert!(
         r.wire_bytes > r.payload_bytes && r.payload_bytes > 10 * 4096,
         "{r:?}"
@@ -112,6 +113,7 @@ fn a_clean_run_counts_every_support_once_and_tampering_is_detected() {
     .unwrap();
     let r = recount();
     assert_eq!(r.double_counted, 2, "{r:?}");
+    assert_eq!(r.verdict(), Verdict::LostOrCountedTwice, "exit code 5");
     assert_eq!((r.duplicates_found, r.counted, r.lost), (0, 6, 0), "{r:?}");
 
     // The endpoint "forgets" one counted support the phone has already purged: lost.
@@ -128,4 +130,5 @@ fn a_clean_run_counts_every_support_once_and_tampering_is_detected() {
         .unwrap();
     let r = recount();
     assert_eq!((r.lost, r.counted), (1, 5), "{r:?}");
+    assert_eq!(r.verdict(), Verdict::LostOrCountedTwice, "exit code 5");
 }

@@ -86,6 +86,29 @@ pub struct FieldConfig {
     pub command: String,
 }
 
+/// A run's verdict, from what its report counted (the exit code of `apoyo fieldtest`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every support counted exactly once, none lost.
+    Ok,
+    /// Supports still pending at the deadline (on the phones: not lost).
+    Pending,
+    /// A support lost, or a citizen counted twice.
+    LostOrCountedTwice,
+}
+
+impl Report {
+    pub fn verdict(&self) -> Verdict {
+        if self.lost > 0 || self.double_counted > 0 {
+            Verdict::LostOrCountedTwice
+        } else if self.pending > 0 {
+            Verdict::Pending
+        } else {
+            Verdict::Ok
+        }
+    }
+}
+
 /// A field tester's retry policy: 1 s to 30 s (a phone's default is 2 s to 5 min, which would
 /// make a short field run mostly waiting).
 pub fn field_backoff() -> BackoffPolicy {

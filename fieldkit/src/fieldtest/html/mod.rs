@@ -8,6 +8,7 @@ mod timeline;
 
 use std::fmt::Write as _;
 
+use super::Verdict;
 use super::account::{LinkLane, Report, Timeline};
 use timeline::{axis, x_of};
 
@@ -25,15 +26,13 @@ fn esc(s: &str) -> String {
 /// The page.
 pub fn render(r: &Report, t: &Timeline, source: &str) -> String {
     let mut h = String::with_capacity(64 * 1024);
-    let (verdict, class) = if r.lost > 0 || r.double_counted > 0 {
-        ("FAILED: supports lost or counted twice", "bad")
-    } else if r.pending > 0 {
-        (
+    let (verdict, class) = match r.verdict() {
+        Verdict::LostOrCountedTwice => ("FAILED: supports lost or counted twice", "bad"),
+        Verdict::Pending => (
             "Not drained at the deadline (nothing lost: pending supports are still on the phones)",
             "warn",
-        )
-    } else {
-        ("OK: every support counted exactly once, none lost", "ok")
+        ),
+        Verdict::Ok => ("OK: every support counted exactly once, none lost", "ok"),
     };
     let _ = write!(
         h,
