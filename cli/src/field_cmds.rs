@@ -434,3 +434,7 @@ pub fn device(a: DeviceArgs) -> CliResult {
         ))
     }
 }
+
+#[cfg(test)]
+#[path = "field_cmds_tests.rs"]
+mod tests;
