@@ -27,12 +27,8 @@ lib="$target/debug/libapoyo_sync_ffi.a"
 [[ -f "$lib" ]] || { echo "no static library at $lib" >&2; exit 1; }
 
 work=$(mktemp -d)
-server=""
-cleanup() {
-  if [[ -n "$server" ]]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source scripts/lib/endpoint.sh
+trap 'endpoint_stop; rm -rf "$work"' EXIT
 
 echo "== compiling tests/c/test_ffi.c against the static library"
 cc -std=c11 -Wall -Wextra -Werror -g -O1 -DAPOYO_TESTING -I include \
@@ -42,34 +38,14 @@ if nm "$work/test_ffi" | grep -q " U apoyo_"; then
   exit 1
 fi
 
-echo "== starting the reference endpoint (apoyo serve --dev)"
-apoyo="$target/debug/apoyo"
-"$apoyo" endpoint-keygen --out "$work/keys" >/dev/null
-"$apoyo" serve --db "$work/ine.db" --listen 127.0.0.1:0 --key "$work/keys/endpoint.key" \
-  --processes examples/processes.json --dev >"$work/serve.out" 2>"$work/serve.err" &
-server=$!
-url=""
-for _ in $(seq 1 100); do
-  url=$(sed -n 's/^listening on \(http:[^ ]*\).*/\1/p' "$work/serve.out" | head -n1)
-  [[ -n "$url" ]] && break
-  kill -0 "$server" 2>/dev/null || { cat "$work/serve.err" >&2; exit 1; }
-  sleep 0.1
-done
-[[ -n "$url" ]] || { echo "the endpoint did not start" >&2; exit 1; }
-echo "endpoint at $url"
-# endpoint.pub is `apoyo-seal-pub-v1 <hex>`: the C test takes the 32 bytes in hex; the INE root
-# goes in as the line INE provisions (`apoyo-ine-root-v1 <hex>`), as an app passes it.
-pubkey=$(awk '{print $NF}' "$work/keys/endpoint.pub")
-ine_root=$(head -n1 "$work/keys/ine-root.pub")
-"$apoyo" endpoint-keygen --out "$work/other-keys" >/dev/null
-other_root=$(head -n1 "$work/other-keys/ine-root.pub")
+endpoint_start "$target/debug/apoyo" "$work"
 
 echo "== running under valgrind (leaks: definite and indirect are errors; no suppressions)"
 mkdir -p "$work/stores"
 status=0
 valgrind --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect \
   --errors-for-leak-kinds=definite,indirect --track-origins=yes --log-file="$work/valgrind.log" \
-  "$work/test_ffi" "$url" "$pubkey" "$ine_root" "$other_root" "$work/stores" examples/images || status=$?
+  "$work/test_ffi" "$endpoint_url" "$endpoint_pubkey" "$endpoint_ine_root" "$endpoint_other_root" "$work/stores" examples/images || status=$?
 grep -E "ERROR SUMMARY|definitely lost|indirectly lost|All heap blocks" "$work/valgrind.log" || true
 if [[ $status -ne 0 ]]; then
   cat "$work/valgrind.log" >&2

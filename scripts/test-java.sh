@@ -53,45 +53,22 @@ lib="$target/debug/libapoyo_jni.so"
 [[ -f "$lib" ]] || { echo "no shared library at $lib" >&2; exit 1; }
 
 work=$(mktemp -d)
-server=""
-cleanup() {
-  if [[ -n "$server" ]]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source scripts/lib/endpoint.sh
+trap 'endpoint_stop; rm -rf "$work"' EXIT
 
 echo "== compiling the Java API and its tests"
 mkdir -p "$work/classes"
 javac -Xlint:all -Werror -d "$work/classes" -cp "$APOYO_JUNIT_CP" \
   $(find "$jni/src/main/java" "$jni/src/test/java" -name '*.java' | sort)
 
-echo "== starting the reference endpoint (apoyo serve --dev)"
-apoyo="$target/debug/apoyo"
-"$apoyo" endpoint-keygen --out "$work/keys" >/dev/null
-"$apoyo" serve --db "$work/ine.db" --listen 127.0.0.1:0 --key "$work/keys/endpoint.key" \
-  --processes examples/processes.json --dev >"$work/serve.out" 2>"$work/serve.err" &
-server=$!
-url=""
-for _ in $(seq 1 100); do
-  url=$(sed -n 's/^listening on \(http:[^ ]*\).*/\1/p' "$work/serve.out" | head -n1)
-  [[ -n "$url" ]] && break
-  kill -0 "$server" 2>/dev/null || { cat "$work/serve.err" >&2; exit 1; }
-  sleep 0.1
-done
-[[ -n "$url" ]] || { echo "the endpoint did not start" >&2; exit 1; }
-echo "endpoint at $url"
-# endpoint.pub is `apoyo-seal-pub-v1 <hex>`: the tests take the 32 bytes in hex; the INE root
-# goes in as the line INE provisions (`apoyo-ine-root-v1 <hex>`), as an app passes it.
-pubkey=$(awk '{print $NF}' "$work/keys/endpoint.pub")
-ine_root=$(head -n1 "$work/keys/ine-root.pub")
-"$apoyo" endpoint-keygen --out "$work/other-keys" >/dev/null
-other_root=$(head -n1 "$work/other-keys/ine-root.pub")
+endpoint_start "$target/debug/apoyo" "$work"
 
 echo "== running the JUnit tests on the JVM against $lib"
 tests=$(cd "$jni/src/test/java" && find . -name '*Test.java' | sed 's|^\./||; s|\.java$||; s|/|.|g' | sort)
 java -Xcheck:jni -Djava.library.path="$(dirname "$lib")" \
-  -Dapoyo.endpoint="$url" -Dapoyo.pubkey="$pubkey" -Dapoyo.images="$root/examples/images" \
-  -Dapoyo.ineroot="$ine_root" -Dapoyo.otherroot="$other_root" \
+  -Dapoyo.endpoint="$endpoint_url" -Dapoyo.pubkey="$endpoint_pubkey" \
+  -Dapoyo.images="$root/examples/images" \
+  -Dapoyo.ineroot="$endpoint_ine_root" -Dapoyo.otherroot="$endpoint_other_root" \
   -Djava.io.tmpdir="$work" \
   -cp "$work/classes:$APOYO_JUNIT_CP" org.junit.runner.JUnitCore $tests
 echo "== Java tests passed"

@@ -50,38 +50,15 @@ case "$libdir" in
 esac
 
 work=$(mktemp -d)
-server=""
-cleanup() {
-  if [[ -n "$server" ]]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source scripts/lib/endpoint.sh
+trap 'endpoint_stop; rm -rf "$work"' EXIT
 
-echo "== starting the reference endpoint (apoyo serve --dev)"
-apoyo="$target/debug/apoyo"
-"$apoyo" endpoint-keygen --out "$work/keys" >/dev/null
-"$apoyo" serve --db "$work/ine.db" --listen 127.0.0.1:0 --key "$work/keys/endpoint.key" \
-  --processes examples/processes.json --dev >"$work/serve.out" 2>"$work/serve.err" &
-server=$!
-url=""
-for _ in $(seq 1 100); do
-  url=$(sed -n 's/^listening on \(http:[^ ]*\).*/\1/p' "$work/serve.out" | head -n1)
-  [[ -n "$url" ]] && break
-  kill -0 "$server" 2>/dev/null || { cat "$work/serve.err" >&2; exit 1; }
-  sleep 0.1
-done
-[[ -n "$url" ]] || { echo "the endpoint did not start" >&2; exit 1; }
-echo "endpoint at $url"
+endpoint_start "$target/debug/apoyo" "$work"
 
-export APOYO_TEST_ENDPOINT="$url"
-# endpoint.pub is `apoyo-seal-pub-v1 <hex>`: the tests take the 32 bytes in hex; the INE root
-# goes in as the line INE provisions (`apoyo-ine-root-v1 <hex>`), as an app passes it. A second
-# key folder's root is the wrong one (nothing may be deleted under it).
-export APOYO_TEST_ENDPOINT_KEY APOYO_TEST_INE_ROOT APOYO_TEST_OTHER_INE_ROOT
-APOYO_TEST_ENDPOINT_KEY=$(awk '{print $NF}' "$work/keys/endpoint.pub")
-APOYO_TEST_INE_ROOT=$(head -n1 "$work/keys/ine-root.pub")
-"$apoyo" endpoint-keygen --out "$work/other-keys" >/dev/null
-APOYO_TEST_OTHER_INE_ROOT=$(head -n1 "$work/other-keys/ine-root.pub")
+export APOYO_TEST_ENDPOINT="$endpoint_url"
+export APOYO_TEST_ENDPOINT_KEY="$endpoint_pubkey"
+export APOYO_TEST_INE_ROOT="$endpoint_ine_root"
+export APOYO_TEST_OTHER_INE_ROOT="$endpoint_other_root"
 export APOYO_TEST_IMAGES="$root/examples/images"
 filter=()
 [[ -n "${APOYO_SWIFT_FILTER:-}" ]] && filter=(--filter "$APOYO_SWIFT_FILTER")

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use apoyo_fieldkit::fieldtest::{self, External, FieldConfig};
+use apoyo_fieldkit::fieldtest::{self, External, FieldConfig, Verdict};
 use apoyo_fieldkit::profile::{self, Profile};
 use apoyo_fieldkit::proxy::{self, FaultLog, ProxyConfig};
 use apoyo_sync::EndpointPublicKey;
@@ -19,7 +19,10 @@ use crate::{CliError, CliResult};
 /// The link: a named profile and an override for each of its figures.
 #[derive(Args, Debug, Clone)]
 pub struct LinkArgs {
-    /// good | 3g | edge | gprs | 2g-rural | lossy | flapping | blackhole | slow-server | none
+    /// good | 3g | edge | gprs | 2g-rural | lossy | flapping | blackhole | slow-server | none.
+    /// Loss in a profile is a retransmission delay, not a drop: a TCP proxy sees the stream
+    /// after the kernel has retransmitted what was lost. Real packet drops:
+    /// scripts/netns-loss.sh (docs/field-testing.md).
     #[arg(long, default_value = "good")]
     pub profile: String,
     /// Seed of the fault schedule (default: random, printed so the run can be replayed).
@@ -37,7 +40,9 @@ pub struct LinkArgs {
     /// Extra one-way delay, uniform in 0..=N ms per segment.
     #[arg(long)]
     pub jitter_ms: Option<u64>,
-    /// Segments lost, % (each costs one retransmission timeout).
+    /// Segments "lost", %: each is held one retransmission timeout (4 x (delay + jitter), at
+    /// least 200 ms), what TCP pays for a loss. Not a drop: a TCP proxy cannot drop a segment,
+    /// the kernel has already retransmitted it (real drops: scripts/netns-loss.sh).
     #[arg(long)]
     pub loss_pct: Option<f64>,
     /// Connections refused (reset at once), %.
@@ -396,12 +401,10 @@ fn fieldtest_run(a: FieldtestArgs) -> CliResult<u8> {
     } else {
         crate::field_display::print_report(r, a.report.as_deref());
     }
-    Ok(if r.lost > 0 || r.double_counted > 0 {
-        EXIT_LOST
-    } else if r.pending > 0 {
-        EXIT_PENDING
-    } else {
-        0
+    Ok(match r.verdict() {
+        Verdict::LostOrCountedTwice => EXIT_LOST,
+        Verdict::Pending => EXIT_PENDING,
+        Verdict::Ok => 0,
     })
 }
 
@@ -431,3 +434,7 @@ pub fn device(a: DeviceArgs) -> CliResult {
         ))
     }
 }
+
+#[cfg(test)]
+#[path = "field_cmds_tests.rs"]
+mod tests;

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Duration;
 
-use apoyo_fieldkit::fieldtest::{Report, Snapshot};
+use apoyo_fieldkit::fieldtest::{Report, Snapshot, Verdict};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub struct Display {
@@ -87,12 +87,10 @@ impl Display {
 
 /// The report for a person reading the terminal.
 pub fn print_report(r: &Report, html: Option<&Path>) {
-    let verdict = if r.lost > 0 || r.double_counted > 0 {
-        "FAILED: supports lost or counted twice"
-    } else if r.pending > 0 {
-        "deadline reached with supports pending on the phones (nothing lost)"
-    } else {
-        "ok: every support counted exactly once, none lost"
+    let verdict = match r.verdict() {
+        Verdict::LostOrCountedTwice => "FAILED: supports lost or counted twice",
+        Verdict::Pending => "deadline reached with supports pending on the phones (nothing lost)",
+        Verdict::Ok => "ok: every support counted exactly once, none lost",
     };
     println!("result      {verdict}");
     println!(

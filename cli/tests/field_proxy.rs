@@ -139,3 +139,18 @@ fn proxy_refuses_an_unknown_profile_and_a_bad_figure() {
         "apoyo: invalid value for --loss-pct (a percentage, 0 to 100)"
     );
 }
+
+#[test]
+fn proxy_help_says_loss_is_a_delay_and_where_real_drops_are() {
+    let out = apoyo().args(["proxy", "--help"]).output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("Loss in a profile is a retransmission delay, not a drop"),
+        "{help}"
+    );
+    assert!(
+        help.contains("Real packet drops: scripts/netns-loss.sh"),
+        "{help}"
+    );
+}

@@ -87,6 +87,18 @@ fn good_link_report_has_every_field_and_a_self_contained_page() {
     assert!(page.starts_with("<!DOCTYPE html>"));
     assert!(page.contains("OK: every support counted exactly once"));
     assert!(page.contains("<svg") && page.contains("Bytes sent over time"));
+    // The timeline marks each attempt and each receipt: every support counted or recorded as
+    // duplicate has its receipt mark (6), each rejected one its quarantine mark (4).
+    assert!(page.contains("<rect class=\"attempt ok\" data-step=\"patch\""));
+    assert!(page.contains("<rect class=\"attempt ok\" data-step=\"commit\""));
+    assert_eq!(page.matches("class=\"decision receipt\"").count(), 6);
+    assert_eq!(page.matches("class=\"decision quarantined\"").count(), 4);
+    // Their commits were refused by the endpoint (422), not failed by the link.
+    assert!(page.contains("<rect class=\"attempt refused\" data-step=\"commit\""));
+    assert!(
+        !page.contains("class=\"attempt fault\""),
+        "a good link has no faults"
+    );
     // Self-contained: nothing to fetch.
     for needle in ["src=", "href=", "<script", "@import", "url("] {
         assert!(!page.contains(needle), "{needle} in the report");
@@ -95,8 +107,23 @@ fn good_link_report_has_every_field_and_a_self_contained_page() {
 
 #[test]
 fn devices_sigkilled_at_random_still_lose_nothing() {
-    let (code, v, err) = fieldtest(&["--profile", "good", "--seed", "8", "--kill-rate", "40"]);
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("report.html");
+    let (code, v, err) = fieldtest(&[
+        "--profile",
+        "good",
+        "--seed",
+        "8",
+        "--kill-rate",
+        "40",
+        "--report",
+        html.to_str().unwrap(),
+    ]);
     assert_eq!(code, Some(0), "{v}\n{err}");
+    // The device processes mark their attempts too (in their folders, across kills).
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("data-step=\"patch\"") && page.contains("data-step=\"commit\""));
+    assert!(page.contains("class=\"decision receipt\""));
     assert!(v["kills"].as_u64().unwrap() >= 1, "{v}");
     assert_eq!(
         (v["lost"].as_u64(), v["double_counted"].as_u64()),
@@ -109,7 +136,11 @@ fn devices_sigkilled_at_random_still_lose_nothing() {
 
 #[test]
 fn cut_connections_and_the_proxys_own_429_503_are_survived() {
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("report.html");
     let (code, v, err) = fieldtest(&[
+        "--report",
+        html.to_str().unwrap(),
         "--profile",
         "lossy",
         "--seed",
@@ -137,6 +168,19 @@ fn cut_connections_and_the_proxys_own_429_503_are_survived() {
         faults["status_429"].as_u64().unwrap_or(0) + faults["status_503"].as_u64().unwrap_or(0);
     assert!(statuses >= 1, "{v}");
     assert!(v["retries"].as_u64().unwrap() >= 1, "{v}");
+    // The timeline shows the failed attempts with the fault each device met (the proxy's own
+    // answer, a broken connection) and the retries that followed.
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("<rect class=\"attempt fault\""),
+        "no failed attempt drawn"
+    );
+    assert!(
+        page.contains("FAILED: 429") || page.contains("FAILED: 503"),
+        "no proxy answer drawn"
+    );
+    assert!(page.contains("FAILED: connection broken"), "no cut drawn");
+    assert!(page.contains("class=\"decision retry\""));
     assert_eq!(
         (v["lost"].as_u64(), v["double_counted"].as_u64()),
         (Some(0), Some(0)),

@@ -17,8 +17,11 @@ pub struct Profile {
     pub delay_ms: u64,
     /// Extra one-way delay drawn uniformly from `0..=jitter_ms` per segment.
     pub jitter_ms: u64,
-    /// Segments lost, in percent. A TCP proxy cannot drop a segment of a stream it relays, so
-    /// a lost segment costs what TCP pays for it: one retransmission timeout (see `rto`).
+    /// Segments lost, in percent. Modelled as a retransmission delay, not a drop: a TCP proxy
+    /// reads the stream after the kernel has acknowledged, reordered and (after a real loss)
+    /// retransmitted it, so it has no packet to drop, and leaving bytes out would corrupt the
+    /// stream. A lost segment costs what TCP pays for it: one retransmission timeout (see
+    /// `rto_ms`). Real packet drops: `scripts/netns-loss.sh` (nftables in a network namespace).
     pub loss_pct: f64,
     /// Connections refused (reset at once), in percent.
     pub refuse_pct: f64,
@@ -216,5 +219,15 @@ mod tests {
             (Some(18.0), Some(20.0), 650)
         );
         assert_eq!(r.loss_pct, 2.0);
+        let s = by_name("3g").expect("3g");
+        assert_eq!(
+            (s.up_kbps, s.down_kbps, s.delay_ms),
+            (Some(400.0), Some(400.0), 1000)
+        );
+        let l = by_name("lossy").expect("lossy");
+        assert_eq!(
+            (l.up_kbps, l.down_kbps, l.delay_ms, l.loss_pct),
+            (Some(200.0), Some(240.0), 400, 1.0)
+        );
     }
 }

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use apoyo_fieldkit::fieldtest::{self, FieldConfig, account};
+use apoyo_fieldkit::fieldtest::marks::{Decision, Step};
+use apoyo_fieldkit::fieldtest::{self, FieldConfig, Verdict, account};
 use apoyo_fieldkit::profile;
 use apoyo_fieldkit::proxy::FaultLog;
 
@@ -48,10 +49,42 @@ fn a_clean_run_counts_every_support_once_and_tampering_is_detected() {
     assert_eq!(r.quarantined_by_reason.get("out_of_scope"), Some(&2));
     assert_eq!((r.lost, r.double_counted, r.pending), (0, 0, 0), "{r:?}");
     assert!(r.drained);
+    assert_eq!(r.verdict(), Verdict::Ok);
     assert!(
         r.wire_bytes > r.payload_bytes && r.payload_bytes > 10 * 4096,
         "{r:?}"
     );
+
+    // The timeline has each device's attempts and the engine's decisions: a receipt mark for
+    // each support the endpoint decided counted or duplicate, a quarantine mark for each it
+    // rejected, each after that device's successful PATCH and commit attempts.
+    let (mut receipts, mut quarantines) = (0, 0);
+    for lane in &out.timeline.devices {
+        let ok = |s: Step| lane.attempts.iter().filter(|a| a.step == s && a.ok).count();
+        let decided = |w: Decision| lane.decisions.iter().filter(|d| d.what == w).count();
+        let accepted = lane
+            .commits
+            .iter()
+            .filter(|c| c.1 == "counted" || c.1 == "duplicate")
+            .count();
+        assert_eq!(decided(Decision::Receipt), accepted, "{lane:?}");
+        assert_eq!(
+            decided(Decision::Quarantined),
+            lane.commits.len() - accepted,
+            "{lane:?}"
+        );
+        assert!(ok(Step::Patch) >= lane.captures.len(), "{lane:?}");
+        // A rejected support's commit is answered 422: a failed attempt, then quarantined.
+        assert!(ok(Step::Commit) >= accepted, "{lane:?}");
+        let commits = lane.attempts.iter().filter(|a| a.step == Step::Commit);
+        assert!(commits.count() >= lane.commits.len(), "{lane:?}");
+        let first_receipt = lane.decisions.iter().find(|d| d.what == Decision::Receipt);
+        let first_commit = lane.attempts.iter().find(|a| a.step == Step::Commit);
+        assert!(first_commit.unwrap().end_ms <= first_receipt.unwrap().at_ms + 1);
+        receipts += decided(Decision::Receipt);
+        quarantines += decided(Decision::Quarantined);
+    }
+    assert_eq!((receipts, quarantines), (6, 4));
 
     let recount = || {
         let lives: Vec<_> = out.devices.iter().map(|_| Arc::default()).collect();
@@ -80,6 +113,7 @@ fn a_clean_run_counts_every_support_once_and_tampering_is_detected() {
     .unwrap();
     let r = recount();
     assert_eq!(r.double_counted, 2, "{r:?}");
+    assert_eq!(r.verdict(), Verdict::LostOrCountedTwice, "exit code 5");
     assert_eq!((r.duplicates_found, r.counted, r.lost), (0, 6, 0), "{r:?}");
 
     // The endpoint "forgets" one counted support the phone has already purged: lost.
@@ -96,4 +130,5 @@ fn a_clean_run_counts_every_support_once_and_tampering_is_detected() {
         .unwrap();
     let r = recount();
     assert_eq!((r.lost, r.counted), (1, 5), "{r:?}");
+    assert_eq!(r.verdict(), Verdict::LostOrCountedTwice, "exit code 5");
 }

@@ -17,6 +17,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::device::{self, Entry, Journal, Live};
+use super::marks::{self, Attempt, DecisionAt};
 use super::plan::Kind;
 use super::setup::Device;
 use super::{FieldConfig, FieldError};
@@ -73,6 +74,10 @@ pub struct DeviceLane {
     /// receipt).
     pub commits: Vec<(u64, String, bool)>,
     pub kills: u64,
+    /// Each exchange the device made (upload and commit attempts), with its outcome or fault.
+    pub attempts: Vec<Attempt>,
+    /// The engine's decision at the end of each attempt (retry, receipt, quarantine).
+    pub decisions: Vec<DecisionAt>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -276,6 +281,7 @@ pub fn compute(i: Inputs<'_>) -> Result<(Report, Timeline), FieldError> {
             ..Default::default()
         };
         device_tally(&mut t, d, &ep, i.t0, &mut lane)?;
+        (lane.attempts, lane.decisions) = marks::on_timeline(&marks::load(&d.dir)?, i.t0);
         lanes.push(lane);
     }
     let (drained, drain_ms) = drain_time(&i);

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use apoyo_sync::sync::{self, BackoffPolicy, HttpTransport, StopReason, SyncOptio
 use apoyo_sync::{Error, FileKeyGuard, Process, Store, StoreOptions};
 
 use super::FieldError;
+use super::marks::{MarkControl, Recorder, RecordingTransport};
 use super::plan::{self, DevicePlan};
 
 /// File names inside a device's folder.
@@ -149,6 +151,8 @@ pub struct SyncPlan {
     pub deadline: Instant,
     /// When the run started (for `drained_at_ms`).
     pub start: Instant,
+    /// Where the device's per-attempt marks go (the report's timeline).
+    pub marks: Arc<Recorder>,
 }
 
 /// Syncs until nothing is pending, the deadline passes, or `stop` is set. `Ok(true)` when
@@ -160,7 +164,13 @@ pub fn sync_until_drained(
     stop: &AtomicBool,
     mut after_run: impl FnMut(&Live),
 ) -> Result<bool, FieldError> {
-    let transport = HttpTransport::new(&sp.url, &TlsConfig::default())?;
+    // Each exchange is marked at the transport seam, each capture's outcome from the engine's
+    // state-change events (see `marks`).
+    let transport = RecordingTransport::new(
+        HttpTransport::new(&sp.url, &TlsConfig::default())?,
+        sp.marks.clone(),
+    );
+    let control: Arc<dyn sync::RunControl> = MarkControl::new(sp.marks.clone());
     let sent_before = live.sent_bytes.load(Ordering::Relaxed);
     let mut sent = 0u64;
     loop {
@@ -174,7 +184,7 @@ pub fn sync_until_drained(
             backoff: sp.backoff,
             seed: Some(crate::schedule::derive(sp.seed, 0, runs, 7)),
             progress: None,
-            control: None,
+            control: Some(control.clone()),
         };
         let r = sync::sync_blocking(store, &transport, opts)?;
         sent += r.bytes_sent;
@@ -226,6 +236,7 @@ pub fn child_main(dir: &Path, url: &str, deadline: Duration) -> Result<bool, Fie
         seed: crate::schedule::derive(plan.seed, plan.device as u64, 0, 8),
         deadline: start + deadline,
         start,
+        marks: Recorder::open(dir)?,
     };
     sync_until_drained(&mut store, &sp, &live, &AtomicBool::new(false), print)
 }

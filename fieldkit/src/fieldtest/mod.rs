@@ -6,11 +6,13 @@
 //!
 //! - `plan`: what each device captures; `device`: one device (thread or process);
 //! - `setup`: endpoint, links, device stores; `run`: the sync phase and its live progress;
+//! - `marks`: each device's per-attempt marks (exchanges and the engine's decisions);
 //! - `account`: the figures; `html`: the self-contained HTML report.
 
 pub mod account;
 pub mod device;
 pub mod html;
+pub mod marks;
 pub mod plan;
 pub mod run;
 pub mod setup;
@@ -82,6 +84,29 @@ pub struct FieldConfig {
     pub backoff: BackoffPolicy,
     /// The command line, printed in the report so the run can be replayed.
     pub command: String,
+}
+
+/// A run's verdict, from what its report counted (the exit code of `apoyo fieldtest`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every support counted exactly once, none lost.
+    Ok,
+    /// Supports still pending at the deadline (on the phones: not lost).
+    Pending,
+    /// A support lost, or a citizen counted twice.
+    LostOrCountedTwice,
+}
+
+impl Report {
+    pub fn verdict(&self) -> Verdict {
+        if self.lost > 0 || self.double_counted > 0 {
+            Verdict::LostOrCountedTwice
+        } else if self.pending > 0 {
+            Verdict::Pending
+        } else {
+            Verdict::Ok
+        }
+    }
 }
 
 /// A field tester's retry policy: 1 s to 30 s (a phone's default is 2 s to 5 min, which would

@@ -114,6 +114,7 @@ impl Fleet {
                         seed: crate::schedule::derive(cfg.seed, d.index as u64, 0, 8),
                         deadline: f.deadline,
                         start,
+                        marks: super::marks::Recorder::open(&d.dir)?,
                     };
                     let (d, live, stop) = (d.clone(), f.lives[d.index].clone(), f.stop.clone());
                     f.threads.push(std::thread::spawn(move || {

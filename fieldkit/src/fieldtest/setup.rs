@@ -132,6 +132,13 @@ pub fn devices(
         let i = p.device;
         let dir = cfg.work_dir.join(format!("device-{i}"));
         std::fs::create_dir_all(&dir).map_err(|e| FieldError::io("device folder", e))?;
+        // A new device starts a new timeline (its marks are appended by each sync run).
+        match std::fs::remove_file(dir.join(super::marks::MARKS)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(FieldError::io("marks", e));
+            }
+            _ => {}
+        }
         let guard = FileKeyGuard::open_or_create(&dir.join(KEYRING))?;
         let collector = (i % 2 == 0).then(|| Collector::Auxiliar(format!("AUX-{i:04}")));
         let opts = StoreOptions {

@@ -1,15 +1,19 @@
 //! The HTML report: one self-contained page (inline CSS and SVG, no script, nothing fetched)
 //! a field supervisor can read: the verdict, the summary table, a timeline per device (each
-//! capture, each connection and the fault that ended it, each commit and its receipt), the
-//! bytes sent over time against the link rate, and the faults injected.
+//! capture, each connection and the fault that ended it, each upload and commit attempt with
+//! its outcome or fault, each commit and its receipt: `timeline`), the bytes sent over time
+//! against the link rate, and the faults injected.
+
+mod timeline;
 
 use std::fmt::Write as _;
 
-use super::account::{DeviceLane, LinkLane, Report, Timeline};
+use super::Verdict;
+use super::account::{LinkLane, Report, Timeline};
+use timeline::{axis, x_of};
 
 const WIDTH: f64 = 1040.0;
 const LABEL: f64 = 150.0;
-const LANE: f64 = 64.0;
 
 /// Escapes text for HTML.
 fn esc(s: &str) -> String {
@@ -22,15 +26,13 @@ fn esc(s: &str) -> String {
 /// The page.
 pub fn render(r: &Report, t: &Timeline, source: &str) -> String {
     let mut h = String::with_capacity(64 * 1024);
-    let (verdict, class) = if r.lost > 0 || r.double_counted > 0 {
-        ("FAILED: supports lost or counted twice", "bad")
-    } else if r.pending > 0 {
-        (
+    let (verdict, class) = match r.verdict() {
+        Verdict::LostOrCountedTwice => ("FAILED: supports lost or counted twice", "bad"),
+        Verdict::Pending => (
             "Not drained at the deadline (nothing lost: pending supports are still on the phones)",
             "warn",
-        )
-    } else {
-        ("OK: every support counted exactly once, none lost", "ok")
+        ),
+        Verdict::Ok => ("OK: every support counted exactly once, none lost", "ok"),
     };
     let _ = write!(
         h,
@@ -46,8 +48,8 @@ pub fn render(r: &Report, t: &Timeline, source: &str) -> String {
         cmd = esc(&r.command),
     );
     summary(&mut h, r);
-    h.push_str("<h2>Timeline</h2><p class=\"note\">Time runs left to right from the start of the run. Each bar is one connection through the link, coloured by how it ended. ▼ a capture saved on the phone; ● the endpoint's decision (green counted, blue duplicate, orange rejected); ✓ under it when the phone keeps the signed receipt; × a fault injected on the device's link (hover for details).</p>");
-    timeline(&mut h, t);
+    h.push_str("<h2>Timeline</h2><p class=\"note\">Time runs left to right from the start of the run; hover any mark for details. Per phone, top to bottom: ▼ a capture saved on the phone and × a fault the proxy injected on its link; the connections through the link, coloured by how they ended; each attempt the phone made (blue: an upload PATCH, purple: a commit, light: creating or resuming an upload; red: the attempt failed, with the fault the phone met; orange: the endpoint refused it); ● the endpoint's decision (green counted, blue duplicate, orange rejected); then what the phone did after each attempt: ↻ retried later, ✓ signed receipt verified and kept, ⚠ quarantined.</p>");
+    timeline::timeline(&mut h, t);
     h.push_str("<h2>Bytes sent over time</h2><p class=\"note\">Device → endpoint throughput per link (kbit/s, one-second steps) against the profile's uplink rate (dashed).</p>");
     for (n, l) in t.links.iter().enumerate() {
         chart(&mut h, n, l, t.link_kbps, t.span_ms);
@@ -185,156 +187,6 @@ fn goodput(r: &Report) -> String {
     }
 }
 
-fn x_of(ms: u64, span: u64) -> f64 {
-    LABEL + (ms as f64 / span.max(1) as f64) * (WIDTH - LABEL - 10.0)
-}
-
-fn color(fault: Option<&str>) -> &'static str {
-    match fault {
-        None => "#9aa5b1",
-        Some("reset" | "link_down") => "#d62728",
-        Some("stall") => "#ff7f0e",
-        Some("refused") => "#9467bd",
-        Some(f) if f.starts_with("status_") => "#e6b800",
-        Some("blackhole") => "#222",
-        Some(_) => "#8c564b",
-    }
-}
-
-fn axis(h: &mut String, span: u64, y: f64) {
-    let secs = (span / 1000).max(1);
-    let step = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600]
-        .into_iter()
-        .find(|s| secs / s <= 10)
-        .unwrap_or(1200);
-    let mut s = 0;
-    while s <= secs {
-        let x = x_of(s * 1000, span);
-        let _ = write!(
-            h,
-            "<line x1=\"{x:.1}\" y1=\"0\" x2=\"{x:.1}\" y2=\"{y}\" stroke=\"#eee\"/><text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\" fill=\"#666\">{s} s</text>",
-            y + 14.0
-        );
-        s += step;
-    }
-}
-
-fn timeline(h: &mut String, t: &Timeline) {
-    let shared = t.links.len() == 1 && t.devices.len() > 1;
-    let lanes = t.devices.len() + usize::from(shared);
-    let height = lanes as f64 * LANE + 24.0;
-    let _ = write!(
-        h,
-        "<svg width=\"{WIDTH}\" height=\"{height}\" role=\"img\" aria-label=\"timeline\">"
-    );
-    axis(h, t.span_ms, lanes as f64 * LANE);
-    let mut y = 0.0;
-    if shared {
-        let _ = write!(h, "<text x=\"4\" y=\"{}\">shared link</text>", y + 34.0);
-        conns(h, &t.links[0], t.span_ms, y);
-        y += LANE;
-    }
-    for d in &t.devices {
-        device_lane(h, d, t, y, !shared);
-        y += LANE;
-    }
-    h.push_str("</svg>");
-}
-
-fn conns(h: &mut String, l: &LinkLane, span: u64, y: f64) {
-    for c in &l.conns {
-        let (x1, x2) = (x_of(c.opened_ms, span), x_of(c.closed_ms, span));
-        let _ = write!(
-            h,
-            "<rect x=\"{x1:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"12\" fill=\"{}\" rx=\"2\"><title>connection {} · {:.1}–{:.1} s · up {} B, down {} B · {}</title></rect>",
-            y + 24.0,
-            (x2 - x1).max(2.0),
-            color(c.fault.as_deref()),
-            c.conn,
-            c.opened_ms as f64 / 1000.0,
-            c.closed_ms as f64 / 1000.0,
-            c.up_bytes,
-            c.down_bytes,
-            esc(c.fault.as_deref().unwrap_or("closed normally"))
-        );
-    }
-}
-
-fn device_lane(h: &mut String, d: &DeviceLane, t: &Timeline, y: f64, own_link: bool) {
-    let _ = write!(
-        h,
-        "<text x=\"4\" y=\"{}\">device {}</text><text x=\"4\" y=\"{}\" fill=\"#777\">{} captures{}</text><line x1=\"{LABEL}\" y1=\"{:.1}\" x2=\"{WIDTH}\" y2=\"{:.1}\" stroke=\"#ddd\"/>",
-        y + 28.0,
-        d.index,
-        y + 44.0,
-        d.captures.len(),
-        if d.kills > 0 {
-            format!(", {} kills", d.kills)
-        } else {
-            String::new()
-        },
-        y + LANE - 2.0,
-        y + LANE - 2.0,
-    );
-    if own_link && let Some(l) = t.links.get(d.link) {
-        conns(h, l, t.span_ms, y);
-        for e in t
-            .faults
-            .iter()
-            .filter(|e| e.link == d.link as u64 && e.kind != "link_up")
-        {
-            let x = x_of(e.at_ms, t.span_ms);
-            let _ = write!(
-                h,
-                "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#d62728\" font-weight=\"bold\">×<title>{} at {:.2} s {}</title></text>",
-                x - 4.0,
-                y + 20.0,
-                esc(&e.kind),
-                e.at_ms as f64 / 1000.0,
-                esc(&e.detail)
-            );
-        }
-    }
-    for c in &d.captures {
-        let x = x_of(*c, t.span_ms);
-        let _ = write!(
-            h,
-            "<path d=\"M{:.1} {:.1} l8 0 l-4 8 z\" fill=\"#1f77b4\"><title>capture saved at {:.1} s</title></path>",
-            x - 4.0,
-            y + 8.0,
-            *c as f64 / 1000.0
-        );
-    }
-    for (at, what, receipt) in &d.commits {
-        let x = x_of(*at, t.span_ms);
-        let fill = match what.as_str() {
-            "counted" => "#2ca02c",
-            "duplicate" => "#17becf",
-            _ => "#ff7f0e",
-        };
-        let _ = write!(
-            h,
-            "<circle cx=\"{x:.1}\" cy=\"{:.1}\" r=\"5\" fill=\"{fill}\"><title>endpoint: {} at {:.1} s{}</title></circle>",
-            y + 46.0,
-            esc(what),
-            *at as f64 / 1000.0,
-            if *receipt {
-                ", signed receipt kept"
-            } else {
-                ""
-            }
-        );
-        if *receipt {
-            let _ = write!(
-                h,
-                "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#2ca02c\">✓</text>",
-                x - 4.0,
-                y + 62.0
-            );
-        }
-    }
-}
-
 fn chart(h: &mut String, n: usize, l: &LinkLane, rate: Option<f64>, span: u64) {
     let mut points = Vec::new();
     let mut last = (0u64, 0u64);
@@ -406,10 +258,17 @@ fn faults(h: &mut String, r: &Report, t: &Timeline) {
     h.push_str("</table></details>");
 }
 
-const LEGEND: &str = "<h2>Legend</h2><p class=\"legend\">\
+const LEGEND: &str = "<h2>Legend</h2><p class=\"legend\">Connections: \
 <span><i class=\"sw\" style=\"background:#9aa5b1\"></i>connection closed normally</span>\
 <span><i class=\"sw\" style=\"background:#d62728\"></i>cut (reset, link down)</span>\
 <span><i class=\"sw\" style=\"background:#ff7f0e\"></i>stalled</span>\
 <span><i class=\"sw\" style=\"background:#9467bd\"></i>refused</span>\
 <span><i class=\"sw\" style=\"background:#e6b800\"></i>429/503 from the proxy</span>\
-<span><i class=\"sw\" style=\"background:#222\"></i>blackhole</span></p>";
+<span><i class=\"sw\" style=\"background:#222\"></i>blackhole</span></p>\
+<p class=\"legend\">Attempts: \
+<span><i class=\"sw\" style=\"background:#1f77b4\"></i>upload (PATCH)</span>\
+<span><i class=\"sw\" style=\"background:#9467bd\"></i>commit</span>\
+<span><i class=\"sw\" style=\"background:#9ecae1\"></i>upload created or resumed</span>\
+<span><i class=\"sw\" style=\"background:#d62728\"></i>failed: no answer, 408, 429 or 5xx (hover: the fault)</span>\
+<span><i class=\"sw\" style=\"background:#ff7f0e\"></i>refused by the endpoint (other 4xx)</span>\
+<span>↻ retried later</span><span>✓ receipt kept</span><span>⚠ quarantined</span></p>";
