@@ -4,6 +4,7 @@
 //! classified by what it left on disk and checked before the next process starts.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::check::{self, Phase};
@@ -57,44 +58,15 @@ pub fn run(kills: usize) -> DeviceFigures {
     let mut known = BTreeSet::new();
     let mut round = 0usize;
     while f.kills < kills {
-        assert!(
-            Instant::now() < deadline,
-            "{} kills not done in time",
-            kills
-        );
+        assert!(Instant::now() < deadline, "{kills} kills not done in time");
         round += 1;
         w.assert_endpoint_alive();
-        let dev_before = DeviceView::read(&d.store);
-        if dev_before.pending() < 2 {
-            d.add_captures(rng.range(2, 4) as usize);
-        }
-        let dev_before = DeviceView::read(&d.store);
-        let ep_before = EndpointView::read(&w.endpoint_db());
-        // The aims take turns, so a short run tries each phase; their settings are drawn.
-        let aim = match round % 4 {
-            0 => Aim::Upload(rng.range(1, 12)),
-            1 => Aim::Commit,
-            2 => Aim::Purge,
-            _ => Aim::Delay(rng.range(5, 700)),
-        };
-        let mut child = d.spawn_sync("60s", &log);
-        let killed = aim_and_kill(&mut child, aim, &d, &w);
-        if !killed {
-            let status = wait_bounded(&mut child, PATIENCE, "apoyo sync");
-            assert!(
-                status.success(),
-                "round {round}: sync failed ({status}); see {}",
-                log.display()
-            );
+        let at = format!("round {round} (seed {seed})");
+        let Some((aim, phase)) = one_round(&w, &d, &log, &mut rng, round, &mut known, &at) else {
             f.runs_ended_by_themselves += 1;
             continue;
-        }
+        };
         f.kills += 1;
-        let dev = DeviceView::read(&d.store);
-        let ep = EndpointView::read(&w.endpoint_db());
-        let at = format!("round {round} (seed {seed}, {aim:?})");
-        check::after_kill(&mut known, &dev, &ep_before, &ep, &at);
-        let phase = check::classify(&dev_before, &ep_before, &dev, &ep);
         *f.by_phase.entry(phase).or_default() += 1;
         eprintln!("kill {:3}: aimed {aim:?}, landed {}", f.kills, phase.name());
     }
@@ -106,6 +78,45 @@ pub fn run(kills: usize) -> DeviceFigures {
     f.doubled = fin.doubled;
     f.seconds = started.elapsed().as_secs_f64();
     f
+}
+
+/// One round: tops the queue up, runs `apoyo sync`, kills it at an aim (they take turns, so
+/// a short run tries each phase; their settings are drawn), then checks and classifies what
+/// the kill left. `None` if the run drained its queue and ended by itself first.
+fn one_round(
+    w: &World,
+    d: &Device,
+    log: &Path,
+    rng: &mut Rng,
+    round: usize,
+    known: &mut BTreeSet<String>,
+    at: &str,
+) -> Option<(Aim, Phase)> {
+    if DeviceView::read(&d.store).pending() < 2 {
+        d.add_captures(rng.range(2, 4) as usize);
+    }
+    let dev_before = DeviceView::read(&d.store);
+    let ep_before = EndpointView::read(&w.endpoint_db());
+    let aim = match round % 4 {
+        0 => Aim::Upload(rng.range(1, 12)),
+        1 => Aim::Commit,
+        2 => Aim::Purge,
+        _ => Aim::Delay(rng.range(5, 700)),
+    };
+    let mut child = d.spawn_sync("60s", log);
+    if !aim_and_kill(&mut child, aim, d, w) {
+        let status = wait_bounded(&mut child, PATIENCE, "apoyo sync");
+        assert!(
+            status.success(),
+            "{at}: sync failed ({status}); see {}",
+            log.display()
+        );
+        return None;
+    }
+    let dev = DeviceView::read(&d.store);
+    let ep = EndpointView::read(&w.endpoint_db());
+    check::after_kill(known, &dev, &ep_before, &ep, &format!("{at}, {aim:?}"));
+    Some((aim, check::classify(&dev_before, &ep_before, &dev, &ep)))
 }
 
 /// Polls the probes every millisecond until the aim is met, then SIGKILLs the sync process.
@@ -148,7 +159,7 @@ fn aim_and_kill(child: &mut KillOnDrop, aim: Aim, d: &Device, w: &World) -> bool
 }
 
 /// Syncs until nothing is pending (a healthy run drains the queue at once).
-fn drain(d: &Device, log: &std::path::Path) {
+fn drain(d: &Device, log: &Path) {
     for _ in 0..5 {
         let mut child = d.spawn_sync("120s", log);
         let mut out = String::new();

@@ -95,21 +95,12 @@ pub fn run(kills: usize) -> EndpointFigures {
         d.add_captures(4);
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let workers: Vec<JoinHandle<(u64, u64)>> = devices
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let (d, stop) = (d.clone(), stop.clone());
-            let log = w.path(&format!("sync-{i}.log"));
-            std::thread::spawn(move || supervise(d, log, stop))
-        })
-        .collect();
+    let workers = spawn_supervisors(&w, &devices, &stop);
     let mut f = EndpointFigures {
         seed,
         ..Default::default()
     };
     let deadline = started + PATIENCE + Duration::from_secs(15) * kills as u32;
-    let db = w.endpoint_db();
     while f.kills < kills {
         assert!(
             Instant::now() < deadline,
@@ -119,45 +110,10 @@ pub fn run(kills: usize) -> EndpointFigures {
             workers.iter().all(|h| !h.is_finished()),
             "a device supervisor stopped (a sync failed); see sync-*.log"
         );
-        let before = EndpointView::read(&db);
-        let cut_before = cut_uploads(&w, &before);
         // The aims take turns: any write, then a capture's last part.
         let last_part = f.kills % 2 == 1;
-        if !wait_for_write(&w, last_part) {
-            continue;
-        }
-        // At once half the time (inside the request whose write was just seen), else up to
-        // 8 ms later (its answer, or the next request).
-        let delay = if rng.range(0, 1) == 0 {
-            0
-        } else {
-            rng.range(0, 8_000)
-        };
-        std::thread::sleep(Duration::from_micros(delay));
-        w.kill_endpoint();
-        f.kills += 1;
-        if last_part {
-            f.after_last_part += 1
-        } else {
-            f.after_write += 1
-        }
-        let after = EndpointView::read(&db);
-        // A lower bound: a cut that left no bytes behind, or one seen before the kill, is
-        // not counted.
-        if !cut_uploads(&w, &after).is_subset(&cut_before) {
-            f.visibly_cut += 1;
-        }
-        assert_integrity(&w, "after a kill");
-        endpoint_only_checks(&before, &after, f.kills);
-        w.start_endpoint();
-        assert_integrity(&w, "after a restart");
-        f.integrity_checks += 2;
-        if f.kills.is_multiple_of(20) {
-            eprintln!(
-                "{} endpoint kills, {} supports",
-                f.kills,
-                after.supports.len()
-            );
+        if kill_at_a_request(&mut w, &mut rng, &mut f, last_part) && f.kills.is_multiple_of(20) {
+            eprintln!("{} endpoint kills", f.kills);
         }
     }
     stop.store(true, Ordering::SeqCst);
@@ -178,6 +134,66 @@ pub fn run(kills: usize) -> EndpointFigures {
     f.doubled = fin.doubled;
     f.seconds = started.elapsed().as_secs_f64();
     f
+}
+
+/// A thread per device running [`supervise`].
+fn spawn_supervisors(
+    w: &World,
+    devices: &[Arc<Device>],
+    stop: &Arc<AtomicBool>,
+) -> Vec<JoinHandle<(u64, u64)>> {
+    devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let (d, stop) = (d.clone(), stop.clone());
+            let log = w.path(&format!("sync-{i}.log"));
+            std::thread::spawn(move || supervise(d, log, stop))
+        })
+        .collect()
+}
+
+/// Waits for a device's request (see [`wait_for_write`]), SIGKILLs the endpoint at once or a
+/// few ms later, checks its database, restarts it and checks again. False if no request came.
+fn kill_at_a_request(
+    w: &mut World,
+    rng: &mut Rng,
+    f: &mut EndpointFigures,
+    last_part: bool,
+) -> bool {
+    let db = w.endpoint_db();
+    let before = EndpointView::read(&db);
+    let cut_before = cut_uploads(w, &before);
+    if !wait_for_write(w, last_part) {
+        return false;
+    }
+    // At once half the time (inside the request whose write was just seen), else up to 8 ms
+    // later (its answer, or the next request).
+    let delay = if rng.range(0, 1) == 0 {
+        0
+    } else {
+        rng.range(0, 8_000)
+    };
+    std::thread::sleep(Duration::from_micros(delay));
+    w.kill_endpoint();
+    f.kills += 1;
+    if last_part {
+        f.after_last_part += 1
+    } else {
+        f.after_write += 1
+    }
+    let after = EndpointView::read(&db);
+    // A lower bound: a cut that left no bytes behind, or one seen before the kill, is not
+    // counted.
+    if !cut_uploads(w, &after).is_subset(&cut_before) {
+        f.visibly_cut += 1;
+    }
+    assert_integrity(w, "after a kill");
+    endpoint_only_checks(&before, &after, f.kills);
+    w.start_endpoint();
+    assert_integrity(w, "after a restart");
+    f.integrity_checks += 2;
+    true
 }
 
 /// Waits (at most 30 s) for the endpoint to record a device's write (or, with `last_part`, to
