@@ -11,10 +11,13 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use apoyo_sync::{CaptureId, FileKeyGuard, State, Store, StoreOptions};
+
+mod common;
+use common::{KillOnDrop, Rng};
 
 const PROCESSES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/processes.json");
 const KILLS: usize = 25;
@@ -25,49 +28,6 @@ const SYNTHETIC: [(&str, usize); 4] = [
     ("selfie.jpg", 200_000),
     ("signature.jpg", 20_000),
 ];
-
-/// xorshift64*: small, seedable, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn from_clock() -> (Self, u64) {
-        let seed = match std::env::var("APOYO_CRASH_SEED") {
-            Ok(s) => s.parse().expect("APOYO_CRASH_SEED is a u64"),
-            Err(_) => {
-                let nanos = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .expect("clock after 1970")
-                    .as_nanos() as u64;
-                nanos ^ (u64::from(std::process::id()) << 32)
-            }
-        };
-        (Rng(seed.max(1)), seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform-ish in `lo..=hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-}
-
-/// A child process killed (SIGKILL) and reaped when dropped, even if the test panics.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 struct Env {
     root: tempfile::TempDir,
@@ -268,7 +228,7 @@ fn killed_capture_loop_never_loses_a_reported_capture() {
     };
     let process_ids = device_with_processes(&env);
 
-    let (mut rng, seed) = Rng::from_clock();
+    let (mut rng, seed) = Rng::from_env_or_clock("APOYO_CRASH_SEED");
     eprintln!("crash test seed {seed} (APOYO_CRASH_SEED={seed} replays the kill delays)");
     // Kill delays span this machine's time to a first durable capture (start-up, open,
     // capture), measured on a separate store: on a loaded machine that time grows well past
