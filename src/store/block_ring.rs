@@ -4,6 +4,7 @@
 //! as it is complete, so the device works while the CPU seals (`part_writer.rs`).
 
 use std::fs::File;
+use std::path::Path;
 
 use crate::error::Result;
 
@@ -45,6 +46,8 @@ struct Frontier {
 /// starts writeback when a long enough stretch at the front of the file is written.
 pub(super) struct Ring<'f> {
     file: &'f File,
+    /// Where `file` is (its writes go through [`super::part_fs`]).
+    path: &'f Path,
     file_len: u64,
     slots: [(std::sync::Mutex<Slot>, std::sync::Condvar); SLOTS],
     frontier: std::sync::Mutex<Frontier>,
@@ -56,10 +59,11 @@ pub(super) fn relock<T>(r: std::sync::LockResult<T>) -> T {
 }
 
 impl<'f> Ring<'f> {
-    pub(super) fn new(file: &'f File, file_len: u64) -> Ring<'f> {
+    pub(super) fn new(file: &'f File, path: &'f Path, file_len: u64) -> Ring<'f> {
         let blocks = file_len.div_ceil(BLOCK as u64) as usize;
         Ring {
             file,
+            path,
             file_len,
             slots: std::array::from_fn(|block| {
                 let slot = Slot {
@@ -101,7 +105,6 @@ impl<'f> Ring<'f> {
     /// block's slot to be free, and writes each block it completes. Returns early (`Ok`) once
     /// the work has failed elsewhere.
     pub(super) fn place(&self, mut pos: u64, mut bytes: &[u8]) -> Result<()> {
-        use std::os::unix::fs::FileExt;
         while !bytes.is_empty() {
             let k = (pos / BLOCK as u64) as usize;
             let at = (pos % BLOCK as u64) as usize;
@@ -118,8 +121,12 @@ impl<'f> Ring<'f> {
             slot.filled += n;
             let len = self.block_len(k);
             if slot.filled == len {
-                self.file
-                    .write_all_at(&slot.buf[..len], k as u64 * BLOCK as u64)?;
+                super::part_fs::write_at(
+                    self.file,
+                    self.path,
+                    &slot.buf[..len],
+                    k as u64 * BLOCK as u64,
+                )?;
                 slot.block = k + SLOTS;
                 slot.filled = 0;
                 cv.notify_all();

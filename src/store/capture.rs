@@ -2,8 +2,6 @@
 //! valid, not a duplicate), build its manifest, check the disk has room, plan its part file,
 //! then write the file durably and index it in the queue (ADR 0013), in that order.
 
-use std::fs;
-
 use rusqlite::OptionalExtension;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -272,7 +270,7 @@ impl Store {
             .map_err(|e| {
                 // Never reported as captured: its file must not linger. (On an error before
                 // this point `write_parts_durably` has already removed it.)
-                let _ = fs::remove_file(&path);
+                let _ = super::part_fs::remove_file(&path);
                 Error::from(e)
             })
         })

@@ -76,16 +76,22 @@ pub fn open_existing(path: &Path) -> Result<Connection> {
         path: path.to_path_buf(),
         detail,
     };
-    // The header must be SQLite's before SQLite is allowed near the file.
+    // The header must be SQLite's before SQLite is allowed near the file, unless a WAL is
+    // beside it: a power loss during a checkpoint can leave the database file's first page
+    // torn or garbage while the WAL still holds its good copy, which SQLite reads instead (and
+    // the checkpoint of the next writing connection puts back). Then SQLite decides, read-only.
     let mut header = [0u8; 16];
-    {
+    let header_read = {
         use std::io::Read;
-        let mut f = std::fs::File::open(path)?;
-        f.read_exact(&mut header)
-            .map_err(|_| corrupt("shorter than a database header".into()))?;
-    }
-    if &header != b"SQLite format 3\0" {
-        return Err(corrupt("not an SQLite database".into()));
+        std::fs::File::open(path)?.read_exact(&mut header)
+    };
+    if !has_wal(path) {
+        if header_read.is_err() {
+            return Err(corrupt("shorter than a database header".into()));
+        }
+        if &header != b"SQLite format 3\0" {
+            return Err(corrupt("not an SQLite database".into()));
+        }
     }
     // Check through a read-only connection: a refused store is never written, not even by a
     // checkpoint when the checking connection closes.
@@ -119,6 +125,13 @@ pub fn open_existing(path: &Path) -> Result<Connection> {
         }
     }
     Ok(ro)
+}
+
+/// Whether a non-empty WAL lies beside the database at `path`.
+fn has_wal(path: &Path) -> bool {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(Path::new(&wal)).is_ok_and(|m| m.is_file() && m.len() > 0)
 }
 
 /// The writing connection to a store that [`open_existing`] checked and whose keys unwrapped.
@@ -159,5 +172,43 @@ mod tests {
             with_unflushed_commit(&mut conn, |_| Err(Error::Internal("refused".into())));
         assert!(failed.is_err());
         assert_eq!(level(&conn), 2);
+    }
+
+    /// Found by the power-loss suite (tests/powerloss, migration, seed 2, sync point 6): the
+    /// power went out while a checkpoint flushed the database file, leaving its first page
+    /// garbage while the WAL held the good copy. SQLite reads that copy; the store must open,
+    /// not be reported corrupt (and set aside).
+    #[test]
+    fn a_first_page_torn_by_a_checkpoint_opens_from_the_wal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.db");
+        drop(create(&path).expect("create"));
+        {
+            let conn = open_read_write(&path).expect("open");
+            conn.set_db_config(
+                rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                true,
+            )
+            .expect("no checkpoint on close");
+            // Page 1 (application id, version) is now only in the WAL.
+            conn.pragma_update(None, "user_version", 1)
+                .expect("version");
+        }
+        let mut bytes = std::fs::read(&path).expect("read");
+        bytes[..16].copy_from_slice(&[0xA5; 16]);
+        std::fs::write(&path, &bytes).expect("garble the first sector");
+        let conn = open_existing(&path).expect("opens from the WAL");
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(v, 1);
+        // Without a WAL the same bytes are refused before SQLite reads them.
+        drop(conn);
+        let other = dir.path().join("u.db");
+        std::fs::write(&other, &bytes).expect("copy without its WAL");
+        assert!(matches!(
+            open_existing(&other),
+            Err(Error::CorruptStore { .. })
+        ));
     }
 }

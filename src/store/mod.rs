@@ -24,6 +24,7 @@
 //! | `sync_state.rs` | registration, activation, upload progress, retries, receipts |
 //! | `files.rs` | where part files live and listing them |
 //! | `trailer.rs` | the part-file trailer (ADR 0013) and shredding it |
+//! | `part_fs.rs` | the seam every part-file write, flush, removal and rename goes through (a fault layer in tests, ADR 0017) |
 //! | `part_writer.rs` | writing a part file durably on two threads |
 //! | `block_ring.rs` | the ring of aligned blocks the part writer fills and writes back |
 //! | `db.rs`, `migrations.rs` | the SQLite connection, its pragmas, the schema |
@@ -36,6 +37,7 @@ mod export;
 mod files;
 pub mod migrations;
 mod open;
+pub mod part_fs;
 mod part_writer;
 mod processes;
 mod purge;

@@ -3,7 +3,7 @@
 //! fdatasync of the file and an fsync of its folder, with the caller's own work placed where a
 //! core is idle. `capture.rs` commits the rows that index the capture only after this returns.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::path::Path;
 #[cfg(unix)]
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,10 +12,10 @@ use std::sync::{Condvar, Mutex};
 
 #[cfg(unix)]
 use super::block_ring::{Ring, relock};
+use super::part_fs;
 use crate::crypto::PartSealer;
 use crate::crypto::part;
 use crate::error::Result;
-use crate::fsutil::fsync_dir;
 use crate::limits::CHUNK_SIZE;
 
 /// One part to seal into a capture file: its plaintext, its sealer, and where its ciphertext
@@ -45,11 +45,11 @@ pub fn write_parts_durably<A: Send, B, R>(
     prepare: impl FnOnce() -> Result<B>,
     finish: impl FnOnce(A, B) -> Result<R>,
 ) -> Result<R> {
-    let file = OpenOptions::new().write(true).create_new(true).open(path)?;
-    let result = seal_and_sync(&file, path.parent(), jobs, trailer, aside, prepare, finish);
+    let file = part_fs::create_new(path)?;
+    let result = seal_and_sync(&file, path, jobs, trailer, aside, prepare, finish);
     if result.is_err() {
         drop(file);
-        let _ = fs::remove_file(path);
+        let _ = part_fs::remove_file(path);
     }
     result
 }
@@ -101,7 +101,7 @@ fn parts_len(jobs: &[PartJob<'_>]) -> u64 {
 #[cfg(unix)]
 fn seal_and_sync<A: Send, B, R>(
     file: &File,
-    dir: Option<&Path>,
+    path: &Path,
     jobs: &[PartJob<'_>],
     trailer: &[u8],
     aside: impl FnOnce() -> Result<A> + Send,
@@ -110,7 +110,7 @@ fn seal_and_sync<A: Send, B, R>(
 ) -> Result<R> {
     let parts_len = parts_len(jobs);
     let work = Sealing {
-        ring: Ring::new(file, parts_len + trailer.len() as u64),
+        ring: Ring::new(file, path, parts_len + trailer.len() as u64),
         jobs,
         tasks: chunk_tasks(jobs),
         next: AtomicUsize::new(0),
@@ -129,7 +129,7 @@ fn seal_and_sync<A: Send, B, R>(
         });
         let flushed = work
             .seal_share()
-            .and_then(|()| work.flush_after_sealing(file, dir, parts_len, trailer, prepare));
+            .and_then(|()| work.flush_after_sealing(file, path, parts_len, trailer, prepare));
         let aside = helper
             .join()
             .unwrap_or_else(|_| Err(crate::Error::Internal("a capture thread panicked".into())));
@@ -191,7 +191,7 @@ impl Sealing<'_, '_> {
     fn flush_after_sealing<B>(
         &self,
         file: &File,
-        dir: Option<&Path>,
+        path: &Path,
         parts_len: u64,
         trailer: &[u8],
         prepare: impl FnOnce() -> Result<B>,
@@ -213,9 +213,9 @@ impl Sealing<'_, '_> {
         if self.ring.failed() {
             return Ok(None);
         }
-        file.sync_data()?;
-        if let Some(dir) = dir {
-            fsync_dir(dir)?;
+        part_fs::sync_data(file, path)?;
+        if let Some(dir) = path.parent() {
+            part_fs::sync_dir(dir)?;
         }
         Ok(Some(prepared))
     }
@@ -268,28 +268,26 @@ impl HelperSealing {
 #[cfg(not(unix))]
 fn seal_and_sync<A: Send, B, R>(
     file: &File,
-    dir: Option<&Path>,
+    path: &Path,
     jobs: &[PartJob<'_>],
     trailer: &[u8],
     aside: impl FnOnce() -> Result<A> + Send,
     prepare: impl FnOnce() -> Result<B>,
     finish: impl FnOnce(A, B) -> Result<R>,
 ) -> Result<R> {
-    use std::io::{Seek, SeekFrom, Write};
-    let mut f = file;
     let mut buf = Vec::with_capacity(1 + CHUNK_SIZE + 16);
+    let mut end = 0;
     for t in chunk_tasks(jobs) {
         let job = &jobs[t.job];
         job.sealer.seal_chunk(job.plain, t.chunk, &mut buf)?;
-        f.seek(SeekFrom::Start(t.pos))?;
-        f.write_all(&buf)?;
+        part_fs::write_at(file, path, &buf, t.pos)?;
+        end = end.max(t.pos + buf.len() as u64);
     }
-    f.seek(SeekFrom::End(0))?;
-    f.write_all(trailer)?;
+    part_fs::write_at(file, path, trailer, end)?;
     let (a, b) = (aside()?, prepare()?);
-    f.sync_data()?;
-    if let Some(dir) = dir {
-        fsync_dir(dir)?;
+    part_fs::sync_data(file, path)?;
+    if let Some(dir) = path.parent() {
+        part_fs::sync_dir(dir)?;
     }
     finish(a, b)
 }
@@ -304,6 +302,7 @@ use super::trailer::Trailer;
 mod tests {
     use super::*;
     use crate::model::PartKind;
+    use std::fs;
 
     /// The file holds exactly the parts' ciphertexts back to back, whatever the sizes: chunks
     /// straddling two or three blocks, a last block short or exactly full, empty parts.

@@ -1,13 +1,10 @@
 //! Crypto-shredding a capture the endpoint acknowledged: its key wraps deleted, the copy of the
 //! device wrap in its part file's trailer overwritten, its part file removed (ADR 0006).
 
-use std::fs;
-
 use rusqlite::params;
 
-use super::{Store, files, trailer};
+use super::{Store, files, part_fs, trailer};
 use crate::error::Result;
-use crate::fsutil::fsync_dir;
 use crate::model::CaptureId;
 
 impl Store {
@@ -36,8 +33,8 @@ impl Store {
         tx.commit()?;
         let path = files::part_file(&self.dir, id);
         trailer::shred_trailer(&path)?;
-        match fs::remove_file(&path) {
-            Ok(()) => fsync_dir(&files::parts_dir(&self.dir))?,
+        match part_fs::remove_file(&path) {
+            Ok(()) => part_fs::sync_dir(&files::parts_dir(&self.dir))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e.into()),
         }

@@ -12,14 +12,13 @@ use rusqlite::OptionalExtension;
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 
-use super::Store;
 use super::files::{self, PartSpan};
 use super::read::PartRecord;
 use super::rows::{QueueRow, insert_keys};
 use super::trailer::{self, Trailer};
+use super::{Store, part_fs};
 use crate::crypto::{self, PartOpener, SecretKey, wrap};
 use crate::error::{Error, ErrorClass, Result};
-use crate::fsutil::fsync_dir;
 use crate::model::{CaptureId, Manifest, PartKind};
 
 /// What [`Store::open`] found and did among the part files (ADR 0013). Empty after a clean
@@ -89,7 +88,7 @@ impl Store {
                     // A purge cut between its commit and its shred: shred the trailer's key
                     // wrap first, as the purge would have.
                     trailer::shred_trailer(&path)?;
-                    fs::remove_file(&path)?;
+                    part_fs::remove_file(&path)?;
                     changed = true;
                 }
                 Some(_) => {}
@@ -97,7 +96,7 @@ impl Store {
             }
         }
         if changed {
-            fsync_dir(&files::parts_dir(&self.dir))?;
+            part_fs::sync_dir(&files::parts_dir(&self.dir))?;
         }
         Ok(report)
     }
@@ -116,15 +115,15 @@ impl Store {
                 return Ok(false);
             }
             Recovery::Incomplete => {
-                fs::remove_file(path)?;
+                part_fs::remove_file(path)?;
                 report.removed_incomplete += 1;
             }
             Recovery::Damaged => {
                 let damaged = self.dir.join(files::DAMAGED_DIR);
                 fs::create_dir_all(&damaged)?;
                 let target = damaged.join(path.file_name().unwrap_or_default());
-                fs::rename(path, &target)?;
-                fsync_dir(&damaged)?;
+                part_fs::rename(path, &target)?;
+                part_fs::sync_dir(&damaged)?;
                 report.damaged.push(target);
             }
         }

@@ -87,7 +87,7 @@ impl Trailer {
 /// the device wrap it holds is gone from the file before the file is removed (purge, ADR 0006).
 /// A missing file or one without a trailer is left alone.
 pub fn shred_trailer(path: &Path) -> Result<()> {
-    use std::io::{Read, Seek, SeekFrom, Write};
+    use std::io::{Read, Seek, SeekFrom};
     let mut f = match fs::OpenOptions::new().read(true).write(true).open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -102,9 +102,8 @@ pub fn shred_trailer(path: &Path) -> Result<()> {
     if Trailer::decode(&bytes).is_none() {
         return Ok(());
     }
-    f.seek(SeekFrom::Start(at))?;
-    f.write_all(&[0u8; Trailer::LEN])?;
-    f.sync_data()?;
+    super::part_fs::write_at(&f, path, &[0u8; Trailer::LEN], at)?;
+    super::part_fs::sync_data(&f, path)?;
     Ok(())
 }
 
