@@ -1,15 +1,52 @@
-//! `apoyo serve`: the reference INE endpoint.
+//! `apoyo serve`: the reference INE endpoint, on a SQLite file or, as one of several replicas,
+//! on a PostgreSQL database with a shared blob folder (ADR 0019).
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use apoyo_endpoint::EndpointConfig;
+use apoyo_endpoint::{DatabaseUrl, EndpointConfig};
 use apoyo_sync::Process;
 
 use crate::{CliError, CliResult, read_file};
 
-pub fn serve(db: &Path, listen: &str, keys: &Path, processes: &Path, dev: bool) -> CliResult {
+/// Where the endpoint keeps its state: `--db` (a SQLite path or a PostgreSQL URL) and `--blobs`.
+pub struct Storage {
+    pub db: String,
+    pub blobs: Option<PathBuf>,
+}
+
+impl Storage {
+    /// Applies the storage options to `cfg`; the line that says where state is kept (never
+    /// with the database password).
+    fn apply(&self, cfg: &mut EndpointConfig) -> Result<String, CliError> {
+        cfg.blob_dir = self.blobs.clone();
+        if !DatabaseUrl::is_postgres(&self.db) {
+            return Ok(format!("database sqlite {}\n", self.db));
+        }
+        let url: DatabaseUrl = self
+            .db
+            .parse()
+            .map_err(|e: apoyo_endpoint::EndpointError| CliError::Usage(format!("--db: {e}")))?;
+        let Some(blobs) = &self.blobs else {
+            return Err(CliError::Usage(
+                "--blobs is required with a PostgreSQL database: the blob folder every replica shares"
+                    .into(),
+            ));
+        };
+        let line = format!("database {url} (blobs {})\n", blobs.display());
+        cfg.database = Some(url);
+        Ok(line)
+    }
+}
+
+pub fn serve(
+    storage: &Storage,
+    listen: &str,
+    keys: &Path,
+    processes: &Path,
+    dev: bool,
+) -> CliResult {
     let addr: SocketAddr = listen.parse().map_err(|_| {
         CliError::Usage(format!(
             "--listen: '{listen}' is not an address like 127.0.0.1:8080"
@@ -23,12 +60,13 @@ pub fn serve(db: &Path, listen: &str, keys: &Path, processes: &Path, dev: bool) 
     let ring =
         apoyo_endpoint::keyring::load_dir(folder).map_err(|e| CliError::Input(e.to_string()))?;
     let list = Process::parse_json_list(&read_file(processes, "process file (--processes)")?)?;
-    let mut cfg = EndpointConfig::new(db.to_path_buf(), ring, list);
+    let mut cfg = EndpointConfig::new(PathBuf::from(&storage.db), ring, list);
     cfg.dev = dev;
+    let where_kept = storage.apply(&mut cfg)?;
     apoyo_endpoint::serve_blocking(cfg, addr, |bound| {
         // One write, and a closed stdout (a supervisor that read the first line and went
         // away) never stops the endpoint: `println!` would panic on the broken pipe.
-        let mut text = format!("listening on http://{bound}\n");
+        let mut text = format!("listening on http://{bound}\n{where_kept}");
         if dev {
             text.push_str("development routes enabled: /v1/dev/mailbox/{email}, /v1/admin/stats\n");
         }
