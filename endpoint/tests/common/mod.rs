@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod fleet;
 pub mod kept;
 
 use std::collections::HashMap;
