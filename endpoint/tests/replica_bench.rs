@@ -78,7 +78,7 @@ async fn supports_per_second_sqlite_vs_replicas() {
             .collect();
         let fleet = Arc::new(Fleet::new(
             replicas.iter().map(|r| r.url.clone()).collect(),
-            ep.clone(),
+            ep,
         ));
         let (rate, took) = run(&fleet, &sims).await;
         let label = format!("{backend_name} x{n}");
