@@ -102,8 +102,10 @@ enum Cmd {
     Serve {
         /// A SQLite file (created if missing), or `postgres://user:pw@host:port/db` to run as one
         /// of several replicas on one PostgreSQL database (the password is never printed).
+        /// Default: the `APOYO_DATABASE_URL` environment variable (keeps the password out of
+        /// the process list).
         #[arg(long, alias = "database")]
-        db: String,
+        db: Option<String>,
         /// The blob folder (default `<db>.blobs`); with PostgreSQL, required: the folder every
         /// replica shares.
         #[arg(long)]

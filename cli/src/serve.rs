@@ -10,22 +10,36 @@ use apoyo_sync::Process;
 
 use crate::{CliError, CliResult, read_file};
 
-/// Where the endpoint keeps its state: `--db` (a SQLite path or a PostgreSQL URL) and `--blobs`.
+/// Where the endpoint keeps its state: `--db` (a SQLite path or a PostgreSQL URL, else
+/// [`DATABASE_ENV`]) and `--blobs`.
 pub struct Storage {
-    pub db: String,
+    pub db: Option<String>,
     pub blobs: Option<PathBuf>,
 }
 
+/// The environment variable `--db` defaults to.
+pub const DATABASE_ENV: &str = "APOYO_DATABASE_URL";
+
 impl Storage {
+    /// `--db`, else the environment's database URL.
+    fn database(&self) -> Result<String, CliError> {
+        match &self.db {
+            Some(db) => Ok(db.clone()),
+            None => std::env::var(DATABASE_ENV)
+                .map_err(|_| CliError::Usage(format!("--db is required (or set {DATABASE_ENV})"))),
+        }
+    }
+
     /// Applies the storage options to `cfg`; the line that says where state is kept (never
     /// with the database password).
     fn apply(&self, cfg: &mut EndpointConfig) -> Result<String, CliError> {
+        let db = self.database()?;
+        cfg.db_path = PathBuf::from(&db);
         cfg.blob_dir = self.blobs.clone();
-        if !DatabaseUrl::is_postgres(&self.db) {
-            return Ok(format!("database sqlite {}\n", self.db));
+        if !DatabaseUrl::is_postgres(&db) {
+            return Ok(format!("database sqlite {db}\n"));
         }
-        let url: DatabaseUrl = self
-            .db
+        let url: DatabaseUrl = db
             .parse()
             .map_err(|e: apoyo_endpoint::EndpointError| CliError::Usage(format!("--db: {e}")))?;
         let Some(blobs) = &self.blobs else {
@@ -60,7 +74,7 @@ pub fn serve(
     let ring =
         apoyo_endpoint::keyring::load_dir(folder).map_err(|e| CliError::Input(e.to_string()))?;
     let list = Process::parse_json_list(&read_file(processes, "process file (--processes)")?)?;
-    let mut cfg = EndpointConfig::new(PathBuf::from(&storage.db), ring, list);
+    let mut cfg = EndpointConfig::new(PathBuf::new(), ring, list);
     cfg.dev = dev;
     let where_kept = storage.apply(&mut cfg)?;
     apoyo_endpoint::serve_blocking(cfg, addr, |bound| {

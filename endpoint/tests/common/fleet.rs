@@ -43,18 +43,18 @@ pub struct Replica {
 }
 
 impl Replica {
-    /// Starts `apoyo serve --dev` on `database` with the shared `blobs` folder.
+    /// Starts `apoyo serve --dev` on `database` with the shared `blobs` folder. A PostgreSQL
+    /// URL goes in `APOYO_DATABASE_URL` (out of the process list), a SQLite path in `--db`.
     pub fn spawn(database: &str, blobs: &Path, keys: &Path) -> Replica {
         let processes = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/processes.json");
-        let mut child = Command::new(apoyo_bin())
-            .args([
-                "serve",
-                "--dev",
-                "--listen",
-                "127.0.0.1:0",
-                "--database",
-                database,
-            ])
+        let mut cmd = Command::new(apoyo_bin());
+        cmd.args(["serve", "--dev", "--listen", "127.0.0.1:0"]);
+        if database.starts_with("postgres") {
+            cmd.env("APOYO_DATABASE_URL", database);
+        } else {
+            cmd.args(["--db", database]);
+        }
+        let mut child = cmd
             .arg("--blobs")
             .arg(blobs)
             .arg("--keys")
