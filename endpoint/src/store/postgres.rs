@@ -158,6 +158,14 @@ pub(crate) struct PgDb {
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
+impl Drop for PgDb {
+    /// A handler that panicked midway left its transaction open: roll it back before the
+    /// connection goes back to the pool.
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
 impl PgDb {
     /// Rolls back a transaction the handler left open (it returned an error midway).
     pub(crate) fn finish(&self) {
