@@ -10,6 +10,7 @@
 //! transaction that lost a race to another replica fails with [`StoreError::is_conflict`] and
 //! is run again from the start by `AppState::db`.
 
+mod migrate;
 mod postgres;
 mod rows;
 mod sqlite;
