@@ -98,10 +98,18 @@ enum Cmd {
         #[arg(long)]
         id: String,
     },
-    /// Run the reference INE endpoint (axum + SQLite).
+    /// Run the reference INE endpoint (axum; SQLite, or PostgreSQL for replicas).
     Serve {
+        /// A SQLite file (created if missing), or `postgres://user:pw@host:port/db` to run as one
+        /// of several replicas on one PostgreSQL database (the password is never printed).
+        /// Default: the `APOYO_DATABASE_URL` environment variable (keeps the password out of
+        /// the process list).
+        #[arg(long, alias = "database")]
+        db: Option<String>,
+        /// The blob folder (default `<db>.blobs`); with PostgreSQL, required: the folder every
+        /// replica shares.
         #[arg(long)]
-        db: PathBuf,
+        blobs: Option<PathBuf>,
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
         /// The endpoint's key folder (from `apoyo endpoint-keygen`); ine-root.key is not needed.
@@ -248,11 +256,18 @@ fn main() -> ExitCode {
         Cmd::Retry { store, id } => sync_cmds::retry(&store, &id),
         Cmd::Serve {
             db,
+            blobs,
             listen,
             keys,
             processes,
             dev,
-        } => serve::serve(&db, &listen, &keys, &processes, dev),
+        } => serve::serve(
+            &serve::Storage { db, blobs },
+            &listen,
+            &keys,
+            &processes,
+            dev,
+        ),
         Cmd::Demo { json, seed } => demo::demo(json, seed),
         Cmd::CaptureLoop(a) => store_cmds::capture_loop(&a.store),
         Cmd::Proxy(a) => field_cmds::proxy(a),

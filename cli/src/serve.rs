@@ -1,15 +1,66 @@
-//! `apoyo serve`: the reference INE endpoint.
+//! `apoyo serve`: the reference INE endpoint, on a SQLite file or, as one of several replicas,
+//! on a PostgreSQL database with a shared blob folder (ADR 0019).
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use apoyo_endpoint::EndpointConfig;
+use apoyo_endpoint::{DatabaseUrl, EndpointConfig};
 use apoyo_sync::Process;
 
 use crate::{CliError, CliResult, read_file};
 
-pub fn serve(db: &Path, listen: &str, keys: &Path, processes: &Path, dev: bool) -> CliResult {
+/// Where the endpoint keeps its state: `--db` (a SQLite path or a PostgreSQL URL, else
+/// [`DATABASE_ENV`]) and `--blobs`.
+pub struct Storage {
+    pub db: Option<String>,
+    pub blobs: Option<PathBuf>,
+}
+
+/// The environment variable `--db` defaults to.
+pub const DATABASE_ENV: &str = "APOYO_DATABASE_URL";
+
+impl Storage {
+    /// `--db`, else the environment's database URL.
+    fn database(&self) -> Result<String, CliError> {
+        match &self.db {
+            Some(db) => Ok(db.clone()),
+            None => std::env::var(DATABASE_ENV)
+                .map_err(|_| CliError::Usage(format!("--db is required (or set {DATABASE_ENV})"))),
+        }
+    }
+
+    /// Applies the storage options to `cfg`; the line that says where state is kept (never
+    /// with the database password).
+    fn apply(&self, cfg: &mut EndpointConfig) -> Result<String, CliError> {
+        let db = self.database()?;
+        cfg.db_path = PathBuf::from(&db);
+        cfg.blob_dir = self.blobs.clone();
+        if !DatabaseUrl::is_postgres(&db) {
+            return Ok(format!("database sqlite {db}\n"));
+        }
+        let url: DatabaseUrl = db
+            .parse()
+            .map_err(|e: apoyo_endpoint::EndpointError| CliError::Usage(format!("--db: {e}")))?;
+        let Some(blobs) = &self.blobs else {
+            return Err(CliError::Usage(
+                "--blobs is required with a PostgreSQL database: the blob folder every replica shares"
+                    .into(),
+            ));
+        };
+        let line = format!("database {url} (blobs {})\n", blobs.display());
+        cfg.database = Some(url);
+        Ok(line)
+    }
+}
+
+pub fn serve(
+    storage: &Storage,
+    listen: &str,
+    keys: &Path,
+    processes: &Path,
+    dev: bool,
+) -> CliResult {
     let addr: SocketAddr = listen.parse().map_err(|_| {
         CliError::Usage(format!(
             "--listen: '{listen}' is not an address like 127.0.0.1:8080"
@@ -23,12 +74,13 @@ pub fn serve(db: &Path, listen: &str, keys: &Path, processes: &Path, dev: bool) 
     let ring =
         apoyo_endpoint::keyring::load_dir(folder).map_err(|e| CliError::Input(e.to_string()))?;
     let list = Process::parse_json_list(&read_file(processes, "process file (--processes)")?)?;
-    let mut cfg = EndpointConfig::new(db.to_path_buf(), ring, list);
+    let mut cfg = EndpointConfig::new(PathBuf::new(), ring, list);
     cfg.dev = dev;
+    let where_kept = storage.apply(&mut cfg)?;
     apoyo_endpoint::serve_blocking(cfg, addr, |bound| {
         // One write, and a closed stdout (a supervisor that read the first line and went
         // away) never stops the endpoint: `println!` would panic on the broken pipe.
-        let mut text = format!("listening on http://{bound}\n");
+        let mut text = format!("listening on http://{bound}\n{where_kept}");
         if dev {
             text.push_str("development routes enabled: /v1/dev/mailbox/{email}, /v1/admin/stats\n");
         }

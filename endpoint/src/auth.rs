@@ -3,11 +3,11 @@
 
 use apoyo_sync::crypto::{self, keys::device_id_of};
 use axum::http::HeaderMap;
-use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::ApiError;
 use crate::http::{bearer, unix};
 use crate::state::{AppState, Inner};
+use crate::store::Db;
 
 /// The device a valid token belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +24,7 @@ const MAX_TOKEN_LEN: usize = 128;
 
 /// The device of a presented token, if the token is known and unexpired.
 pub(crate) fn lookup(
-    conn: &Connection,
+    conn: &dyn Db,
     inner: &Inner,
     token: &str,
 ) -> Result<Option<Device>, ApiError> {
@@ -32,13 +32,8 @@ pub(crate) fn lookup(
         return Ok(None);
     }
     let digest = crypto::sha256(token.as_bytes());
-    let row: Option<(Vec<u8>, Option<Vec<u8>>)> = conn
-        .query_row(
-            "SELECT device_public, signing_public FROM tokens WHERE token_sha256 = ?1 AND expires_at > ?2",
-            params![&digest[..], unix(inner.now())],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
+    let row: Option<(Vec<u8>, Option<Vec<u8>>)> =
+        conn.token_device(&digest[..], unix(inner.now()))?;
     Ok(row.and_then(|(p, s)| {
         let public = <[u8; 32]>::try_from(p).ok()?;
         Some(Device {

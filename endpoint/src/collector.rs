@@ -6,17 +6,17 @@
 use apoyo_sync::Collector;
 use apoyo_sync::model::is_auxiliar_id;
 use apoyo_sync::protocol::Reason;
-use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::auth::Device;
 use crate::error::ApiError;
+use crate::store::Db;
 
 fn invalid(detail: &str) -> ApiError {
     ApiError::new(Reason::CollectorInvalid, detail)
 }
 
 /// Checks a commit's collector against the committing device.
-pub(crate) fn check(conn: &Connection, device: &Device, c: &Collector) -> Result<(), ApiError> {
+pub(crate) fn check(conn: &dyn Db, device: &Device, c: &Collector) -> Result<(), ApiError> {
     match c {
         Collector::MiApoyo(id) if *id == device.id => Ok(()),
         Collector::MiApoyo(_) => Err(invalid(
@@ -34,21 +34,16 @@ pub(crate) fn check(conn: &Connection, device: &Device, c: &Collector) -> Result
     }
 }
 
-fn bound_device(conn: &Connection, auxiliar_id: &str) -> Result<Option<[u8; 32]>, ApiError> {
-    let row: Option<Vec<u8>> = conn
-        .query_row(
-            "SELECT device_public FROM auxiliar_bindings WHERE auxiliar_id = ?1",
-            [auxiliar_id],
-            |r| r.get(0),
-        )
-        .optional()?;
+fn bound_device(conn: &dyn Db, auxiliar_id: &str) -> Result<Option<[u8; 32]>, ApiError> {
+    let row: Option<Vec<u8>> = conn.auxiliar_owner(auxiliar_id)?;
     Ok(row.and_then(|p| p.try_into().ok()))
 }
 
 /// At activation: binds `auxiliar_id` to `device_public`, or refuses when another device key
-/// holds it (or its form is wrong).
+/// holds it (or its form is wrong). Bound by whichever activation inserts first, on any
+/// replica: one that finds the id taken reads the owner again.
 pub(crate) fn bind(
-    conn: &Connection,
+    conn: &dyn Db,
     auxiliar_id: &str,
     device_public: &[u8; 32],
     now: i64,
@@ -61,12 +56,10 @@ pub(crate) fn bind(
     match bound_device(conn, auxiliar_id)? {
         Some(owner) if owner == *device_public => Ok(()),
         Some(_) => Err(invalid("this auxiliar id is bound to another device key")),
-        None => {
-            conn.execute(
-                "INSERT INTO auxiliar_bindings (auxiliar_id, device_public, bound_at) VALUES (?1, ?2, ?3)",
-                params![auxiliar_id, &device_public[..], now],
-            )?;
-            Ok(())
-        }
+        None if conn.bind_auxiliar(auxiliar_id, &device_public[..], now)? => Ok(()),
+        None => match bound_device(conn, auxiliar_id)? {
+            Some(owner) if owner == *device_public => Ok(()),
+            _ => Err(invalid("this auxiliar id is bound to another device key")),
+        },
     }
 }

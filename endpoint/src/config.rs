@@ -7,6 +7,7 @@ use std::time::Duration;
 use apoyo_sync::{Process, SharedClock, SystemClock};
 
 use crate::keyring::KeyRing;
+use crate::store::DatabaseUrl;
 
 /// How long a tus upload lives after its creation (tus `expiration` extension). A day covers a
 /// phone that is offline overnight between two PATCHes of the same part.
@@ -20,9 +21,13 @@ pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The endpoint's configuration.
 pub struct EndpointConfig {
-    /// The SQLite file (created if missing).
+    /// The SQLite file (created if missing); unused when `database` is set.
     pub db_path: PathBuf,
-    /// Where upload and support bytes live; default `<db_path>.blobs/`.
+    /// A PostgreSQL database shared by every replica (ADR 0019) instead of the SQLite file.
+    /// Its password is never printed.
+    pub database: Option<DatabaseUrl>,
+    /// Where upload and support bytes live; default `<db_path>.blobs/`. With `database`, the
+    /// folder every replica shares.
     pub blob_dir: Option<PathBuf>,
     /// The key ring: seal keys (open sealed data keys; the activation key agreement), receipt
     /// keys, their certificates from the INE root, and the duplicate secret.
@@ -46,6 +51,7 @@ impl EndpointConfig {
     pub fn new(db_path: PathBuf, keys: KeyRing, processes: Vec<Process>) -> Self {
         EndpointConfig {
             db_path,
+            database: None,
             blob_dir: None,
             keys,
             processes,
@@ -75,6 +81,7 @@ impl std::fmt::Debug for EndpointConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EndpointConfig")
             .field("db_path", &self.db_path)
+            .field("database", &self.database)
             .field("blob_dir", &self.blob_dir())
             .field("keys", &self.keys)
             .field(

@@ -12,6 +12,9 @@ pub enum EndpointError {
     Io(#[from] std::io::Error),
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A PostgreSQL failure (never with the URL's password, nor values the server quoted).
+    #[error("database error: {0}")]
+    Database(String),
     #[error("the database has schema version {found}; this endpoint knows up to {supported}")]
     SchemaVersion { found: i64, supported: i64 },
     #[error("invalid configuration: {0}")]
@@ -30,6 +33,8 @@ pub(crate) struct ApiError {
     /// English, never personal data.
     pub detail: String,
     pub retry_after: Option<u64>,
+    /// The database transaction lost a race to another replica: running it again decides.
+    pub conflict: bool,
 }
 
 impl ApiError {
@@ -45,6 +50,7 @@ impl ApiError {
             reason,
             detail: detail.into(),
             retry_after: None,
+            conflict: false,
         }
     }
 
@@ -106,6 +112,19 @@ impl IntoResponse for ApiError {
 impl From<rusqlite::Error> for ApiError {
     fn from(e: rusqlite::Error) -> Self {
         ApiError::internal(e)
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        if e.is_conflict() {
+            tracing::debug!(error = %e.redacted(), "transaction lost a race; running it again");
+            let mut busy =
+                ApiError::new(Reason::Unavailable, "the database is busy; retry").retry_after(1);
+            busy.conflict = true;
+            return busy;
+        }
+        ApiError::internal(e.redacted())
     }
 }
 

@@ -5,13 +5,16 @@
 //! This file is the public API; each concern lives in its own module:
 //! - `config`: [`EndpointConfig`], the [`Chaos`] hook;
 //! - `state`: the shared state ([`AppState`]): database, blob folder, derived keys;
-//! - `db` (pragmas and numbered migrations, `endpoint/schema/`), `blobs` (ciphertext on disk);
+//! - `store`: the storage seam (ADR 0019), SQLite (`db`: pragmas and numbered migrations,
+//!   `endpoint/schema/`) or PostgreSQL (`endpoint/schema/postgres/`) behind one trait;
+//!   `blob_store`: the blob tier's seam over `blobs` (ciphertext in a folder);
 //! - `routes`: the HTTP routes; `support`: deciding a commit; `digest`: idempotency;
 //! - `auth`: bearer tokens; `stats`: what was decided; `keyring`: the seal and receipt keys,
 //!   their certificates from the INE root, rotation.
 #![deny(unsafe_code)]
 
 mod auth;
+mod blob_store;
 mod blobs;
 mod collector;
 mod config;
@@ -24,6 +27,7 @@ mod routes;
 mod skew;
 mod state;
 mod stats;
+mod store;
 mod support;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -40,6 +44,7 @@ pub use keyring::KeyRing;
 pub use routes::router;
 pub use state::AppState;
 pub use stats::{ProcessStats, Stats};
+pub use store::DatabaseUrl;
 
 /// How long [`RunningEndpoint::shutdown`] waits for requests in flight before dropping them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -66,9 +71,7 @@ pub async fn start(
     config: EndpointConfig,
     listen: SocketAddr,
 ) -> Result<RunningEndpoint, EndpointError> {
-    let state = tokio::task::spawn_blocking(move || AppState::open(config))
-        .await
-        .map_err(|e| EndpointError::Internal(e.to_string()))??;
+    let state = AppState::connect(config).await?;
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();

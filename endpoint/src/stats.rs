@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
+
+use crate::store::{Db, StoreError};
 
 /// Served as JSON by `/v1/admin/stats` (dev) and returned by `RunningEndpoint::stats`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,21 +27,11 @@ pub struct ProcessStats {
     pub rejected: u64,
 }
 
-pub(crate) fn query(conn: &Connection) -> rusqlite::Result<Stats> {
-    let mut st = conn.prepare(
-        "SELECT process_id, result, coalesce(reason, ''), count(*) FROM supports GROUP BY 1, 2, 3",
-    )?;
-    let rows = st.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, i64>(3)?,
-        ))
-    })?;
+pub(crate) fn query(conn: &dyn Db) -> Result<Stats, StoreError> {
+    let rows = conn.support_counts()?;
     let mut s = Stats::default();
     for row in rows {
-        let (process, result, reason, n) = row?;
+        let (process, result, reason, n) = row;
         let n = n.max(0) as u64;
         s.received += n;
         let p = s.by_process.entry(process).or_default();

@@ -1,5 +1,9 @@
-//! Deciding a commit (`PUT /v1/supports/{capture_id}`), all inside one SQLite transaction taken
-//! under the database mutex, so that concurrent deliveries of the same capture serialize:
+//! Deciding a commit (`PUT /v1/supports/{capture_id}`), all inside one database transaction in
+//! which concurrent deliveries of the same capture serialize (SQLite: the database mutex and
+//! `BEGIN IMMEDIATE`; PostgreSQL: a transaction lock on the device's capture id, taken first,
+//! so a delivery through another replica waits and then finds the first one's answer; two
+//! captures of one citizen racing on two replicas meet at the unique key of counted supports,
+//! and the loser is decided again, as a duplicate — ADR 0019):
 //!
 //! 1. idempotency, per (device, capture id): a stored answer of this device for this capture id
 //!    with the same content digest is answered again byte for byte; a different digest is
@@ -36,7 +40,6 @@ mod record;
 
 use apoyo_sync::protocol::{CommitRequest, Reason};
 use apoyo_sync::{CaptureId, PartKind};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use time::OffsetDateTime;
 
 use crate::auth::Device;
@@ -45,6 +48,7 @@ use crate::digest::commit_digest;
 use crate::error::ApiError;
 use crate::routes::commit::Received;
 use crate::state::Inner;
+use crate::store::Db;
 use parts::HeldPart;
 
 /// An answer to a commit: status and exact body.
@@ -97,21 +101,23 @@ pub(crate) fn check_shape(req: &CommitRequest) -> Result<(), ApiError> {
 
 /// Decides a commit (see the module documentation).
 pub(crate) fn decide(
-    conn: &mut Connection,
+    conn: &dyn Db,
     inner: &Inner,
     device: &Device,
     received: &Received,
 ) -> Result<Answer, ApiError> {
     let req = &received.req;
     let digest = commit_digest(req, &device.id);
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    if let Some(answer) = replayed(&tx, device, req, &digest)? {
+    conn.begin()?;
+    let tx = conn;
+    tx.lock_capture(&device.id, &req.capture_id.to_string())?;
+    if let Some(answer) = replayed(tx, device, req, &digest)? {
         return Ok(answer);
     }
-    let held = parts::held_parts(&tx, inner, device, req)?;
+    let held = parts::held_parts(tx, inner, device, req)?;
     let now = inner.now();
     let (judged_at, skew) = crate::skew::judged_capture_time(req.captured_at, req.sent_at, now);
-    let decision = decide_content(&tx, inner, device, req, &held, judged_at)?;
+    let decision = decide_content(tx, inner, device, req, &held, judged_at)?;
     let decided = Decided {
         device,
         req,
@@ -137,18 +143,14 @@ pub(crate) fn decide(
 /// same content (repeated byte for byte); `idempotency_conflict` when with other content.
 /// Scoped to the device: another device's support under the same id never answers here.
 fn replayed(
-    conn: &Connection,
+    conn: &dyn Db,
     device: &Device,
     req: &CommitRequest,
     digest: &[u8; 32],
 ) -> Result<Option<Answer>, ApiError> {
     let stored: Option<(Vec<u8>, i64, Vec<u8>)> = conn
-        .query_row(
-            "SELECT digest, status, body FROM supports WHERE device_id = ?1 AND capture_id = ?2",
-            [device.id.clone(), req.capture_id.to_string()],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
+        .stored_answer(&device.id, &req.capture_id.to_string())?
+        .map(|s| (s.digest, s.status, s.body));
     let Some((stored_digest, status, body)) = stored else {
         return Ok(None);
     };
@@ -170,7 +172,7 @@ fn replayed(
 /// same collector: to anyone else it would be an oracle for "did this citizen support this
 /// aspirant?".
 fn decide_content(
-    conn: &Connection,
+    conn: &dyn Db,
     inner: &Inner,
     device: &Device,
     req: &CommitRequest,
@@ -181,14 +183,7 @@ fn decide_content(
         Err(rejection) => return Ok(Decision::Rejected(rejection)),
         Ok(dup_key) => dup_key,
     };
-    let first: Option<(String, String, String, String)> = conn
-        .query_row(
-            "SELECT capture_id, device_id, collector_kind, collector_id FROM supports
-             WHERE dup_key = ?1 AND result = 'counted'",
-            [&dup_key[..]],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .optional()?;
+    let first: Option<(String, String, String, String)> = conn.counted_by_dup_key(&dup_key[..])?;
     let Some((first, first_device, kind, id)) = first else {
         return Ok(Decision::Counted { dup_key });
     };

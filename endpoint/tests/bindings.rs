@@ -89,14 +89,13 @@ async fn a_commit_whose_device_signature_does_not_verify_is_refused() {
     );
     // Signed by the device: counted, and the endpoint keeps the signed bytes.
     assert_eq!(h.commit(&token, &req).await.status, 201);
-    let conn = rusqlite::Connection::open(db_path(h.dir.path())).unwrap();
-    let (commit, sig): (Vec<u8>, Vec<u8>) = conn
-        .query_row(
+    let row = h
+        .query(
             "SELECT signed_commit, device_signature FROM supports WHERE capture_id = ?1",
-            [b.id.to_string()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            Some(&b.id.to_string()),
         )
-        .unwrap();
+        .await;
+    let (commit, sig): (Vec<u8>, Vec<u8>) = (row[0][0].bytes(), row[0][1].bytes());
     assert_eq!(commit, protocol::encode(&req).unwrap());
     assert!(
         apoyo_sync::crypto::anchor::verify_ed25519(
@@ -390,14 +389,13 @@ async fn a_phone_an_hour_or_a_year_off_is_judged_on_the_corrected_time() {
             assert_eq!(receipt_of(&a.body).captured_at, req.captured_at);
         }
         // Both times and the skew are on record.
-        let conn = rusqlite::Connection::open(db_path(h.dir.path())).unwrap();
-        let (sent, skew): (String, Option<i64>) = conn
-            .query_row(
+        let row = h
+            .query(
                 "SELECT sent_time, skew_seconds FROM supports WHERE capture_id = ?1",
-                [CaptureId::to_string(&b.id)],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                Some(&CaptureId::to_string(&b.id)),
             )
-            .unwrap();
+            .await;
+        let (sent, skew): (String, Option<i64>) = (row[0][0].text(), row[0][1].int());
         assert!(!sent.is_empty());
         let expected_skew =
             (error.abs() > time::Duration::minutes(5)).then(|| -error.whole_seconds());

@@ -11,13 +11,13 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use time::OffsetDateTime;
 
 use super::rate_limit::{Window, refuse_when_over};
 use crate::error::ApiError;
 use crate::http::{cbor_msg, check_version, from_unix, random_hex, read_message, unix};
 use crate::state::{AppState, Inner};
+use crate::store::{Db, EventLog};
 
 /// Failed activations allowed per device key within [`FAILURE_WINDOW_SECS`] before 429.
 const MAX_FAILURES: i64 = 5;
@@ -70,16 +70,17 @@ pub(crate) async fn activate(
 /// not: whoever sent it does not hold that key, and counting it would let anyone lock a device
 /// out by sending garbage with its public key.
 fn activate_device(
-    conn: &mut Connection,
+    conn: &dyn Db,
     inner: &Inner,
     req: &ActivateRequest,
 ) -> Result<ActivateResponse, ApiError> {
     let now = inner.now();
     let now_s = unix(now);
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    conn.begin()?;
+    let tx = conn;
     refuse_when_over(
-        &tx,
-        "SELECT count(*), min(at) FROM activation_failures WHERE device_public = ?1 AND at > ?2",
+        tx,
+        EventLog::ActivationFailures,
         &req.device_public[..],
         Window {
             now: now_s,
@@ -94,7 +95,7 @@ fn activate_device(
             "the proof does not verify for this device key",
         ));
     }
-    let expires_at = match code_expiry(&tx, req)? {
+    let expires_at = match code_expiry(tx, req)? {
         Ok(expires_at) => expires_at,
         Err(refusal) => {
             record_failure(tx, req, now_s)?;
@@ -107,13 +108,13 @@ fn activate_device(
             "the code's 24 hours have passed; register again",
         ));
     }
-    use_nonce(&tx, req, now_s, expires_at)?;
+    use_nonce(tx, req, now_s, expires_at)?;
     // Before anything is issued: without a receipt key valid now, nothing could be counted.
     let response = activation_response(inner, String::new(), expires_at, now)?;
     if let Some(aux) = &req.auxiliar_id {
-        crate::collector::bind(&tx, aux, &req.device_public, now_s)?;
+        crate::collector::bind(tx, aux, &req.device_public, now_s)?;
     }
-    let token = issue_token(&tx, req, now_s, expires_at)?;
+    let token = issue_token(tx, req, now_s, expires_at)?;
     tx.commit()?;
     tracing::info!(device = %device_id_of(&req.device_public), "device activated");
     Ok(ActivateResponse { token, ..response })
@@ -140,15 +141,9 @@ fn proof_valid(inner: &Inner, req: &ActivateRequest) -> Result<bool, ApiError> {
 
 /// When the presented code expires, if it was issued to this device key (the inner `Ok`);
 /// else the refusal (the inner `Err`): not issued, or issued to another device key.
-fn code_expiry(tx: &Connection, req: &ActivateRequest) -> Result<Result<i64, ApiError>, ApiError> {
+fn code_expiry(tx: &dyn Db, req: &ActivateRequest) -> Result<Result<i64, ApiError>, ApiError> {
     let code = req.code.to_ascii_uppercase();
-    let row: Option<(Vec<u8>, i64)> = tx
-        .query_row(
-            "SELECT device_public, expires_at FROM activation_codes WHERE code = ?1",
-            [&code],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
+    let row: Option<(Vec<u8>, i64)> = tx.activation_code(&code)?;
     Ok(match row {
         Some((owner, expires_at)) if owner == req.device_public => Ok(expires_at),
         None => Err(ApiError::new(
@@ -164,15 +159,9 @@ fn code_expiry(tx: &Connection, req: &ActivateRequest) -> Result<Result<i64, Api
 
 /// Counts a failed activation against the presented device key (forgetting failures older
 /// than the window) and commits, so the refusal that follows is remembered.
-fn record_failure(tx: Transaction<'_>, req: &ActivateRequest, now_s: i64) -> Result<(), ApiError> {
-    tx.execute(
-        "DELETE FROM activation_failures WHERE at <= ?1",
-        [now_s - FAILURE_WINDOW_SECS],
-    )?;
-    tx.execute(
-        "INSERT INTO activation_failures (device_public, at) VALUES (?1, ?2)",
-        params![&req.device_public[..], now_s],
-    )?;
+fn record_failure(tx: &dyn Db, req: &ActivateRequest, now_s: i64) -> Result<(), ApiError> {
+    tx.forget_events(EventLog::ActivationFailures, now_s - FAILURE_WINDOW_SECS)?;
+    tx.add_event(EventLog::ActivationFailures, &req.device_public[..], now_s)?;
     tx.commit()?;
     Ok(())
 }
@@ -180,20 +169,12 @@ fn record_failure(tx: Transaction<'_>, req: &ActivateRequest, now_s: i64) -> Res
 /// The same signed request sent again (a replay) must not mint another token: each nonce
 /// works once per device key while its code is valid. Not a failure (see [`activate_device`]).
 fn use_nonce(
-    tx: &Connection,
+    tx: &dyn Db,
     req: &ActivateRequest,
     now_s: i64,
     expires_at: i64,
 ) -> Result<(), ApiError> {
-    tx.execute(
-        "DELETE FROM activation_nonces WHERE expires_at <= ?1",
-        [now_s],
-    )?;
-    let fresh_nonce = tx.execute(
-        "INSERT INTO activation_nonces (device_public, nonce, expires_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT DO NOTHING",
-        params![&req.device_public[..], &req.nonce[..], expires_at],
-    )? == 1;
+    let fresh_nonce = tx.use_nonce(&req.device_public[..], &req.nonce[..], expires_at, now_s)?;
     if !fresh_nonce {
         return Err(ApiError::new(
             Reason::ActivationProofInvalid,
@@ -206,23 +187,19 @@ fn use_nonce(
 /// A fresh bearer token for the device, valid as long as its code; only its SHA-256 is kept,
 /// with the commit-signing key the device registered under this activation's proof.
 fn issue_token(
-    tx: &Connection,
+    tx: &dyn Db,
     req: &ActivateRequest,
     now_s: i64,
     expires_at: i64,
 ) -> Result<String, ApiError> {
     let token = random_hex(32)?;
     let signing_public = req.signing_public.map(|k| k.to_vec());
-    tx.execute(
-        "INSERT INTO tokens (token_sha256, device_public, issued_at, expires_at, signing_public)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![
-            &crypto::sha256(token.as_bytes())[..],
-            &req.device_public[..],
-            now_s,
-            expires_at,
-            signing_public
-        ],
+    tx.insert_token(
+        &crypto::sha256(token.as_bytes())[..],
+        &req.device_public[..],
+        now_s,
+        expires_at,
+        signing_public.as_deref(),
     )?;
     Ok(token)
 }

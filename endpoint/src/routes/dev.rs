@@ -6,7 +6,6 @@ use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use rusqlite::OptionalExtension;
 
 use crate::error::ApiError;
 use crate::http::{from_unix, rfc3339};
@@ -21,15 +20,7 @@ pub(crate) async fn mailbox(
         return Err(ApiError::not_found());
     };
     let row: Option<(String, String, i64)> = st
-        .db(move |conn, _| {
-            Ok(conn
-                .query_row(
-                    "SELECT email, code, expires_at FROM dev_mailbox WHERE email = ?1",
-                    [email.to_lowercase()],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()?)
-        })
+        .db(move |conn, _| Ok(conn.dev_mailbox(&email.to_lowercase())?))
         .await?;
     let (email, code, expires_at) = row.ok_or_else(ApiError::not_found)?;
     Ok(Json(Mailbox {

@@ -13,12 +13,12 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::rate_limit::{Window, refuse_when_over};
 use crate::error::ApiError;
 use crate::http::{cbor_msg, check_version, from_unix, read_message, unix};
 use crate::state::{AppState, Inner};
+use crate::store::{Db, EventLog, NewRegistration};
 
 /// An activation code is valid for 24 hours from its issue (DOMAIN.md, Mi Apoyo flow step 3).
 const CODE_VALIDITY_SECS: i64 = 24 * 60 * 60;
@@ -126,62 +126,47 @@ impl Write for ImageProbe {
 }
 
 fn record_registration(
-    conn: &mut Connection,
+    conn: &dyn Db,
     inner: &Inner,
     req: &RegisterRequest,
 ) -> Result<RegisterResponse, ApiError> {
     let now = unix(inner.now());
     let expires_at = now + CODE_VALIDITY_SECS;
     let reg_id = req.registration_id.to_string();
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    conn.begin()?;
+    let tx = conn;
     let subjects = registration_subjects(inner, req)?;
-    check_registration_rate(&tx, &subjects, now)?;
-    let owner: Option<Vec<u8>> = tx
-        .query_row(
-            "SELECT device_public FROM registrations WHERE registration_id = ?1",
-            [&reg_id],
-            |r| r.get(0),
-        )
-        .optional()?;
+    check_registration_rate(tx, &subjects, now)?;
+    let owner: Option<Vec<u8>> = tx.registration_owner(&reg_id)?;
     if owner.is_some_and(|p| p != req.device_public) {
         return Err(ApiError::new(
             Reason::IdempotencyConflict,
             "this registration id was used by another device key",
         ));
     }
-    tx.execute(
-        "INSERT INTO devices (device_public, device_id, registered_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-        params![&req.device_public[..], device_id_of(&req.device_public), now],
-    )?;
     let provider = match req.provider {
         Provider::Google => "google",
         Provider::Facebook => "facebook",
     };
-    tx.execute(
-        "INSERT INTO registrations (registration_id, device_public, provider, front_sealed_key, front, registered_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (registration_id) DO NOTHING",
-        params![reg_id, &req.device_public[..], provider, req.front_sealed_key, req.front, now],
-    )?;
-    let code = unused_code(&tx)?;
-    tx.execute(
-        "INSERT INTO activation_codes (code, device_public, registration_id, issued_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![code, &req.device_public[..], reg_id, now, expires_at],
-    )?;
+    tx.insert_registration(&NewRegistration {
+        registration_id: &reg_id,
+        device_public: &req.device_public[..],
+        device_id: &device_id_of(&req.device_public),
+        provider,
+        front_sealed_key: &req.front_sealed_key,
+        front: &req.front,
+        now,
+    })?;
+    let code = unused_code(tx)?;
+    tx.insert_activation_code(&code, &req.device_public[..], &reg_id, now, expires_at)?;
     for subject in &subjects {
-        tx.execute(
-            "INSERT INTO registration_attempts (subject, at) VALUES (?1, ?2)",
-            params![&subject[..], now],
-        )?;
+        tx.add_event(EventLog::RegistrationAttempts, &subject[..], now)?;
     }
     // "Send it by email": the development mailbox keeps the latest code per address (lower-cased,
     // as the rate limit compares addresses). Only in
     // development mode: otherwise the address and the code would sit in the clear, unread.
     if inner.cfg.dev {
-        tx.execute(
-            "INSERT INTO dev_mailbox (email, code, expires_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT (email) DO UPDATE SET code = excluded.code, expires_at = excluded.expires_at",
-            params![req.email.to_lowercase(), code, expires_at],
-        )?;
+        tx.put_dev_mailbox(&req.email.to_lowercase(), &code, expires_at)?;
     }
     tx.commit()?;
     tracing::info!("registration recorded; activation code mailed");
@@ -208,20 +193,13 @@ fn registration_subjects(inner: &Inner, req: &RegisterRequest) -> Result<[[u8; 3
 /// Refuses with `429 rate_limited` when either subject mailed [`MAX_REGISTRATIONS`] codes in
 /// the last [`REGISTRATION_WINDOW_SECS`]; `Retry-After` is the time until its oldest one leaves
 /// the window. Entries older than the window are forgotten here.
-fn check_registration_rate(
-    tx: &Connection,
-    subjects: &[[u8; 32]],
-    now: i64,
-) -> Result<(), ApiError> {
+fn check_registration_rate(tx: &dyn Db, subjects: &[[u8; 32]], now: i64) -> Result<(), ApiError> {
     let window_start = now - REGISTRATION_WINDOW_SECS;
-    tx.execute(
-        "DELETE FROM registration_attempts WHERE at <= ?1",
-        [window_start],
-    )?;
+    tx.forget_events(EventLog::RegistrationAttempts, window_start)?;
     for subject in subjects {
         refuse_when_over(
             tx,
-            "SELECT count(*), min(at) FROM registration_attempts WHERE subject = ?1 AND at > ?2",
+            EventLog::RegistrationAttempts,
             subject,
             Window {
                 now,
@@ -235,15 +213,11 @@ fn check_registration_rate(
 }
 
 /// A fresh code no other registration holds.
-fn unused_code(conn: &Connection) -> Result<String, ApiError> {
+fn unused_code(conn: &dyn Db) -> Result<String, ApiError> {
     // 31^10 ≈ 8·10^14 codes: a clash is rare enough that a few tries always suffice.
     for _ in 0..8 {
         let code = random_code()?;
-        let taken: bool = conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM activation_codes WHERE code = ?1)",
-            [&code],
-            |r| r.get(0),
-        )?;
+        let taken: bool = conn.code_taken(&code)?;
         if !taken {
             return Ok(code);
         }

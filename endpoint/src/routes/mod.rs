@@ -4,6 +4,7 @@ mod activation;
 pub(crate) mod commit;
 mod dev;
 mod devices;
+mod health;
 mod rate_limit;
 mod uploads;
 
@@ -40,7 +41,9 @@ pub fn router(state: AppState) -> Router {
                 .patch(uploads::patch)
                 .delete(uploads::delete),
         )
-        .route("/v1/supports/{capture_id}", put(commit::commit));
+        .route("/v1/supports/{capture_id}", put(commit::commit))
+        .route(health::HEALTH, get(health::health))
+        .route(health::READY, get(health::ready));
     if state.inner().cfg.dev {
         r = r
             .route("/v1/dev/mailbox/{email}", get(dev::mailbox))

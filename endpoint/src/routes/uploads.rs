@@ -244,7 +244,7 @@ pub(crate) async fn delete(
         rows::load(conn, &id)?
             .filter(|u| u.device_id == device.id)
             .ok_or_else(ApiError::not_found)?;
-        conn.execute("DELETE FROM uploads WHERE id = ?1", [&id])?;
+        conn.delete_upload(&id)?;
         inner.blobs.remove_upload(&id)?;
         Ok(())
     })

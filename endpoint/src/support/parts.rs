@@ -7,13 +7,13 @@ use std::io;
 
 use apoyo_sync::PartKind;
 use apoyo_sync::protocol::{CommitPart, CommitRequest, Reason};
-use rusqlite::{Connection, OptionalExtension};
 
 use super::upload_id_of;
 use crate::auth::Device;
 use crate::error::ApiError;
 use crate::http::unix;
 use crate::state::Inner;
+use crate::store::Db;
 
 /// A part held in upload storage, checked against the commit.
 pub(super) struct HeldPart {
@@ -33,7 +33,7 @@ struct Available<'a> {
 
 /// The commit's parts, in [`PartKind::ALL`] order, each held and as declared.
 pub(super) fn held_parts(
-    conn: &Connection,
+    conn: &dyn Db,
     inner: &Inner,
     device: &Device,
     req: &CommitRequest,
@@ -52,7 +52,7 @@ pub(super) fn held_parts(
 /// The upload the commit names for `kind`, if it is this device's, for this capture and kind,
 /// unexpired and complete; else `upload_missing` saying which.
 fn available_upload<'a>(
-    conn: &Connection,
+    conn: &dyn Db,
     device: &Device,
     req: &'a CommitRequest,
     kind: PartKind,
@@ -71,13 +71,16 @@ fn available_upload<'a>(
         .ok_or_else(|| missing("is not named"))?;
     let upload = upload_id_of(&part.upload)
         .ok_or_else(|| missing("is not an upload URL of this endpoint"))?;
-    let row: Option<(String, String, String, i64, i64, i64)> = conn
-        .query_row(
-            "SELECT device_id, capture_id, kind, length, upload_offset, expires_at FROM uploads WHERE id = ?1",
-            [upload],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+    let row: Option<(String, String, String, i64, i64, i64)> = conn.upload(upload)?.map(|r| {
+        (
+            r.device_id,
+            r.capture_id,
+            r.kind,
+            r.length,
+            r.offset,
+            r.expires_at,
         )
-        .optional()?;
+    });
     let Some((_, for_capture, for_kind, length, offset, expires_at)) =
         row.filter(|r| r.0 == device.id)
     else {

@@ -1,8 +1,10 @@
-//! Test harness: a real endpoint on loopback with a real SQLite file in a temporary folder, a
-//! real HTTP client, and devices built from the core crate (a real `Store`, or a bare identity
+//! Test harness: a real endpoint on loopback with a real SQLite file in a temporary folder (or a
+//! fresh schema of a real PostgreSQL server, `backend`), a real HTTP client, and devices built from the core crate (a real `Store`, or a bare identity
 //! for requests crafted by hand).
 #![allow(dead_code)]
 
+pub mod backend;
+pub mod fleet;
 pub mod kept;
 
 use std::collections::HashMap;
@@ -111,6 +113,8 @@ pub struct Harness {
     pub dev: bool,
     pub upload_ttl: Duration,
     pub body_idle_timeout: Duration,
+    /// The PostgreSQL URL (a fresh schema) when the suite runs on PostgreSQL.
+    pub database: Option<String>,
 }
 
 pub fn db_path(dir: &Path) -> PathBuf {
@@ -151,7 +155,11 @@ impl Harness {
             dev: o.dev,
             upload_ttl: o.upload_ttl,
             body_idle_timeout: o.body_idle_timeout,
+            database: None,
         };
+        if let Some(server) = backend::server_url() {
+            h.database = Some(backend::fresh_schema(&server).await);
+        }
         h.boot(o.chaos).await;
         h
     }
@@ -166,6 +174,10 @@ impl Harness {
         cfg.upload_ttl = self.upload_ttl;
         cfg.body_idle_timeout = self.body_idle_timeout;
         cfg.chaos = chaos;
+        if let Some(url) = &self.database {
+            cfg.database = Some(url.parse().expect("a PostgreSQL URL"));
+            cfg.blob_dir = Some(self.blob_dir());
+        }
         if let Some(c) = &self.clock {
             let clock: SharedClock = Arc::new(c.clone());
             cfg.clock = clock;
@@ -213,6 +225,17 @@ impl Harness {
         let mut s = db_path(self.dir.path()).into_os_string();
         s.push(".blobs");
         PathBuf::from(s)
+    }
+
+    /// Rows of `sql` (one text parameter `?1`, or none) from the endpoint's database.
+    pub async fn query(&self, sql: &str, param: Option<&str>) -> Vec<Vec<backend::Val>> {
+        backend::query(
+            self.database.as_deref(),
+            &db_path(self.dir.path()),
+            sql,
+            param,
+        )
+        .await
     }
 
     pub fn req(&self, method: Method, path: &str) -> reqwest::RequestBuilder {

@@ -4,12 +4,12 @@
 
 use apoyo_sync::protocol::Reason;
 use apoyo_sync::{CaptureId, PartKind};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::auth::Device;
 use crate::error::ApiError;
 use crate::http::{random_hex, unix};
 use crate::state::Inner;
+use crate::store::{Db, NewUpload};
 
 /// Uploads a device may hold at once (in progress or complete but not committed): 100 captures
 /// of five parts. Bounds the disk one device key can occupy.
@@ -28,26 +28,18 @@ pub(super) struct Upload {
 }
 
 /// An upload's row, whoever owns it.
-pub(super) fn load(conn: &Connection, id: &str) -> Result<Option<Upload>, ApiError> {
-    Ok(conn
-        .query_row(
-            "SELECT device_id, length, upload_offset, expires_at FROM uploads WHERE id = ?1",
-            [id],
-            |r| {
-                Ok(Upload {
-                    device_id: r.get(0)?,
-                    length: r.get::<_, i64>(1)?.max(0) as u64,
-                    offset: r.get::<_, i64>(2)?.max(0) as u64,
-                    expires_at: r.get(3)?,
-                })
-            },
-        )
-        .optional()?)
+pub(super) fn load(conn: &dyn Db, id: &str) -> Result<Option<Upload>, ApiError> {
+    Ok(conn.upload(id)?.map(|r| Upload {
+        device_id: r.device_id,
+        length: r.length.max(0) as u64,
+        offset: r.offset.max(0) as u64,
+        expires_at: r.expires_at,
+    }))
 }
 
 /// The caller's upload `id`: 404 if unknown or another device's, 410 if expired.
 pub(super) fn owned(
-    conn: &Connection,
+    conn: &dyn Db,
     inner: &Inner,
     device: &Device,
     id: &str,
@@ -68,7 +60,7 @@ pub(super) fn owned(
 /// A new upload of `length` bytes for the device's capture part: its file first (durably),
 /// then its row; refused (429) when the device already holds too many. Its id and expiration.
 pub(super) fn create_upload(
-    conn: &mut Connection,
+    conn: &dyn Db,
     inner: &Inner,
     device: &Device,
     capture_id: CaptureId,
@@ -77,11 +69,7 @@ pub(super) fn create_upload(
 ) -> Result<(String, i64), ApiError> {
     let now = unix(inner.now());
     sweep_expired(conn, inner, now)?;
-    let held: i64 = conn.query_row(
-        "SELECT count(*) FROM uploads WHERE device_id = ?1",
-        [&device.id],
-        |r| r.get(0),
-    )?;
+    let held: i64 = conn.count_uploads(&device.id)?;
     if held >= MAX_UPLOADS_PER_DEVICE {
         return Err(ApiError::new(
             Reason::RateLimited,
@@ -95,11 +83,15 @@ pub(super) fn create_upload(
     // The file first (durably), then its row: a crash in between leaves a file no row names,
     // which the next start removes.
     inner.blobs.create_upload(&id)?;
-    let inserted = conn.execute(
-        "INSERT INTO uploads (id, device_id, capture_id, kind, length, upload_offset, created_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7)",
-        params![id, device.id, capture_id.to_string(), kind.name(), length as i64, now, expires_at],
-    );
+    let inserted = conn.insert_upload(&NewUpload {
+        id: &id,
+        device_id: &device.id,
+        capture_id: &capture_id.to_string(),
+        kind: kind.name(),
+        length: length as i64,
+        now,
+        expires_at,
+    });
     if let Err(e) = inserted {
         let _ = inner.blobs.remove_upload(&id);
         return Err(e.into());
@@ -108,20 +100,16 @@ pub(super) fn create_upload(
 }
 
 /// Removes uploads that expired more than [`EXPIRED_GRACE_SECS`] ago (rows, then bytes).
-fn sweep_expired(conn: &mut Connection, inner: &Inner, now: i64) -> Result<(), ApiError> {
-    let ids: Vec<String> = {
-        let mut st = conn.prepare("SELECT id FROM uploads WHERE expires_at <= ?1 LIMIT ?2")?;
-        let rows = st.query_map(params![now - EXPIRED_GRACE_SECS, SWEEP_BATCH], |r| r.get(0))?;
-        rows.collect::<Result<_, _>>()?
-    };
+fn sweep_expired(conn: &dyn Db, inner: &Inner, now: i64) -> Result<(), ApiError> {
+    let ids: Vec<String> = conn.expired_uploads(now - EXPIRED_GRACE_SECS, SWEEP_BATCH)?;
     if ids.is_empty() {
         return Ok(());
     }
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    conn.begin()?;
     for id in &ids {
-        tx.execute("DELETE FROM uploads WHERE id = ?1", [id])?;
+        conn.delete_upload(id)?;
     }
-    tx.commit()?;
+    conn.commit()?;
     for id in &ids {
         if let Err(e) = inner.blobs.remove_upload(id) {
             tracing::warn!(error = %e, "could not remove an expired upload's bytes");
@@ -137,16 +125,18 @@ pub(super) fn offset_mismatch() -> ApiError {
 
 /// Writes an accepted PATCH body at `offset` and advances the upload's offset, checking again
 /// under the database lock that the upload is still the caller's and still at `offset`
-/// (another PATCH of the same upload may have won the race). The new offset and the
-/// expiration.
+/// (another PATCH of the same upload, on this replica or another, may have won the race). The
+/// new offset and the expiration.
 pub(super) fn write_patch(
-    conn: &mut Connection,
+    conn: &dyn Db,
     inner: &Inner,
     device: &Device,
     id: &str,
     offset: u64,
     bytes: &[u8],
 ) -> Result<(u64, i64), ApiError> {
+    conn.begin()?;
+    conn.lock_upload(id)?;
     let up = owned(conn, inner, device, id)?;
     if up.offset != offset {
         return Err(offset_mismatch());
@@ -156,9 +146,7 @@ pub(super) fn write_patch(
     }
     inner.blobs.write_upload(id, offset, bytes)?;
     let new_offset = offset + bytes.len() as u64;
-    conn.execute(
-        "UPDATE uploads SET upload_offset = ?2 WHERE id = ?1",
-        params![id, new_offset as i64],
-    )?;
+    conn.set_upload_offset(id, new_offset as i64)?;
+    conn.commit()?;
     Ok((new_offset, up.expires_at))
 }

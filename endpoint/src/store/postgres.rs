@@ -1,0 +1,473 @@
+//! The PostgreSQL backend of the storage seam: a connection pool (deadpool-postgres over
+//! tokio-postgres), numbered migrations (`endpoint/schema/postgres/NNNN_*.sql`, the same
+//! numbers as SQLite's) applied at start under a session advisory lock so replicas starting
+//! together migrate once, and the queries of [`Db`], run from a handler's blocking thread by
+//! driving the async client on the runtime's handle.
+//!
+//! Transactions are READ COMMITTED. What must hold across replicas holds by the database:
+//! unique keys with `INSERT … ON CONFLICT`, and transaction-scoped advisory locks
+//! (`pg_advisory_xact_lock`) on the key being decided (a capture of a device, an upload, a
+//! rate-limit subject), so that two replicas deciding the same key take turns and the second
+//! sees the first's commit. See ADR 0019.
+
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio::runtime::Handle;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use super::migrate::{MIGRATIONS, MigrateError, migrate};
+use super::{
+    BlobNames, CountRow, CountedRow, DatabaseUrl, Db, EventLog, NewRegistration, NewUpload, R,
+    StoreError, StoredAnswer, SupportRow, TokenRow, UploadRow, lock_key,
+};
+use crate::error::EndpointError;
+
+/// Connections per replica.
+const POOL_SIZE: usize = 16;
+/// How long a request waits for a free connection, or for a new one, before failing.
+const POOL_WAIT: Duration = Duration::from_secs(10);
+/// A replica's connection pool.
+#[derive(Clone)]
+pub(crate) struct Pg {
+    pool: Pool,
+}
+
+impl Pg {
+    /// Connects and migrates.
+    pub(crate) async fn open(url: &DatabaseUrl) -> Result<Pg, EndpointError> {
+        let mut cfg = url.config().clone();
+        cfg.connect_timeout(POOL_WAIT);
+        let mgr = Manager::from_config(
+            cfg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(mgr)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(POOL_WAIT))
+            .build()
+            .map_err(|e| EndpointError::Database(format!("connection pool: {e}")))?;
+        let pg = Pg { pool };
+        let client = pg.client().await.map_err(|e| {
+            EndpointError::Database(format!("cannot connect to {url}: {}", e.redacted()))
+        })?;
+        migrate(&client).await.map_err(|e| match e {
+            MigrateError::Store(e) => {
+                EndpointError::Database(format!("migrating {url}: {}", e.redacted()))
+            }
+            MigrateError::Newer(found) => EndpointError::SchemaVersion {
+                found,
+                supported: MIGRATIONS.len() as i64,
+            },
+        })?;
+        Ok(pg)
+    }
+
+    async fn client(&self) -> Result<Object, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Pool(e.to_string()))
+    }
+
+    /// A connection for one handler's work on a blocking thread.
+    pub(crate) async fn conn(&self) -> Result<PgDb, StoreError> {
+        Ok(PgDb {
+            client: self.client().await?,
+            rt: Handle::current(),
+            in_tx: Cell::new(false),
+        })
+    }
+
+    /// Readiness: a connection answers `SELECT 1`.
+    pub(crate) async fn ready(&self) -> Result<(), StoreError> {
+        self.client().await?.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+}
+
+/// One pooled connection, for one handler's work on a blocking thread.
+pub(crate) struct PgDb {
+    client: Object,
+    rt: Handle,
+    in_tx: Cell<bool>,
+}
+
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+impl Drop for PgDb {
+    /// A handler that panicked midway left its transaction open: roll it back before the
+    /// connection goes back to the pool.
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl PgDb {
+    /// Rolls back a transaction the handler left open (it returned an error midway).
+    pub(crate) fn finish(&self) {
+        if self.in_tx.replace(false)
+            && let Err(e) = self.rt.block_on(self.client.batch_execute("ROLLBACK"))
+        {
+            tracing::error!(error = %StoreError::from(e).redacted(), "could not roll back an abandoned transaction");
+        }
+    }
+
+    fn rows(&self, sql: &str, params: Params<'_>) -> R<Vec<Row>> {
+        self.rt.block_on(async {
+            let st = self.client.prepare_cached(sql).await?;
+            Ok(self.client.query(&st, params).await?)
+        })
+    }
+
+    fn row(&self, sql: &str, params: Params<'_>) -> R<Option<Row>> {
+        Ok(self.rows(sql, params)?.into_iter().next())
+    }
+
+    fn exec(&self, sql: &str, params: Params<'_>) -> R<u64> {
+        self.rt.block_on(async {
+            let st = self.client.prepare_cached(sql).await?;
+            Ok(self.client.execute(&st, params).await?)
+        })
+    }
+
+    fn xact_lock(&self, key: i64) -> R<()> {
+        self.exec("SELECT pg_advisory_xact_lock($1)", &[&key])?;
+        Ok(())
+    }
+
+    fn ids(&self, sql: &str) -> R<HashSet<String>> {
+        Ok(self.rows(sql, &[])?.iter().map(|r| r.get(0)).collect())
+    }
+}
+
+impl Db for PgDb {
+    fn begin(&self) -> R<()> {
+        self.rt.block_on(self.client.batch_execute("BEGIN"))?;
+        self.in_tx.set(true);
+        Ok(())
+    }
+
+    fn commit(&self) -> R<()> {
+        self.in_tx.set(false);
+        self.rt.block_on(self.client.batch_execute("COMMIT"))?;
+        Ok(())
+    }
+
+    fn ping(&self) -> R<()> {
+        self.rt.block_on(self.client.simple_query("SELECT 1"))?;
+        Ok(())
+    }
+
+    fn token_device(&self, token_sha256: &[u8], now: i64) -> R<Option<TokenRow>> {
+        Ok(self
+            .row(
+                "SELECT device_public, signing_public FROM tokens WHERE token_sha256 = $1 AND expires_at > $2",
+                &[&token_sha256, &now],
+            )?
+            .map(|r| (r.get(0), r.get(1))))
+    }
+
+    fn auxiliar_owner(&self, auxiliar_id: &str) -> R<Option<Vec<u8>>> {
+        Ok(self
+            .row(
+                "SELECT device_public FROM auxiliar_bindings WHERE auxiliar_id = $1",
+                &[&auxiliar_id],
+            )?
+            .map(|r| r.get(0)))
+    }
+
+    fn bind_auxiliar(&self, auxiliar_id: &str, device_public: &[u8], now: i64) -> R<bool> {
+        Ok(self.exec(
+            "INSERT INTO auxiliar_bindings (auxiliar_id, device_public, bound_at) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+            &[&auxiliar_id, &device_public, &now],
+        )? == 1)
+    }
+
+    fn recent_events(&self, log: EventLog, subject: &[u8], since: i64) -> R<(i64, Option<i64>)> {
+        self.xact_lock(lock_key(log.table(), &[subject]))?;
+        let sql = format!(
+            "SELECT count(*), min(at) FROM {} WHERE {} = $1 AND at > $2",
+            log.table(),
+            log.subject_column()
+        );
+        let r = self.row(&sql, &[&subject, &since])?;
+        Ok(r.map_or((0, None), |r| (r.get(0), r.get(1))))
+    }
+
+    fn forget_events(&self, log: EventLog, until: i64) -> R<()> {
+        self.exec(
+            &format!("DELETE FROM {} WHERE at <= $1", log.table()),
+            &[&until],
+        )?;
+        Ok(())
+    }
+
+    fn add_event(&self, log: EventLog, subject: &[u8], at: i64) -> R<()> {
+        let sql = format!(
+            "INSERT INTO {} ({}, at) VALUES ($1, $2)",
+            log.table(),
+            log.subject_column()
+        );
+        self.exec(&sql, &[&subject, &at])?;
+        Ok(())
+    }
+
+    fn activation_code(&self, code: &str) -> R<Option<(Vec<u8>, i64)>> {
+        Ok(self
+            .row(
+                "SELECT device_public, expires_at FROM activation_codes WHERE code = $1",
+                &[&code],
+            )?
+            .map(|r| (r.get(0), r.get(1))))
+    }
+
+    fn use_nonce(&self, device_public: &[u8], nonce: &[u8], expires_at: i64, now: i64) -> R<bool> {
+        self.exec(
+            "DELETE FROM activation_nonces WHERE expires_at <= $1",
+            &[&now],
+        )?;
+        Ok(self.exec(
+            "INSERT INTO activation_nonces (device_public, nonce, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+            &[&device_public, &nonce, &expires_at],
+        )? == 1)
+    }
+
+    fn insert_token(
+        &self,
+        token_sha256: &[u8],
+        device_public: &[u8],
+        now: i64,
+        expires_at: i64,
+        signing_public: Option<&[u8]>,
+    ) -> R<()> {
+        self.exec(
+            "INSERT INTO tokens (token_sha256, device_public, issued_at, expires_at, signing_public)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[&token_sha256, &device_public, &now, &expires_at, &signing_public],
+        )?;
+        Ok(())
+    }
+
+    fn registration_owner(&self, registration_id: &str) -> R<Option<Vec<u8>>> {
+        Ok(self
+            .row(
+                "SELECT device_public FROM registrations WHERE registration_id = $1",
+                &[&registration_id],
+            )?
+            .map(|r| r.get(0)))
+    }
+
+    fn insert_registration(&self, r: &NewRegistration<'_>) -> R<()> {
+        self.exec(
+            "INSERT INTO devices (device_public, device_id, registered_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            &[&r.device_public, &r.device_id, &r.now],
+        )?;
+        self.exec(
+            "INSERT INTO registrations (registration_id, device_public, provider, front_sealed_key, front, registered_at)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (registration_id) DO NOTHING",
+            &[&r.registration_id, &r.device_public, &r.provider, &r.front_sealed_key, &r.front, &r.now],
+        )?;
+        Ok(())
+    }
+
+    fn code_taken(&self, code: &str) -> R<bool> {
+        Ok(self
+            .row(
+                "SELECT EXISTS (SELECT 1 FROM activation_codes WHERE code = $1)",
+                &[&code],
+            )?
+            .is_some_and(|r| r.get(0)))
+    }
+
+    fn insert_activation_code(
+        &self,
+        code: &str,
+        device_public: &[u8],
+        registration_id: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> R<()> {
+        self.exec(
+            "INSERT INTO activation_codes (code, device_public, registration_id, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+            &[&code, &device_public, &registration_id, &now, &expires_at],
+        )?;
+        Ok(())
+    }
+
+    fn put_dev_mailbox(&self, email: &str, code: &str, expires_at: i64) -> R<()> {
+        self.exec(
+            "INSERT INTO dev_mailbox (email, code, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT (email) DO UPDATE SET code = excluded.code, expires_at = excluded.expires_at",
+            &[&email, &code, &expires_at],
+        )?;
+        Ok(())
+    }
+
+    fn dev_mailbox(&self, email: &str) -> R<Option<(String, String, i64)>> {
+        Ok(self
+            .row(
+                "SELECT email, code, expires_at FROM dev_mailbox WHERE email = $1",
+                &[&email],
+            )?
+            .map(|r| (r.get(0), r.get(1), r.get(2))))
+    }
+
+    fn upload(&self, id: &str) -> R<Option<UploadRow>> {
+        Ok(self
+            .row(
+                "SELECT device_id, capture_id, kind, length, upload_offset, expires_at FROM uploads WHERE id = $1",
+                &[&id],
+            )?
+            .map(|r| UploadRow {
+                device_id: r.get(0),
+                capture_id: r.get(1),
+                kind: r.get(2),
+                length: r.get(3),
+                offset: r.get(4),
+                expires_at: r.get(5),
+            }))
+    }
+
+    fn lock_upload(&self, id: &str) -> R<()> {
+        self.xact_lock(lock_key("upload", &[id.as_bytes()]))
+    }
+
+    fn count_uploads(&self, device_id: &str) -> R<i64> {
+        Ok(self
+            .row(
+                "SELECT count(*) FROM uploads WHERE device_id = $1",
+                &[&device_id],
+            )?
+            .map_or(0, |r| r.get(0)))
+    }
+
+    fn insert_upload(&self, u: &NewUpload<'_>) -> R<()> {
+        self.exec(
+            "INSERT INTO uploads (id, device_id, capture_id, kind, length, upload_offset, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, 0, $6, $7)",
+            &[&u.id, &u.device_id, &u.capture_id, &u.kind, &u.length, &u.now, &u.expires_at],
+        )?;
+        Ok(())
+    }
+
+    fn expired_uploads(&self, before: i64, limit: i64) -> R<Vec<String>> {
+        Ok(self
+            .rows(
+                "SELECT id FROM uploads WHERE expires_at <= $1 LIMIT $2",
+                &[&before, &limit],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    fn delete_upload(&self, id: &str) -> R<()> {
+        self.exec("DELETE FROM uploads WHERE id = $1", &[&id])?;
+        Ok(())
+    }
+
+    fn set_upload_offset(&self, id: &str, offset: i64) -> R<()> {
+        self.exec(
+            "UPDATE uploads SET upload_offset = $2 WHERE id = $1",
+            &[&id, &offset],
+        )?;
+        Ok(())
+    }
+
+    fn lock_capture(&self, device_id: &str, capture_id: &str) -> R<()> {
+        self.xact_lock(lock_key(
+            "capture",
+            &[device_id.as_bytes(), capture_id.as_bytes()],
+        ))
+    }
+
+    fn stored_answer(&self, device_id: &str, capture_id: &str) -> R<Option<StoredAnswer>> {
+        Ok(self
+            .row(
+                "SELECT digest, status, body FROM supports WHERE device_id = $1 AND capture_id = $2",
+                &[&device_id, &capture_id],
+            )?
+            .map(|r| StoredAnswer {
+                digest: r.get(0),
+                status: r.get(1),
+                body: r.get(2),
+            }))
+    }
+
+    fn counted_by_dup_key(&self, dup_key: &[u8]) -> R<Option<CountedRow>> {
+        Ok(self
+            .row(
+                "SELECT capture_id, device_id, collector_kind, collector_id FROM supports
+                 WHERE dup_key = $1 AND result = 'counted'",
+                &[&dup_key],
+            )?
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))))
+    }
+
+    fn insert_support(&self, s: &SupportRow<'_>) -> R<()> {
+        self.exec(
+            "INSERT INTO supports (device_id, capture_id, process_id, result, reason, first_capture_id, dup_key,
+                                   collector_kind, collector_id, captured_time, counted_time, digest, status, body,
+                                   blob_dir, signed_commit, device_signature, sent_time, skew_seconds)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+            &[
+                &s.device_id,
+                &s.capture_id,
+                &s.process_id,
+                &s.result,
+                &s.reason,
+                &s.first_capture_id,
+                &s.dup_key,
+                &s.collector_kind,
+                &s.collector_id,
+                &s.captured_time,
+                &s.counted_time,
+                &s.digest,
+                &s.status,
+                &s.body,
+                &s.blob_dir,
+                &s.signed_commit,
+                &s.device_signature,
+                &s.sent_time,
+                &s.skew_seconds,
+            ],
+        )?;
+        for (kind, length, sha256, upload) in &s.parts {
+            self.exec(
+                "INSERT INTO support_parts (device_id, capture_id, kind, length, sha256) VALUES ($1, $2, $3, $4, $5)",
+                &[&s.device_id, &s.capture_id, kind, length, sha256],
+            )?;
+            self.exec("DELETE FROM uploads WHERE id = $1", &[upload])?;
+        }
+        Ok(())
+    }
+
+    fn support_counts(&self) -> R<Vec<CountRow>> {
+        Ok(self
+            .rows(
+                "SELECT process_id, result, coalesce(reason, ''), count(*) FROM supports GROUP BY 1, 2, 3",
+                &[],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect())
+    }
+
+    fn live_blob_names(&self) -> R<BlobNames> {
+        Ok((
+            self.ids("SELECT id FROM uploads")?,
+            self.ids("SELECT blob_dir FROM supports")?,
+        ))
+    }
+}

@@ -1,0 +1,358 @@
+//! The embedded SQLite backend of the storage seam: the queries the handlers made before the
+//! seam, unchanged, on the endpoint's one connection (held under the state's mutex for the
+//! whole of a handler's work, so a write transaction is `BEGIN IMMEDIATE` and nothing races).
+
+use std::collections::HashSet;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{
+    BlobNames, CountRow, CountedRow, Db, EventLog, NewRegistration, NewUpload, R, StoredAnswer,
+    SupportRow, TokenRow, UploadRow,
+};
+
+/// The connection, for one handler's work.
+pub(crate) struct SqliteDb<'a>(pub &'a Connection);
+
+impl SqliteDb<'_> {
+    /// Rolls back a transaction the handler left open (it returned an error midway).
+    pub(crate) fn finish(&self) {
+        if !self.0.is_autocommit()
+            && let Err(e) = self.0.execute_batch("ROLLBACK")
+        {
+            tracing::error!(error = %e, "could not roll back an abandoned transaction");
+        }
+    }
+
+    fn ids(&self, sql: &str) -> R<HashSet<String>> {
+        let mut st = self.0.prepare(sql)?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<HashSet<_>, _>>()?)
+    }
+}
+
+impl Db for SqliteDb<'_> {
+    fn begin(&self) -> R<()> {
+        Ok(self.0.execute_batch("BEGIN IMMEDIATE")?)
+    }
+
+    fn commit(&self) -> R<()> {
+        Ok(self.0.execute_batch("COMMIT")?)
+    }
+
+    fn ping(&self) -> R<()> {
+        Ok(self.0.query_row("SELECT 1", [], |_| Ok(()))?)
+    }
+
+    fn token_device(&self, token_sha256: &[u8], now: i64) -> R<Option<TokenRow>> {
+        Ok(self
+            .0
+            .query_row(
+                "SELECT device_public, signing_public FROM tokens WHERE token_sha256 = ?1 AND expires_at > ?2",
+                params![token_sha256, now],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    fn auxiliar_owner(&self, auxiliar_id: &str) -> R<Option<Vec<u8>>> {
+        Ok(self
+            .0
+            .query_row(
+                "SELECT device_public FROM auxiliar_bindings WHERE auxiliar_id = ?1",
+                [auxiliar_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn bind_auxiliar(&self, auxiliar_id: &str, device_public: &[u8], now: i64) -> R<bool> {
+        Ok(self.0.execute(
+            "INSERT INTO auxiliar_bindings (auxiliar_id, device_public, bound_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT DO NOTHING",
+            params![auxiliar_id, device_public, now],
+        )? == 1)
+    }
+
+    fn recent_events(&self, log: EventLog, subject: &[u8], since: i64) -> R<(i64, Option<i64>)> {
+        let sql = format!(
+            "SELECT count(*), min(at) FROM {} WHERE {} = ?1 AND at > ?2",
+            log.table(),
+            log.subject_column()
+        );
+        Ok(self.0.query_row(&sql, params![subject, since], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?)
+    }
+
+    fn forget_events(&self, log: EventLog, until: i64) -> R<()> {
+        let sql = format!("DELETE FROM {} WHERE at <= ?1", log.table());
+        self.0.execute(&sql, [until])?;
+        Ok(())
+    }
+
+    fn add_event(&self, log: EventLog, subject: &[u8], at: i64) -> R<()> {
+        let sql = format!(
+            "INSERT INTO {} ({}, at) VALUES (?1, ?2)",
+            log.table(),
+            log.subject_column()
+        );
+        self.0.execute(&sql, params![subject, at])?;
+        Ok(())
+    }
+
+    fn activation_code(&self, code: &str) -> R<Option<(Vec<u8>, i64)>> {
+        Ok(self
+            .0
+            .query_row(
+                "SELECT device_public, expires_at FROM activation_codes WHERE code = ?1",
+                [code],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    fn use_nonce(&self, device_public: &[u8], nonce: &[u8], expires_at: i64, now: i64) -> R<bool> {
+        self.0.execute(
+            "DELETE FROM activation_nonces WHERE expires_at <= ?1",
+            [now],
+        )?;
+        Ok(self.0.execute(
+            "INSERT INTO activation_nonces (device_public, nonce, expires_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT DO NOTHING",
+            params![device_public, nonce, expires_at],
+        )? == 1)
+    }
+
+    fn insert_token(
+        &self,
+        token_sha256: &[u8],
+        device_public: &[u8],
+        now: i64,
+        expires_at: i64,
+        signing_public: Option<&[u8]>,
+    ) -> R<()> {
+        self.0.execute(
+            "INSERT INTO tokens (token_sha256, device_public, issued_at, expires_at, signing_public)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![token_sha256, device_public, now, expires_at, signing_public],
+        )?;
+        Ok(())
+    }
+
+    fn registration_owner(&self, registration_id: &str) -> R<Option<Vec<u8>>> {
+        Ok(self
+            .0
+            .query_row(
+                "SELECT device_public FROM registrations WHERE registration_id = ?1",
+                [registration_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn insert_registration(&self, r: &NewRegistration<'_>) -> R<()> {
+        self.0.execute(
+            "INSERT INTO devices (device_public, device_id, registered_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            params![r.device_public, r.device_id, r.now],
+        )?;
+        self.0.execute(
+            "INSERT INTO registrations (registration_id, device_public, provider, front_sealed_key, front, registered_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (registration_id) DO NOTHING",
+            params![r.registration_id, r.device_public, r.provider, r.front_sealed_key, r.front, r.now],
+        )?;
+        Ok(())
+    }
+
+    fn code_taken(&self, code: &str) -> R<bool> {
+        Ok(self.0.query_row(
+            "SELECT EXISTS (SELECT 1 FROM activation_codes WHERE code = ?1)",
+            [code],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn insert_activation_code(
+        &self,
+        code: &str,
+        device_public: &[u8],
+        registration_id: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> R<()> {
+        self.0.execute(
+            "INSERT INTO activation_codes (code, device_public, registration_id, issued_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![code, device_public, registration_id, now, expires_at],
+        )?;
+        Ok(())
+    }
+
+    fn put_dev_mailbox(&self, email: &str, code: &str, expires_at: i64) -> R<()> {
+        self.0.execute(
+            "INSERT INTO dev_mailbox (email, code, expires_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (email) DO UPDATE SET code = excluded.code, expires_at = excluded.expires_at",
+            params![email, code, expires_at],
+        )?;
+        Ok(())
+    }
+
+    fn dev_mailbox(&self, email: &str) -> R<Option<(String, String, i64)>> {
+        Ok(self
+            .0
+            .query_row(
+                "SELECT email, code, expires_at FROM dev_mailbox WHERE email = ?1",
+                [email],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?)
+    }
+
+    fn upload(&self, id: &str) -> R<Option<UploadRow>> {
+        Ok(self
+            .0
+            .query_row(
+                "SELECT device_id, capture_id, kind, length, upload_offset, expires_at FROM uploads WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(UploadRow {
+                        device_id: r.get(0)?,
+                        capture_id: r.get(1)?,
+                        kind: r.get(2)?,
+                        length: r.get(3)?,
+                        offset: r.get(4)?,
+                        expires_at: r.get(5)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    fn lock_upload(&self, _id: &str) -> R<()> {
+        Ok(())
+    }
+
+    fn count_uploads(&self, device_id: &str) -> R<i64> {
+        Ok(self.0.query_row(
+            "SELECT count(*) FROM uploads WHERE device_id = ?1",
+            [device_id],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn insert_upload(&self, u: &NewUpload<'_>) -> R<()> {
+        self.0.execute(
+            "INSERT INTO uploads (id, device_id, capture_id, kind, length, upload_offset, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7)",
+            params![u.id, u.device_id, u.capture_id, u.kind, u.length, u.now, u.expires_at],
+        )?;
+        Ok(())
+    }
+
+    fn expired_uploads(&self, before: i64, limit: i64) -> R<Vec<String>> {
+        let mut st = self
+            .0
+            .prepare("SELECT id FROM uploads WHERE expires_at <= ?1 LIMIT ?2")?;
+        let rows = st.query_map(params![before, limit], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn delete_upload(&self, id: &str) -> R<()> {
+        self.0.execute("DELETE FROM uploads WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    fn set_upload_offset(&self, id: &str, offset: i64) -> R<()> {
+        self.0.execute(
+            "UPDATE uploads SET upload_offset = ?2 WHERE id = ?1",
+            params![id, offset],
+        )?;
+        Ok(())
+    }
+
+    fn lock_capture(&self, _device_id: &str, _capture_id: &str) -> R<()> {
+        Ok(())
+    }
+
+    fn stored_answer(&self, device_id: &str, capture_id: &str) -> R<Option<StoredAnswer>> {
+        Ok(self
+            .0
+            .query_row(
+                "SELECT digest, status, body FROM supports WHERE device_id = ?1 AND capture_id = ?2",
+                [device_id, capture_id],
+                |r| {
+                    Ok(StoredAnswer {
+                        digest: r.get(0)?,
+                        status: r.get(1)?,
+                        body: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    fn counted_by_dup_key(&self, dup_key: &[u8]) -> R<Option<CountedRow>> {
+        Ok(self
+            .0
+            .query_row(
+                "SELECT capture_id, device_id, collector_kind, collector_id FROM supports
+             WHERE dup_key = ?1 AND result = 'counted'",
+                [dup_key],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?)
+    }
+
+    fn insert_support(&self, s: &SupportRow<'_>) -> R<()> {
+        self.0.execute(
+            "INSERT INTO supports (device_id, capture_id, process_id, result, reason, first_capture_id, dup_key,
+                               collector_kind, collector_id, captured_time, counted_time, digest, status, body,
+                               blob_dir, signed_commit, device_signature, sent_time, skew_seconds)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+            params![
+                s.device_id,
+                s.capture_id,
+                s.process_id,
+                s.result,
+                s.reason,
+                s.first_capture_id,
+                s.dup_key,
+                s.collector_kind,
+                s.collector_id,
+                s.captured_time,
+                s.counted_time,
+                s.digest,
+                s.status,
+                s.body,
+                s.blob_dir,
+                s.signed_commit,
+                s.device_signature,
+                s.sent_time,
+                s.skew_seconds,
+            ],
+        )?;
+        for (kind, length, sha256, upload) in &s.parts {
+            self.0.execute(
+                "INSERT INTO support_parts (device_id, capture_id, kind, length, sha256) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![s.device_id, s.capture_id, kind, length, sha256],
+            )?;
+            self.0
+                .execute("DELETE FROM uploads WHERE id = ?1", [upload])?;
+        }
+        Ok(())
+    }
+
+    fn support_counts(&self) -> R<Vec<CountRow>> {
+        let mut st = self.0.prepare(
+            "SELECT process_id, result, coalesce(reason, ''), count(*) FROM supports GROUP BY 1, 2, 3",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn live_blob_names(&self) -> R<BlobNames> {
+        Ok((
+            self.ids("SELECT id FROM uploads")?,
+            self.ids("SELECT blob_dir FROM supports")?,
+        ))
+    }
+}
