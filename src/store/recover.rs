@@ -121,10 +121,13 @@ impl Store {
             }
             Recovery::Damaged => {
                 let damaged = self.dir.join(files::DAMAGED_DIR);
-                fs::create_dir_all(&damaged)?;
+                crate::fsutil::create_private_dir_durably(&damaged)?;
                 let target = damaged.join(path.file_name().unwrap_or_default());
                 fs::rename(path, &target)?;
                 fsync_dir(&damaged)?;
+                if let Some(from) = path.parent() {
+                    fsync_dir(from)?;
+                }
                 report.damaged.push(target);
             }
         }

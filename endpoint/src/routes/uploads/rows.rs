@@ -25,13 +25,17 @@ pub(super) struct Upload {
     pub(super) length: u64,
     pub(super) offset: u64,
     pub(super) expires_at: i64,
+    /// The capture id and part kind its `Upload-Metadata` named (given back on HEAD).
+    pub(super) capture_id: String,
+    pub(super) kind: String,
 }
 
 /// An upload's row, whoever owns it.
 pub(super) fn load(conn: &Connection, id: &str) -> Result<Option<Upload>, ApiError> {
     Ok(conn
         .query_row(
-            "SELECT device_id, length, upload_offset, expires_at FROM uploads WHERE id = ?1",
+            "SELECT device_id, length, upload_offset, expires_at, capture_id, kind
+             FROM uploads WHERE id = ?1",
             [id],
             |r| {
                 Ok(Upload {
@@ -39,6 +43,8 @@ pub(super) fn load(conn: &Connection, id: &str) -> Result<Option<Upload>, ApiErr
                     length: r.get::<_, i64>(1)?.max(0) as u64,
                     offset: r.get::<_, i64>(2)?.max(0) as u64,
                     expires_at: r.get(3)?,
+                    capture_id: r.get(4)?,
+                    kind: r.get(5)?,
                 })
             },
         )
