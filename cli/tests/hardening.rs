@@ -150,6 +150,7 @@ fn files_are_private_and_open_out_refuses_a_file() {
     }
     for file in [
         store.join("apoyo.db"),
+        store.join("store.lock"),
         env.path("keys").join("ine-root.key"),
     ] {
         assert_eq!(mode(&file), 0o600, "{}", file.display());

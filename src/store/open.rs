@@ -20,6 +20,7 @@ use crate::fsutil::fsync_dir;
 use crate::model::Collector;
 
 fn lock_store(dir: &Path) -> Result<File> {
+    crate::fsutil::precreate_private(&dir.join(LOCK_FILE))?;
     let f = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
