@@ -48,21 +48,15 @@ fn describe(e: &ciborium::de::Error<std::io::Error>) -> String {
     }
 }
 
-// Serde messages may include a value ("invalid value: string \"...\""); drop quoted parts.
+// Serde messages may include a value ("invalid value: string \"...\"", "unknown field `...`",
+// "character 'x'"), and a value may itself contain quote marks (escaped or not), so nothing
+// after the first quote mark can be trusted to be the message's own text: keep what comes
+// before it.
 fn redact(msg: &str) -> String {
-    let mut out = String::with_capacity(msg.len());
-    let mut quoted = false;
-    for c in msg.chars() {
-        if c == '"' || c == '`' {
-            if !quoted {
-                out.push_str("\"…\"");
-            }
-            quoted = !quoted;
-        } else if !quoted {
-            out.push(c);
-        }
+    match msg.find(['"', '`', '\'']) {
+        Some(i) => format!("{}\"…\"", &msg[..i]),
+        None => msg.to_string(),
     }
-    out
 }
 
 #[cfg(test)]
@@ -112,7 +106,19 @@ mod tests {
     fn redacts_quoted_values() {
         assert_eq!(
             redact("invalid value: string \"ABCD\", expected x"),
-            "invalid value: string \"…\", expected x"
+            "invalid value: string \"…\""
         );
+        // A value holding quote marks of its own leaks nothing either.
+        for msg in [
+            "invalid value: string \"AB\\\"CD\\\"EF\", expected x",
+            "unknown field `AB`CD`EF`, expected one of `a`",
+            "invalid value: string \"AB`CD`EF\", expected x",
+            "invalid type: character 'Z', expected x",
+        ] {
+            let out = redact(msg);
+            for secret in ["AB", "CD", "EF", "Z'"] {
+                assert!(!out.contains(secret), "{msg} -> {out}");
+            }
+        }
     }
 }

@@ -18,3 +18,60 @@ pub fn fsync_dir(dir: &Path) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Creates (or truncates) a file only its owner can read and write (`0600` on Unix): for files
+/// holding personal data or keys.
+pub fn create_private(path: &Path) -> io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o.open(path)
+}
+
+/// Creates a folder (and its parents) only its owner can enter (`0700` on Unix) for what
+/// `create_dir_all` would make; an existing folder keeps its mode.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+}
+
+/// Makes an empty `0600` file at `path` unless one exists, so that a database SQLite is about
+/// to create there (and its `-wal` and `-shm` files, which take the database's mode) is
+/// readable by its owner only.
+pub fn precreate_private(path: &Path) -> io::Result<()> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    match o.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// [`create_private_dir`], then fsyncs the parent of `dir` when `dir` was new, so the new entry
+/// survives power loss.
+pub fn create_private_dir_durably(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    create_private_dir(dir)?;
+    match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => fsync_dir(p),
+        _ => Ok(()),
+    }
+}

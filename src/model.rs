@@ -129,8 +129,10 @@ impl From<CredentialModel> for String {
     }
 }
 
-/// The fields read from the voter card. Only the clave de elector is required.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The fields read from the voter card. Only the clave de elector is required. Personal data:
+/// `Debug` prints only which fields are present; the store wipes its copies after use
+/// (`Zeroize`: no wipe-on-drop, so `CardFields { clave_elector, ..Default::default() }` works).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, zeroize::Zeroize)]
 pub struct CardFields {
     pub clave_elector: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -149,8 +151,9 @@ pub struct CardFields {
     pub vigencia: Option<u16>,
 }
 
-/// Where the capture was taken (from the phone's high-accuracy location).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// Where the capture was taken (from the phone's high-accuracy location). Personal data:
+/// `Debug` prints only the accuracy.
+#[derive(Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Location {
     pub lat: f64,
     pub lon: f64,
@@ -221,8 +224,8 @@ impl Images {
     }
 }
 
-/// What the app hands to [`crate::Store::capture`].
-#[derive(Debug, Clone)]
+/// What the app hands to [`crate::Store::capture`]. `Debug` redacts the personal data.
+#[derive(Clone)]
 pub struct NewCapture {
     pub process_id: String,
     pub model: CredentialModel,
@@ -252,7 +255,8 @@ impl ImageFormat {
 
 /// The encrypted manifest part: everything about a capture that is not an image. It is the
 /// only place the card fields and location exist, and it is never written in the clear.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `Debug` redacts the card fields and location.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     /// Manifest format version.
     pub v: u8,
@@ -268,6 +272,63 @@ pub struct Manifest {
     pub captured_at: OffsetDateTime,
     pub engine_version: String,
     pub formats: ImageFormats,
+}
+
+impl std::fmt::Debug for CardFields {
+    // Never print card fields: only which optional ones are present.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CardFields")
+            .field("clave_elector", &"<redacted>")
+            .field("entidad", &self.entidad.map(|_| "<redacted>"))
+            .field("seccion", &self.seccion.map(|_| "<redacted>"))
+            .field("curp", &self.curp.as_ref().map(|_| "<redacted>"))
+            .field("ocr", &self.ocr.as_ref().map(|_| "<redacted>"))
+            .field("cic", &self.cic.as_ref().map(|_| "<redacted>"))
+            .field("numero_emision", &self.numero_emision.map(|_| "<redacted>"))
+            .field("vigencia", &self.vigencia.map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Location {
+    // Never print coordinates.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Location")
+            .field("lat", &"<redacted>")
+            .field("lon", &"<redacted>")
+            .field("accuracy_m", &self.accuracy_m)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for NewCapture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewCapture")
+            .field("process_id", &self.process_id)
+            .field("model", &self.model)
+            .field("fields", &self.fields)
+            .field("location", &self.location)
+            .field("images", &self.images)
+            .field("collector", &self.collector)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Manifest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manifest")
+            .field("v", &self.v)
+            .field("capture_id", &self.capture_id)
+            .field("process_id", &self.process_id)
+            .field("collector", &self.collector)
+            .field("model", &self.model)
+            .field("fields", &self.fields)
+            .field("location", &self.location)
+            .field("captured_at", &self.captured_at)
+            .field("engine_version", &self.engine_version)
+            .field("formats", &self.formats)
+            .finish()
+    }
 }
 
 /// The detected format of each image part.

@@ -213,6 +213,24 @@ fn field_of(kind: PartKind) -> Field {
     }
 }
 
+/// The PNG signature: all eight bytes (ISO/IEC 15948 §5.2).
+const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
+
+/// Whether `bytes` start with the whole PNG signature.
+fn is_png(bytes: &[u8]) -> bool {
+    bytes.starts_with(&PNG_SIGNATURE)
+}
+
+/// Whether `bytes` start like a JPEG: the SOI marker (`FF D8`) and then a marker (`FF xx`) that
+/// may follow it — an APPn, DQT, DHT, SOFn, DRI or comment — never a stuffed `00`, a restart,
+/// another SOI or an EOI.
+fn is_jpeg(bytes: &[u8]) -> bool {
+    match bytes {
+        [0xff, 0xd8, 0xff, m, ..] => (0xc0..=0xfe).contains(m) && !(0xd0..=0xd9).contains(m),
+        _ => false,
+    }
+}
+
 /// Checks one image: non-empty, within its limit, JPEG or PNG by magic bytes.
 pub fn check_image(kind: PartKind, bytes: &[u8]) -> Result<ImageFormat> {
     let field = field_of(kind);
@@ -222,9 +240,9 @@ pub fn check_image(kind: PartKind, bytes: &[u8]) -> Result<ImageFormat> {
     if bytes.len() > max_image_bytes(kind) {
         return Err(Error::invalid(field, "is larger than its size limit"));
     }
-    if infer::image::is_jpeg(bytes) {
+    if is_jpeg(bytes) {
         Ok(ImageFormat::Jpeg)
-    } else if infer::image::is_png(bytes) {
+    } else if is_png(bytes) {
         Ok(ImageFormat::Png)
     } else {
         Err(Error::invalid(field, "is not a JPEG or PNG image"))

@@ -430,7 +430,18 @@ impl Machine {
             Op::Retry(w) => {
                 if let Some(id) = self.pick(w) {
                     let q = self.store().info(&id).expect("info").state == State::Quarantined;
-                    assert_eq!(self.store().retry_quarantined(&id).is_ok(), q);
+                    // A retry must not make a second live capture of one citizen (issue 17).
+                    let citizen = self.ids.get(&id).cloned();
+                    let live_other = self.store().list().expect("list").iter().any(|c| {
+                        c.id != id
+                            && c.state != State::Quarantined
+                            && self.ids.get(&c.id) == citizen.as_ref()
+                    });
+                    match self.store().retry_quarantined(&id) {
+                        Ok(()) => assert!(q && !live_other, "retried into a second live capture"),
+                        Err(Error::Duplicate { .. }) => assert!(q && live_other),
+                        Err(e) => assert!(!q, "retry of a quarantined capture failed: {e}"),
+                    }
                 }
             }
             Op::Transient(w, secs) => {

@@ -66,6 +66,11 @@ pub fn serve(
             "--listen: '{listen}' is not an address like 127.0.0.1:8080"
         ))
     })?;
+    if dev && !addr.ip().is_loopback() {
+        return Err(CliError::Usage(format!(
+            "--dev hands out activation codes to anyone who asks; it serves only on a loopback address (127.0.0.1 or ::1), not {addr}"
+        )));
+    }
     // v1's `--key <folder>/endpoint.key` names a file in (or beside) the key folder.
     let folder = match keys.parent() {
         Some(parent) if !keys.is_dir() => parent,

@@ -91,9 +91,21 @@ pub fn device_init(
 ) -> CliResult {
     let opts = store_options()?;
     let provisioning = keys::provisioning(endpoint_pub, ine_root)?;
+    // A refused init leaves no development keyring behind when it made one.
+    let keyring_dir = FileKeyGuard::default_dir()?;
+    let made_keyring = !keyring_dir.exists();
     let guard = keyring(true)?;
     let collector = auxiliar.map(Collector::Auxiliar);
-    let s = Store::init(store, &guard, &provisioning, collector, opts)?;
+    let s = match Store::init(store, &guard, &provisioning, collector, opts) {
+        Ok(s) => s,
+        Err(e) => {
+            drop(guard);
+            if made_keyring {
+                let _ = std::fs::remove_dir_all(&keyring_dir);
+            }
+            return Err(e.into());
+        }
+    };
     println!(
         "device {} created in {} (endpoint key {})",
         s.device_id(),
@@ -251,6 +263,12 @@ pub fn status(store: &Path, json: bool) -> CliResult {
 }
 
 pub fn open(store: &Path, id: &str, out: &Path) -> CliResult {
+    if out.exists() && !out.is_dir() {
+        return Err(CliError::Input(format!(
+            "--out {} is not a folder (the capture is written as several files)",
+            out.display()
+        )));
+    }
     let s = open_store(store)?;
     let id = id.parse()?;
     for path in s.export(&id, out)? {

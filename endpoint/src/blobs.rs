@@ -45,8 +45,13 @@ impl Blobs {
             uploads: root.join(UPLOADS),
             supports: root.join(SUPPORTS),
         };
-        fs::create_dir_all(&b.uploads)?;
-        fs::create_dir_all(&b.supports)?;
+        apoyo_sync::fsutil::create_private_dir(&b.uploads)?;
+        apoyo_sync::fsutil::create_private_dir(&b.supports)?;
+        if let Some(parent) = root.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            fsync_dir(parent)?;
+        }
         fsync_dir(root)?;
         Ok(b)
     }

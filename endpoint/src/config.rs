@@ -19,6 +19,20 @@ pub const DEFAULT_UPLOAD_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// treats the `408` as transient and resumes (tus `HEAD`) or retries.
 pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The longest `upload_ttl` accepted: a year. (Longer would only keep abandoned uploads on
+/// disk, and times past year 9999 have no HTTP date.)
+pub const MAX_UPLOAD_TTL: Duration = Duration::from_secs(366 * 24 * 60 * 60);
+
+/// How long a connection may take to send a request head, counted from when the endpoint
+/// starts waiting for it (at accept, and after each answer on a kept-alive connection, so it
+/// is also the idle keep-alive timeout). A head is a few hundred bytes: seconds even at 2G.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The slowest a request body may arrive, in bytes per second, averaged over each
+/// `body_idle_timeout` window: 256 B/s is a ninth of an 18 kbit/s rural 2G link, so an honest
+/// upload passes while a byte-a-second trickle does not hold a connection for days.
+pub const DEFAULT_BODY_MIN_RATE: u32 = 256;
+
 /// The endpoint's configuration.
 pub struct EndpointConfig {
     /// The SQLite file (created if missing); unused when `database` is set.
@@ -41,6 +55,13 @@ pub struct EndpointConfig {
     pub upload_ttl: Duration,
     /// The longest pause allowed between two pieces of a request body.
     pub body_idle_timeout: Duration,
+    /// The slowest rate (bytes per second, over each `body_idle_timeout` window) a request
+    /// body may arrive at; 0 disables the check.
+    pub body_min_rate: u32,
+    /// The longest wait for a request head (and so the idle keep-alive timeout).
+    pub header_read_timeout: Duration,
+    /// The most connections open at once; `None` derives it from the file-descriptor limit.
+    pub max_connections: Option<usize>,
     /// Test and field-test fault hook: consulted before every routed request.
     pub chaos: Option<Arc<dyn Chaos>>,
 }
@@ -59,6 +80,9 @@ impl EndpointConfig {
             clock: Arc::new(SystemClock),
             upload_ttl: DEFAULT_UPLOAD_TTL,
             body_idle_timeout: DEFAULT_BODY_IDLE_TIMEOUT,
+            body_min_rate: DEFAULT_BODY_MIN_RATE,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            max_connections: None,
             chaos: None,
         }
     }
@@ -95,6 +119,9 @@ impl std::fmt::Debug for EndpointConfig {
             .field("dev", &self.dev)
             .field("upload_ttl", &self.upload_ttl)
             .field("body_idle_timeout", &self.body_idle_timeout)
+            .field("body_min_rate", &self.body_min_rate)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("max_connections", &self.max_connections)
             .field("chaos", &self.chaos.is_some())
             .finish_non_exhaustive()
     }

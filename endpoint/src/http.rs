@@ -13,17 +13,70 @@ use time::OffsetDateTime;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// How fast a request body must keep coming: never a pause longer than `idle`, and at least
+/// `min_rate` bytes a second over each `idle`-long window (0: no rate check). Never a deadline
+/// for the whole body: an honest upload over a slow link takes as long as it takes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pace {
+    pub idle: Duration,
+    pub min_rate: u32,
+}
+
+impl Pace {
+    /// The pace the endpoint is configured with.
+    pub(crate) fn of(st: &AppState) -> Pace {
+        let cfg = &st.inner().cfg;
+        Pace {
+            idle: cfg.body_idle_timeout,
+            min_rate: cfg.body_min_rate,
+        }
+    }
+}
+
+/// Counts a body's bytes per window and says when a window ended below the minimum rate.
+struct RateWindow {
+    pace: Pace,
+    started: tokio::time::Instant,
+    bytes: u64,
+}
+
+impl RateWindow {
+    fn new(pace: Pace) -> Self {
+        RateWindow {
+            pace,
+            started: tokio::time::Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    /// Adds `n` bytes; `false` when a full window passed with fewer than it needed.
+    fn add(&mut self, n: usize) -> bool {
+        self.bytes += n as u64;
+        let elapsed = self.started.elapsed();
+        if self.pace.min_rate == 0 || elapsed < self.pace.idle {
+            return true;
+        }
+        let needed = (u64::from(self.pace.min_rate) as f64 * elapsed.as_secs_f64()) as u64;
+        let ok = self.bytes >= needed;
+        self.started = tokio::time::Instant::now();
+        self.bytes = 0;
+        ok
+    }
+}
+
 /// Reads a request body of at most `limit` bytes. A declared `Content-Length` over the limit is
 /// refused before reading anything; a body without one is refused as soon as it passes the
 /// limit, so at most `limit` bytes are ever buffered. A body cut short (client gone) is refused,
-/// and so is one that sends nothing for `idle` (`408`, reason `other`: a device retries it).
+/// and so is one that sends nothing for `pace.idle` or comes slower than `pace.min_rate`
+/// (`408`, reason `other`: a device retries it).
 pub(crate) async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
-    idle: Duration,
+    pace: Pace,
     what: &str,
 ) -> Result<Vec<u8>, ApiError> {
+    let idle = pace.idle;
     let declared = match headers.get(header::CONTENT_LENGTH) {
         None => None,
         Some(v) => Some(
@@ -48,6 +101,7 @@ pub(crate) async fn read_body(
     }
     let mut body = body;
     let mut buf = Vec::with_capacity(declared.map_or(0, |n| n as usize).min(limit));
+    let mut window = RateWindow::new(pace);
     loop {
         let Ok(next) = tokio::time::timeout(idle, body.frame()).await else {
             return Err(ApiError::with_status(
@@ -60,6 +114,13 @@ pub(crate) async fn read_body(
         let frame =
             frame.map_err(|_| ApiError::malformed(format!("{what}: the body was cut short")))?;
         if let Ok(data) = frame.into_data() {
+            if !window.add(data.len()) {
+                return Err(ApiError::with_status(
+                    408,
+                    Reason::Other,
+                    format!("{what}: slower than {} bytes a second", pace.min_rate),
+                ));
+            }
             if buf.len() + data.len() > limit {
                 return Err(ApiError::too_large(format!(
                     "{what} is over the limit of {limit} bytes"
@@ -111,7 +172,7 @@ pub(crate) async fn read_message<T: DeserializeOwned>(
     limit: usize,
     what: &'static str,
 ) -> Result<T, ApiError> {
-    let bytes = read_body(headers, body, limit, st.inner().cfg.body_idle_timeout, what).await?;
+    let bytes = read_body(headers, body, limit, Pace::of(st), what).await?;
     decode(&bytes, limit, what)
 }
 
@@ -179,9 +240,13 @@ pub(crate) fn from_unix(s: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(s).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-/// An RFC 7231 HTTP date (`Upload-Expires`).
+/// The last second of year 9999, the latest time an HTTP date can carry.
+const LAST_HTTP_DATE: i64 = 253_402_300_799;
+
+/// An RFC 7231 HTTP date (`Upload-Expires`), clamped to what the format can carry.
 pub(crate) fn http_date(unix_secs: i64) -> String {
-    httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(unix_secs.max(0) as u64))
+    let secs = unix_secs.clamp(0, LAST_HTTP_DATE) as u64;
+    httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
 }
 
 /// RFC 3339 text of a time.
@@ -217,5 +282,11 @@ mod tests {
     #[test]
     fn http_dates_are_imf_fixdate() {
         assert_eq!(http_date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
+    }
+
+    #[test]
+    fn far_future_http_dates_are_clamped_not_a_panic() {
+        assert_eq!(http_date(i64::MAX), "Fri, 31 Dec 9999 23:59:59 GMT");
+        assert_eq!(http_date(i64::MIN), "Thu, 01 Jan 1970 00:00:00 GMT");
     }
 }

@@ -195,26 +195,24 @@ pub fn create_dir(dir: &Path, now: OffsetDateTime) -> Result<KeyRing, EndpointEr
             dir.display()
         )));
     }
-    fs::create_dir_all(dir.join("ring"))?;
+    apoyo_sync::fsutil::create_private_dir_durably(dir)?;
+    apoyo_sync::fsutil::create_private_dir_durably(&dir.join("ring"))?;
     let root = Ed25519Secret::generate()?;
     let ring = KeyRing::generate(&root, now)?;
     write_private(
         &dir.join("ine-root.key"),
         root.to_text(ROOT_KEY_TAG).as_bytes(),
     )?;
-    fs::write(
-        dir.join("ine-root.pub"),
-        format!("{}\n", ring.root.to_text()),
+    write_public(
+        &dir.join("ine-root.pub"),
+        format!("{}\n", ring.root.to_text()).as_bytes(),
     )?;
     let first = ring.provisioned_seal()?;
-    fs::write(
-        dir.join("endpoint.pub"),
-        format!("{}\n", anchor::seal_public_text(&first.secret.public())),
+    write_public(
+        &dir.join("endpoint.pub"),
+        format!("{}\n", anchor::seal_public_text(&first.secret.public())).as_bytes(),
     )?;
-    let dup = zeroize::Zeroizing::new(format!(
-        "{DUP_SECRET_TAG} {}\n",
-        hex::encode(ring.dup_secret.as_bytes())
-    ));
+    let dup = anchor::key_text(DUP_SECRET_TAG, ring.dup_secret.as_bytes());
     write_private(&dir.join("dup.secret"), dup.as_bytes())?;
     save_new_keys(dir, &ring)?;
     Ok(ring)
@@ -236,14 +234,11 @@ fn save_new_keys(dir: &Path, ring: &KeyRing) -> Result<(), EndpointError> {
     for k in &ring.seal {
         let base = ring_dir.join(format!("seal-{}", k.info.key_id));
         if !base.with_extension("key").exists() {
-            let text = zeroize::Zeroizing::new(format!(
-                "{SEAL_KEY_TAG} {}\n",
-                hex::encode(k.secret.as_bytes())
-            ));
+            let text = anchor::key_text(SEAL_KEY_TAG, k.secret.as_bytes());
             write_private(&base.with_extension("key"), text.as_bytes())?;
-            fs::write(
-                base.with_extension("cert"),
-                apoyo_sync::protocol::encode(&k.cert)?,
+            write_public(
+                &base.with_extension("cert"),
+                &apoyo_sync::protocol::encode(&k.cert)?,
             )?;
         }
     }
@@ -254,9 +249,9 @@ fn save_new_keys(dir: &Path, ring: &KeyRing) -> Result<(), EndpointError> {
                 &base.with_extension("key"),
                 k.signer.to_text(RECEIPT_KEY_TAG).as_bytes(),
             )?;
-            fs::write(
-                base.with_extension("cert"),
-                apoyo_sync::protocol::encode(&k.cert)?,
+            write_public(
+                &base.with_extension("cert"),
+                &apoyo_sync::protocol::encode(&k.cert)?,
             )?;
         }
     }
@@ -268,8 +263,11 @@ fn read_text(path: &Path) -> Result<String, EndpointError> {
     let bytes = fs::read(path).map_err(|e| {
         EndpointError::Config(format!("cannot read {}: {}", path.display(), e.kind()))
     })?;
-    String::from_utf8(bytes)
-        .map_err(|_| EndpointError::Config(format!("{} is not text", path.display())))
+    String::from_utf8(bytes).map_err(|e| {
+        // A key file that is not text is still key material: wipe it.
+        zeroize::Zeroize::zeroize(&mut e.into_bytes());
+        EndpointError::Config(format!("{} is not text", path.display()))
+    })
 }
 
 fn read_cert(path: &Path) -> Result<SignedKeyCert, EndpointError> {
@@ -365,6 +363,14 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), EndpointError> {
     let mut f = opts.open(path).map_err(|e| {
         EndpointError::Config(format!("cannot create {}: {}", path.display(), e.kind()))
     })?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Writes a public file (a public key, a certificate) and syncs it before the folder is synced.
+fn write_public(path: &Path, bytes: &[u8]) -> Result<(), EndpointError> {
+    let mut f = fs::File::create(path)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     Ok(())

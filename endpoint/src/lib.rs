@@ -24,6 +24,7 @@ mod error;
 mod http;
 pub mod keyring;
 mod routes;
+mod serve;
 mod skew;
 mod state;
 mod stats;
@@ -37,7 +38,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use config::{
-    Chaos, DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_UPLOAD_TTL, EndpointConfig, Injected, Route,
+    Chaos, DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_BODY_MIN_RATE, DEFAULT_HEADER_READ_TIMEOUT,
+    DEFAULT_UPLOAD_TTL, EndpointConfig, Injected, MAX_UPLOAD_TTL, Route,
 };
 pub use error::EndpointError;
 pub use keyring::KeyRing;
@@ -66,24 +68,32 @@ impl std::fmt::Debug for RunningEndpoint {
     }
 }
 
-/// Opens the database and blob folder, binds `listen` and serves in the background.
+/// Opens the database and blob folder, binds `listen` and serves in the background. The
+/// development routes (`dev`) hand out activation codes: refused on a non-loopback address.
 pub async fn start(
     config: EndpointConfig,
     listen: SocketAddr,
 ) -> Result<RunningEndpoint, EndpointError> {
+    if config.dev && !listen.ip().is_loopback() {
+        return Err(EndpointError::Config(format!(
+            "the development routes (--dev) hand out activation codes; they serve only on a loopback address, not {listen}"
+        )));
+    }
+    let header_read_timeout = config.header_read_timeout;
+    let cap = serve::connection_cap(config.max_connections);
     let state = AppState::connect(config).await?;
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
     let app = router(state.clone());
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
-    });
-    tracing::info!(%addr, "endpoint listening");
+    let task = tokio::spawn(serve::serve(
+        listener,
+        app,
+        header_read_timeout,
+        cap,
+        stopped,
+    ));
+    tracing::info!(%addr, max_connections = cap, "endpoint listening");
     Ok(RunningEndpoint {
         addr,
         state,

@@ -180,9 +180,15 @@ fn check_config(cfg: &EndpointConfig) -> Result<Vec<u8>, EndpointError> {
             )));
         }
     }
-    if cfg.upload_ttl.as_secs() == 0 {
+    if cfg.upload_ttl.as_secs() == 0 || cfg.upload_ttl > crate::MAX_UPLOAD_TTL {
+        return Err(EndpointError::Config(format!(
+            "upload_ttl must be between one second and {} days",
+            crate::MAX_UPLOAD_TTL.as_secs() / 86_400
+        )));
+    }
+    if cfg.header_read_timeout.is_zero() || cfg.body_idle_timeout.is_zero() {
         return Err(EndpointError::Config(
-            "upload_ttl must be at least one second".into(),
+            "header_read_timeout and body_idle_timeout must be above zero".into(),
         ));
     }
     let catalog = protocol::encode(&ProcessList {

@@ -27,7 +27,7 @@ async fn options_advertises_the_protocol_without_a_token() {
         a.header("tus-max-size"),
         Some(limits::MAX_PART_BYTES.to_string().as_str())
     );
-    assert_eq!(a.header("tus-checksum-algorithm"), Some("sha256"));
+    assert_eq!(a.header("tus-checksum-algorithm"), Some("sha1,sha256"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,6 +37,18 @@ fn bad(what: &str, problem: &str) -> Error {
     Error::BadKey(format!("{what}: {problem}"))
 }
 
+/// A private key file's text, `<tag> <hex>\n`, built without leaving an unwiped copy of the
+/// hex behind.
+pub fn key_text(tag: &str, key: &[u8]) -> Zeroizing<String> {
+    let hex_text = Zeroizing::new(hex::encode(key));
+    let mut text = Zeroizing::new(String::with_capacity(tag.len() + hex_text.len() + 2));
+    text.push_str(tag);
+    text.push(' ');
+    text.push_str(&hex_text);
+    text.push('\n');
+    text
+}
+
 /// Splits a key file's text into its tag (if any) and 32 bytes of hex. Never echoes the text.
 pub fn parse_tagged(text: &str, what: &str) -> Result<(Option<String>, Zeroizing<[u8; 32]>)> {
     let text = text.trim();
@@ -160,9 +172,9 @@ impl Ed25519Secret {
     pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
         self.0.sign(msg).to_bytes()
     }
-    /// The key file text: `<tag> <64 hex>`, wiped on drop.
+    /// The key file text: `<tag> <64 hex>`, wiped on drop (the hex on its way too).
     pub fn to_text(&self, tag: &str) -> Zeroizing<String> {
-        Zeroizing::new(format!("{tag} {}\n", hex::encode(*self.to_bytes())))
+        key_text(tag, &*self.to_bytes())
     }
     /// Parses a private key file of the given tag.
     pub fn from_text(text: &str, tag: &str, what: &str) -> Result<Self> {

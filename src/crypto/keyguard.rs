@@ -64,7 +64,7 @@ impl FileKeyGuard {
             Err(Error::KeyUnavailable(_)) => {}
             other => return other,
         }
-        fs::create_dir_all(dir)?;
+        crate::fsutil::create_private_dir_durably(dir)?;
         let key = random_key()?;
         let path = dir.join(KEY_FILE);
         let mut opts = fs::OpenOptions::new();

@@ -52,8 +52,8 @@ pub enum Provider {
     Facebook,
 }
 
-/// `POST /v1/devices` — "Registro ciudadano".
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `POST /v1/devices` — "Registro ciudadano". `Debug` redacts the email and the card front.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegisterRequest {
     pub v: u8,
     /// The device's X25519 public key; the activation code is bound to it.
@@ -81,8 +81,8 @@ pub struct RegisterResponse {
     pub code_expires_at: OffsetDateTime,
 }
 
-/// `POST /v1/devices/activate`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `POST /v1/devices/activate`. `Debug` redacts the code and proof.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActivateRequest {
     pub v: u8,
     #[serde(with = "bytes32")]
@@ -103,8 +103,8 @@ pub struct ActivateRequest {
     pub auxiliar_id: Option<String>,
 }
 
-/// Answer to an activation (200).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Answer to an activation (200). `Debug` redacts the token.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActivateResponse {
     pub v: u8,
     /// Bearer token for uploads and commits.
@@ -124,6 +124,44 @@ pub struct ActivateResponse {
     /// receipt and seal keys. Absent from a v1 endpoint's answer (then empty).
     #[serde(default)]
     pub key_certs: Vec<SignedKeyCert>,
+}
+
+impl std::fmt::Debug for RegisterRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisterRequest")
+            .field("v", &self.v)
+            .field("email", &"<redacted>")
+            .field("provider", &self.provider)
+            .field("registration_id", &self.registration_id)
+            .field("front_sealed_key_len", &self.front_sealed_key.len())
+            .field("front_len", &self.front.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ActivateRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActivateRequest")
+            .field("v", &self.v)
+            .field("code", &"<redacted>")
+            .field("proof", &"<redacted>")
+            .field("signing_public", &self.signing_public.is_some())
+            .field("auxiliar_id", &self.auxiliar_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ActivateResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActivateResponse")
+            .field("v", &self.v)
+            .field("token", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .field("receipt_key_id", &self.receipt_key_id)
+            .field("processes", &self.processes.len())
+            .field("key_certs", &self.key_certs.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// `GET /v1/processes` (200).

@@ -40,7 +40,7 @@ pub mod routes {
 pub mod tus {
     pub const RESUMABLE: &str = "1.0.0";
     pub const EXTENSIONS: &str = "creation,checksum,termination,expiration";
-    pub const CHECKSUM_ALGORITHMS: &str = "sha256";
+    pub const CHECKSUM_ALGORITHMS: &str = "sha1,sha256";
     /// Content type of a PATCH body.
     pub const OFFSET_STREAM: &str = "application/offset+octet-stream";
     /// The status tus uses for a checksum mismatch.

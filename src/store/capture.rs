@@ -135,16 +135,25 @@ impl Store {
     /// queue rows committed, which a power loss may roll back but the next open rebuilds from
     /// the file: ADR 0013) and will survive a kill or a power loss.
     pub fn capture(&mut self, mut c: NewCapture) -> Result<CaptureId> {
+        let result = self.capture_from(&mut c);
+        // The caller's copy of the card fields is wiped whatever happened.
+        zeroize::Zeroize::zeroize(&mut c.fields);
+        result
+    }
+
+    fn capture_from(&mut self, c: &mut NewCapture) -> Result<CaptureId> {
         let now = self.opts.clock.now();
-        let admitted = self.admit(&c, now)?;
+        let admitted = self.admit(c, now)?;
         let id = CaptureId::new_v7(now);
         let collector = c
             .collector
             .clone()
             .unwrap_or_else(|| self.collector.clone());
         check_collector(&collector)?;
-        let manifest = new_manifest(&c, id, &admitted, &collector, now);
-        let mut manifest_bytes = zeroize::Zeroizing::new(manifest.to_cbor()?);
+        let mut manifest = new_manifest(c, id, &admitted, &collector, now);
+        let encoded = manifest.to_cbor();
+        zeroize::Zeroize::zeroize(&mut manifest.fields);
+        let mut manifest_bytes = zeroize::Zeroizing::new(encoded?);
         self.check_room(&c.images, manifest_bytes.len())?;
 
         let data_key = crypto::random_key()?;

@@ -55,6 +55,7 @@ pub fn with_unflushed_commit<T>(
 
 /// Creates a new database file at `path` with the application id set.
 pub fn create(path: &Path) -> Result<Connection> {
+    crate::fsutil::precreate_private(path)?;
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
@@ -71,16 +72,28 @@ pub fn create(path: &Path) -> Result<Connection> {
 /// well: closing a read-write connection checkpoints the WAL into the database and deletes
 /// it, which would rewrite a store that is then refused (say, opened with another keyring
 /// after a crash left a WAL).
-pub fn open_existing(path: &Path) -> Result<Connection> {
-    let corrupt = |detail: String| Error::CorruptStore {
-        path: path.to_path_buf(),
-        detail,
+///
+/// `full` (the disk has no room): the `-shm` file cannot grow, so the connection keeps its WAL
+/// index in memory (`EXCLUSIVE` locking before the first WAL access), which SQLite allows only
+/// to a read-write connection: it is opened read-write with the checkpoint at close turned
+/// off, so it still writes nothing. A check that fails is then [`Error::StorageFull`], not a
+/// corrupt store.
+pub fn open_existing(path: &Path, full: Option<u64>) -> Result<Connection> {
+    let corrupt = |detail: String| match full {
+        Some(available) => Error::StorageFull {
+            available,
+            needed: FULL_DISK_BYTES,
+        },
+        None => Error::CorruptStore {
+            path: path.to_path_buf(),
+            detail,
+        },
     };
     // The header must be SQLite's before SQLite is allowed near the file, unless a WAL is
     // beside it: a power loss during a checkpoint can leave the database file's first page
     // torn or garbage while the WAL still holds its good copy, which SQLite reads instead (and
     // the checkpoint of the next writing connection puts back). Then SQLite decides, read-only.
-    let mut header = [0u8; 16];
+    let mut header = [0u8; 20];
     let header_read = {
         use std::io::Read;
         std::fs::File::open(path)?.read_exact(&mut header)
@@ -89,13 +102,33 @@ pub fn open_existing(path: &Path) -> Result<Connection> {
         if header_read.is_err() {
             return Err(corrupt("shorter than a database header".into()));
         }
-        if &header != b"SQLite format 3\0" {
+        if &header[..16] != b"SQLite format 3\0" {
             return Err(corrupt("not an SQLite database".into()));
+        }
+        // Bytes 18 and 19: the file format's write and read versions (1 legacy, 2 WAL). A
+        // higher one is a format this SQLite does not know: it would open the file read-only
+        // and fail at the first write, so refuse it here as an unknown format.
+        let (write_version, read_version) = (header[18], header[19]);
+        if !(1..=2).contains(&write_version) || !(1..=2).contains(&read_version) {
+            return Err(corrupt(format!(
+                "unknown SQLite file format (write version {write_version}, read version {read_version})"
+            )));
         }
     }
     // Check through a read-only connection: a refused store is never written, not even by a
     // checkpoint when the checking connection closes.
-    let ro = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let ro = match full {
+        None => Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?,
+        Some(_) => {
+            let c = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+            c.set_db_config(
+                rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                true,
+            )?;
+            c.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+            c
+        }
+    };
     {
         let check =
             |conn: &Connection| -> std::result::Result<(i64, String, i64), rusqlite::Error> {
@@ -134,12 +167,50 @@ fn has_wal(path: &Path) -> bool {
     std::fs::metadata(Path::new(&wal)).is_ok_and(|m| m.is_file() && m.len() > 0)
 }
 
-/// The writing connection to a store that [`open_existing`] checked and whose keys unwrapped.
-pub fn open_read_write(path: &Path) -> Result<Connection> {
-    Ok(Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE,
-    )?)
+/// The writing connection to a store that [`open_existing`] checked and whose keys unwrapped
+/// (on a full disk, `full`, with its WAL index in memory as there).
+pub fn open_read_write(path: &Path, full: Option<u64>) -> Result<Connection> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    if full.is_some() {
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+    }
+    Ok(conn)
+}
+
+/// Below this much free space the disk counts as full: the store is opened so that it can
+/// still be read, and what cannot be written is [`Error::StorageFull`].
+pub const FULL_DISK_BYTES: u64 = 1024 * 1024;
+
+/// The free space in `dir` when it is below [`FULL_DISK_BYTES`] (`None`: there is room, or it
+/// cannot be told).
+pub fn full_disk(dir: &Path) -> Option<u64> {
+    fs4::available_space(dir)
+        .ok()
+        .filter(|a| *a < FULL_DISK_BYTES)
+}
+
+/// Empties the WAL into the database (`PRAGMA wal_checkpoint(TRUNCATE)`), so the old copies of
+/// pages a crypto-shred overwrote (a data-key wrap) leave the WAL too. A reader in another
+/// process can hold the checkpoint off past the busy timeout (SQLite then answers `busy = 1`
+/// and leaves the WAL as it was): it is retried a few times with backoff, and still busy it
+/// is [`Error::StoreBusy`], never reported as done.
+pub fn checkpoint_truncate(conn: &Connection) -> Result<()> {
+    use backon::BackoffBuilder as _;
+    let mut delays = backon::ExponentialBuilder::default()
+        .with_min_delay(std::time::Duration::from_millis(200))
+        .with_max_delay(std::time::Duration::from_secs(2))
+        .with_max_times(4)
+        .build();
+    loop {
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        if busy == 0 {
+            return Ok(());
+        }
+        match delays.next() {
+            Some(d) => std::thread::sleep(d),
+            None => return Err(Error::StoreBusy),
+        }
+    }
 }
 
 fn sqlite_code(e: &rusqlite::Error) -> String {
@@ -152,6 +223,39 @@ fn sqlite_code(e: &rusqlite::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reader holding the checkpoint off past the busy timeout: one attempt (what purge did)
+    /// reports busy and leaves the WAL; [`checkpoint_truncate`] waits it out and empties it.
+    #[test]
+    fn a_busy_checkpoint_is_retried_until_the_wal_is_empty() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("x.db");
+        let conn = create(&path).expect("create");
+        conn.busy_timeout(std::time::Duration::from_millis(50))
+            .expect("busy timeout");
+        conn.execute_batch("CREATE TABLE t (x BLOB); INSERT INTO t VALUES (zeroblob(4096));")
+            .expect("write");
+        let reader = Connection::open(&path).expect("reader");
+        reader
+            .execute_batch("BEGIN; SELECT count(*) FROM t;")
+            .expect("read");
+        conn.execute("UPDATE t SET x = zeroblob(8192)", [])
+            .expect("write under the reader");
+        let wal = dir.path().join("x.db-wal");
+        let busy: i64 = conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+            .expect("checkpoint");
+        assert_eq!(busy, 1, "the reader holds the checkpoint off");
+        assert!(std::fs::metadata(&wal).expect("wal").len() > 0);
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            reader.execute_batch("COMMIT").expect("end the read");
+            drop(reader);
+        });
+        checkpoint_truncate(&conn).expect("retried until done");
+        release.join().expect("reader thread");
+        assert_eq!(std::fs::metadata(&wal).expect("wal").len(), 0);
+    }
 
     fn level(c: &Connection) -> i64 {
         c.query_row("PRAGMA synchronous", [], |r| r.get(0))
@@ -184,7 +288,7 @@ mod tests {
         let path = dir.path().join("t.db");
         drop(create(&path).expect("create"));
         {
-            let conn = open_read_write(&path).expect("open");
+            let conn = open_read_write(&path, None).expect("open");
             conn.set_db_config(
                 rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
                 true,
@@ -197,7 +301,7 @@ mod tests {
         let mut bytes = std::fs::read(&path).expect("read");
         bytes[..16].copy_from_slice(&[0xA5; 16]);
         std::fs::write(&path, &bytes).expect("garble the first sector");
-        let conn = open_existing(&path).expect("opens from the WAL");
+        let conn = open_existing(&path, None).expect("opens from the WAL");
         let v: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .expect("version");
@@ -207,7 +311,7 @@ mod tests {
         let other = dir.path().join("u.db");
         std::fs::write(&other, &bytes).expect("copy without its WAL");
         assert!(matches!(
-            open_existing(&other),
+            open_existing(&other, None),
             Err(Error::CorruptStore { .. })
         ));
     }

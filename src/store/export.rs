@@ -1,7 +1,7 @@
 //! Decrypting the device's own copy of a capture: one part streamed out, the manifest, and the
 //! whole capture exported to a folder as the original files plus `fields.json`.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -60,7 +60,7 @@ impl Store {
     /// `selfie.<ext>`, `signature.<ext>` (byte-identical to what was captured) and `fields.json`.
     pub fn export(&self, id: &CaptureId, out_dir: &Path) -> Result<Vec<PathBuf>> {
         let m = self.manifest(id)?;
-        fs::create_dir_all(out_dir)?;
+        crate::fsutil::create_private_dir(out_dir)?;
         let mut written = Vec::new();
         for kind in PartKind::ALL {
             let Some(fmt) = m.formats.get(kind) else {
@@ -81,10 +81,13 @@ impl Store {
             "fields": m.fields,
             "location": m.location,
         });
-        fs::write(
-            &path,
+        // The clave de elector and the location: readable by the owner only.
+        let text = zeroize::Zeroizing::new(
             serde_json::to_vec_pretty(&json).map_err(|e| Error::Internal(e.to_string()))?,
-        )?;
+        );
+        let mut f = crate::fsutil::create_private(&path)?;
+        f.write_all(&text)?;
+        f.sync_all()?;
         written.push(path);
         Ok(written)
     }
@@ -99,7 +102,7 @@ impl Store {
         path: &Path,
     ) -> Result<()> {
         let tmp = out_dir.join(format!(".{}.partial", kind.name()));
-        let mut f = File::create(&tmp)?;
+        let mut f = crate::fsutil::create_private(&tmp)?;
         if let Err(e) = self
             .read_part(id, kind, &mut f)
             .and_then(|_| Ok(f.sync_all()?))

@@ -20,6 +20,7 @@ use crate::fsutil::fsync_dir;
 use crate::model::Collector;
 
 fn lock_store(dir: &Path) -> Result<File> {
+    crate::fsutil::precreate_private(&dir.join(LOCK_FILE))?;
     let f = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -234,7 +235,8 @@ impl Store {
         if db_path.exists() {
             return Err(Error::StoreExists(dir.to_path_buf()));
         }
-        fs::create_dir_all(files::parts_dir(dir))?;
+        crate::fsutil::create_private_dir(files::parts_dir(dir).as_path())?;
+        fsync_dir(dir)?;
         check_keyring_outside(dir, guard)?;
         let lock = lock_store(dir)?;
         // Under the lock: any file an earlier store left (its WAL, which SQLite would replay
@@ -279,15 +281,16 @@ impl Store {
         let lock = lock_store(dir)?;
         // Everything up to the key unwrap reads through a read-only connection, so a refused
         // store (foreign keyring, no device record) is left byte for byte as it was.
-        let ro = db::open_existing(&db_path)?;
+        let full = db::full_disk(dir);
+        let ro = db::open_existing(&db_path, full)?;
         let record = read_device_record(&ro, &db_path)?;
         // Unwrap the keys before changing anything: a foreign store stays untouched.
         let (master, identity, endpoint_public) = unwrap_device_keys(&record, guard, &db_path)?;
         drop(ro);
-        let mut conn = db::open_read_write(&db_path)?;
+        let mut conn = db::open_read_write(&db_path, full)?;
         db::apply_pragmas(&conn)?;
         migrations::migrate_to(&mut conn, migrations::LATEST)?;
-        fs::create_dir_all(files::parts_dir(dir))?;
+        crate::fsutil::create_private_dir_durably(&files::parts_dir(dir))?;
         let dup_key = derive_dup_key(&master)?;
         let mut store = Store {
             conn,

@@ -44,9 +44,9 @@ impl Store {
             .prepare_cached("SELECT definition FROM processes WHERE id = ?1")?
             .query_row([id], |r| r.get(0))
             .optional()?;
-        let json = json.ok_or_else(|| Error::UnknownProcess(id.to_string()))?;
+        let json = json.ok_or_else(|| Error::UnknownProcess(id.escape_default().to_string()))?;
         Process::parse_json_list(json.as_bytes())?
             .pop()
-            .ok_or_else(|| Error::UnknownProcess(id.to_string()))
+            .ok_or_else(|| Error::UnknownProcess(id.escape_default().to_string()))
     }
 }

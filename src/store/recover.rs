@@ -4,7 +4,7 @@
 //! it returned: no trailer) or moved to `damaged/` (a trailer, but parts that do not
 //! authenticate: kept, never deleted).
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
@@ -120,10 +120,13 @@ impl Store {
             }
             Recovery::Damaged => {
                 let damaged = self.dir.join(files::DAMAGED_DIR);
-                fs::create_dir_all(&damaged)?;
+                crate::fsutil::create_private_dir_durably(&damaged)?;
                 let target = damaged.join(path.file_name().unwrap_or_default());
                 part_fs::rename(path, &target)?;
                 part_fs::sync_dir(&damaged)?;
+                if let Some(from) = path.parent() {
+                    part_fs::sync_dir(from)?;
+                }
                 report.damaged.push(target);
             }
         }

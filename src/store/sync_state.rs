@@ -13,14 +13,31 @@ use crate::error::{Error, Result};
 use crate::model::{CaptureId, PartKind};
 use crate::protocol::{Reason, Receipt, ReceiptResult};
 
-/// The device's activation with the endpoint.
-#[derive(Debug, Clone)]
+/// The device's activation with the endpoint. `Debug` redacts the token, which is wiped on drop.
+#[derive(Clone)]
 pub struct Activation {
     pub url: String,
     pub token: String,
     pub expires_at: OffsetDateTime,
     pub receipt_public: [u8; 32],
     pub receipt_key_id: String,
+}
+
+impl std::fmt::Debug for Activation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Activation")
+            .field("url", &self.url)
+            .field("token", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .field("receipt_key_id", &self.receipt_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Activation {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.token);
+    }
 }
 
 /// A kept receipt (listed by `apoyo receipts`).
@@ -290,6 +307,7 @@ impl Store {
         let Some(reason) = reason else {
             return Err(Error::UnknownCapture(id.to_string()));
         };
+        check_not_duplicated(&tx, id)?;
         tx.execute(
             "UPDATE captures SET state = 'captured', reason = NULL, attempts = 0, next_attempt_at = NULL, updated_at = ?2
              WHERE id = ?1",
@@ -427,5 +445,25 @@ impl Store {
             });
         }
         Ok(out)
+    }
+}
+
+/// A quarantined capture is outside the duplicate rule, so the same citizen may have been
+/// captured again since: retrying it then would queue a second support. Refused as
+/// [`Error::Duplicate`] naming the other capture (quarantined ones aside, as at capture).
+fn check_not_duplicated(tx: &rusqlite::Transaction<'_>, id: &CaptureId) -> Result<()> {
+    let other: Option<(String, String)> = tx
+        .query_row(
+            "SELECT o.process_id, o.id FROM captures c JOIN captures o
+               ON o.dup_key = c.dup_key AND o.id <> c.id AND o.state <> 'quarantined'
+             WHERE c.id = ?1 AND c.dup_key <> zeroblob(32)
+             ORDER BY o.id LIMIT 1",
+            [id.to_string()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    match other {
+        Some((process, earlier)) => Err(Error::Duplicate { process, earlier }),
+        None => Ok(()),
     }
 }

@@ -289,8 +289,7 @@ impl Store {
         }
         if cleared > 0 {
             // The old values are gone from the pages (secure_delete); empty the WAL too.
-            self.conn()
-                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            super::db::checkpoint_truncate(self.conn())?;
         }
         Ok(cleared)
     }

@@ -47,8 +47,8 @@ pub fn client_config(tls: &TlsConfig) -> Result<rustls::ClientConfig> {
         .map_err(|_| Error::Internal("TLS protocol versions".into()))?;
     let mut roots = rustls::RootCertStore::empty();
     if let Some(pem) = &tls.ca_pem {
-        let mut reader = std::io::BufReader::new(&pem[..]);
-        for cert in rustls_pemfile::certs(&mut reader) {
+        use rustls::pki_types::pem::PemObject as _;
+        for cert in CertificateDer::pem_slice_iter(&pem[..]) {
             let cert = cert.map_err(|_| Error::Decode("CA file is not PEM".into()))?;
             roots
                 .add(cert)

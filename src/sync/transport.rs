@@ -23,8 +23,9 @@ pub enum Method {
     Options,
 }
 
-/// A request, relative to the endpoint's base URL.
-#[derive(Debug, Clone)]
+/// A request, relative to the endpoint's base URL. `Debug` prints header names only (the
+/// `Authorization` value is a token) and the body's length.
+#[derive(Clone)]
 pub struct Request {
     pub method: Method,
     /// Path and query, e.g. `/v1/uploads/abc`.
@@ -36,6 +37,20 @@ pub struct Request {
     pub abort_body_after: Option<usize>,
     /// How long the whole exchange may take.
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("headers", &names)
+            .field("body_len", &self.body.len())
+            .field("abort_body_after", &self.abort_body_after)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl Request {

@@ -91,7 +91,7 @@ pub(crate) async fn commit(
         &headers,
         body,
         limits::MAX_SIGNED_COMMIT_BYTES,
-        st.inner().cfg.body_idle_timeout,
+        crate::http::Pace::of(&st),
         "commit",
     )
     .await?;

@@ -162,8 +162,8 @@ fn record_registration(
     for subject in &subjects {
         tx.add_event(EventLog::RegistrationAttempts, &subject[..], now)?;
     }
-    // "Send it by email": the development mailbox keeps the latest code per address (lower-cased,
-    // as the rate limit compares addresses). Only in
+    // "Send it by email": the development mailbox keeps the latest code per address (lower-cased;
+    // the rate limit counts a normalised form, `rate_limit_address`). Only in
     // development mode: otherwise the address and the code would sit in the clear, unread.
     if inner.cfg.dev {
         tx.put_dev_mailbox(&req.email.to_lowercase(), &code, expires_at)?;
@@ -177,10 +177,10 @@ fn record_registration(
     })
 }
 
-/// The rate limit's subjects of a registration: its email address (lower-cased) and its device
-/// key, each as an HMAC so the table holds no address.
+/// The rate limit's subjects of a registration: its email address ([`rate_limit_address`]) and
+/// its device key, each as an HMAC so the table holds no address.
 fn registration_subjects(inner: &Inner, req: &RegisterRequest) -> Result<[[u8; 32]; 2], ApiError> {
-    let email = req.email.to_lowercase();
+    let email = rate_limit_address(&req.email);
     Ok([
         crypto::hmac_sha256(inner.rate_key.as_bytes(), &[b"email", email.as_bytes()])?,
         crypto::hmac_sha256(
@@ -188,6 +188,24 @@ fn registration_subjects(inner: &Inner, req: &RegisterRequest) -> Result<[[u8; 3
             &[b"device", &req.device_public[..]],
         )?,
     ])
+}
+
+/// The form of an address the registration limit counts: lower case, without a `+tag` and
+/// without dots in the local part, `googlemail.com` as `gmail.com`. Mail providers deliver
+/// `Ana.Maria+1@gmail.com` and `anamaria@gmail.com` to one mailbox, so they share one budget
+/// (merging two real mailboxes that differ only by dots costs them a shared budget, nothing
+/// else). Only the limit uses it: the code is mailed to the address as given.
+fn rate_limit_address(email: &str) -> String {
+    let email = email.trim().to_lowercase();
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return email;
+    };
+    let local = local.split('+').next().unwrap_or_default().replace('.', "");
+    let domain = match domain {
+        "googlemail.com" => "gmail.com",
+        d => d,
+    };
+    format!("{local}@{domain}")
 }
 
 /// Refuses with `429 rate_limited` when either subject mailed [`MAX_REGISTRATIONS`] codes in
@@ -257,6 +275,26 @@ mod tests {
             assert_eq!(c.len(), limits::ACTIVATION_CODE_LEN);
             assert!(c.bytes().all(|b| CODE_ALPHABET.contains(&b)), "{c}");
         }
+    }
+
+    #[test]
+    fn addresses_are_normalised_for_the_limit() {
+        for variant in [
+            "anamaria@gmail.com",
+            "Ana.Maria@gmail.com",
+            "ana.maria+apoyo@GMAIL.com",
+            "a.n.a.m.a.r.i.a+1+2@googlemail.com",
+        ] {
+            assert_eq!(
+                rate_limit_address(variant),
+                "anamaria@gmail.com",
+                "{variant}"
+            );
+        }
+        assert_ne!(
+            rate_limit_address("anamaria@example.org"),
+            rate_limit_address("anamaria@gmail.com")
+        );
     }
 
     #[test]

@@ -49,11 +49,37 @@ pub fn router(state: AppState) -> Router {
             .route("/v1/dev/mailbox/{email}", get(dev::mailbox))
             .route(routes::ADMIN_STATS, get(dev::stats));
     }
-    r.fallback(not_found)
+    let routed = r
+        .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), chaos))
         .layer(middleware::from_fn(common))
-        .with_state(state)
+        .with_state(state);
+    // The method override is applied before the routes are matched.
+    Router::new()
+        .fallback_service(routed)
+        .layer(middleware::from_fn(method_override))
+}
+
+const METHOD_OVERRIDE: HeaderName = HeaderName::from_static("x-http-method-override");
+
+/// tus core: a `POST` to an upload with `X-HTTP-Method-Override: PATCH` (or `DELETE`) is that
+/// request, for clients behind proxies that only pass `GET` and `POST`.
+async fn method_override(mut req: Request, next: Next) -> Response {
+    let upload = req.uri().path().starts_with("/v1/uploads/");
+    if upload && req.method() == Method::POST {
+        let wanted = req
+            .headers()
+            .get(METHOD_OVERRIDE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_ascii_uppercase());
+        match wanted.as_deref() {
+            Some("PATCH") => *req.method_mut() = Method::PATCH,
+            Some("DELETE") => *req.method_mut() = Method::DELETE,
+            _ => {}
+        }
+    }
+    next.run(req).await
 }
 
 async fn processes(State(st): State<AppState>) -> Response {

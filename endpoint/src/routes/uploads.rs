@@ -1,4 +1,6 @@
-//! tus 1.0 at `/v1/uploads`: core, creation, checksum (sha256), termination, expiration.
+//! tus 1.0 at `/v1/uploads`: core (with `X-HTTP-Method-Override`, applied in `routes`),
+//! creation (without creation-with-upload: a POST with a body is 400), checksum (sha1 and
+//! sha256), termination, expiration.
 //!
 //! Each upload belongs to the device whose token created it; another device sees 404. A PATCH
 //! body is read whole (bounded) and checked before a byte is written, so a body cut midway or
@@ -12,7 +14,7 @@
 mod headers;
 mod rows;
 
-use apoyo_sync::crypto::{self, ciphertext_len};
+use apoyo_sync::crypto::ciphertext_len;
 use apoyo_sync::protocol::{Reason, limits, tus};
 use apoyo_sync::{PartKind, validate};
 use axum::body::Body;
@@ -26,9 +28,9 @@ use crate::error::ApiError;
 use crate::http::{drain, header_str, http_date, read_body};
 use crate::state::AppState;
 use headers::{
-    TUS_CHECKSUM_ALGORITHM, TUS_EXTENSION, TUS_MAX_SIZE, TUS_VERSION, UPLOAD_EXPIRES,
-    UPLOAD_LENGTH, offset_headers, parse_checksum, parse_metadata, parse_u64_header, require_tus,
-    upload_id,
+    Checksum, TUS_CHECKSUM_ALGORITHM, TUS_EXTENSION, TUS_MAX_SIZE, TUS_VERSION, UPLOAD_EXPIRES,
+    UPLOAD_LENGTH, UPLOAD_METADATA, metadata_value, offset_headers, parse_checksum, parse_metadata,
+    parse_u64_header, require_tus, upload_id,
 };
 use rows::{create_upload, offset_mismatch, owned, write_patch};
 
@@ -61,7 +63,9 @@ pub(crate) async fn options() -> Response {
 pub(crate) async fn create(
     State(st): State<AppState>,
     headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, ApiError> {
+    refuse_creation_with_upload(&st, &headers, body).await?;
     require_tus(&headers)?;
     let device = auth::require(&st, &headers).await?;
     if headers.contains_key("upload-defer-length") {
@@ -96,6 +100,27 @@ pub(crate) async fn create(
     Ok(resp)
 }
 
+/// The creation-with-upload extension is not offered: a POST carrying bytes is refused with
+/// `400` (after its body is read and dropped, so the client sees the answer), never created
+/// with the bytes silently dropped.
+async fn refuse_creation_with_upload(
+    st: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(), ApiError> {
+    let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+    let declared = declared_length(headers).unwrap_or(0);
+    if declared == 0 && !chunked {
+        return Ok(());
+    }
+    if declared <= MAX_PATCH_BODY as u64 {
+        drain(body, MAX_PATCH_BODY as u64, crate::http::Pace::of(st).idle).await;
+    }
+    Err(ApiError::malformed(
+        "creation-with-upload is not supported: create the upload, then PATCH its bytes",
+    ))
+}
+
 pub(crate) async fn head(
     State(st): State<AppState>,
     path: Result<Path<String>, PathRejection>,
@@ -111,6 +136,7 @@ pub(crate) async fn head(
     offset_headers(&mut resp, up.offset, up.expires_at)?;
     let h = resp.headers_mut();
     h.insert(UPLOAD_LENGTH, HeaderValue::from(up.length));
+    h.insert(UPLOAD_METADATA, metadata_value(&up.capture_id, &up.kind)?);
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
 }
@@ -121,19 +147,19 @@ pub(crate) async fn patch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let idle = st.inner().cfg.body_idle_timeout;
+    let pace = crate::http::Pace::of(&st);
     // Refuse early what cannot succeed, before reading the body; but read and drop the body
     // (up to the PATCH cap) before answering, so the client gets the refusal, not a reset.
     let target = match patch_target(&st, path, &headers).await {
         Ok(t) => t,
         Err(e) => {
             if declared_length(&headers).is_none_or(|n| n <= MAX_PATCH_BODY as u64) {
-                drain(body, MAX_PATCH_BODY as u64, idle).await;
+                drain(body, MAX_PATCH_BODY as u64, pace.idle).await;
             }
             return Err(e);
         }
     };
-    let bytes = read_body(&headers, body, MAX_PATCH_BODY, idle, "PATCH body").await?;
+    let bytes = read_body(&headers, body, MAX_PATCH_BODY, pace, "PATCH body").await?;
     let PatchTarget {
         device,
         id,
@@ -156,7 +182,7 @@ struct PatchTarget {
     device: auth::Device,
     id: String,
     offset: u64,
-    checksum: Option<[u8; 32]>,
+    checksum: Option<Checksum>,
     /// The upload's `Upload-Length`.
     length: u64,
 }
@@ -195,7 +221,7 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 
 /// A PATCH's `Content-Type` (must be `application/offset+octet-stream`, else 415), its
 /// `Upload-Offset` (required) and its `Upload-Checksum` (optional).
-fn patch_headers(headers: &HeaderMap) -> Result<(u64, Option<[u8; 32]>), ApiError> {
+fn patch_headers(headers: &HeaderMap) -> Result<(u64, Option<Checksum>), ApiError> {
     let content_type = header_str(headers, header::CONTENT_TYPE.as_str())
         .map(|v| v.split(';').next().unwrap_or_default().trim());
     if !content_type.is_some_and(|v| v.eq_ignore_ascii_case(tus::OFFSET_STREAM)) {
@@ -215,13 +241,13 @@ fn check_patch_body(
     bytes: &[u8],
     offset: u64,
     length: u64,
-    checksum: Option<[u8; 32]>,
+    checksum: Option<Checksum>,
 ) -> Result<(), ApiError> {
     if offset + bytes.len() as u64 > length {
         return Err(ApiError::too_large("the body goes past Upload-Length"));
     }
     if let Some(expected) = checksum
-        && crypto::sha256(bytes) != expected
+        && !expected.matches(bytes)
     {
         return Err(ApiError::with_status(
             tus::CHECKSUM_MISMATCH,

@@ -1,6 +1,6 @@
 //! The tus 1.0 headers of `/v1/uploads`: the `Tus-Resumable` requirement, the upload id in
 //! the path, `Upload-Length`/`Upload-Offset` numbers, `Upload-Metadata` (capture id and part
-//! kind), `Upload-Checksum` (sha256), and the offset headers of an answer.
+//! kind), `Upload-Checksum` (sha1 or sha256), and the offset headers of an answer.
 
 use apoyo_sync::protocol::{Reason, tus};
 use apoyo_sync::{CaptureId, PartKind};
@@ -26,6 +26,7 @@ pub(super) const TUS_CHECKSUM_ALGORITHM: HeaderName =
 const UPLOAD_OFFSET: HeaderName = HeaderName::from_static("upload-offset");
 pub(super) const UPLOAD_LENGTH: HeaderName = HeaderName::from_static("upload-length");
 pub(super) const UPLOAD_EXPIRES: HeaderName = HeaderName::from_static("upload-expires");
+pub(super) const UPLOAD_METADATA: HeaderName = HeaderName::from_static("upload-metadata");
 
 /// Requests other than OPTIONS must say `Tus-Resumable: 1.0.0`.
 pub(super) fn require_tus(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -103,8 +104,29 @@ pub(super) fn parse_metadata(headers: &HeaderMap) -> Result<(CaptureId, PartKind
     }
 }
 
-/// `Upload-Checksum: sha256 <base64>`; another algorithm is 400 (tus checksum extension).
-pub(super) fn parse_checksum(headers: &HeaderMap) -> Result<Option<[u8; 32]>, ApiError> {
+/// A PATCH's `Upload-Checksum`: tus requires `sha1` of a server with the checksum extension;
+/// devices send `sha256`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Checksum {
+    Sha1([u8; 20]),
+    Sha256([u8; 32]),
+}
+
+impl Checksum {
+    /// Whether `bytes` have this digest.
+    pub(super) fn matches(&self, bytes: &[u8]) -> bool {
+        match self {
+            Checksum::Sha1(d) => {
+                use sha1::Digest as _;
+                sha1::Sha1::digest(bytes).as_slice() == d
+            }
+            Checksum::Sha256(d) => apoyo_sync::crypto::sha256(bytes) == *d,
+        }
+    }
+}
+
+/// `Upload-Checksum: sha1|sha256 <base64>`; another algorithm is 400 (tus checksum extension).
+pub(super) fn parse_checksum(headers: &HeaderMap) -> Result<Option<Checksum>, ApiError> {
     let Some(v) = header_str(headers, "upload-checksum") else {
         return Ok(None);
     };
@@ -112,15 +134,34 @@ pub(super) fn parse_checksum(headers: &HeaderMap) -> Result<Option<[u8; 32]>, Ap
         .trim()
         .split_once(' ')
         .ok_or_else(|| ApiError::malformed("Upload-Checksum is not '<algorithm> <base64>'"))?;
-    if !alg.eq_ignore_ascii_case("sha256") {
-        return Err(ApiError::malformed("the only checksum algorithm is sha256"));
-    }
-    let digest = B64
-        .decode(value.trim())
-        .ok()
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .ok_or_else(|| ApiError::malformed("Upload-Checksum: not a base64 SHA-256"))?;
-    Ok(Some(digest))
+    let bytes = B64.decode(value.trim()).ok();
+    let checksum = if alg.eq_ignore_ascii_case("sha256") {
+        bytes
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .map(Checksum::Sha256)
+            .ok_or_else(|| ApiError::malformed("Upload-Checksum: not a base64 SHA-256"))?
+    } else if alg.eq_ignore_ascii_case("sha1") {
+        bytes
+            .and_then(|b| <[u8; 20]>::try_from(b).ok())
+            .map(Checksum::Sha1)
+            .ok_or_else(|| ApiError::malformed("Upload-Checksum: not a base64 SHA-1"))?
+    } else {
+        return Err(ApiError::malformed(
+            "the checksum algorithms are sha1 and sha256",
+        ));
+    };
+    Ok(Some(checksum))
+}
+
+/// The `Upload-Metadata` of an upload, as HEAD gives it back (tus creation: the keys this
+/// endpoint keeps, `capture_id` and `kind`).
+pub(super) fn metadata_value(capture_id: &str, kind: &str) -> Result<HeaderValue, ApiError> {
+    HeaderValue::try_from(format!(
+        "capture_id {},kind {}",
+        B64.encode(capture_id),
+        B64.encode(kind)
+    ))
+    .map_err(ApiError::internal)
 }
 
 /// `Upload-Offset` and `Upload-Expires` on an answer.

@@ -25,6 +25,9 @@ pub(super) struct Upload {
     pub(super) length: u64,
     pub(super) offset: u64,
     pub(super) expires_at: i64,
+    /// The capture id and part kind its `Upload-Metadata` named (given back on HEAD).
+    pub(super) capture_id: String,
+    pub(super) kind: String,
 }
 
 /// An upload's row, whoever owns it.
@@ -34,6 +37,8 @@ pub(super) fn load(conn: &dyn Db, id: &str) -> Result<Option<Upload>, ApiError> 
         length: r.length.max(0) as u64,
         offset: r.offset.max(0) as u64,
         expires_at: r.expires_at,
+        capture_id: r.capture_id,
+        kind: r.kind,
     }))
 }
 
