@@ -16,7 +16,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use apoyo_sync::fsutil::fsync_dir;
+use apoyo_sync::wire::fsync_dir;
 use apoyo_sync::{CaptureId, PartKind};
 use sha2::Digest;
 
@@ -275,7 +275,7 @@ mod tests {
         assert_eq!(s, "hello!");
         assert_eq!(
             b.digest_upload(id, 6).unwrap(),
-            Some(apoyo_sync::crypto::sha256(b"hello!"))
+            Some(apoyo_sync::wire::crypto::sha256(b"hello!"))
         );
         assert_eq!(b.digest_upload(id, 7).unwrap(), None);
     }

@@ -20,11 +20,11 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 
-use apoyo_sync::crypto::anchor::{
+use apoyo_sync::wire::crypto::anchor::{
     self, Ed25519Secret, IneRoot, RECEIPT_KEY_TAG, ROOT_KEY_TAG, SEAL_KEY_TAG,
 };
-use apoyo_sync::crypto::{self, EndpointPublicKey, EndpointSecretKey, SecretKey};
-use apoyo_sync::protocol::trust::{KeyCert, KeyPurpose, SignedKeyCert, key_cert};
+use apoyo_sync::wire::crypto::{self, EndpointPublicKey, EndpointSecretKey, SecretKey};
+use apoyo_sync::wire::trust::{KeyCert, KeyPurpose, SignedKeyCert, key_cert};
 use time::OffsetDateTime;
 
 use crate::error::EndpointError;
@@ -243,7 +243,7 @@ fn save_new_keys(dir: &Path, ring: &KeyRing) -> Result<(), EndpointError> {
             write_private(&base.with_extension("key"), text.as_bytes())?;
             fs::write(
                 base.with_extension("cert"),
-                apoyo_sync::protocol::encode(&k.cert)?,
+                apoyo_sync::wire::encode(&k.cert)?,
             )?;
         }
     }
@@ -256,7 +256,7 @@ fn save_new_keys(dir: &Path, ring: &KeyRing) -> Result<(), EndpointError> {
             )?;
             fs::write(
                 base.with_extension("cert"),
-                apoyo_sync::protocol::encode(&k.cert)?,
+                apoyo_sync::wire::encode(&k.cert)?,
             )?;
         }
     }
@@ -276,11 +276,7 @@ fn read_cert(path: &Path) -> Result<SignedKeyCert, EndpointError> {
     let bytes = fs::read(path).map_err(|e| {
         EndpointError::Config(format!("cannot read {}: {}", path.display(), e.kind()))
     })?;
-    Ok(apoyo_sync::protocol::decode(
-        &bytes,
-        2048,
-        "key certificate",
-    )?)
+    Ok(apoyo_sync::wire::decode(&bytes, 2048, "key certificate")?)
 }
 
 /// Loads the ring `serve` runs with (no root private key needed) and checks it.

@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use apoyo_sync::crypto::{self, SecretKey};
-use apoyo_sync::protocol::{self, ProcessList, limits};
+use apoyo_sync::wire::crypto::{self, SecretKey};
+use apoyo_sync::wire::{self as protocol, ProcessList, limits};
 use rusqlite::Connection;
 use time::OffsetDateTime;
 

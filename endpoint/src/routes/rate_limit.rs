@@ -2,7 +2,7 @@
 //! device key) and activations (failures per device key): count a subject's recent events and
 //! refuse with `429 rate_limited` and a `Retry-After` when the window is full.
 
-use apoyo_sync::protocol::Reason;
+use apoyo_sync::wire::Reason;
 use rusqlite::{Connection, params};
 
 use crate::error::ApiError;

@@ -2,7 +2,7 @@
 //! the path, `Upload-Length`/`Upload-Offset` numbers, `Upload-Metadata` (capture id and part
 //! kind), `Upload-Checksum` (sha256), and the offset headers of an answer.
 
-use apoyo_sync::protocol::{Reason, tus};
+use apoyo_sync::wire::{Reason, tus};
 use apoyo_sync::{CaptureId, PartKind};
 use axum::extract::Path;
 use axum::extract::rejection::PathRejection;
