@@ -38,11 +38,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use apoyo_sync::crypto::PartSealer;
-use apoyo_sync::fsutil::fsync_dir;
+use apoyo_sync::testkit::Store;
+use apoyo_sync::testkit::StoreOptions;
+use apoyo_sync::testkit::crypto::PartSealer;
+use apoyo_sync::wire::crypto::EndpointSecretKey;
+use apoyo_sync::wire::fsync_dir;
 use apoyo_sync::{
-    CardFields, CredentialModel, EndpointSecretKey, FileKeyGuard, Images, NewCapture, PartKind,
-    Process, Store, StoreOptions,
+    CardFields, CredentialModel, FileKeyGuard, Images, NewCapture, PartKind, Process,
 };
 
 type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -449,8 +451,8 @@ fn main() -> BoxResult<()> {
     let cpu_reps = if cfg.quick { 1 } else { 21 };
     let tmpfs_capture_ms = capture_on_tmpfs(&guard, &endpoint, &mut work, cpu_reps)?;
     let mut seal_ms = Vec::new();
-    let key = apoyo_sync::crypto::random_key()?;
-    let mut buf = Vec::with_capacity(apoyo_sync::limits::CHUNK_SIZE + 17);
+    let key = apoyo_sync::testkit::crypto::random_key()?;
+    let mut buf = Vec::with_capacity(apoyo_sync::wire::limits::CHUNK_SIZE + 17);
     for _ in 0..cpu_reps {
         let t = Instant::now();
         for kind in [
@@ -574,8 +576,8 @@ fn main() -> BoxResult<()> {
 /// A new store in `dir` (created), with the bench's process.
 fn new_store(dir: &Path, guard: &FileKeyGuard, endpoint: &EndpointSecretKey) -> BoxResult<Store> {
     fs::create_dir_all(dir)?;
-    let root = apoyo_sync::crypto::Ed25519Secret::generate()?;
-    let provisioning = apoyo_sync::InePublicKeys {
+    let root = apoyo_sync::testkit::crypto::Ed25519Secret::generate()?;
+    let provisioning = apoyo_sync::testkit::store::InePublicKeys {
         seal_key: endpoint.public(),
         ine_root: apoyo_sync::IneRoot::from_bytes(&root.public())?,
     };

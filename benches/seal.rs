@@ -33,8 +33,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use apoyo_sync::PartKind;
-use apoyo_sync::crypto::{PartSealer, SecretKey, ciphertext_len, random_key};
-use apoyo_sync::limits::CHUNK_SIZE;
+use apoyo_sync::testkit::crypto::{PartSealer, SecretKey, ciphertext_len, random_key};
+use apoyo_sync::wire::limits::CHUNK_SIZE;
 use chacha20poly1305::ChaCha20Poly1305;
 use chacha20poly1305::aead::{AeadInOut, KeyInit, Nonce};
 

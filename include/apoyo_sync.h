@@ -249,9 +249,6 @@ typedef struct {
   void (*destroy)(void *ctx);
 } ApoyoListener;
 
-// Every code, for the binding checks.
-#define ApoyoCode_ALL { ApoyoCode_Ok, ApoyoCode_Invalid, ApoyoCode_ModelNotAccepted, ApoyoCode_CredentialExpired, ApoyoCode_OutOfScope, ApoyoCode_UnknownProcess, ApoyoCode_ProcessClosed, ApoyoCode_InvalidProcess, ApoyoCode_Duplicate, ApoyoCode_StorageFull, ApoyoCode_UnknownCapture, ApoyoCode_CaptureGone, ApoyoCode_KeyUnavailable, ApoyoCode_WrongDevice, ApoyoCode_Integrity, ApoyoCode_CiphertextVersion, ApoyoCode_NoStore, ApoyoCode_StoreExists, ApoyoCode_StoreBusy, ApoyoCode_CorruptStore, ApoyoCode_StoreVersion, ApoyoCode_KeyringInsideStore, ApoyoCode_Decode, ApoyoCode_TooLarge, ApoyoCode_NotRegistered, ApoyoCode_NotActivated, ApoyoCode_Activation, ApoyoCode_Transient, ApoyoCode_Rejected, ApoyoCode_BadReceipt, ApoyoCode_EngineClosed, ApoyoCode_SyncRunning, ApoyoCode_Sqlite, ApoyoCode_Io, ApoyoCode_Crypto, ApoyoCode_Internal, ApoyoCode_NullPointer, ApoyoCode_InvalidHandle, ApoyoCode_Panic, ApoyoCode_InvalidArgument, }
-
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus

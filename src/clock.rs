@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+#[cfg(any(test, feature = "testkit"))]
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -42,9 +43,11 @@ impl Clock for SystemClock {
 
 /// A clock that only moves when told to (tests, simulations). A [`Clock::sleep`] on it moves
 /// it forward by the wait and resolves at once: virtual time.
+#[cfg(any(test, feature = "testkit"))]
 #[derive(Debug, Clone)]
 pub struct ManualClock(Arc<Mutex<Virtual>>);
 
+#[cfg(any(test, feature = "testkit"))]
 #[derive(Debug)]
 struct Virtual {
     now: OffsetDateTime,
@@ -53,6 +56,7 @@ struct Virtual {
     elapsed: Duration,
 }
 
+#[cfg(any(test, feature = "testkit"))]
 impl ManualClock {
     pub fn new(at: OffsetDateTime) -> Self {
         ManualClock(Arc::new(Mutex::new(Virtual {
@@ -85,6 +89,7 @@ impl ManualClock {
     }
 }
 
+#[cfg(any(test, feature = "testkit"))]
 impl Clock for ManualClock {
     fn now(&self) -> OffsetDateTime {
         self.state().now

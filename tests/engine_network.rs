@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use apoyo_sync::sync::transport::{Request, SendFuture};
-use apoyo_sync::sync::{FaultPlan, FaultyTransport, HttpTransport, TlsConfig, Transport};
+use apoyo_sync::testkit::sync::transport::{Request, SendFuture};
+use apoyo_sync::testkit::sync::{FaultPlan, FaultyTransport, HttpTransport, TlsConfig, Transport};
 use apoyo_sync::{
     EngineOptions, Event, Hold, Listener, NetworkKind, NetworkPolicy, State, StopReason, Wait,
 };

@@ -7,18 +7,20 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use apoyo_sync::crypto::receipt::ReceiptSigner;
-use apoyo_sync::crypto::{Ed25519Secret, anchor};
-use apoyo_sync::protocol::trust::{self, KeyPurpose, SignedKeyCert};
-use apoyo_sync::protocol::{
-    self, CommitRequest, ProcessList, Receipt, ReceiptPart, ReceiptResult, SignedCommit,
-    SignedReceipt, limits,
+use apoyo_sync::testkit::ManualClock;
+use apoyo_sync::testkit::Store;
+use apoyo_sync::testkit::StoreOptions;
+use apoyo_sync::testkit::crypto::receipt::ReceiptSigner;
+use apoyo_sync::testkit::crypto::{Ed25519Secret, anchor};
+use apoyo_sync::testkit::store::InePublicKeys;
+use apoyo_sync::testkit::sync::transport::{Method, Request, Response, SendFuture, Transport};
+use apoyo_sync::testkit::sync::{SyncOptions, engine};
+use apoyo_sync::wire::trust::{self, KeyPurpose, SignedKeyCert};
+use apoyo_sync::wire::{
+    self as protocol, CommitRequest, ProcessList, Receipt, ReceiptPart, ReceiptResult,
+    SignedCommit, SignedReceipt, limits,
 };
-use apoyo_sync::sync::transport::{Method, Request, Response, SendFuture, Transport};
-use apoyo_sync::sync::{SyncOptions, engine};
-use apoyo_sync::{
-    CaptureId, InePublicKeys, IneRoot, ManualClock, Process, State, Store, StoreOptions,
-};
+use apoyo_sync::{CaptureId, IneRoot, Process, State};
 use common::Fixture;
 
 /// What the scripted endpoint does with a request; records every request path.
@@ -97,7 +99,7 @@ impl Transport for Scripted {
                     endpoint_key_id: anchor::key_id(&self.signer.public()),
                     collector: c.collector.clone(),
                     captured_at: c.captured_at,
-                    sealed_key_sha256: apoyo_sync::crypto::sha256(&c.sealed_key),
+                    sealed_key_sha256: apoyo_sync::testkit::crypto::sha256(&c.sealed_key),
                 };
                 let rb = protocol::encode(&receipt).expect("encode");
                 let sig = self.signer.sign(&protocol::receipt_signing_input(&rb));

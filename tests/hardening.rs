@@ -5,11 +5,11 @@ mod common;
 
 use std::time::Duration;
 
-use apoyo_sync::model::{CardFields, Location, Manifest, PartKind};
-use apoyo_sync::protocol::{ActivateRequest, ActivateResponse, Provider, RegisterRequest};
-use apoyo_sync::store::Activation;
-use apoyo_sync::sync::transport::{Method, Request};
-use apoyo_sync::{CaptureId, Error, validate};
+use apoyo_sync::testkit::model::{CardFields, Location, Manifest, PartKind};
+use apoyo_sync::testkit::store::Activation;
+use apoyo_sync::testkit::sync::transport::{Method, Request};
+use apoyo_sync::wire::{ActivateRequest, ActivateResponse, Provider, RegisterRequest};
+use apoyo_sync::{CaptureId, Error, wire::validate};
 use common::{Fixture, capture_of, clave};
 
 const SECRETS: [&str; 6] = [

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use apoyo_sync::sync::transport::{Method, Request, TransportError};
-use apoyo_sync::sync::{HttpTransport, TlsConfig, Transport};
+use apoyo_sync::testkit::sync::transport::{Method, Request, TransportError};
+use apoyo_sync::testkit::sync::{HttpTransport, TlsConfig, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Server {
@@ -79,9 +79,9 @@ async fn get(url: &str, tls: &TlsConfig) -> Result<u16, TransportError> {
 #[tokio::test]
 async fn trusts_only_the_configured_ca_or_pinned_certificate() {
     let s = server().await;
-    let sha = apoyo_sync::sync::pinning::spki_sha256(&s.leaf_der).unwrap();
+    let sha = apoyo_sync::testkit::sync::pinning::spki_sha256(&s.leaf_der).unwrap();
     // The pin names the key, not the certificate.
-    assert_ne!(sha, apoyo_sync::crypto::sha256(&s.leaf_der));
+    assert_ne!(sha, apoyo_sync::testkit::crypto::sha256(&s.leaf_der));
 
     // The configured CA: accepted.
     let with_ca = TlsConfig {

@@ -2,14 +2,15 @@
 //! fast, always-run versions of the `protocol_decode` and `open_sealed` fuzz targets (see
 //! docs/fuzzing.md). They run in `cargo test`; `PROPTEST_CASES` raises the case count.
 
-use apoyo_sync::crypto::{self, PartOpener, PartSealer, SecretKey, wrap};
-use apoyo_sync::limits::CHUNK_SIZE;
-use apoyo_sync::protocol::{
-    self, ActivateRequest, CommitPart, CommitRequest, ErrorBody, ProcessList, Reason, Receipt,
-    ReceiptPart, ReceiptResult, RegisterRequest, SignedCommit, SignedReceipt, limits,
+use apoyo_sync::testkit::crypto::{self, PartOpener, PartSealer, SecretKey, wrap};
+use apoyo_sync::wire::Manifest;
+use apoyo_sync::wire::limits::CHUNK_SIZE;
+use apoyo_sync::wire::{
+    self as protocol, ActivateRequest, CommitPart, CommitRequest, ErrorBody, ProcessList, Reason,
+    Receipt, ReceiptPart, ReceiptResult, RegisterRequest, SignedCommit, SignedReceipt, limits,
     trust::{KeyPurpose, SignedKeyCert, key_cert},
 };
-use apoyo_sync::{CaptureId, Collector, Error, Manifest, PartKind};
+use apoyo_sync::{CaptureId, Collector, Error, PartKind};
 use proptest::prelude::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -313,7 +314,7 @@ proptest! {
         prop_assert!(wrap::unwrap(&kek, "data-key", &id, &bad, "k").is_err());
         prop_assert!(wrap::unwrap(&kek, "identity", &id, &w, "k").is_err());
 
-        let ep = apoyo_sync::EndpointSecretKey::from_bytes(ep);
+        let ep = apoyo_sync::wire::crypto::EndpointSecretKey::from_bytes(ep);
         let dev = crypto::DeviceIdentity::from_secret(SecretKey::from_bytes(dev));
         let Ok(sealed) = wrap::seal_to_endpoint(&ep.public(), &dev, &id, &secret) else { return Ok(()) };
         prop_assert!(wrap::open_from_device(&ep, &dev.public(), &id, &sealed).expect("opens") == secret);

@@ -17,19 +17,21 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use apoyo_sync::crypto::receipt::ReceiptSigner;
-use apoyo_sync::crypto::{self, Ed25519Secret, PartOpener, wrap};
-use apoyo_sync::protocol::trust::{self, KeyPurpose, SignedKeyCert};
-use apoyo_sync::protocol::{
-    self, ErrorBody, ProcessList, Reason, Receipt, ReceiptPart, ReceiptResult, SignedCommit,
-    SignedReceipt, limits,
+use apoyo_sync::testkit::Store;
+use apoyo_sync::testkit::StoreOptions;
+use apoyo_sync::testkit::crypto::receipt::ReceiptSigner;
+use apoyo_sync::testkit::crypto::{self, Ed25519Secret, PartOpener, wrap};
+use apoyo_sync::testkit::store::InePublicKeys;
+use apoyo_sync::testkit::sync::transport::{Method, Request, Response, SendFuture, Transport};
+use apoyo_sync::testkit::sync::{FaultPlan, FaultyTransport, SyncOptions, engine};
+use apoyo_sync::wire::Manifest;
+use apoyo_sync::wire::crypto::EndpointSecretKey;
+use apoyo_sync::wire::trust::{self, KeyPurpose, SignedKeyCert};
+use apoyo_sync::wire::{
+    self as protocol, ErrorBody, ProcessList, Reason, Receipt, ReceiptPart, ReceiptResult,
+    SignedCommit, SignedReceipt, limits,
 };
-use apoyo_sync::sync::transport::{Method, Request, Response, SendFuture, Transport};
-use apoyo_sync::sync::{FaultPlan, FaultyTransport, SyncOptions, engine};
-use apoyo_sync::{
-    CaptureId, Clock, EndpointSecretKey, Error, InePublicKeys, IneRoot, Manifest, PartKind,
-    Process, State, Store, StoreOptions,
-};
+use apoyo_sync::{CaptureId, Clock, Error, IneRoot, PartKind, Process, State};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::Fixture;
@@ -319,7 +321,7 @@ impl Machine {
         store.put_processes(&list).expect("put_processes");
         let signer = ReceiptSigner::generate().expect("signer");
         let cert = receipt_cert(&root, signer.public());
-        let key_id = apoyo_sync::crypto::anchor::key_id(&signer.public());
+        let key_id = apoyo_sync::testkit::crypto::anchor::key_id(&signer.public());
         store.set_endpoint_url("http://127.0.0.1:9").expect("url");
         store
             .set_registration(&CaptureId::new_v7(clock.now()))

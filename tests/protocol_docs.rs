@@ -18,22 +18,22 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use apoyo_sync::crypto::keys::device_id_of;
-use apoyo_sync::crypto::receipt::ReceiptSigner;
-use apoyo_sync::crypto::{
+use apoyo_sync::testkit::crypto::keys::device_id_of;
+use apoyo_sync::testkit::crypto::receipt::ReceiptSigner;
+use apoyo_sync::testkit::crypto::{
     self, DeviceIdentity, Ed25519Secret, EndpointSecretKey, PartOpener, PartSealer, SecretKey,
 };
-use apoyo_sync::model::{
+use apoyo_sync::testkit::model::{
     CaptureId, CardFields, Collector, CredentialModel, ImageFormat, ImageFormats, Location,
     Manifest, PartKind,
 };
-use apoyo_sync::process::{Process, Scope, SeccionRef};
-use apoyo_sync::protocol::{
-    self, Action, ActivateRequest, ActivateResponse, CommitPart, CommitRequest, ErrorBody,
-    ProcessList, Provider, Reason, Receipt, ReceiptPart, ReceiptResult, RegisterRequest,
+use apoyo_sync::wire::{
+    self as protocol, Action, ActivateRequest, ActivateResponse, CommitPart, CommitRequest,
+    ErrorBody, ProcessList, Provider, Reason, Receipt, ReceiptPart, ReceiptResult, RegisterRequest,
     RegisterResponse, SignedReceipt, limits, routes, tus,
 };
-use apoyo_sync::protocol::{KeyCert, KeyPurpose, SignedCommit, SignedKeyCert};
+use apoyo_sync::wire::{KeyCert, KeyPurpose, SignedCommit, SignedKeyCert};
+use apoyo_sync::{Process, Scope, SeccionRef};
 use ciborium::Value;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -341,7 +341,7 @@ fn check_example(name: &str, bytes: &[u8]) -> Result<(), String> {
         "ErrorBody" => roundtrip::<ErrorBody>(bytes, limits::MAX_RESPONSE_BYTES),
         "Manifest" => {
             Manifest::from_cbor(bytes).map_err(|e| e.to_string())?;
-            roundtrip::<Manifest>(bytes, apoyo_sync::limits::MAX_MANIFEST_BYTES)
+            roundtrip::<Manifest>(bytes, apoyo_sync::wire::limits::MAX_MANIFEST_BYTES)
         }
         other => Err(format!(
             "unknown message type {other:?} (add it to check_example)"
@@ -483,32 +483,35 @@ fn limits_table_matches_the_code() {
         ("MAX_PART_BYTES", limits::MAX_PART_BYTES),
         ("MAX_MANIFEST_CT_BYTES", limits::MAX_MANIFEST_CT_BYTES),
         ("ACTIVATION_CODE_LEN", limits::ACTIVATION_CODE_LEN as u64),
-        ("CHUNK_SIZE", apoyo_sync::limits::CHUNK_SIZE as u64),
+        ("CHUNK_SIZE", apoyo_sync::wire::limits::CHUNK_SIZE as u64),
         (
             "MAX_CARD_IMAGE_BYTES",
-            apoyo_sync::limits::MAX_CARD_IMAGE_BYTES as u64,
+            apoyo_sync::wire::limits::MAX_CARD_IMAGE_BYTES as u64,
         ),
         (
             "MAX_SELFIE_BYTES",
-            apoyo_sync::limits::MAX_SELFIE_BYTES as u64,
+            apoyo_sync::wire::limits::MAX_SELFIE_BYTES as u64,
         ),
         (
             "MAX_SIGNATURE_BYTES",
-            apoyo_sync::limits::MAX_SIGNATURE_BYTES as u64,
+            apoyo_sync::wire::limits::MAX_SIGNATURE_BYTES as u64,
         ),
         (
             "MAX_MANIFEST_BYTES",
-            apoyo_sync::limits::MAX_MANIFEST_BYTES as u64,
+            apoyo_sync::wire::limits::MAX_MANIFEST_BYTES as u64,
         ),
         (
             "MAX_PROCESS_JSON_BYTES",
-            apoyo_sync::limits::MAX_PROCESS_JSON_BYTES as u64,
+            apoyo_sync::wire::limits::MAX_PROCESS_JSON_BYTES as u64,
         ),
         (
             "DEFAULT_DISK_RESERVE_BYTES",
-            apoyo_sync::limits::DEFAULT_DISK_RESERVE_BYTES,
+            apoyo_sync::wire::limits::DEFAULT_DISK_RESERVE_BYTES,
         ),
-        ("MAX_CBOR_DEPTH", apoyo_sync::limits::MAX_CBOR_DEPTH as u64),
+        (
+            "MAX_CBOR_DEPTH",
+            apoyo_sync::wire::limits::MAX_CBOR_DEPTH as u64,
+        ),
         ("SEALED_KEY_LEN", crypto::wrap::SEALED_KEY_LEN as u64),
         ("WRAP_LEN", crypto::wrap::WRAP_LEN as u64),
     ]);
@@ -669,7 +672,7 @@ fn open_single_chunk_part(
     use chacha20poly1305::aead::{Aead, KeyInit, Payload};
     assert_eq!(ct[0], 0x01, "part ciphertext version");
     assert!(
-        ct.len() - 1 <= apoyo_sync::limits::CHUNK_SIZE + 16,
+        ct.len() - 1 <= apoyo_sync::wire::limits::CHUNK_SIZE + 16,
         "test vectors are single-chunk parts"
     );
     let mut nonce = [0u8; 12];
@@ -1210,10 +1213,10 @@ fn the_clave_pattern_uses_ascii_digits_only() {
         CDDL.contains(cddl.as_str()),
         "the CDDL's clave pattern differs"
     );
-    apoyo_sync::validate::validate_clave("MUESTR90010109H001").expect("the example clave");
+    apoyo_sync::wire::validate::validate_clave("MUESTR90010109H001").expect("the example clave");
     // Arabic-Indic digits where the birth date goes.
     let arabic = "MUESTR\u{0669}\u{0660}010109H001";
-    assert!(apoyo_sync::validate::validate_clave(arabic).is_err());
+    assert!(apoyo_sync::wire::validate::validate_clave(arabic).is_err());
 }
 
 // ------------------------------------------------------------------------------------------

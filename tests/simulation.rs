@@ -11,7 +11,7 @@
 
 mod sim;
 
-use apoyo_sync::sync::test_bugs::{self, Bug};
+use apoyo_sync::testkit::sync::test_bugs::{self, Bug};
 use sim::{Config, Outcome, replay_command, run_seed};
 
 const SHARDS: u64 = 4;

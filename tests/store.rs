@@ -8,12 +8,15 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use apoyo_sync::crypto::{PartOpener, ciphertext_len, wrap};
-use apoyo_sync::model::ImageFormat;
-use apoyo_sync::store::{PART_FILE_TRAILER_LEN, migrations};
+use apoyo_sync::testkit::Store;
+use apoyo_sync::testkit::StoreOptions;
+use apoyo_sync::testkit::crypto::{PartOpener, ciphertext_len, wrap};
+use apoyo_sync::testkit::store::{PART_FILE_TRAILER_LEN, migrations};
+use apoyo_sync::wire::ImageFormat;
+use apoyo_sync::wire::Manifest;
 use apoyo_sync::{
     CaptureId, CardFields, Collector, CredentialModel, Error, ErrorClass, FileKeyGuard, Images,
-    Location, Manifest, NewCapture, PartKind, Store, StoreOptions,
+    Location, NewCapture, PartKind,
 };
 use time::OffsetDateTime;
 
@@ -80,7 +83,11 @@ fn assert_intact(store: &Store, c: &Captured) {
     assert_eq!(m.location, c.location);
 }
 
-fn part_record(store: &Store, id: &CaptureId, kind: PartKind) -> apoyo_sync::PartRecord {
+fn part_record(
+    store: &Store,
+    id: &CaptureId,
+    kind: PartKind,
+) -> apoyo_sync::testkit::store::PartRecord {
     store
         .parts(id)
         .expect("parts")
@@ -528,7 +535,7 @@ fn a_store_opens_only_with_the_keyring_that_made_it() {
 fn a_keyring_inside_the_store_folder_is_refused() {
     // At init: the keyring folder inside the folder the store is made in.
     let root = tempfile::tempdir().expect("tmp");
-    let ep = apoyo_sync::EndpointSecretKey::generate().expect("ep");
+    let ep = apoyo_sync::wire::crypto::EndpointSecretKey::generate().expect("ep");
     let dir = root.path().join("store");
     let inside = FileKeyGuard::open_or_create(&dir.join("keyring")).expect("keyring");
     let err = Store::init(
@@ -857,7 +864,7 @@ fn the_endpoint_opens_every_capture_and_part() {
     }
     let end = OffsetDateTime::now_utc();
     let device_public = store.device_public();
-    let other_endpoint = apoyo_sync::EndpointSecretKey::generate().expect("ep2");
+    let other_endpoint = apoyo_sync::wire::crypto::EndpointSecretKey::generate().expect("ep2");
 
     for (i, c) in caps.iter().enumerate() {
         let sealed = store.endpoint_seal(&c.id).expect("endpoint_seal");
@@ -890,7 +897,7 @@ fn the_endpoint_opens_every_capture_and_part() {
             .expect("read ciphertext");
             assert_eq!(ct.len() as u64, part.ct_len);
             assert_eq!(
-                apoyo_sync::crypto::sha256(&ct),
+                apoyo_sync::testkit::crypto::sha256(&ct),
                 part.sha256,
                 "recorded digest"
             );

@@ -13,10 +13,11 @@ mod schema;
 use std::fs;
 use std::path::Path;
 
-use apoyo_sync::crypto::wrap;
-use apoyo_sync::protocol::{Receipt, ReceiptResult};
-use apoyo_sync::store::migrations;
-use apoyo_sync::{CaptureId, Clock, Error, ErrorClass, Images, PartKind, State, Store};
+use apoyo_sync::testkit::Store;
+use apoyo_sync::testkit::crypto::wrap;
+use apoyo_sync::testkit::store::migrations;
+use apoyo_sync::wire::{Receipt, ReceiptResult};
+use apoyo_sync::{CaptureId, Clock, Error, ErrorClass, Images, PartKind, State};
 use rusqlite::{Connection, OpenFlags};
 use time::OffsetDateTime;
 
@@ -457,7 +458,7 @@ fn a_tampered_endpoint_seal_fails_integrity_at_the_endpoint() {
         .find(|p| p.kind == PartKind::Manifest)
         .expect("manifest part");
     let mut plain = Vec::new();
-    apoyo_sync::crypto::PartOpener::new(&dk, id.as_bytes(), PartKind::Manifest)
+    apoyo_sync::testkit::crypto::PartOpener::new(&dk, id.as_bytes(), PartKind::Manifest)
         .expect("opener")
         .open_to(
             part.ct_len,
@@ -466,7 +467,7 @@ fn a_tampered_endpoint_seal_fails_integrity_at_the_endpoint() {
         )
         .expect("the endpoint decrypts the manifest");
     assert_eq!(
-        apoyo_sync::Manifest::from_cbor(&plain)
+        apoyo_sync::wire::Manifest::from_cbor(&plain)
             .expect("manifest")
             .capture_id,
         id
@@ -478,11 +479,11 @@ fn a_tampered_endpoint_seal_fails_integrity_at_the_endpoint() {
 /// process has closed, so the phone keeps nothing that could test whether a clave supported.
 #[test]
 fn the_duplicate_hash_of_a_purged_capture_is_forgotten_when_its_process_closes() {
-    use apoyo_sync::ManualClock;
+    use apoyo_sync::testkit::ManualClock;
     let closes = time::macros::datetime!(2031-01-01 00:00 UTC);
     let clock = ManualClock::new(closes - time::Duration::days(10));
     let fx = Fixture::new();
-    let opts = apoyo_sync::StoreOptions {
+    let opts = apoyo_sync::testkit::StoreOptions {
         clock: std::sync::Arc::new(clock.clone()),
         ..Default::default()
     };
@@ -547,7 +548,8 @@ fn the_duplicate_hash_of_a_purged_capture_is_forgotten_when_its_process_closes()
 /// the field and never the value.
 #[test]
 fn a_free_text_auxiliar_id_is_refused_on_the_device() {
-    use apoyo_sync::{Collector, Field, StoreOptions};
+    use apoyo_sync::testkit::StoreOptions;
+    use apoyo_sync::{Collector, Field};
     let fx = Fixture::new();
     for bad in ["Juan Perez", "aux-0001", "AB", "AUX_0001", "ÁLVARO-01"] {
         let err = Store::init(

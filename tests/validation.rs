@@ -5,10 +5,12 @@ mod common;
 
 use std::sync::Arc;
 
-use apoyo_sync::limits::{MAX_CARD_IMAGE_BYTES, MAX_SELFIE_BYTES, MAX_SIGNATURE_BYTES};
+use apoyo_sync::testkit::ManualClock;
+use apoyo_sync::testkit::Store;
+use apoyo_sync::testkit::StoreOptions;
+use apoyo_sync::wire::limits::{MAX_CARD_IMAGE_BYTES, MAX_SELFIE_BYTES, MAX_SIGNATURE_BYTES};
 use apoyo_sync::{
-    CaptureId, CredentialModel, Error, ErrorClass, Field, Location, ManualClock, NewCapture,
-    PartKind, Store, StoreOptions,
+    CaptureId, CredentialModel, Error, ErrorClass, Field, Location, NewCapture, PartKind,
 };
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -680,7 +682,7 @@ fn location_out_of_range() {
 #[test]
 fn the_collector_id_is_bounded() {
     let mut v = V::new();
-    let too_long = "A".repeat(apoyo_sync::store::MAX_COLLECTOR_ID_LEN + 1);
+    let too_long = "A".repeat(apoyo_sync::testkit::store::MAX_COLLECTOR_ID_LEN + 1);
     for bad in ["", too_long.as_str(), "AUX 01", "AUX-ñ"] {
         let mut c = capture_of("nacional", &clave(900));
         c.collector = Some(apoyo_sync::Collector::Auxiliar(bad.to_string()));

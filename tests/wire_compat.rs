@@ -3,8 +3,8 @@
 //! left out of the catalog instead of making the whole answer undecodable (which the device
 //! would retry for ever).
 
-use apoyo_sync::process::Scope;
-use apoyo_sync::protocol::{self, ActivateResponse, ProcessList, limits};
+use apoyo_sync::Scope;
+use apoyo_sync::wire::{self as protocol, ActivateResponse, ProcessList, limits};
 use ciborium::{Value, cbor};
 
 fn process(id: &str) -> Value {
@@ -63,7 +63,7 @@ fn later_catalog() -> Vec<Value> {
     ]
 }
 
-fn ids(processes: &[apoyo_sync::process::Process]) -> Vec<&str> {
+fn ids(processes: &[apoyo_sync::Process]) -> Vec<&str> {
     processes.iter().map(|p| p.id.as_str()).collect()
 }
 

@@ -6,8 +6,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::time::Duration;
 
-use apoyo_sync::sync::transport::{Method, Request};
-use apoyo_sync::sync::{HttpTransport, TlsConfig, Transport};
+use apoyo_sync::testkit::sync::transport::{Method, Request};
+use apoyo_sync::testkit::sync::{HttpTransport, TlsConfig, Transport};
 
 /// Serves one request on a loopback listener; returns its head, lower-cased, line by line.
 fn capture_one(answer: &'static str) -> (String, std::thread::JoinHandle<Vec<String>>) {

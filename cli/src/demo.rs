@@ -9,15 +9,16 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use apoyo_endpoint::{EndpointConfig, RunningEndpoint};
-use apoyo_sync::protocol::Provider;
-use apoyo_sync::sync::transport::{Method, Request};
-use apoyo_sync::sync::{
+use apoyo_sync::testkit::store::InePublicKeys;
+use apoyo_sync::testkit::sync::transport::{Method, Request};
+use apoyo_sync::testkit::sync::{
     self, BackoffPolicy, FaultPlan, FaultyTransport, HttpTransport, SyncOptions, TlsConfig,
     Transport,
 };
+use apoyo_sync::testkit::{Store, StoreOptions};
+use apoyo_sync::wire::Provider;
 use apoyo_sync::{
-    CardFields, Collector, CredentialModel, FileKeyGuard, Images, InePublicKeys, NewCapture,
-    Process, Store,
+    CardFields, Collector, CredentialModel, FileKeyGuard, Images, NewCapture, Process,
 };
 
 use crate::{CliError, CliResult};
@@ -64,7 +65,12 @@ fn device(
         &guard,
         provisioning,
         collector,
-        crate::store_cmds::store_options()?,
+        StoreOptions {
+            disk_reserve_bytes: crate::store_cmds::disk_reserve_bytes(
+                StoreOptions::default().disk_reserve_bytes,
+            )?,
+            ..StoreOptions::default()
+        },
     )?;
     let email = format!("{name}@demo.invalid");
     sync::register_blocking(&mut store, t, url, &email, Provider::Google, FRONT)?;
@@ -205,7 +211,7 @@ fn start_endpoint(
     rt: &tokio::runtime::Runtime,
     dir: &Path,
 ) -> CliResult<(RunningEndpoint, InePublicKeys)> {
-    let root = apoyo_sync::crypto::Ed25519Secret::generate()?;
+    let root = apoyo_sync::testkit::crypto::Ed25519Secret::generate()?;
     let ring = ok(
         apoyo_endpoint::KeyRing::generate(&root, time::OffsetDateTime::now_utc()),
         "key ring",

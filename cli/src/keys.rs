@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use apoyo_endpoint::keyring;
-use apoyo_sync::{EndpointPublicKey, InePublicKeys, IneRoot};
+use apoyo_sync::{EndpointPublicKey, IneRoot, Provisioning};
 
 use crate::{CliError, CliResult, read_file};
 
@@ -40,9 +40,9 @@ pub fn endpoint_keygen(out: &Path, rotate: bool) -> CliResult {
 /// Reads the provisioned seal key (`--endpoint-pub`).
 pub fn read_public(path: &Path) -> CliResult<EndpointPublicKey> {
     let text = read_file(path, "endpoint public key (--endpoint-pub)")?;
-    Ok(apoyo_sync::crypto::anchor::parse_seal_public(
-        &String::from_utf8_lossy(&text),
-    )?)
+    Ok(EndpointPublicKey::from_text(&String::from_utf8_lossy(
+        &text,
+    ))?)
 }
 
 /// Reads the provisioned INE root (`--ine-root`).
@@ -51,10 +51,11 @@ pub fn read_root(path: &Path) -> CliResult<IneRoot> {
     Ok(IneRoot::from_text(&String::from_utf8_lossy(&text))?)
 }
 
-/// What `device init` provisions.
-pub fn provisioning(endpoint_pub: &Path, ine_root: &Path) -> CliResult<InePublicKeys> {
-    Ok(InePublicKeys {
-        seal_key: read_public(endpoint_pub)?,
-        ine_root: read_root(ine_root)?,
-    })
+/// What `device init` provisions (no TLS settings: the device commands that talk to the
+/// endpoint take those per command, `--ca`/`--pin`).
+pub fn provisioning(endpoint_pub: &Path, ine_root: &Path) -> CliResult<Provisioning> {
+    Ok(Provisioning::new(
+        read_public(endpoint_pub)?,
+        read_root(ine_root)?,
+    ))
 }

@@ -1,11 +1,15 @@
 //! The store commands: device init, process add/list, capture, status, open.
+//!
+//! A device command acts as the phone does, so it uses only the app-facing facade
+//! ([`apoyo_sync::Engine`]); `tests/public_surface.rs` fails if this file imports anything
+//! below it (ADR 0016).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use apoyo_sync::{
-    CardFields, Collector, CredentialModel, FileKeyGuard, Images, Location, NewCapture, Process,
-    Store, StoreOptions,
+    CardFields, Collector, CredentialModel, Engine, EngineOptions, FileKeyGuard, Images, Location,
+    NetworkKind, NewCapture, Process, Provisioning, TlsConfig,
 };
 use clap::Args;
 
@@ -24,37 +28,51 @@ pub fn keyring(create: bool) -> apoyo_sync::Result<FileKeyGuard> {
 /// The environment variable that overrides the free-space reserve a capture must leave.
 pub const DISK_RESERVE_VAR: &str = "APOYO_DISK_RESERVE_BYTES";
 
-/// The store options: the defaults, with the disk reserve taken from
-/// `$APOYO_DISK_RESERVE_BYTES` (a whole number of bytes) when it is set.
-pub fn store_options() -> CliResult<StoreOptions> {
-    let mut opts = StoreOptions::default();
+/// The free-space reserve a capture must leave: `$APOYO_DISK_RESERVE_BYTES` (a whole number
+/// of bytes) when it is set, else `default`.
+pub fn disk_reserve_bytes(default: u64) -> CliResult<u64> {
     match std::env::var(DISK_RESERVE_VAR) {
-        Ok(v) => {
-            opts.disk_reserve_bytes = v.trim().parse().map_err(|_| {
-                CliError::Usage(format!(
-                    "{DISK_RESERVE_VAR} must be a whole number of bytes"
-                ))
-            })?;
-        }
-        Err(std::env::VarError::NotPresent) => {}
-        Err(std::env::VarError::NotUnicode(_)) => {
-            return Err(CliError::Usage(format!(
+        Ok(v) => v.trim().parse().map_err(|_| {
+            CliError::Usage(format!(
                 "{DISK_RESERVE_VAR} must be a whole number of bytes"
-            )));
-        }
+            ))
+        }),
+        Err(std::env::VarError::NotPresent) => Ok(default),
+        Err(std::env::VarError::NotUnicode(_)) => Err(CliError::Usage(format!(
+            "{DISK_RESERVE_VAR} must be a whole number of bytes"
+        ))),
     }
+}
+
+/// The engine options: the defaults, with the disk reserve from [`disk_reserve_bytes`].
+pub fn engine_options() -> CliResult<EngineOptions> {
+    let mut opts = EngineOptions::default();
+    opts.disk_reserve_bytes = disk_reserve_bytes(opts.disk_reserve_bytes)?;
     Ok(opts)
 }
 
-/// Opens a device store with the [`store_options`]. An engine error while opening is a
-/// [`CliError::Open`]: the store (or its keyring) cannot be used.
-/// What opening found among the part files (ADR 0013) goes to stderr, one line each, so a
-/// field tester sees it without it mixing into `--json` output.
-pub fn open_store(dir: &Path) -> CliResult<Store> {
-    let opts = store_options()?;
+/// Opens a device store as the app would ([`Engine::open_existing`]: the trust material the
+/// store was created with, `tls` for an https endpoint) with the [`engine_options`]. The CLI
+/// runs on a desktop link, which it reports to the engine as unmetered ([`NetworkKind::Wifi`]).
+/// An engine error while opening is a [`CliError::Open`]: the store (or its keyring) cannot be
+/// used. What opening found among the part files (ADR 0013) goes to stderr, one line each, so
+/// a field tester sees it without it mixing into `--json` output.
+pub fn open_engine(dir: &Path, tls: TlsConfig) -> CliResult<Engine> {
+    let opts = engine_options()?;
     let guard = keyring(false).map_err(CliError::Open)?;
-    let store = Store::open(dir, &guard, opts).map_err(CliError::Open)?;
-    let report = store.open_report();
+    let engine = Engine::open_existing(dir, &guard, tls, opts).map_err(CliError::Open)?;
+    engine.set_network(NetworkKind::Wifi);
+    report_open(dir, &engine)?;
+    Ok(engine)
+}
+
+/// Opens a device store for a command that does not talk to the endpoint.
+pub fn open_store(dir: &Path) -> CliResult<Engine> {
+    open_engine(dir, TlsConfig::default())
+}
+
+fn report_open(dir: &Path, engine: &Engine) -> CliResult {
+    let report = engine.open_report()?;
     if !report.recovered.is_empty() {
         eprintln!(
             "apoyo: rebuilt the queue rows of {} capture(s) from their part files (their commit was undone, e.g. by a power loss)",
@@ -80,7 +98,7 @@ pub fn open_store(dir: &Path) -> CliResult<Store> {
             dir.join("damaged").display()
         );
     }
-    Ok(store)
+    Ok(())
 }
 
 pub fn device_init(
@@ -89,15 +107,16 @@ pub fn device_init(
     ine_root: &Path,
     auxiliar: Option<String>,
 ) -> CliResult {
-    let opts = store_options()?;
-    let provisioning = keys::provisioning(endpoint_pub, ine_root)?;
+    let mut opts = engine_options()?;
+    let provisioning: Provisioning = keys::provisioning(endpoint_pub, ine_root)?;
     // A refused init leaves no development keyring behind when it made one.
     let keyring_dir = FileKeyGuard::default_dir()?;
     let made_keyring = !keyring_dir.exists();
     let guard = keyring(true)?;
-    let collector = auxiliar.map(Collector::Auxiliar);
-    let s = match Store::init(store, &guard, &provisioning, collector, opts) {
-        Ok(s) => s,
+    opts.collector = auxiliar.map(Collector::Auxiliar);
+    let seal_key_id = provisioning.endpoint_public_key.key_id();
+    let engine = match Engine::init(store, &guard, provisioning, opts) {
+        Ok(e) => e,
         Err(e) => {
             drop(guard);
             if made_keyring {
@@ -107,16 +126,16 @@ pub fn device_init(
         }
     };
     println!(
-        "device {} created in {} (endpoint key {})",
-        s.device_id(),
+        "device {} created in {} (endpoint key {seal_key_id})",
+        engine.device_id()?,
         store.display(),
-        provisioning.seal_key.key_id()
     );
+    engine.close();
     Ok(())
 }
 
 pub fn set_aside(store: &Path) -> CliResult {
-    let to = Store::set_aside(store)?;
+    let to = Engine::set_aside(store)?;
     println!("{}", to.display());
     eprintln!("apoyo: the store was moved aside intact; report it — it may hold unsent supports");
     Ok(())
@@ -125,8 +144,8 @@ pub fn set_aside(store: &Path) -> CliResult {
 pub fn process_add(store: &Path, file: &Path) -> CliResult {
     let json = read_file(file, "process file (--file)")?;
     let list = Process::parse_json_list(&json)?;
-    let mut s = open_store(store)?;
-    s.put_processes(&list)?;
+    let s = open_store(store)?;
+    s.add_processes(&list)?;
     for p in &list {
         println!("{}", p.id);
     }
@@ -221,7 +240,7 @@ pub fn capture(a: CaptureArgs) -> CliResult {
         images,
         collector: None,
     };
-    let mut s = open_store(&a.store)?;
+    let s = open_store(&a.store)?;
     let id = s.capture(c)?;
     if a.json {
         println!("{}", serde_json::json!({"id": id, "state": "captured"}));
@@ -233,14 +252,14 @@ pub fn capture(a: CaptureArgs) -> CliResult {
 
 pub fn status(store: &Path, json: bool) -> CliResult {
     let s = open_store(store)?;
-    let st = s.status()?;
+    let st = s.status()?.queue;
     if json {
         println!(
             "{}",
             serde_json::to_string(&st).map_err(|e| CliError::Io(e.to_string()))?
         );
     } else {
-        println!("device       {}", s.device_id());
+        println!("device       {}", s.device_id()?);
         println!("captured     {}", st.captured);
         println!("uploading    {}", st.uploading);
         println!("committed    {}", st.committed);
@@ -248,7 +267,7 @@ pub fn status(store: &Path, json: bool) -> CliResult {
         println!("purged       {}", st.purged);
         println!("pending      {} bytes", st.pending_bytes);
         for info in s
-            .list()?
+            .captures()?
             .iter()
             .filter(|i| i.state == apoyo_sync::State::Quarantined)
         {
@@ -277,10 +296,11 @@ pub fn open(store: &Path, id: &str, out: &Path) -> CliResult {
     Ok(())
 }
 
-/// Synthetic JPEG-framed bytes (magic bytes + random body) for load and crash tests.
+/// Synthetic JPEG-framed bytes (magic bytes + random body) for load and crash tests. (Test
+/// data, not secrets: `fastrand`, seeded from the system at start.)
 pub fn synthetic_jpeg(len: usize) -> CliResult<Vec<u8>> {
     let mut v = vec![0u8; len.max(8)];
-    apoyo_sync::crypto::fill_random(&mut v)?;
+    fastrand::fill(&mut v);
     v[..4].copy_from_slice(&[0xFF, 0xD8, 0xFF, 0xE0]);
     let n = v.len();
     v[n - 2..].copy_from_slice(&[0xFF, 0xD9]);
@@ -290,7 +310,7 @@ pub fn synthetic_jpeg(len: usize) -> CliResult<Vec<u8>> {
 /// A random, well-formed clave de elector (synthetic: no real person's).
 pub fn synthetic_clave() -> CliResult<String> {
     let mut r = [0u8; 9];
-    apoyo_sync::crypto::fill_random(&mut r)?;
+    fastrand::fill(&mut r);
     let letters: String = r[..6].iter().map(|b| char::from(b'A' + b % 26)).collect();
     let digits = u16::from_le_bytes([r[6], r[7]]) % 1000;
     let sex = ['H', 'M', 'X'][usize::from(r[8] % 3)];
@@ -303,7 +323,7 @@ pub fn synthetic_clave() -> CliResult<String> {
 /// Captures synthetic supports for the first process in the catalog until killed, printing
 /// each id on its own line once `capture()` returned (i.e. once it is durable).
 pub fn capture_loop(store: &Path) -> CliResult {
-    let mut s = open_store(store)?;
+    let s = open_store(store)?;
     let process = s
         .processes()?
         .into_iter()

@@ -1,13 +1,19 @@
 //! The sync commands: device register/activate, sync, receipts, retry.
+//!
+//! A device command acts as the phone does, so it uses only the app-facing facade
+//! ([`apoyo_sync::Engine`]); `tests/public_surface.rs` fails if this file imports anything
+//! below it (ADR 0016).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use apoyo_sync::protocol::Provider;
-use apoyo_sync::sync::{self, HttpTransport, SyncOptions, SyncReport, TlsConfig};
+use apoyo_sync::{
+    Event, Listener, Progress, Provider, ReceiptResult, StopReason, SyncReport, TlsConfig,
+};
 use clap::Args;
 
-use crate::store_cmds::open_store;
+use crate::store_cmds::{open_engine, open_store};
 use crate::{CliError, CliResult, read_file};
 
 /// TLS settings for an https endpoint.
@@ -62,9 +68,8 @@ pub fn register(
         }
     };
     let front = read_file(front, "front image (--front)")?;
-    let mut s = open_store(store)?;
-    let transport = HttpTransport::new(endpoint, &tls.config()?)?;
-    let resp = sync::register_blocking(&mut s, &transport, endpoint, email, provider, &front)?;
+    let s = open_engine(store, tls.config()?)?;
+    let resp = s.register(endpoint, email, provider, &front)?;
     println!(
         "registered; the activation code was sent by email and expires at {}",
         rfc3339(resp.code_expires_at)
@@ -73,14 +78,12 @@ pub fn register(
 }
 
 pub fn activate(store: &Path, code: &str, tls: &TlsArgs) -> CliResult {
-    let mut s = open_store(store)?;
-    let url = s.endpoint_url()?.ok_or(apoyo_sync::Error::NotRegistered)?;
-    let transport = HttpTransport::new(&url, &tls.config()?)?;
-    let resp = sync::activate_blocking(&mut s, &transport, code)?;
+    let s = open_engine(store, tls.config()?)?;
+    let resp = s.activate(code)?;
     println!(
         "activated until {}; {} open process(es)",
         rfc3339(resp.expires_at),
-        resp.processes.len()
+        resp.processes
     );
     Ok(())
 }
@@ -108,23 +111,17 @@ pub fn report_json(r: &SyncReport) -> String {
 }
 
 pub fn run_sync(store: &Path, budget: Option<String>, json: bool, tls: &TlsArgs) -> CliResult {
-    let mut s = open_store(store)?;
-    let url = s.endpoint_url()?.ok_or(apoyo_sync::Error::NotRegistered)?;
-    let transport = HttpTransport::new(&url, &tls.config()?)?;
-    let mut opts = SyncOptions::default();
-    if let Some(b) = budget {
-        opts.budget = parse_budget(&b)?;
+    let s = open_engine(store, tls.config()?)?;
+    let status = s.status()?;
+    if !status.registered {
+        return Err(apoyo_sync::Error::NotRegistered.into());
     }
-    let bar = progress_bar(s.pending_count()?);
+    let budget = budget.map(|b| parse_budget(&b)).transpose()?;
+    let bar = progress_bar(status.queue.captured + status.queue.uploading);
     if let Some(bar) = &bar {
-        let b = bar.clone();
-        opts.progress = Some(std::sync::Arc::new(move |p: &sync::Progress| {
-            b.set_length(p.done + p.pending);
-            b.set_position(p.done);
-            b.set_message(format!("{} KiB sent", p.bytes_sent / 1024));
-        }));
+        s.set_listener(Some(Arc::new(BarListener(bar.clone()))));
     }
-    let report = sync::sync_blocking(&mut s, &transport, opts)?;
+    let report = s.sync(budget)?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -149,19 +146,34 @@ pub fn run_sync(store: &Path, budget: Option<String>, json: bool, tls: &TlsArgs)
         );
     }
     match report.stopped {
-        sync::StopReason::NeedsActivation => Err(CliError::Engine(apoyo_sync::Error::NotActivated)),
-        sync::StopReason::Budget => {
+        StopReason::NeedsActivation => Err(CliError::Engine(apoyo_sync::Error::NotActivated)),
+        StopReason::Budget => {
             eprintln!(
                 "apoyo: the time budget ended; {} capture(s) wait for the next run",
                 report.pending
             );
             Ok(())
         }
-        sync::StopReason::Drained => Ok(()),
-        // The CLI sets no run control, so nothing holds its runs.
-        sync::StopReason::Held(h) => Err(CliError::Engine(apoyo_sync::Error::Transient(
+        StopReason::Drained => Ok(()),
+        // The CLI reports an unmetered link, sets no policy and never cancels, so nothing
+        // holds its runs.
+        StopReason::Held(h) => Err(CliError::Engine(apoyo_sync::Error::Transient(
             h.describe().into(),
         ))),
+    }
+}
+
+/// Moves the progress bar as the engine reports progress.
+struct BarListener(indicatif::ProgressBar);
+
+impl Listener for BarListener {
+    fn on_event(&self, _event: &Event) {}
+
+    fn on_progress(&self, p: &Progress) {
+        self.0.set_length(p.done + p.pending);
+        self.0.set_position(p.done);
+        self.0
+            .set_message(format!("{} KiB sent", p.bytes_sent / 1024));
     }
 }
 
@@ -190,8 +202,8 @@ pub fn receipts(store: &Path, json: bool) -> CliResult {
     } else {
         for r in &list {
             let result = match r.result {
-                apoyo_sync::protocol::ReceiptResult::Counted => "counted".to_string(),
-                apoyo_sync::protocol::ReceiptResult::Duplicate => {
+                ReceiptResult::Counted => "counted".to_string(),
+                ReceiptResult::Duplicate => {
                     format!(
                         "duplicate of {}",
                         r.first_capture_id.as_deref().unwrap_or("?")
@@ -211,8 +223,8 @@ pub fn receipts(store: &Path, json: bool) -> CliResult {
 }
 
 pub fn retry(store: &Path, id: &str) -> CliResult {
-    let mut s = open_store(store)?;
-    s.retry_quarantined(&id.parse()?)?;
+    let s = open_store(store)?;
+    s.retry(&id.parse()?)?;
     println!("{id} is queued again");
     Ok(())
 }

@@ -8,7 +8,10 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use apoyo_sync::{EndpointSecretKey, FileKeyGuard, Store, StoreOptions};
+use apoyo_sync::FileKeyGuard;
+use apoyo_sync::testkit::Store;
+use apoyo_sync::testkit::StoreOptions;
+use apoyo_sync::wire::crypto::EndpointSecretKey;
 
 const PROCESSES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/processes.json");
 const IMAGES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/images");
@@ -288,7 +291,7 @@ fn endpoint_keygen_writes_private_keys_and_their_public_halves() {
     let root = tagged_key(&env.keys().join("ine-root.key"), "apoyo-ine-root-key-v1");
     let root_public = tagged_key(&env.keys().join("ine-root.pub"), "apoyo-ine-root-v1");
     assert_eq!(
-        apoyo_sync::crypto::Ed25519Secret::from_bytes(&root).public(),
+        apoyo_sync::testkit::crypto::Ed25519Secret::from_bytes(&root).public(),
         root_public,
         "ine-root.pub is not the public half of ine-root.key"
     );
@@ -383,7 +386,7 @@ fn capture_status_and_open() {
         let public = fs::read_to_string(env.keys().join("endpoint.pub")).expect("pub");
         assert_eq!(
             store.endpoint_public(),
-            apoyo_sync::crypto::anchor::parse_seal_public(&public).expect("seal key")
+            apoyo_sync::testkit::crypto::anchor::parse_seal_public(&public).expect("seal key")
         );
     }
 

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use apoyo_sync::{CaptureId, FileKeyGuard, State, Store, StoreOptions};
+use apoyo_sync::testkit::Store;
+use apoyo_sync::testkit::StoreOptions;
+use apoyo_sync::{CaptureId, FileKeyGuard, State};
 
 mod common;
 use common::{KillOnDrop, Rng};
@@ -249,7 +251,7 @@ fn killed_capture_loop_never_loses_a_reported_capture() {
     let mut cut_during_writes = 0usize;
     let images_ct: u64 = SYNTHETIC
         .iter()
-        .map(|(_, len)| apoyo_sync::crypto::ciphertext_len(*len as u64))
+        .map(|(_, len)| apoyo_sync::testkit::crypto::ciphertext_len(*len as u64))
         .sum();
     for round in 0..KILLS {
         let delay = rng.range(50, max_delay);

@@ -10,17 +10,20 @@ use std::time::{Duration, Instant};
 
 use apoyo_endpoint::KeyRing;
 use apoyo_endpoint::{Chaos, EndpointConfig, Injected, Route, RunningEndpoint};
-use apoyo_sync::crypto::Ed25519Secret;
-use apoyo_sync::protocol::{Provider, ReceiptResult};
-use apoyo_sync::sync::transport::{Method, Request, SendFuture, TransportError};
-use apoyo_sync::sync::{
+use apoyo_sync::testkit::ManualClock;
+use apoyo_sync::testkit::Store;
+use apoyo_sync::testkit::StoreOptions;
+use apoyo_sync::testkit::crypto::Ed25519Secret;
+use apoyo_sync::testkit::store::InePublicKeys;
+use apoyo_sync::testkit::sync::transport::{Method, Request, SendFuture, TransportError};
+use apoyo_sync::testkit::sync::{
     self, BackoffPolicy, FaultPlan, FaultyTransport, HttpTransport, StopReason, SyncOptions,
     TlsConfig, Transport,
 };
+use apoyo_sync::wire::{Provider, ReceiptResult};
 use apoyo_sync::{
-    CaptureId, CardFields, CredentialModel, Error, FileKeyGuard, Images, InePublicKeys,
-    ManualClock, NewCapture, PartKind, Process, SharedClock, State, Store, StoreOptions,
-    SystemClock,
+    CaptureId, CardFields, CredentialModel, Error, FileKeyGuard, Images, NewCapture, PartKind,
+    Process, SharedClock, State, SystemClock,
 };
 
 const PROCESSES: &str = include_str!("../../examples/processes.json");
@@ -603,15 +606,15 @@ impl<T: Transport> Transport for CountRequests<T> {
         Box::pin(async move {
             if req.method == Method::Put && self.fake_missing.load(Ordering::SeqCst) > 0 {
                 self.fake_missing.fetch_sub(1, Ordering::SeqCst);
-                let body = apoyo_sync::protocol::ErrorBody {
+                let body = apoyo_sync::wire::ErrorBody {
                     v: 1,
-                    reason: apoyo_sync::protocol::Reason::UploadMissing,
+                    reason: apoyo_sync::wire::Reason::UploadMissing,
                     detail: "test: no stored verdict".into(),
                 };
-                return Ok(apoyo_sync::sync::transport::Response {
+                return Ok(apoyo_sync::testkit::sync::transport::Response {
                     status: 409,
                     headers: vec![("content-type".into(), "application/cbor".into())],
-                    body: apoyo_sync::protocol::encode(&body).unwrap(),
+                    body: apoyo_sync::wire::encode(&body).unwrap(),
                 });
             }
             self.sent.lock().unwrap().push(req.method);

@@ -1,7 +1,7 @@
 //! Bearer tokens: issued at activation (32 random bytes, hex), stored only as their SHA-256,
 //! valid until the activation code's expiry.
 
-use apoyo_sync::crypto::{self, keys::device_id_of};
+use apoyo_sync::wire::crypto::{self, device_id_of};
 use axum::http::HeaderMap;
 
 use crate::error::ApiError;

@@ -16,7 +16,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use apoyo_sync::fsutil::fsync_dir;
+use apoyo_sync::wire::fsync_dir;
 use apoyo_sync::{CaptureId, PartKind};
 use sha2::Digest;
 
@@ -45,8 +45,8 @@ impl Blobs {
             uploads: root.join(UPLOADS),
             supports: root.join(SUPPORTS),
         };
-        apoyo_sync::fsutil::create_private_dir(&b.uploads)?;
-        apoyo_sync::fsutil::create_private_dir(&b.supports)?;
+        apoyo_sync::wire::create_private_dir(&b.uploads)?;
+        apoyo_sync::wire::create_private_dir(&b.supports)?;
         if let Some(parent) = root.parent()
             && !parent.as_os_str().is_empty()
         {
@@ -280,7 +280,7 @@ mod tests {
         assert_eq!(s, "hello!");
         assert_eq!(
             b.digest_upload(id, 6).unwrap(),
-            Some(apoyo_sync::crypto::sha256(b"hello!"))
+            Some(apoyo_sync::wire::crypto::sha256(b"hello!"))
         );
         assert_eq!(b.digest_upload(id, 7).unwrap(), None);
     }

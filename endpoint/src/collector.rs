@@ -4,8 +4,8 @@
 //! `422 collector_invalid`, so no device can credit supports to someone else or to a made-up id.
 
 use apoyo_sync::Collector;
-use apoyo_sync::model::is_auxiliar_id;
-use apoyo_sync::protocol::Reason;
+use apoyo_sync::wire::Reason;
+use apoyo_sync::wire::is_auxiliar_id;
 
 use crate::auth::Device;
 use crate::error::ApiError;

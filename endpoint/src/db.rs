@@ -28,9 +28,9 @@ pub fn open(path: &Path) -> Result<Connection, EndpointError> {
     if let Some(parent) = path.parent()
         && !parent.as_os_str().is_empty()
     {
-        apoyo_sync::fsutil::create_private_dir_durably(parent)?;
+        apoyo_sync::wire::create_private_dir_durably(parent)?;
     }
-    apoyo_sync::fsutil::precreate_private(path)?;
+    apoyo_sync::wire::precreate_private(path)?;
     let mut conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,

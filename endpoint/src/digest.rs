@@ -3,7 +3,7 @@
 //! same id with anything else different is a conflict.
 
 use apoyo_sync::Collector;
-use apoyo_sync::protocol::CommitRequest;
+use apoyo_sync::wire::CommitRequest;
 use sha2::{Digest, Sha256};
 
 const CONTEXT: &[u8] = b"apoyo-endpoint/v1/commit-digest\0";
@@ -47,7 +47,7 @@ fn field(h: &mut Sha256, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use apoyo_sync::protocol::CommitPart;
+    use apoyo_sync::wire::CommitPart;
     use apoyo_sync::{CaptureId, PartKind};
 
     fn req() -> CommitRequest {

@@ -1,7 +1,7 @@
 //! Errors: [`EndpointError`] for starting and running the endpoint (public), [`ApiError`] for
 //! one HTTP answer (internal; every refusal is an `ErrorBody` with the reason's status).
 
-use apoyo_sync::protocol::{self, ErrorBody, Reason};
+use apoyo_sync::wire::{self as protocol, ErrorBody, Reason};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use apoyo_sync::protocol::{self, Reason};
+use apoyo_sync::wire::{self as protocol, Reason};
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -258,7 +258,7 @@ pub(crate) fn rfc3339(t: OffsetDateTime) -> Result<String, ApiError> {
 /// `n` random bytes from the operating system's CSPRNG, as lowercase hex.
 pub(crate) fn random_hex(n: usize) -> Result<String, ApiError> {
     let mut b = vec![0u8; n];
-    apoyo_sync::crypto::fill_random(&mut b)?;
+    apoyo_sync::wire::crypto::fill_random(&mut b)?;
     Ok(hex::encode(b))
 }
 

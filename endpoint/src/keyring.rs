@@ -20,11 +20,11 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 
-use apoyo_sync::crypto::anchor::{
+use apoyo_sync::wire::crypto::anchor::{
     self, Ed25519Secret, IneRoot, RECEIPT_KEY_TAG, ROOT_KEY_TAG, SEAL_KEY_TAG,
 };
-use apoyo_sync::crypto::{self, EndpointPublicKey, EndpointSecretKey, SecretKey};
-use apoyo_sync::protocol::trust::{KeyCert, KeyPurpose, SignedKeyCert, key_cert};
+use apoyo_sync::wire::crypto::{self, EndpointPublicKey, EndpointSecretKey, SecretKey};
+use apoyo_sync::wire::trust::{KeyCert, KeyPurpose, SignedKeyCert, key_cert};
 use time::OffsetDateTime;
 
 use crate::error::EndpointError;
@@ -195,8 +195,8 @@ pub fn create_dir(dir: &Path, now: OffsetDateTime) -> Result<KeyRing, EndpointEr
             dir.display()
         )));
     }
-    apoyo_sync::fsutil::create_private_dir_durably(dir)?;
-    apoyo_sync::fsutil::create_private_dir_durably(&dir.join("ring"))?;
+    apoyo_sync::wire::create_private_dir_durably(dir)?;
+    apoyo_sync::wire::create_private_dir_durably(&dir.join("ring"))?;
     let root = Ed25519Secret::generate()?;
     let ring = KeyRing::generate(&root, now)?;
     write_private(
@@ -238,7 +238,7 @@ fn save_new_keys(dir: &Path, ring: &KeyRing) -> Result<(), EndpointError> {
             write_private(&base.with_extension("key"), text.as_bytes())?;
             write_public(
                 &base.with_extension("cert"),
-                &apoyo_sync::protocol::encode(&k.cert)?,
+                &apoyo_sync::wire::encode(&k.cert)?,
             )?;
         }
     }
@@ -251,7 +251,7 @@ fn save_new_keys(dir: &Path, ring: &KeyRing) -> Result<(), EndpointError> {
             )?;
             write_public(
                 &base.with_extension("cert"),
-                &apoyo_sync::protocol::encode(&k.cert)?,
+                &apoyo_sync::wire::encode(&k.cert)?,
             )?;
         }
     }
@@ -274,11 +274,7 @@ fn read_cert(path: &Path) -> Result<SignedKeyCert, EndpointError> {
     let bytes = fs::read(path).map_err(|e| {
         EndpointError::Config(format!("cannot read {}: {}", path.display(), e.kind()))
     })?;
-    Ok(apoyo_sync::protocol::decode(
-        &bytes,
-        2048,
-        "key certificate",
-    )?)
+    Ok(apoyo_sync::wire::decode(&bytes, 2048, "key certificate")?)
 }
 
 /// Loads the ring `serve` runs with (no root private key needed) and checks it.

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use apoyo_sync::crypto::{self, SecretKey};
-use apoyo_sync::protocol::{self, ProcessList, limits};
+use apoyo_sync::wire::crypto::{self, SecretKey};
+use apoyo_sync::wire::{self as protocol, ProcessList, limits};
 use rusqlite::Connection;
 use time::OffsetDateTime;
 

@@ -38,7 +38,7 @@ mod parts;
 mod receipt;
 mod record;
 
-use apoyo_sync::protocol::{CommitRequest, Reason};
+use apoyo_sync::wire::{CommitRequest, Reason};
 use apoyo_sync::{CaptureId, PartKind};
 use time::OffsetDateTime;
 

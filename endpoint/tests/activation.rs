@@ -3,9 +3,10 @@
 
 mod common;
 
-use apoyo_sync::crypto::SecretKey;
-use apoyo_sync::protocol::{self, ActivateResponse, ProcessList, Reason, RegisterResponse};
-use apoyo_sync::{CaptureId, ManualClock, PartKind};
+use apoyo_sync::testkit::ManualClock;
+use apoyo_sync::testkit::crypto::SecretKey;
+use apoyo_sync::wire::{self as protocol, ActivateResponse, ProcessList, Reason, RegisterResponse};
+use apoyo_sync::{CaptureId, PartKind};
 use common::*;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -130,7 +131,9 @@ async fn registration_refuses_bad_email_front_or_key() {
     req.device_public = RawDevice::new().identity.public();
     send(req).await.refused(422, Reason::RegistrationInvalid);
     // Sealed to another endpoint.
-    let other = apoyo_sync::EndpointSecretKey::generate().unwrap().public();
+    let other = apoyo_sync::wire::crypto::EndpointSecretKey::generate()
+        .unwrap()
+        .public();
     send(dev.register_request(&other, "a@example.org"))
         .await
         .refused(422, Reason::RegistrationInvalid);

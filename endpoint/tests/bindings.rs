@@ -7,11 +7,12 @@ mod common;
 
 use std::time::Duration;
 
-use apoyo_sync::crypto::Ed25519Secret;
-use apoyo_sync::protocol::trust::sign_commit;
-use apoyo_sync::protocol::{self, Reason, Receipt, ReceiptResult, SignedReceipt};
-use apoyo_sync::sync::{BackoffPolicy, HttpTransport, SyncOptions, TlsConfig};
-use apoyo_sync::{CaptureId, Collector, ManualClock, State};
+use apoyo_sync::testkit::ManualClock;
+use apoyo_sync::testkit::crypto::Ed25519Secret;
+use apoyo_sync::testkit::sync::{BackoffPolicy, HttpTransport, SyncOptions, TlsConfig};
+use apoyo_sync::wire::trust::sign_commit;
+use apoyo_sync::wire::{self as protocol, Reason, Receipt, ReceiptResult, SignedReceipt};
+use apoyo_sync::{CaptureId, Collector, State};
 use common::*;
 use time::macros::datetime;
 
@@ -98,7 +99,7 @@ async fn a_commit_whose_device_signature_does_not_verify_is_refused() {
     let (commit, sig): (Vec<u8>, Vec<u8>) = (row[0][0].bytes(), row[0][1].bytes());
     assert_eq!(commit, protocol::encode(&req).unwrap());
     assert!(
-        apoyo_sync::crypto::anchor::verify_ed25519(
+        apoyo_sync::testkit::crypto::anchor::verify_ed25519(
             &dev.signer.public(),
             &protocol::trust::commit_signing_input(&commit),
             &sig
@@ -314,12 +315,12 @@ async fn the_same_citizen_counts_once_across_a_seal_key_rotation_and_old_seals_s
         b.bundle(&same_citizen).seal_key_id,
         h.ring.seal[1].info.key_id
     );
-    let report = apoyo_sync::sync::engine::run(&mut b.store, &t2, fast())
+    let report = apoyo_sync::testkit::sync::engine::run(&mut b.store, &t2, fast())
         .await
         .unwrap();
     assert_eq!((report.committed, report.duplicates), (0, 1));
     // The support sealed to the old key still opens and counts, through the device's engine.
-    let report = apoyo_sync::sync::engine::run(&mut a.store, &t2, fast())
+    let report = apoyo_sync::testkit::sync::engine::run(&mut a.store, &t2, fast())
         .await
         .unwrap();
     assert_eq!((report.committed, report.duplicates), (2, 0), "{report:?}");

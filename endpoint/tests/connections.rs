@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use apoyo_endpoint::{EndpointConfig, KeyRing, RunningEndpoint};
 use apoyo_sync::Process;
-use apoyo_sync::crypto::Ed25519Secret;
+use apoyo_sync::testkit::crypto::Ed25519Secret;
 
 const PROCESSES: &str = include_str!("../../examples/processes.json");
 

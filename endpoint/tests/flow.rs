@@ -4,8 +4,8 @@
 
 mod common;
 
-use apoyo_sync::crypto::{self, receipt};
-use apoyo_sync::protocol::{self, Reason, Receipt, ReceiptResult, SignedReceipt};
+use apoyo_sync::testkit::crypto::{self, receipt};
+use apoyo_sync::wire::{self as protocol, Reason, Receipt, ReceiptResult, SignedReceipt};
 use apoyo_sync::{CardFields, PartKind};
 use common::*;
 

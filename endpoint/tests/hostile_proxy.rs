@@ -11,13 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apoyo_endpoint::KeyRing;
-use apoyo_sync::crypto::{self, Ed25519Secret};
-use apoyo_sync::protocol::{
-    self, ActivateResponse, CommitRequest, Receipt, ReceiptPart, ReceiptResult, SignedCommit,
-    SignedReceipt,
+use apoyo_sync::testkit::Store;
+use apoyo_sync::testkit::StoreOptions;
+use apoyo_sync::testkit::crypto::{self, Ed25519Secret};
+use apoyo_sync::testkit::sync::{HttpTransport, SyncReport, TlsConfig};
+use apoyo_sync::wire::{
+    self as protocol, ActivateResponse, CommitRequest, Receipt, ReceiptPart, ReceiptResult,
+    SignedCommit, SignedReceipt,
 };
-use apoyo_sync::sync::{HttpTransport, SyncReport, TlsConfig};
-use apoyo_sync::{FileKeyGuard, State, Store, StoreOptions};
+use apoyo_sync::{FileKeyGuard, State};
 use common::kept::*;
 use common::*;
 
@@ -157,18 +159,18 @@ async fn a_hostile_proxy_swapping_the_receipt_key_cannot_get_a_capture_purged() 
     )
     .unwrap();
     let t = HttpTransport::new(&proxy_url, &TlsConfig::default()).unwrap();
-    apoyo_sync::sync::device::register(
+    apoyo_sync::testkit::sync::device::register(
         &mut store,
         &t,
         &proxy_url,
         "victim@example.org",
-        apoyo_sync::protocol::Provider::Google,
+        apoyo_sync::wire::Provider::Google,
         &image("front.jpg"),
     )
     .await
     .unwrap();
     let code = h.mailbox_code("victim@example.org").await;
-    let resp = apoyo_sync::sync::device::activate(&mut store, &t, &code)
+    let resp = apoyo_sync::testkit::sync::device::activate(&mut store, &t, &code)
         .await
         .unwrap();
     assert_eq!(
@@ -194,7 +196,7 @@ async fn a_hostile_proxy_swapping_the_receipt_key_cannot_get_a_capture_purged() 
         .unwrap();
     let before = files_of(store.dir());
     let report: SyncReport =
-        apoyo_sync::sync::engine::run(&mut store, &t, opts(Duration::from_secs(30)))
+        apoyo_sync::testkit::sync::engine::run(&mut store, &t, opts(Duration::from_secs(30)))
             .await
             .unwrap();
     assert!(
@@ -218,9 +220,10 @@ async fn a_hostile_proxy_swapping_the_receipt_key_cannot_get_a_capture_purged() 
     // Straight to INE, the same capture is counted and only then purged.
     store.retry_quarantined(&id).unwrap();
     let direct = HttpTransport::new(&h.url, &TlsConfig::default()).unwrap();
-    let report = apoyo_sync::sync::engine::run(&mut store, &direct, opts(Duration::from_secs(30)))
-        .await
-        .unwrap();
+    let report =
+        apoyo_sync::testkit::sync::engine::run(&mut store, &direct, opts(Duration::from_secs(30)))
+            .await
+            .unwrap();
     assert_eq!(report.committed, 1);
     assert_eq!(store.info(&id).unwrap().state, State::Purged);
     assert_eq!(h.stats().await["counted"].as_u64(), Some(1));

@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use apoyo_endpoint::KeyRing;
 use apoyo_endpoint::keyring::ReceiptKey;
-use apoyo_sync::crypto::Ed25519Secret;
-use apoyo_sync::protocol::trust::{self, KeyPurpose, SignedKeyCert};
-use apoyo_sync::protocol::{self, CommitRequest, Receipt, SignedReceipt};
-use apoyo_sync::sync::transport::{Method, Request, SendFuture};
-use apoyo_sync::sync::{HttpTransport, TlsConfig, Transport};
+use apoyo_sync::testkit::crypto::Ed25519Secret;
+use apoyo_sync::testkit::sync::transport::{Method, Request, SendFuture};
+use apoyo_sync::testkit::sync::{HttpTransport, TlsConfig, Transport};
+use apoyo_sync::wire::trust::{self, KeyPurpose, SignedKeyCert};
+use apoyo_sync::wire::{self as protocol, CommitRequest, Receipt, SignedReceipt};
 use apoyo_sync::{CaptureId, Collector, State};
 use common::kept::*;
 use common::*;
@@ -74,10 +74,13 @@ where
         alter: alter(&h),
     };
     let budget = if state == State::Quarantined { 30 } else { 2 };
-    let report =
-        apoyo_sync::sync::engine::run(&mut dev.store, &t, opts(Duration::from_secs(budget)))
-            .await
-            .unwrap();
+    let report = apoyo_sync::testkit::sync::engine::run(
+        &mut dev.store,
+        &t,
+        opts(Duration::from_secs(budget)),
+    )
+    .await
+    .unwrap();
     assert_eq!((report.committed, report.duplicates), (0, 0), "{name}");
     assert!(report.untrusted_receipts >= 1, "{name}: the run reports it");
     assert!(report.receipt_problem.is_some(), "{name}");
@@ -93,10 +96,13 @@ where
         dev.store.retry_quarantined(&id).unwrap();
     }
     let honest = HttpTransport::new(&h.url, &TlsConfig::default()).unwrap();
-    let report =
-        apoyo_sync::sync::engine::run(&mut dev.store, &honest, opts(Duration::from_secs(30)))
-            .await
-            .unwrap();
+    let report = apoyo_sync::testkit::sync::engine::run(
+        &mut dev.store,
+        &honest,
+        opts(Duration::from_secs(30)),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.committed, 1, "{name}: counted once, on the replay");
     assert_eq!(dev.store.info(&id).unwrap().state, State::Purged);
     assert!(dev.store.receipts().unwrap()[0].verified);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use apoyo_sync::protocol::{self, Reason};
+use apoyo_sync::wire::{self as protocol, Reason};
 use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@
 
 mod common;
 
-use apoyo_sync::protocol::Reason;
+use apoyo_sync::wire::Reason;
 use apoyo_sync::{CardFields, Collector, PartKind};
 use common::*;
 

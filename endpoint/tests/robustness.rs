@@ -8,7 +8,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use apoyo_endpoint::{Chaos, Injected, Route};
-use apoyo_sync::protocol::{self, Reason, limits};
+use apoyo_sync::wire::{self as protocol, Reason, limits};
 use apoyo_sync::{CaptureId, PartKind};
 use common::*;
 use reqwest::Method;

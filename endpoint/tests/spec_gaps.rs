@@ -5,8 +5,9 @@
 
 mod common;
 
-use apoyo_sync::protocol::{self, Reason};
-use apoyo_sync::{CaptureId, ManualClock, PartKind};
+use apoyo_sync::testkit::ManualClock;
+use apoyo_sync::wire::{self as protocol, Reason};
+use apoyo_sync::{CaptureId, PartKind};
 use common::*;
 use time::OffsetDateTime;
 

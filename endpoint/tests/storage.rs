@@ -5,7 +5,7 @@
 mod common;
 
 use apoyo_endpoint::{DatabaseUrl, EndpointConfig, KeyRing};
-use apoyo_sync::crypto::Ed25519Secret;
+use apoyo_sync::testkit::crypto::Ed25519Secret;
 use common::*;
 use reqwest::Method;
 

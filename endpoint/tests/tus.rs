@@ -6,9 +6,10 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use apoyo_sync::crypto;
-use apoyo_sync::protocol::{Reason, limits};
-use apoyo_sync::{ManualClock, PartKind};
+use apoyo_sync::PartKind;
+use apoyo_sync::testkit::ManualClock;
+use apoyo_sync::testkit::crypto;
+use apoyo_sync::wire::{Reason, limits};
 use common::*;
 use reqwest::Method;
 

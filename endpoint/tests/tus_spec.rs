@@ -5,7 +5,7 @@
 
 mod common;
 
-use apoyo_sync::protocol::Reason;
+use apoyo_sync::wire::Reason;
 use apoyo_sync::{CaptureId, PartKind};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;

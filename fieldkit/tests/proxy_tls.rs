@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use apoyo_fieldkit::profile::Profile;
 use apoyo_fieldkit::proxy::{self, FaultLog, ProxyConfig};
-use apoyo_sync::sync::pinning::spki_sha256;
-use apoyo_sync::sync::transport::{Method, Request, TransportError};
-use apoyo_sync::sync::{HttpTransport, TlsConfig, Transport};
+use apoyo_sync::testkit::sync::pinning::spki_sha256;
+use apoyo_sync::testkit::sync::transport::{Method, Request, TransportError};
+use apoyo_sync::testkit::sync::{HttpTransport, TlsConfig, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Size of the answer body: many segments, so pacing, jitter and loss all apply.

@@ -19,15 +19,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use apoyo_fuzz::{VirtualClock, check, paused_runtime, world};
-use apoyo_sync::crypto;
-use apoyo_sync::protocol::{
-    self, CommitRequest, ErrorBody, ProcessList, Reason, Receipt, ReceiptPart, ReceiptResult,
+use apoyo_sync::testkit::crypto;
+use apoyo_sync::wire::{
+    self as protocol, CommitRequest, ErrorBody, ProcessList, Reason, Receipt, ReceiptPart, ReceiptResult,
     SignedReceipt, limits,
 };
-use apoyo_sync::sync::transport::{
+use apoyo_sync::testkit::sync::transport::{
     Method, Request, Response, SendFuture, Transport, TransportError,
 };
-use apoyo_sync::sync::{SyncOptions, engine};
+use apoyo_sync::testkit::sync::{SyncOptions, engine};
 use apoyo_sync::{CaptureId, PartKind, State};
 use arbitrary::Arbitrary;
 use base64::Engine as _;
@@ -203,7 +203,7 @@ struct Adversary {
     process: HashMap<CaptureId, String>,
     device_id: String,
     key_id: String,
-    signer: apoyo_sync::crypto::receipt::ReceiptSigner,
+    signer: apoyo_sync::testkit::crypto::receipt::ReceiptSigner,
     /// The INE root's certificate of `signer`'s key, and a time within its validity.
     cert: protocol::SignedKeyCert,
     counted_at: time::OffsetDateTime,
@@ -262,7 +262,7 @@ impl Adversary {
         );
         check!(limit <= limits::MAX_CATALOG_BYTES, "response limit {limit}");
         check!(
-            r.timeout <= apoyo_sync::sync::client::REQUEST_TIMEOUT,
+            r.timeout <= apoyo_sync::testkit::sync::client::REQUEST_TIMEOUT,
             "timeout {:?}",
             r.timeout
         );
@@ -455,7 +455,7 @@ impl Adversary {
         let bytes = protocol::encode(&r).expect("encode");
         let input = protocol::receipt_signing_input(&bytes);
         let mut sig = if spec.wrong_key {
-            apoyo_sync::crypto::receipt::ReceiptSigner::from_bytes(&[7; 32]).sign(&input)
+            apoyo_sync::testkit::crypto::receipt::ReceiptSigner::from_bytes(&[7; 32]).sign(&input)
         } else {
             self.signer.sign(&input)
         };
@@ -652,7 +652,7 @@ fuzz_target!(|script: Vec<Reply>| {
         let report = report.unwrap_or_else(|e| panic!("invariant violated: the run failed: {e}"));
         check!(
             started.elapsed()
-                <= BUDGET + apoyo_sync::sync::client::REQUEST_TIMEOUT + Duration::from_secs(1),
+                <= BUDGET + apoyo_sync::testkit::sync::client::REQUEST_TIMEOUT + Duration::from_secs(1),
             "the run took {:?}",
             started.elapsed()
         );
@@ -690,7 +690,7 @@ fuzz_target!(|script: Vec<Reply>| {
 });
 
 /// Every capture is either purged after a genuine receipt (kept) or still held and readable.
-fn check_held(store: &apoyo_sync::Store, adv: &Adversary, ids: &[CaptureId]) {
+fn check_held(store: &apoyo_sync::testkit::Store, adv: &Adversary, ids: &[CaptureId]) {
     let list = store.list().expect("list");
     check!(list.len() == ids.len(), "captures vanished from the queue");
     let genuine = adv.s.lock().expect("lock").genuine.clone();

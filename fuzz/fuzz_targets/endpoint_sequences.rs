@@ -18,9 +18,9 @@ use std::collections::{BTreeMap, HashMap};
 use apoyo_fuzz::bundle::Bundle;
 use apoyo_fuzz::router::{Answer, call};
 use apoyo_fuzz::{VirtualClock, check, paused_runtime, world};
-use apoyo_sync::crypto::{self, DeviceIdentity, Ed25519Secret, IneRoot, PartSealer};
-use apoyo_sync::protocol::{
-    self, ErrorBody, Provider, ReceiptResult, RegisterRequest, SignedReceipt, trust,
+use apoyo_sync::testkit::crypto::{self, DeviceIdentity, Ed25519Secret, IneRoot, PartSealer};
+use apoyo_sync::wire::{
+    self as protocol, ErrorBody, Provider, ReceiptResult, RegisterRequest, SignedReceipt, trust,
 };
 use apoyo_sync::{CaptureId, PartKind};
 use arbitrary::Arbitrary;
@@ -530,7 +530,7 @@ impl Run {
         for f in &files {
             let len = f.metadata().map(|m| m.len()).unwrap_or_default();
             check!(
-                len <= apoyo_sync::protocol::limits::MAX_PART_BYTES,
+                len <= apoyo_sync::wire::limits::MAX_PART_BYTES,
                 "upload file of {len} bytes"
             );
         }

@@ -16,9 +16,11 @@
 use std::sync::{Arc, OnceLock};
 
 use apoyo_fuzz::{bundle, check, world};
-use apoyo_sync::crypto::{self, DeviceIdentity, PartOpener, PartSealer, SecretKey, wrap};
-use apoyo_sync::limits::CHUNK_SIZE;
-use apoyo_sync::{CaptureId, EndpointSecretKey, Error, ManualClock, PartKind};
+use apoyo_sync::testkit::crypto::{self, DeviceIdentity, PartOpener, PartSealer, SecretKey, wrap};
+use apoyo_sync::wire::limits::CHUNK_SIZE;
+use apoyo_sync::{CaptureId, Error, PartKind};
+use apoyo_sync::wire::crypto::EndpointSecretKey;
+use apoyo_sync::testkit::ManualClock;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 
@@ -309,7 +311,7 @@ fn wrap_case(c: WrapCase) {
         }
         Err(e) => panic!("invariant violated: wrap refused with {e:?}"),
     }
-    let ok = apoyo_sync::crypto::receipt::verify(&c.sig_key, &c.sig_msg, &c.sig);
+    let ok = apoyo_sync::testkit::crypto::receipt::verify(&c.sig_key, &c.sig_msg, &c.sig);
     check!(ok.is_err(), "an arbitrary receipt signature verified");
 }
 

@@ -8,13 +8,14 @@
 #![no_main]
 
 use apoyo_fuzz::check;
-use apoyo_sync::protocol::{
-    self, ActivateRequest, ActivateResponse, CommitPart, CommitRequest, ErrorBody, ProcessList,
+use apoyo_sync::wire::{
+    self as protocol, ActivateRequest, ActivateResponse, CommitPart, CommitRequest, ErrorBody, ProcessList,
     Reason, Receipt, ReceiptPart, ReceiptResult, RegisterRequest, RegisterResponse, SignedCommit,
     SignedReceipt, limits,
     trust::{KeyCert, KeyPurpose, SignedKeyCert},
 };
-use apoyo_sync::{CaptureId, Collector, Error, Manifest, PartKind};
+use apoyo_sync::{CaptureId, Collector, Error, PartKind};
+use apoyo_sync::wire::Manifest;
 use arbitrary::{Result as AResult, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use serde::{Serialize, de::DeserializeOwned};
@@ -90,7 +91,7 @@ fn decode_raw(sel: u8, bytes: &[u8]) {
             }
             roundtrip::<Manifest, _>(
                 bytes,
-                apoyo_sync::limits::MAX_MANIFEST_BYTES,
+                apoyo_sync::wire::limits::MAX_MANIFEST_BYTES,
                 "manifest",
                 |_, _| true,
             )

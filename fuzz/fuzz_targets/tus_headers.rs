@@ -13,8 +13,8 @@
 
 use apoyo_fuzz::router::{Answer, call};
 use apoyo_fuzz::{VirtualClock, check, paused_runtime, world};
-use apoyo_sync::crypto;
-use apoyo_sync::protocol::{self, ErrorBody};
+use apoyo_sync::testkit::crypto;
+use apoyo_sync::wire::{self as protocol, ErrorBody};
 use apoyo_sync::{CaptureId, PartKind};
 use arbitrary::Arbitrary;
 use axum::Router;
@@ -259,7 +259,7 @@ impl Run {
             "fresh upload not at 0"
         );
         check!(
-            length >= 1 && length <= apoyo_sync::protocol::limits::MAX_PART_BYTES,
+            length >= 1 && length <= apoyo_sync::wire::limits::MAX_PART_BYTES,
             "accepted Upload-Length {length}"
         );
         if len_ok {
@@ -532,7 +532,7 @@ impl Run {
 }
 
 fn protocol_offset_stream() -> String {
-    apoyo_sync::protocol::tus::OFFSET_STREAM.into()
+    apoyo_sync::wire::tus::OFFSET_STREAM.into()
 }
 
 fuzz_target!(|ops: Vec<Op>| {

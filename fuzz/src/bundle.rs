@@ -2,13 +2,11 @@
 //! for citizen *i*, and a capture sealed by hand for a bare device identity (what a device
 //! would upload and commit).
 
-use apoyo_sync::crypto::{self, DeviceIdentity, PartSealer};
-use apoyo_sync::model::{ImageFormat, ImageFormats};
-use apoyo_sync::protocol::{CommitPart, CommitRequest};
-use apoyo_sync::{
-    CaptureId, CardFields, Collector, CredentialModel, EndpointPublicKey, Images, Manifest,
-    NewCapture, PartKind,
-};
+use apoyo_sync::testkit::crypto::{self, DeviceIdentity, PartSealer};
+use apoyo_sync::wire::{ImageFormat, ImageFormats};
+use apoyo_sync::wire::{CommitPart, CommitRequest};
+use apoyo_sync::{CaptureId, CardFields, Collector, CredentialModel, EndpointPublicKey, Images, NewCapture, PartKind};
+use apoyo_sync::wire::Manifest;
 use time::OffsetDateTime;
 
 /// The processes of `examples/processes.json`.

@@ -1,7 +1,7 @@
 //! The endpoint in-process: a [`Transport`] over the axum `Router` (no sockets), and a plain
 //! request helper for targets that craft requests by hand.
 
-use apoyo_sync::sync::transport::{
+use apoyo_sync::testkit::sync::transport::{
     Method, Request, Response, SendFuture, Transport, TransportError,
 };
 use axum::Router;

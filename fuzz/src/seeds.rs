@@ -8,9 +8,9 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use apoyo_sync::protocol::{self, Provider, SignedCommit, SignedReceipt};
-use apoyo_sync::sync::transport::{Request, SendFuture, Transport};
-use apoyo_sync::sync::{SyncOptions, engine};
+use apoyo_sync::wire::{self as protocol, Provider, SignedCommit, SignedReceipt};
+use apoyo_sync::testkit::sync::transport::{Request, SendFuture, Transport};
+use apoyo_sync::testkit::sync::{SyncOptions, engine};
 
 use crate::router::RouterTransport;
 use crate::world;
@@ -67,7 +67,7 @@ pub fn write(dir: &Path) {
         });
         // A fresh device registers and activates through the core client.
         let kr = apoyo_sync::FileKeyGuard::open_or_create(&tmp.path().join("kr")).expect("keyring");
-        let mut s = apoyo_sync::Store::init(
+        let mut s = apoyo_sync::testkit::Store::init(
             &tmp.path().join("s2"),
             &kr,
             &t.provisioning(),
@@ -75,7 +75,7 @@ pub fn write(dir: &Path) {
             world::store_options(clock.clone()),
         )
         .expect("init");
-        apoyo_sync::sync::device::register(
+        apoyo_sync::testkit::sync::device::register(
             &mut s,
             &rec,
             "http://127.0.0.1:9",
@@ -96,7 +96,7 @@ pub fn write(dir: &Path) {
         .await
         .expect("mailbox");
         let m: protocol::Mailbox = serde_json::from_slice(&a.body).expect("mailbox");
-        apoyo_sync::sync::device::activate(&mut s, &rec, &m.code)
+        apoyo_sync::testkit::sync::device::activate(&mut s, &rec, &m.code)
             .await
             .expect("activate");
         // The template store syncs its two captures.
@@ -143,7 +143,7 @@ pub fn write(dir: &Path) {
     })
     .expect("encode");
     put(9, &err);
-    let manifest = apoyo_sync::Manifest {
+    let manifest = apoyo_sync::wire::Manifest {
         v: 1,
         capture_id: t.bundles[0][0].id,
         process_id: "revocacion-2022".into(),
@@ -157,11 +157,11 @@ pub fn write(dir: &Path) {
         }),
         captured_at: t.t0,
         engine_version: "seed".into(),
-        formats: apoyo_sync::model::ImageFormats {
-            front: apoyo_sync::model::ImageFormat::Jpeg,
-            back: apoyo_sync::model::ImageFormat::Jpeg,
-            selfie: apoyo_sync::model::ImageFormat::Jpeg,
-            signature: apoyo_sync::model::ImageFormat::Png,
+        formats: apoyo_sync::wire::ImageFormats {
+            front: apoyo_sync::wire::ImageFormat::Jpeg,
+            back: apoyo_sync::wire::ImageFormat::Jpeg,
+            selfie: apoyo_sync::wire::ImageFormat::Jpeg,
+            signature: apoyo_sync::wire::ImageFormat::Png,
         },
     };
     put(3, &manifest.to_cbor().expect("manifest"));

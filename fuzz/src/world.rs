@@ -7,13 +7,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use apoyo_endpoint::{AppState, EndpointConfig, KeyRing};
-use apoyo_sync::crypto::receipt::ReceiptSigner;
-use apoyo_sync::crypto::{self, DeviceIdentity, Ed25519Secret, PartSealer, SecretKey};
-use apoyo_sync::protocol::{self, ActivateRequest, Mailbox, Provider, RegisterRequest};
-use apoyo_sync::{
-    CaptureId, Clock, EndpointPublicKey, FileKeyGuard, InePublicKeys, ManualClock, PartKind,
-    Process, SharedClock, Store, StoreOptions,
-};
+use apoyo_sync::testkit::crypto::receipt::ReceiptSigner;
+use apoyo_sync::testkit::crypto::{self, DeviceIdentity, Ed25519Secret, PartSealer, SecretKey};
+use apoyo_sync::wire::{self as protocol, ActivateRequest, Mailbox, Provider, RegisterRequest};
+use apoyo_sync::{CaptureId, Clock, EndpointPublicKey, FileKeyGuard, PartKind, Process, SharedClock};
+use apoyo_sync::testkit::store::InePublicKeys;
+use apoyo_sync::testkit::ManualClock;
+use apoyo_sync::testkit::Store;
+use apoyo_sync::testkit::StoreOptions;
 use axum::Router;
 use time::OffsetDateTime;
 
@@ -69,7 +70,7 @@ impl Template {
         ReceiptSigner::from_bytes(&self.ring.receipt[0].signer.to_bytes())
     }
     /// The INE root's certificate of the receipt key.
-    pub fn receipt_cert(&self) -> apoyo_sync::protocol::SignedKeyCert {
+    pub fn receipt_cert(&self) -> apoyo_sync::wire::SignedKeyCert {
         self.ring.receipt[0].cert.clone()
     }
     /// What a device is provisioned with.
@@ -195,7 +196,7 @@ async fn store_device(
         router: router.clone(),
     };
     let email = "store@example.org";
-    apoyo_sync::sync::device::register(
+    apoyo_sync::testkit::sync::device::register(
         &mut store,
         &transport,
         "http://127.0.0.1:9",
@@ -206,7 +207,7 @@ async fn store_device(
     .await
     .expect("store registers");
     let code = mailbox_code(router, email).await;
-    apoyo_sync::sync::device::activate(&mut store, &transport, &code)
+    apoyo_sync::testkit::sync::device::activate(&mut store, &transport, &code)
         .await
         .expect("store activates");
     let ids = (0..2)

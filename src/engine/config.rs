@@ -8,7 +8,9 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::crypto::{EndpointPublicKey, IneRoot};
 use crate::limits::DEFAULT_DISK_RESERVE_BYTES;
 use crate::model::Collector;
-use crate::sync::{BackoffPolicy, TlsConfig, Transport};
+#[cfg(feature = "testkit")]
+use crate::sync::Transport;
+use crate::sync::{BackoffPolicy, TlsConfig};
 
 /// The trust material INE ships inside the app (docs/protocol.md §10). A struct so that later
 /// protocol versions can add fields (e.g. a trust anchor) without changing every call.
@@ -50,8 +52,9 @@ pub struct EngineOptions {
     /// Seed of the retry jitter (`None`: random). Tests replay runs with a fixed seed.
     pub seed: Option<u64>,
     pub clock: SharedClock,
-    /// Test seam: talk to the endpoint through this transport instead of HTTP (the network
-    /// policy still applies on top of it).
+    /// Test seam (feature `testkit`): talk to the endpoint through this transport instead of
+    /// HTTP (the network policy still applies on top of it).
+    #[cfg(feature = "testkit")]
     pub transport: Option<Arc<dyn Transport>>,
 }
 
@@ -64,6 +67,7 @@ impl Default for EngineOptions {
             backoff: BackoffPolicy::default(),
             seed: None,
             clock: Arc::new(SystemClock),
+            #[cfg(feature = "testkit")]
             transport: None,
         }
     }
@@ -71,11 +75,12 @@ impl Default for EngineOptions {
 
 impl std::fmt::Debug for EngineOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EngineOptions")
-            .field("disk_reserve_bytes", &self.disk_reserve_bytes)
+        let mut d = f.debug_struct("EngineOptions");
+        d.field("disk_reserve_bytes", &self.disk_reserve_bytes)
             .field("default_budget", &self.default_budget)
-            .field("seed", &self.seed)
-            .field("transport", &self.transport.as_ref().map(|_| "custom"))
-            .finish_non_exhaustive()
+            .field("seed", &self.seed);
+        #[cfg(feature = "testkit")]
+        d.field("transport", &self.transport.as_ref().map(|_| "custom"));
+        d.finish_non_exhaustive()
     }
 }

@@ -41,8 +41,10 @@ use crate::model::{CaptureId, NewCapture};
 use crate::process::Process;
 use crate::protocol::Provider;
 use crate::queue::State;
-use crate::store::{CaptureInfo, InePublicKeys, ReceiptInfo, Status, Store, StoreOptions};
-use crate::sync::{self, HttpTransport, Transport};
+use crate::store::{
+    CaptureInfo, InePublicKeys, OpenReport, ReceiptInfo, Status, Store, StoreOptions,
+};
+use crate::sync::{self, HttpTransport, TlsConfig, Transport};
 
 /// The answer to [`Engine::register`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -162,6 +164,26 @@ impl Engine {
         Engine::from_store(store, provisioning, opts)
     }
 
+    /// Opens the store in `dir` with the trust material it was created with (the seal key and
+    /// the INE root it keeps) and `tls` for an https endpoint: for a tool that opens a device
+    /// made earlier without the app's [`Provisioning`] at hand (the CLI's device commands).
+    /// An app that ships its provisioning uses [`Engine::open`], which also installs a root
+    /// the store lacks.
+    pub fn open_existing(
+        dir: &Path,
+        guard: &dyn KeyGuard,
+        tls: TlsConfig,
+        opts: EngineOptions,
+    ) -> Result<Engine> {
+        let store = Store::open(dir, guard, store_options(&opts))?;
+        let provisioning = Provisioning {
+            endpoint_public_key: store.endpoint_public(),
+            tls,
+            ine_root: store.ine_root()?,
+        };
+        Engine::from_store(store, provisioning, opts)
+    }
+
     /// Moves an unusable store aside, every byte kept, so a new one can be created; returns
     /// where it went.
     pub fn set_aside(dir: &Path) -> Result<PathBuf> {
@@ -276,8 +298,13 @@ impl Engine {
     /// Adds or replaces process definitions from JSON (a list, as `examples/processes.json`).
     pub fn add_processes_json(&self, json: &[u8]) -> Result<usize> {
         let list = Process::parse_json_list(json)?;
-        self.with_store(|s| s.put_processes(&list))?;
+        self.add_processes(&list)?;
         Ok(list.len())
+    }
+
+    /// Adds or replaces process definitions (e.g. parsed with [`Process::parse_json_list`]).
+    pub fn add_processes(&self, list: &[Process]) -> Result<()> {
+        self.with_store(|s| s.put_processes(list))
     }
 
     /// The processes this device knows.
@@ -321,6 +348,20 @@ impl Engine {
     /// One capture's queue row.
     pub fn capture_info(&self, id: &CaptureId) -> Result<CaptureInfo> {
         self.with_store(|s| s.info(id))
+    }
+
+    /// What opening the store found among its part files (ADR 0013): captures rebuilt after
+    /// a power loss, interrupted captures removed, damaged files kept aside, purges finished.
+    /// Ids, counts and paths only. An app may log it; a field tool shows it.
+    pub fn open_report(&self) -> Result<OpenReport> {
+        self.with_store(|s| Ok(s.open_report().clone()))
+    }
+
+    /// Decrypts the device's own copy of capture `id` (its images and manifest) into
+    /// `out_dir`, returning the files written. For a support screen or a field tester checking
+    /// what was captured; the copy holds personal data, so the caller owns its deletion.
+    pub fn export(&self, id: &CaptureId, out_dir: &Path) -> Result<Vec<PathBuf>> {
+        self.with_store(|s| s.export(id, out_dir))
     }
 
     /// The endpoint's receipts, re-verified.
@@ -396,8 +437,12 @@ impl Engine {
         {
             return Ok(t.clone());
         }
-        let inner: Arc<dyn Transport> = match &self.opts.transport {
-            Some(t) => t.clone(),
+        #[cfg(feature = "testkit")]
+        let injected = self.opts.transport.clone();
+        #[cfg(not(feature = "testkit"))]
+        let injected: Option<Arc<dyn Transport>> = None;
+        let inner: Arc<dyn Transport> = match injected {
+            Some(t) => t,
             None => Arc::new(HttpTransport::new(url, &self.provisioning.tls)?),
         };
         let control: Arc<dyn control::RunControl> = self.control.clone();

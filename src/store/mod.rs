@@ -48,10 +48,13 @@ mod sync_state;
 mod trailer;
 mod trust;
 
+#[cfg(any(test, feature = "testkit"))]
 pub use capture::MAX_COLLECTOR_ID_LEN;
 pub use read::{CaptureInfo, PartRecord, Status};
 pub use recover::OpenReport;
-pub use sync_state::{Activation, ReceiptInfo};
+#[cfg(any(test, feature = "testkit"))]
+pub use sync_state::Activation;
+pub use sync_state::ReceiptInfo;
 pub use trust::InePublicKeys;
 
 use std::fs::File;
@@ -145,6 +148,7 @@ impl Store {
         &self.opened
     }
 
+    #[cfg_attr(not(feature = "testkit"), allow(dead_code))]
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -42,9 +42,8 @@ impl Store {
         Ok(())
     }
 
-    /// For the simulation's deliberately broken variant only (feature `test-bugs`, test
-    /// builds): marks a capture committed without any receipt.
-    #[cfg(feature = "test-bugs")]
+    /// For the simulation's deliberately broken variant only (feature `testkit`): marks a capture committed without any receipt.
+    #[cfg(feature = "testkit")]
     pub(crate) fn mark_committed_unverified(&mut self, id: &CaptureId) -> Result<()> {
         self.conn.execute(
             "UPDATE captures SET state = 'committed' WHERE id = ?1",

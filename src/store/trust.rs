@@ -26,6 +26,7 @@ impl InePublicKeys {
     /// From the two provisioned text forms (`apoyo-seal-pub-v1 <hex>` or v1's bare hex, and
     /// `apoyo-ine-root-v1 <hex>`); a private key, another key's file, a zero or low-order key
     /// is refused with [`Error::BadKey`].
+    #[cfg(any(test, feature = "testkit"))]
     pub fn from_text(seal_key: &str, ine_root: &str) -> Result<Self> {
         Ok(InePublicKeys {
             seal_key: crypto::anchor::parse_seal_public(seal_key)?,
@@ -305,6 +306,7 @@ impl Store {
     }
 
     /// The last recorded offset of the endpoint's clock from the device's (endpoint − device).
+    #[cfg(any(test, feature = "testkit"))]
     pub fn clock_offset(&self) -> Result<Option<time::Duration>> {
         let ms: Option<Option<i64>> = self
             .conn()

@@ -304,7 +304,7 @@ impl Run<'_> {
             // Held back (cancel, network policy): not the endpoint's fault, no attempt counted.
             return Ok(Item::Held(h));
         }
-        #[cfg(feature = "test-bugs")]
+        #[cfg(feature = "testkit")]
         if super::test_bugs::transient_is_permanent(&failure) {
             self.quarantine(id, &failure.describe())?;
             return Ok(Item::Quarantined);
@@ -372,7 +372,7 @@ impl Run<'_> {
             seal_key_id: self.store.capture_seal_key_id(id)?,
         };
         let signed_commit = protocol::trust::sign_commit(&self.store.signing_key()?, &msg)?;
-        #[cfg(feature = "test-bugs")]
+        #[cfg(feature = "testkit")]
         super::test_bugs::before_commit(self.store, id)?;
         let t = self.remaining();
         let (_status, signed) = match self.client.commit(id, &signed_commit, t).await? {

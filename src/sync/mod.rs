@@ -10,7 +10,7 @@
 //! - [`device`]: registration and activation.
 //! - [`retry`]: backoff with full jitter, `Retry-After`.
 //! - [`faults`]: a seeded fault-injecting transport (demo, tests, field tests).
-//! - `test_bugs` (feature `test-bugs`, test builds only): deliberately broken variants the
+//! - `test_bugs` (feature `testkit`, never in the bridges): deliberately broken variants the
 //!   simulation must catch.
 //!
 //! The blocking entry points ([`sync_blocking`], [`register_blocking`], [`activate_blocking`])
@@ -20,16 +20,19 @@ pub mod client;
 pub mod control;
 pub mod device;
 pub mod engine;
+#[cfg(any(test, feature = "testkit"))]
 pub mod faults;
 pub mod pinning;
 pub mod retry;
-#[cfg(feature = "test-bugs")]
+#[cfg(feature = "testkit")]
 pub mod test_bugs;
 pub mod transport;
 mod upload;
 
+#[cfg(any(test, feature = "testkit"))]
 pub use control::{CaptureChange, Hold, RunControl};
 pub use engine::{Progress, StopReason, SyncOptions, SyncReport};
+#[cfg(any(test, feature = "testkit"))]
 pub use faults::{FaultPlan, FaultyTransport};
 pub use pinning::TlsConfig;
 pub use retry::BackoffPolicy;

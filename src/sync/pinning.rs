@@ -30,6 +30,7 @@ pub struct TlsConfig {
 }
 
 /// SHA-256 of a certificate's SubjectPublicKeyInfo (what a pin names).
+#[cfg(any(test, feature = "testkit"))]
 pub fn spki_sha256(cert_der: &[u8]) -> Result<[u8; 32]> {
     let der = CertificateDer::from(cert_der);
     let cert = webpki::EndEntityCert::try_from(&der)

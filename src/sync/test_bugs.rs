@@ -1,7 +1,7 @@
 //! Deliberately broken variants of the sync run, for the simulation's bug-finding tests
 //! (tests/sim/): they show that the simulator catches a lost capture and a needless
-//! quarantine. Compiled only with the `test-bugs` feature, which only the crate's own
-//! dev-dependency turns on (test builds); off unless a test switches one on for its thread.
+//! quarantine. Compiled only with the `testkit` feature (never in the bridges'
+//! builds); inert unless a test switches one on for its own thread (`set`).
 
 use std::cell::Cell;
 

@@ -13,6 +13,7 @@ pub use super::pinning::TlsConfig;
 
 /// An HTTP method the protocol uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "testkit"), allow(dead_code))]
 pub enum Method {
     Get,
     Post,

@@ -8,11 +8,12 @@ use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use apoyo_sync::crypto::Ed25519Secret;
-use apoyo_sync::{
-    CardFields, CredentialModel, EndpointSecretKey, FileKeyGuard, Images, InePublicKeys, IneRoot,
-    NewCapture, Process, Store, StoreOptions,
-};
+use apoyo_sync::testkit::Store;
+use apoyo_sync::testkit::StoreOptions;
+use apoyo_sync::testkit::crypto::Ed25519Secret;
+use apoyo_sync::testkit::store::InePublicKeys;
+use apoyo_sync::wire::crypto::EndpointSecretKey;
+use apoyo_sync::{CardFields, CredentialModel, FileKeyGuard, Images, IneRoot, NewCapture, Process};
 
 /// What a device is provisioned with for `endpoint`: its seal key and a fresh INE root.
 pub fn provisioning_for(endpoint: &EndpointSecretKey) -> InePublicKeys {
@@ -116,7 +117,7 @@ impl Fixture {
 /// `n` bytes from the operating system's random generator.
 pub fn random_bytes(n: usize) -> Vec<u8> {
     let mut v = vec![0u8; n];
-    apoyo_sync::crypto::fill_random(&mut v).expect("random");
+    apoyo_sync::testkit::crypto::fill_random(&mut v).expect("random");
     v
 }
 

@@ -12,11 +12,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use apoyo_endpoint::{EndpointConfig, RunningEndpoint};
-use apoyo_sync::sync::transport::{Method, Request, SendFuture};
-use apoyo_sync::sync::{BackoffPolicy, HttpTransport, TlsConfig, Transport};
+use apoyo_sync::testkit::sync::transport::{Method, Request, SendFuture};
+use apoyo_sync::testkit::sync::{BackoffPolicy, HttpTransport, TlsConfig, Transport};
+use apoyo_sync::wire::crypto::EndpointSecretKey;
 use apoyo_sync::{
-    CardFields, CredentialModel, EndpointSecretKey, Engine, EngineOptions, Event, FileKeyGuard,
-    Images, Listener, NewCapture, Process, Progress, Provider, Provisioning,
+    CardFields, CredentialModel, Engine, EngineOptions, Event, FileKeyGuard, Images, Listener,
+    NewCapture, Process, Progress, Provider, Provisioning,
 };
 
 pub const PROCESSES: &str = include_str!("../../examples/processes.json");
@@ -42,7 +43,7 @@ impl Drop for Env {
 
 pub fn start() -> Env {
     let dir = tempfile::tempdir().expect("temp dir");
-    let root = apoyo_sync::crypto::Ed25519Secret::generate().expect("root");
+    let root = apoyo_sync::testkit::crypto::Ed25519Secret::generate().expect("root");
     let ring = apoyo_endpoint::KeyRing::generate(&root, time::OffsetDateTime::now_utc())
         .expect("key ring");
     let key = EndpointSecretKey::from_bytes(*ring.seal[0].secret.as_bytes());

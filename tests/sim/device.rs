@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use apoyo_sync::protocol::Provider;
-use apoyo_sync::sync::control::{Changed, RunControl};
-use apoyo_sync::sync::{CaptureChange, Hold, SyncOptions};
+use apoyo_sync::testkit::Store;
+use apoyo_sync::testkit::StoreOptions;
+use apoyo_sync::testkit::sync::control::{Changed, RunControl};
+use apoyo_sync::testkit::sync::{CaptureChange, Hold, SyncOptions};
+use apoyo_sync::wire::Provider;
 use apoyo_sync::{
     CaptureId, CardFields, CredentialModel, FileKeyGuard, Images, NewCapture, SharedClock, State,
-    Store, StoreOptions,
 };
 
 use super::net::SimNet;
@@ -137,7 +138,7 @@ impl SimDevice {
         let front = image(&mut shared.lock().rng, 600..601, false);
         let store = self.store.as_mut().expect("open store");
         self.rt
-            .block_on(apoyo_sync::sync::device::register(
+            .block_on(apoyo_sync::testkit::sync::device::register(
                 store,
                 &net,
                 "http://sim.invalid",
@@ -148,7 +149,9 @@ impl SimDevice {
             .expect("registration");
         let code = self.rt.block_on(mailbox_code(shared, &email));
         self.rt
-            .block_on(apoyo_sync::sync::device::activate(store, &net, &code))
+            .block_on(apoyo_sync::testkit::sync::device::activate(
+                store, &net, &code,
+            ))
             .expect("activation");
     }
 
@@ -216,7 +219,7 @@ impl SimDevice {
         let run = async {
             tokio::select! {
                 biased;
-                r = apoyo_sync::sync::engine::run(store, &net, opts) => Some(r),
+                r = apoyo_sync::testkit::sync::engine::run(store, &net, opts) => Some(r),
                 _ = shared.crashed() => None,
             }
         };

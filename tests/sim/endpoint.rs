@@ -8,8 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use apoyo_endpoint::{AppState, Chaos, EndpointConfig, Injected, KeyRing, Route};
-use apoyo_sync::crypto::Ed25519Secret;
-use apoyo_sync::{Clock, EndpointSecretKey, InePublicKeys, ManualClock, Process};
+use apoyo_sync::testkit::ManualClock;
+use apoyo_sync::testkit::crypto::Ed25519Secret;
+use apoyo_sync::testkit::store::InePublicKeys;
+use apoyo_sync::wire::crypto::EndpointSecretKey;
+use apoyo_sync::{Clock, Process};
 use axum::body::Body;
 use tower::ServiceExt;
 

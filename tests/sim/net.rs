@@ -6,8 +6,8 @@
 //! before it, or the device crashing while it is in flight. Time passes only on the world's
 //! virtual clock.
 
-use apoyo_sync::sync::Transport;
-use apoyo_sync::sync::transport::{Method, Request, Response, SendFuture, TransportError};
+use apoyo_sync::testkit::sync::Transport;
+use apoyo_sync::testkit::sync::transport::{Method, Request, Response, SendFuture, TransportError};
 use axum::body::Body;
 use std::sync::Arc;
 

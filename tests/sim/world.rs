@@ -9,8 +9,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use apoyo_sync::sync::transport::Request;
-use apoyo_sync::{CaptureId, ManualClock, Process};
+use apoyo_sync::testkit::ManualClock;
+use apoyo_sync::testkit::sync::transport::Request;
+use apoyo_sync::{CaptureId, Process};
 
 use super::device::SimDevice;
 use super::endpoint::SimEndpoint;

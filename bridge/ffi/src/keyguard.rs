@@ -4,8 +4,7 @@
 
 use std::ffi::c_void;
 
-use apoyo_sync::crypto::SecretKey;
-use apoyo_sync::{Error, KeyGuard};
+use apoyo_sync::{Error, KeyGuard, SecretKey};
 use zeroize::Zeroize;
 
 use crate::types::ApoyoSlice;

@@ -4,12 +4,13 @@
 
 use std::time::Duration;
 
-use apoyo_sync::{Images, NetworkKind, NetworkPolicy, Provider, StopReason, SyncReport};
+use apoyo_sync::{Images, NetworkPolicy, SyncReport};
 
 use crate::boundary::{ApoyoEngine, Failure, Outcome, bytes, call, engine, need, put, text};
 use crate::listener::{ApoyoListener, HostListener};
 use crate::types::{
-    ApoyoBuffer, ApoyoNetworkPolicy, ApoyoSlice, ApoyoStatus, ApoyoStop, ApoyoSyncReport,
+    ApoyoBuffer, ApoyoNetwork, ApoyoNetworkPolicy, ApoyoProvider, ApoyoSlice, ApoyoStatus,
+    ApoyoStop, ApoyoSyncReport,
 };
 
 fn json<T: serde::Serialize>(v: &T) -> Outcome<ApoyoBuffer> {
@@ -54,15 +55,8 @@ pub unsafe extern "C" fn apoyo_engine_register(
     call(|| {
         need(out_code_expires_at, "out_code_expires_at")?;
         let e = engine(handle)?;
-        let provider = match provider {
-            0 => Provider::Google,
-            1 => Provider::Facebook,
-            _ => {
-                return Err(Failure::argument(
-                    "provider must be 0 (Google) or 1 (Facebook)",
-                ));
-            }
-        };
+        let provider = ApoyoProvider::provider(provider)
+            .ok_or_else(|| Failure::argument("provider must be 0 (Google) or 1 (Facebook)"))?;
         // SAFETY: caller's contract for each slice.
         let (url, email, front) = unsafe {
             (
@@ -265,19 +259,6 @@ pub unsafe extern "C" fn apoyo_engine_retry(handle: *const ApoyoEngine, id: Apoy
     })
 }
 
-fn stop_code(s: StopReason) -> ApoyoStop {
-    use apoyo_sync::Hold;
-    match s {
-        StopReason::Drained => ApoyoStop::Drained,
-        StopReason::Budget => ApoyoStop::Budget,
-        StopReason::NeedsActivation => ApoyoStop::NeedsActivation,
-        StopReason::Held(Hold::Cancelled | Hold::Yield) => ApoyoStop::Cancelled,
-        StopReason::Held(Hold::NoNetwork) => ApoyoStop::NoNetwork,
-        StopReason::Held(Hold::WifiOnly) => ApoyoStop::WifiOnly,
-        StopReason::Held(Hold::CellularCapReached) => ApoyoStop::CellularCapReached,
-    }
-}
-
 fn report(r: &SyncReport) -> ApoyoSyncReport {
     ApoyoSyncReport {
         committed: r.committed,
@@ -286,7 +267,7 @@ fn report(r: &SyncReport) -> ApoyoSyncReport {
         pending: r.pending,
         bytes_sent: r.bytes_sent,
         retries: r.retries,
-        stopped: stop_code(r.stopped) as i32,
+        stopped: ApoyoStop::of(r.stopped) as i32,
     }
 }
 
@@ -326,13 +307,8 @@ pub extern "C" fn apoyo_engine_cancel(handle: *const ApoyoEngine) -> i32 {
 #[unsafe(no_mangle)]
 pub extern "C" fn apoyo_engine_set_network(handle: *const ApoyoEngine, network: i32) -> i32 {
     call(|| {
-        let kind = match network {
-            0 => NetworkKind::None,
-            1 => NetworkKind::Wifi,
-            2 => NetworkKind::Cellular,
-            3 => NetworkKind::Metered,
-            _ => return Err(Failure::argument("network must be an ApoyoNetwork value")),
-        };
+        let kind = ApoyoNetwork::kind(network)
+            .ok_or_else(|| Failure::argument("network must be an ApoyoNetwork value"))?;
         engine(handle)?.set_network(kind);
         Ok(())
     })

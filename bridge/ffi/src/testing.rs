@@ -26,7 +26,7 @@ pub extern "C" fn apoyo_testing_fail(code: i32) -> i32 {
                 format!("testing: {}", c.name()),
             ));
         }
-        match ApoyoCode::ALL.into_iter().find(|c| *c as i32 == code) {
+        match ApoyoCode::from_i32(code) {
             Some(c) => Err(Failure::new(c, "testing: a bridge code")),
             None => Err(Failure::argument("testing: not an ApoyoCode value")),
         }

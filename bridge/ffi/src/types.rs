@@ -3,7 +3,7 @@
 //! borrowed for the duration of one call; an `ApoyoBuffer` is owned by the caller until it
 //! passes it to `apoyo_buffer_free`.
 
-use apoyo_sync::ErrorCode;
+use apoyo_sync::{ErrorCode, Hold, NetworkKind, Provider, StopReason};
 
 /// Every result code an entry point returns. `APOYO_CODE_OK` is success; 1–99 are the core's
 /// `ErrorCode` numbers (never renumbered, only appended); 100 and up are the bridge's own.
@@ -56,59 +56,92 @@ pub enum ApoyoCode {
     InvalidArgument = 103,
 }
 
+/// The C enum above declares the core's codes because cbindgen can only write out a literal
+/// Rust enum; everything else derives from the core's [`ErrorCode`]: the bridge code of a core
+/// error is found by name ([`ApoyoCode::of`], an exhaustive match, so a code appended to the
+/// core breaks this build until the header declares it) and the numbers are checked equal at
+/// compile time (below), so the two tables cannot drift.
 impl ApoyoCode {
-    /// Every code, for the binding checks.
-    pub const ALL: [ApoyoCode; 40] = [
+    /// The bridge's own codes: success, and 100 and up.
+    const BRIDGE_OWN: [ApoyoCode; 5] = [
         ApoyoCode::Ok,
-        ApoyoCode::Invalid,
-        ApoyoCode::ModelNotAccepted,
-        ApoyoCode::CredentialExpired,
-        ApoyoCode::OutOfScope,
-        ApoyoCode::UnknownProcess,
-        ApoyoCode::ProcessClosed,
-        ApoyoCode::InvalidProcess,
-        ApoyoCode::Duplicate,
-        ApoyoCode::StorageFull,
-        ApoyoCode::UnknownCapture,
-        ApoyoCode::CaptureGone,
-        ApoyoCode::KeyUnavailable,
-        ApoyoCode::WrongDevice,
-        ApoyoCode::Integrity,
-        ApoyoCode::CiphertextVersion,
-        ApoyoCode::NoStore,
-        ApoyoCode::StoreExists,
-        ApoyoCode::StoreBusy,
-        ApoyoCode::CorruptStore,
-        ApoyoCode::StoreVersion,
-        ApoyoCode::KeyringInsideStore,
-        ApoyoCode::Decode,
-        ApoyoCode::TooLarge,
-        ApoyoCode::NotRegistered,
-        ApoyoCode::NotActivated,
-        ApoyoCode::Activation,
-        ApoyoCode::Transient,
-        ApoyoCode::Rejected,
-        ApoyoCode::BadReceipt,
-        ApoyoCode::EngineClosed,
-        ApoyoCode::SyncRunning,
-        ApoyoCode::Sqlite,
-        ApoyoCode::Io,
-        ApoyoCode::Crypto,
-        ApoyoCode::Internal,
         ApoyoCode::NullPointer,
         ApoyoCode::InvalidHandle,
         ApoyoCode::Panic,
         ApoyoCode::InvalidArgument,
     ];
 
-    /// The bridge code of a core error code (same number).
-    pub fn of(code: ErrorCode) -> ApoyoCode {
-        ApoyoCode::ALL
+    /// The bridge code of a core error code (same name, same number).
+    pub const fn of(code: ErrorCode) -> ApoyoCode {
+        use ErrorCode as E;
+        match code {
+            E::Invalid => ApoyoCode::Invalid,
+            E::ModelNotAccepted => ApoyoCode::ModelNotAccepted,
+            E::CredentialExpired => ApoyoCode::CredentialExpired,
+            E::OutOfScope => ApoyoCode::OutOfScope,
+            E::UnknownProcess => ApoyoCode::UnknownProcess,
+            E::ProcessClosed => ApoyoCode::ProcessClosed,
+            E::InvalidProcess => ApoyoCode::InvalidProcess,
+            E::Duplicate => ApoyoCode::Duplicate,
+            E::StorageFull => ApoyoCode::StorageFull,
+            E::UnknownCapture => ApoyoCode::UnknownCapture,
+            E::CaptureGone => ApoyoCode::CaptureGone,
+            E::KeyUnavailable => ApoyoCode::KeyUnavailable,
+            E::WrongDevice => ApoyoCode::WrongDevice,
+            E::Integrity => ApoyoCode::Integrity,
+            E::CiphertextVersion => ApoyoCode::CiphertextVersion,
+            E::NoStore => ApoyoCode::NoStore,
+            E::StoreExists => ApoyoCode::StoreExists,
+            E::StoreBusy => ApoyoCode::StoreBusy,
+            E::CorruptStore => ApoyoCode::CorruptStore,
+            E::StoreVersion => ApoyoCode::StoreVersion,
+            E::KeyringInsideStore => ApoyoCode::KeyringInsideStore,
+            E::Decode => ApoyoCode::Decode,
+            E::TooLarge => ApoyoCode::TooLarge,
+            E::NotRegistered => ApoyoCode::NotRegistered,
+            E::NotActivated => ApoyoCode::NotActivated,
+            E::Activation => ApoyoCode::Activation,
+            E::Transient => ApoyoCode::Transient,
+            E::Rejected => ApoyoCode::Rejected,
+            E::BadReceipt => ApoyoCode::BadReceipt,
+            E::Sqlite => ApoyoCode::Sqlite,
+            E::Io => ApoyoCode::Io,
+            E::Crypto => ApoyoCode::Crypto,
+            E::Internal => ApoyoCode::Internal,
+            E::EngineClosed => ApoyoCode::EngineClosed,
+            E::SyncRunning => ApoyoCode::SyncRunning,
+        }
+    }
+
+    /// The code with number `n`: one of the bridge's own, or a core code's.
+    pub fn from_i32(n: i32) -> Option<ApoyoCode> {
+        ApoyoCode::all().find(|c| *c as i32 == n)
+    }
+
+    /// Every code: the bridge's own and every core code (for the binding checks).
+    pub fn all() -> impl Iterator<Item = ApoyoCode> {
+        ApoyoCode::BRIDGE_OWN
             .into_iter()
-            .find(|c| *c as i32 == code as i32)
-            .unwrap_or(ApoyoCode::Internal)
+            .chain(ErrorCode::ALL.into_iter().map(ApoyoCode::of))
     }
 }
+
+/// Every core code keeps its number across the boundary, and no bridge code takes a number in
+/// the core's range: checked when the bridge compiles.
+const _: () = {
+    let mut i = 0;
+    while i < ErrorCode::ALL.len() {
+        let c = ErrorCode::ALL[i];
+        assert!(ApoyoCode::of(c) as i32 == c as i32);
+        i += 1;
+    }
+    let mut j = 0;
+    while j < ApoyoCode::BRIDGE_OWN.len() {
+        let n = ApoyoCode::BRIDGE_OWN[j] as i32;
+        assert!(n == 0 || n >= 100);
+        j += 1;
+    }
+};
 
 /// Bytes the caller lends for the duration of one call (`ptr` may be NULL when `len` is 0).
 #[repr(C)]
@@ -177,6 +210,49 @@ pub enum ApoyoStop {
     NoNetwork = 4,
     WifiOnly = 5,
     CellularCapReached = 6,
+}
+
+/// The conversions both bridges share between these numbers and the core's types (the JNI
+/// bridge's Java enums carry the same numbers).
+impl ApoyoProvider {
+    /// The provider with this number, if any.
+    pub fn provider(n: i32) -> Option<Provider> {
+        match n {
+            n if n == ApoyoProvider::Google as i32 => Some(Provider::Google),
+            n if n == ApoyoProvider::Facebook as i32 => Some(Provider::Facebook),
+            _ => None,
+        }
+    }
+}
+
+impl ApoyoNetwork {
+    /// The network kind with this number, if any (the same numbers as [`NetworkKind`]).
+    pub fn kind(n: i32) -> Option<NetworkKind> {
+        [
+            NetworkKind::None,
+            NetworkKind::Wifi,
+            NetworkKind::Cellular,
+            NetworkKind::Metered,
+        ]
+        .into_iter()
+        .find(|k| *k as i32 == n)
+    }
+}
+
+impl ApoyoStop {
+    /// Why a run stopped, as the bridges report it (a yield to another call never ends a
+    /// run; were it to, it reads as a cancel).
+    pub fn of(s: StopReason) -> ApoyoStop {
+        match s {
+            StopReason::Drained => ApoyoStop::Drained,
+            StopReason::Budget => ApoyoStop::Budget,
+            StopReason::NeedsActivation => ApoyoStop::NeedsActivation,
+            StopReason::Held(Hold::Cancelled | Hold::Yield) => ApoyoStop::Cancelled,
+            StopReason::Held(Hold::NoNetwork) => ApoyoStop::NoNetwork,
+            StopReason::Held(Hold::WifiOnly) => ApoyoStop::WifiOnly,
+            StopReason::Held(Hold::CellularCapReached) => ApoyoStop::CellularCapReached,
+        }
+    }
 }
 
 /// What INE ships in the app. Fields may be appended in later versions (the header and the
@@ -272,7 +348,7 @@ mod tests {
             assert_eq!(ApoyoCode::of(c) as i32, c as i32, "{c:?}");
         }
         let mut seen = std::collections::BTreeSet::new();
-        for c in ApoyoCode::ALL {
+        for c in ApoyoCode::all() {
             assert!(seen.insert(c as i32), "{c:?} twice");
             let n = c as i32;
             assert!(
@@ -280,6 +356,9 @@ mod tests {
                 "{c:?}"
             );
         }
-        assert_eq!(ApoyoCode::ALL.len(), ErrorCode::ALL.len() + 5);
+        assert_eq!(ApoyoCode::all().count(), ErrorCode::ALL.len() + 5);
+        assert_eq!(ApoyoCode::from_i32(48), Some(ApoyoCode::EngineClosed));
+        assert_eq!(ApoyoCode::from_i32(103), Some(ApoyoCode::InvalidArgument));
+        assert_eq!(ApoyoCode::from_i32(12), None);
     }
 }

@@ -110,6 +110,20 @@ pub fn run<'local, T: Default + 'local>(
     env.with_env(f).resolve::<ThrowTyped>()
 }
 
+/// Runs one native on the engine behind `handle` (the shape every operation shares): `f` gets
+/// the JNI environment and the engine; a bad handle, a failure or a panic becomes a typed Java
+/// exception as in [`run`].
+pub fn on_engine<'local, T: Default + 'local>(
+    env: &mut EnvUnowned<'local>,
+    handle: jlong,
+    f: impl FnOnce(&mut Env<'local>, &Engine) -> JResult<T>,
+) -> T {
+    run(env, |env| {
+        let e = engine(handle)?;
+        f(env, &e)
+    })
+}
+
 /// The engine behind a Java handle. `0` is "no engine" (`NULL_POINTER`), a closed one
 /// `ENGINE_CLOSED`, one never issued `INVALID_HANDLE`.
 pub fn engine(handle: jlong) -> JResult<Arc<Engine>> {

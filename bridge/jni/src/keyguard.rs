@@ -4,8 +4,7 @@
 //! wrapped key was not made by this device's key) is `WRONG_DEVICE`, anything else
 //! `KEY_UNAVAILABLE`; the exception's own message is not repeated (it may hold anything).
 
-use apoyo_sync::crypto::SecretKey;
-use apoyo_sync::{Error, KeyGuard};
+use apoyo_sync::{Error, KeyGuard, SecretKey};
 use jni::objects::{JByteArray, JObject, JValue};
 use jni::refs::Global;
 use jni::strings::JNIStr;

@@ -7,14 +7,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use apoyo_sync::{Hold, Images, NetworkKind, NetworkPolicy, Provider, StopReason, SyncReport};
+use apoyo_sync::{Images, NetworkPolicy, SyncReport};
 use apoyo_sync_ffi::boundary::Failure;
-use apoyo_sync_ffi::types::ApoyoStop;
+use apoyo_sync_ffi::types::{ApoyoNetwork, ApoyoProvider, ApoyoStop};
 use jni::objects::{JByteArray, JClass, JLongArray, JObject, JObjectArray, JString};
 use jni::sys::{jboolean, jint, jlong};
 use jni::{Env, EnvUnowned};
 
-use crate::boundary::{JResult, engine, run};
+use crate::boundary::{JResult, on_engine};
 use crate::convert::{bytes, long, longs, strings, text};
 use crate::listener::JavaListener;
 
@@ -36,13 +36,9 @@ pub extern "system" fn Java_mx_ine_apoyo_sync_Native_register<'l>(
     provider: jint,
     front: JByteArray<'l>,
 ) -> jlong {
-    run(&mut env, |env| {
-        let e = engine(handle)?;
-        let provider = match provider {
-            0 => Provider::Google,
-            1 => Provider::Facebook,
-            _ => return Err(Failure::argument("provider must be GOOGLE or FACEBOOK").into()),
-        };
+    on_engine(&mut env, handle, |env, e| {
+        let provider = ApoyoProvider::provider(provider)
+            .ok_or_else(|| Failure::argument("provider must be GOOGLE or FACEBOOK"))?;
         let (url, email) = (text(env, &url, "url")?, text(env, &email, "email")?);
         let front = bytes(env, &front, "front")?;
         Ok(e.register(&url, &email, provider, &front)?
@@ -59,8 +55,7 @@ pub extern "system" fn Java_mx_ine_apoyo_sync_Native_activate<'l>(
     handle: jlong,
     code: JString<'l>,
 ) -> jlong {
-    run(&mut env, |env| {
-        let e = engine(handle)?;
+    on_engine(&mut env, handle, |env, e| {
         let code = text(env, &code, "code")?;
         Ok(e.activate(&code)?.expires_at.unix_timestamp())
     })
@@ -74,8 +69,7 @@ pub extern "system" fn Java_mx_ine_apoyo_sync_Native_addProcesses<'l>(
     handle: jlong,
     json: JString<'l>,
 ) -> jint {
-    run(&mut env, |env| {
-        let e = engine(handle)?;
+    on_engine(&mut env, handle, |env, e| {
         let json = text(env, &json, "json")?;
         Ok(jint::try_from(e.add_processes_json(json.as_bytes())?).unwrap_or(jint::MAX))
     })
@@ -88,10 +82,7 @@ pub extern "system" fn Java_mx_ine_apoyo_sync_Native_processes<'l>(
     _class: JClass<'l>,
     handle: jlong,
 ) -> JString<'l> {
-    run(&mut env, |env| {
-        let list = engine(handle)?.processes()?;
-        json_string(env, &list)
-    })
+    on_engine(&mut env, handle, |env, e| json_string(env, &e.processes()?))
 }
 
 /// `String capture(long h, String description, byte[] front, byte[] back, byte[] selfie,
@@ -109,8 +100,7 @@ pub extern "system" fn Java_mx_ine_apoyo_sync_Native_capture<'l>(
     selfie: JByteArray<'l>,
     signature: JByteArray<'l>,
 ) -> JString<'l> {
-    run(&mut env, |env| {
-        let e = engine(handle)?;
+    on_engine(&mut env, handle, |env, e| {
         let d = text(env, &description, "description")?;
         let images = Images {
             front: bytes(env, &front, "front")?,
@@ -133,8 +123,8 @@ pub extern "system" fn Java_mx_ine_apoyo_sync_Native_status<'l>(
     _class: JClass<'l>,
     handle: jlong,
 ) -> JLongArray<'l> {
-    run(&mut env, |env| {
-        let s = engine(handle)?.status()?;
+    on_engine(&mut env, handle, |env, e| {
+        let s = e.status()?;
         let q = s.queue;
         let values = [
             long(q.captured),
@@ -164,10 +154,7 @@ pub extern "system" fn Java_mx_ine_apoyo_sync_Native_captures<'l>(
     _class: JClass<'l>,
     handle: jlong,
 ) -> JString<'l> {
-    run(&mut env, |env| {
-        let list = engine(handle)?.captures()?;
-        json_string(env, &list)
-    })
+    on_engine(&mut env, handle, |env, e| json_string(env, &e.captures()?))
 }
 
 /// The five strings of one receipt: capture id, result, counted at, first capture id (or
@@ -196,9 +183,9 @@ pub extern "system" fn Java_mx_ine_apoyo_sync_Native_receipts<'l>(
     _class: JClass<'l>,
     handle: jlong,
 ) -> JObjectArray<'l> {
-    run(&mut env, |env| {
+    on_engine(&mut env, handle, |env, e| {
         let mut flat = Vec::new();
-        for r in engine(handle)?.receipts()? {
+        for r in e.receipts()? {
             flat.extend(receipt_fields(&r)?);
         }
         strings(env, &flat)
@@ -212,9 +199,8 @@ pub extern "system" fn Java_mx_ine_apoyo_sync_Native_deviceId<'l>(
     _class: JClass<'l>,
     handle: jlong,
 ) -> JString<'l> {
-    run(&mut env, |env| {
-        let id = engine(handle)?.device_id()?;
-        Ok(env.new_string(id)?)
+    on_engine(&mut env, handle, |env, e| {
+        Ok(env.new_string(e.device_id()?)?)
     })
 }
 
@@ -226,25 +212,12 @@ pub extern "system" fn Java_mx_ine_apoyo_sync_Native_retry<'l>(
     handle: jlong,
     id: JString<'l>,
 ) {
-    run(&mut env, |env| {
-        let e = engine(handle)?;
+    on_engine(&mut env, handle, |env, e| {
         let id = text(env, &id, "captureId")?
             .parse()
             .map_err(|_| Failure::argument("captureId is not a capture id"))?;
         Ok(e.retry(&id)?)
     })
-}
-
-fn stop_code(s: StopReason) -> ApoyoStop {
-    match s {
-        StopReason::Drained => ApoyoStop::Drained,
-        StopReason::Budget => ApoyoStop::Budget,
-        StopReason::NeedsActivation => ApoyoStop::NeedsActivation,
-        StopReason::Held(Hold::Cancelled | Hold::Yield) => ApoyoStop::Cancelled,
-        StopReason::Held(Hold::NoNetwork) => ApoyoStop::NoNetwork,
-        StopReason::Held(Hold::WifiOnly) => ApoyoStop::WifiOnly,
-        StopReason::Held(Hold::CellularCapReached) => ApoyoStop::CellularCapReached,
-    }
 }
 
 fn report_values(r: &SyncReport) -> [i64; 7] {
@@ -255,7 +228,7 @@ fn report_values(r: &SyncReport) -> [i64; 7] {
         long(r.pending),
         long(r.bytes_sent),
         long(r.retries),
-        stop_code(r.stopped) as i64,
+        ApoyoStop::of(r.stopped) as i64,
     ]
 }
 
@@ -269,8 +242,7 @@ pub extern "system" fn Java_mx_ine_apoyo_sync_Native_sync<'l>(
     handle: jlong,
     budget_ms: jlong,
 ) -> JLongArray<'l> {
-    run(&mut env, |env| {
-        let e = engine(handle)?;
+    on_engine(&mut env, handle, |env, e| {
         let budget = (budget_ms > 0).then(|| Duration::from_millis(budget_ms as u64));
         let r = e.sync(budget)?;
         longs(env, &report_values(&r))
@@ -284,8 +256,8 @@ pub extern "system" fn Java_mx_ine_apoyo_sync_Native_cancel<'l>(
     _class: JClass<'l>,
     handle: jlong,
 ) {
-    run(&mut env, |_| {
-        engine(handle)?.cancel();
+    on_engine(&mut env, handle, |_, e| {
+        e.cancel();
         Ok(())
     })
 }
@@ -298,15 +270,10 @@ pub extern "system" fn Java_mx_ine_apoyo_sync_Native_setNetwork<'l>(
     handle: jlong,
     network: jint,
 ) {
-    run(&mut env, |_| {
-        let kind = match network {
-            0 => NetworkKind::None,
-            1 => NetworkKind::Wifi,
-            2 => NetworkKind::Cellular,
-            3 => NetworkKind::Metered,
-            _ => return Err(Failure::argument("network must be a NetworkType value").into()),
-        };
-        engine(handle)?.set_network(kind);
+    on_engine(&mut env, handle, |_, e| {
+        let kind = ApoyoNetwork::kind(network)
+            .ok_or_else(|| Failure::argument("network must be a NetworkType value"))?;
+        e.set_network(kind);
         Ok(())
     })
 }
@@ -321,8 +288,8 @@ pub extern "system" fn Java_mx_ine_apoyo_sync_Native_setNetworkPolicy<'l>(
     wifi_only: jboolean,
     allowance: jlong,
 ) {
-    run(&mut env, |_| {
-        engine(handle)?.set_network_policy(NetworkPolicy {
+    on_engine(&mut env, handle, |_, e| {
+        e.set_network_policy(NetworkPolicy {
             wifi_only,
             cellular_allowance_bytes: u64::try_from(allowance).ok(),
         });
@@ -338,8 +305,7 @@ pub extern "system" fn Java_mx_ine_apoyo_sync_Native_setListener<'l>(
     handle: jlong,
     bridge: JObject<'l>,
 ) {
-    run(&mut env, |env| {
-        let e = engine(handle)?;
+    on_engine(&mut env, handle, |env, e| {
         let listener: Option<Arc<dyn apoyo_sync::Listener>> = if bridge.is_null() {
             None
         } else {

@@ -39,7 +39,7 @@ pub extern "system" fn Java_mx_ine_apoyo_sync_NativeTesting_fail<'l>(
                 format!("testing: {}", c.name()),
             ));
         }
-        match ApoyoCode::ALL.into_iter().find(|c| *c as i32 == code) {
+        match ApoyoCode::from_i32(code) {
             Some(c) => Err(Fail::new(c, "testing: a bridge code")),
             None => Err(Fail::new(
                 ApoyoCode::InvalidArgument,

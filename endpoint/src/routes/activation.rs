@@ -4,9 +4,9 @@
 //! processes. Failed attempts are rate limited per device key; each signed request works once.
 //! A v1 request (no signing key) gets `426 upgrade_required`.
 
-use apoyo_sync::crypto;
-use apoyo_sync::crypto::keys::device_id_of;
-use apoyo_sync::protocol::{self, ActivateRequest, ActivateResponse, Reason, limits};
+use apoyo_sync::wire::crypto;
+use apoyo_sync::wire::crypto::device_id_of;
+use apoyo_sync::wire::{self as protocol, ActivateRequest, ActivateResponse, Reason, limits};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;

@@ -6,8 +6,8 @@
 //! to a v1 device, gets `426 upgrade_required`.
 
 use apoyo_sync::CaptureId;
-use apoyo_sync::protocol::trust::open_signed_commit;
-use apoyo_sync::protocol::{CommitRequest, Reason, SignedCommit, limits};
+use apoyo_sync::wire::trust::open_signed_commit;
+use apoyo_sync::wire::{CommitRequest, Reason, SignedCommit, limits};
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};

@@ -1,7 +1,7 @@
 //! Development routes (only with `EndpointConfig::dev`): the mailbox that stands in for the
 //! email server (addresses compared case-insensitively), and the stats.
 
-use apoyo_sync::protocol::Mailbox;
+use apoyo_sync::wire::Mailbox;
 use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};

@@ -4,11 +4,13 @@
 
 use std::io::Write;
 
-use apoyo_sync::crypto::keys::device_id_of;
-use apoyo_sync::crypto::wrap::open_from_device;
-use apoyo_sync::crypto::{self, PartOpener};
-use apoyo_sync::protocol::{self, Provider, Reason, RegisterRequest, RegisterResponse, limits};
-use apoyo_sync::{PartKind, validate};
+use apoyo_sync::wire::crypto::device_id_of;
+use apoyo_sync::wire::crypto::open_from_device;
+use apoyo_sync::wire::crypto::{self, PartOpener};
+use apoyo_sync::wire::{
+    self as protocol, Provider, Reason, RegisterRequest, RegisterResponse, limits,
+};
+use apoyo_sync::{PartKind, wire::validate};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;

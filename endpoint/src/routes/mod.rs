@@ -8,7 +8,7 @@ mod health;
 mod rate_limit;
 mod uploads;
 
-use apoyo_sync::protocol::{Reason, routes, tus};
+use apoyo_sync::wire::{Reason, routes, tus};
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};

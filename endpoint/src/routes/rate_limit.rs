@@ -4,7 +4,7 @@
 
 use crate::error::ApiError;
 use crate::store::{Db, EventLog};
-use apoyo_sync::protocol::Reason;
+use apoyo_sync::wire::Reason;
 
 /// A rate limit: at most `max` events in the last `secs` seconds before `now`.
 pub(super) struct Window {

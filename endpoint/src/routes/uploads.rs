@@ -14,9 +14,9 @@
 mod headers;
 mod rows;
 
-use apoyo_sync::crypto::ciphertext_len;
-use apoyo_sync::protocol::{Reason, limits, tus};
-use apoyo_sync::{PartKind, validate};
+use apoyo_sync::wire::crypto::ciphertext_len;
+use apoyo_sync::wire::{Reason, limits, tus};
+use apoyo_sync::{PartKind, wire::validate};
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};

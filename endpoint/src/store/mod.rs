@@ -191,7 +191,7 @@ pub(crate) fn lock_key(namespace: &str, parts: &[&[u8]]) -> i64 {
         input.push(p);
         input.push(&[0]);
     }
-    let d = apoyo_sync::crypto::sha256(&input.concat());
+    let d = apoyo_sync::wire::crypto::sha256(&input.concat());
     let mut k = [0u8; 8];
     k.copy_from_slice(&d[..8]);
     i64::from_be_bytes(k)

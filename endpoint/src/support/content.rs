@@ -5,10 +5,11 @@
 
 use std::io;
 
-use apoyo_sync::crypto::wrap::open_from_device;
-use apoyo_sync::crypto::{self, PartOpener};
-use apoyo_sync::protocol::{CommitRequest, Reason, limits};
-use apoyo_sync::{Manifest, PartKind, validate};
+use apoyo_sync::wire::Manifest;
+use apoyo_sync::wire::crypto::open_from_device;
+use apoyo_sync::wire::crypto::{self, PartOpener};
+use apoyo_sync::wire::{CommitRequest, Reason, limits};
+use apoyo_sync::{PartKind, wire::validate};
 
 use time::OffsetDateTime;
 

@@ -6,7 +6,7 @@
 use std::io;
 
 use apoyo_sync::PartKind;
-use apoyo_sync::protocol::{CommitPart, CommitRequest, Reason};
+use apoyo_sync::wire::{CommitPart, CommitRequest, Reason};
 
 use super::upload_id_of;
 use crate::auth::Device;

@@ -4,8 +4,10 @@
 //! rejection gets its error. The receipt covers the device, the collector, the capture time
 //! and the sealed key's digest as well as the part hashes (in kind order).
 
-use apoyo_sync::crypto;
-use apoyo_sync::protocol::{self, Reason, Receipt, ReceiptPart, ReceiptResult, SignedReceipt};
+use apoyo_sync::wire::crypto;
+use apoyo_sync::wire::{
+    self as protocol, Reason, Receipt, ReceiptPart, ReceiptResult, SignedReceipt,
+};
 
 use super::{Answer, Decided, Decision};
 use crate::error::ApiError;

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use apoyo_sync::protocol::{self, CommitPart, trust};
-use apoyo_sync::{CaptureId, EndpointPublicKey, PartKind, crypto};
+use apoyo_sync::wire::{self as protocol, CommitPart, trust};
+use apoyo_sync::{CaptureId, EndpointPublicKey, PartKind, testkit::crypto};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use reqwest::Method;

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use apoyo_sync::sync::{BackoffPolicy, SyncOptions};
-use apoyo_sync::{CaptureId, PartKind, State, Store};
+use apoyo_sync::testkit::Store;
+use apoyo_sync::testkit::sync::{BackoffPolicy, SyncOptions};
+use apoyo_sync::{CaptureId, PartKind, State};
 
 use super::image;
 

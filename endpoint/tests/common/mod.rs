@@ -15,17 +15,23 @@ use std::time::Duration;
 
 use apoyo_endpoint::{Chaos, EndpointConfig, KeyRing, RunningEndpoint};
 use apoyo_sync::Clock;
-use apoyo_sync::crypto::{self, DeviceIdentity, Ed25519Secret, PartSealer};
-use apoyo_sync::model::{ImageFormat, ImageFormats};
-use apoyo_sync::protocol::trust;
-use apoyo_sync::protocol::{
-    self, ActivateRequest, CommitPart, CommitRequest, ErrorBody, Provider, Reason, RegisterRequest,
+use apoyo_sync::testkit::ManualClock;
+use apoyo_sync::testkit::Store;
+use apoyo_sync::testkit::StoreOptions;
+use apoyo_sync::testkit::crypto::{self, DeviceIdentity, Ed25519Secret, PartSealer};
+use apoyo_sync::testkit::store::InePublicKeys;
+use apoyo_sync::testkit::sync::{HttpTransport, TlsConfig};
+use apoyo_sync::wire::Manifest;
+use apoyo_sync::wire::crypto::EndpointSecretKey;
+use apoyo_sync::wire::trust;
+use apoyo_sync::wire::{
+    self as protocol, ActivateRequest, CommitPart, CommitRequest, ErrorBody, Provider, Reason,
+    RegisterRequest,
 };
-use apoyo_sync::sync::{HttpTransport, TlsConfig};
+use apoyo_sync::wire::{ImageFormat, ImageFormats};
 use apoyo_sync::{
-    CaptureId, CardFields, Collector, CredentialModel, EndpointPublicKey, EndpointSecretKey,
-    FileKeyGuard, Images, InePublicKeys, Manifest, ManualClock, NewCapture, PartKind, Process,
-    SharedClock, Store, StoreOptions,
+    CaptureId, CardFields, Collector, CredentialModel, EndpointPublicKey, FileKeyGuard, Images,
+    NewCapture, PartKind, Process, SharedClock,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -298,7 +304,7 @@ impl Harness {
         .unwrap();
         let t = HttpTransport::new(&self.url, &TlsConfig::default()).unwrap();
         let email = format!("{name}@example.org");
-        apoyo_sync::sync::device::register(
+        apoyo_sync::testkit::sync::device::register(
             &mut store,
             &t,
             &self.url,
@@ -309,7 +315,7 @@ impl Harness {
         .await
         .unwrap();
         let code = self.mailbox_code(&email).await;
-        let resp = apoyo_sync::sync::device::activate(&mut store, &t, &code)
+        let resp = apoyo_sync::testkit::sync::device::activate(&mut store, &t, &code)
             .await
             .unwrap();
         assert_eq!(resp.receipt_key, self.receipt_public);

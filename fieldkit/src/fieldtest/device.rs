@@ -10,8 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use apoyo_sync::sync::{self, BackoffPolicy, HttpTransport, StopReason, SyncOptions, TlsConfig};
-use apoyo_sync::{Error, FileKeyGuard, Process, Store, StoreOptions};
+use apoyo_sync::testkit::Store;
+use apoyo_sync::testkit::StoreOptions;
+use apoyo_sync::testkit::sync::{
+    self, BackoffPolicy, HttpTransport, StopReason, SyncOptions, TlsConfig,
+};
+use apoyo_sync::{Error, FileKeyGuard, Process};
 
 use super::FieldError;
 use super::marks::{MarkControl, Recorder, RecordingTransport};

@@ -21,9 +21,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use apoyo_sync::State;
-use apoyo_sync::sync::control::Changed;
-use apoyo_sync::sync::transport::{Method, Request, SendFuture, Transport};
-use apoyo_sync::sync::{CaptureChange, Hold, RunControl};
+use apoyo_sync::testkit::sync::control::Changed;
+use apoyo_sync::testkit::sync::transport::{Method, Request, SendFuture, Transport};
+use apoyo_sync::testkit::sync::{CaptureChange, Hold, RunControl};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 

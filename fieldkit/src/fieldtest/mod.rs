@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use apoyo_sync::EndpointPublicKey;
-use apoyo_sync::sync::BackoffPolicy;
+use apoyo_sync::testkit::sync::BackoffPolicy;
 
 pub use account::Report;
 pub use run::{Outcome, Snapshot, run};

@@ -214,7 +214,7 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for c in [0, 1, 25, 26, 9999, 10_000, 1_000_000, 1_002_003] {
             let k = clave(c);
-            apoyo_sync::validate::validate_clave(&k).expect(&k);
+            apoyo_sync::wire::validate::validate_clave(&k).expect(&k);
             assert!(seen.insert(k));
         }
     }

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apoyo_endpoint::{EndpointConfig, RunningEndpoint};
-use apoyo_sync::protocol::Provider;
-use apoyo_sync::sync::transport::{Method, Request};
-use apoyo_sync::sync::{self, HttpTransport, TlsConfig, Transport};
-use apoyo_sync::{
-    Collector, EndpointPublicKey, FileKeyGuard, InePublicKeys, IneRoot, Process, Store,
-    StoreOptions,
-};
+use apoyo_sync::testkit::Store;
+use apoyo_sync::testkit::StoreOptions;
+use apoyo_sync::testkit::store::InePublicKeys;
+use apoyo_sync::testkit::sync::transport::{Method, Request};
+use apoyo_sync::testkit::sync::{self, HttpTransport, TlsConfig, Transport};
+use apoyo_sync::wire::Provider;
+use apoyo_sync::{Collector, EndpointPublicKey, FileKeyGuard, IneRoot, Process};
 
 use super::device::{KEYRING, PLAN, STORE};
 use super::plan::{self, DevicePlan};
@@ -55,7 +55,7 @@ pub async fn endpoint(cfg: &FieldConfig) -> Result<Endpoint, FieldError> {
             ine_root: ext.ine_root,
         });
     }
-    let root = apoyo_sync::crypto::Ed25519Secret::generate()?;
+    let root = apoyo_sync::testkit::crypto::Ed25519Secret::generate()?;
     let ring = apoyo_endpoint::KeyRing::generate(&root, time::OffsetDateTime::now_utc())
         .map_err(|e| FieldError::io("key ring", e))?;
     let public = ring.seal[0].secret.public();

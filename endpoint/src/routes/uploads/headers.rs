@@ -2,7 +2,7 @@
 //! the path, `Upload-Length`/`Upload-Offset` numbers, `Upload-Metadata` (capture id and part
 //! kind), `Upload-Checksum` (sha1 or sha256), and the offset headers of an answer.
 
-use apoyo_sync::protocol::{Reason, tus};
+use apoyo_sync::wire::{Reason, tus};
 use apoyo_sync::{CaptureId, PartKind};
 use axum::extract::Path;
 use axum::extract::rejection::PathRejection;
@@ -120,7 +120,7 @@ impl Checksum {
                 use sha1::Digest as _;
                 sha1::Sha1::digest(bytes).as_slice() == d
             }
-            Checksum::Sha256(d) => apoyo_sync::crypto::sha256(bytes) == *d,
+            Checksum::Sha256(d) => apoyo_sync::wire::crypto::sha256(bytes) == *d,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! expiring), creation within the per-device bound, the sweep of long-expired uploads, and the
 //! write of an accepted PATCH (bytes fsync'd before the offset is committed).
 
-use apoyo_sync::protocol::Reason;
+use apoyo_sync::wire::Reason;
 use apoyo_sync::{CaptureId, PartKind};
 
 use crate::auth::Device;

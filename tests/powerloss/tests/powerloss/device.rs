@@ -6,11 +6,13 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use apoyo_sync::crypto::Ed25519Secret;
-use apoyo_sync::model::{CaptureId, Images, PartKind};
-use apoyo_sync::{
-    EndpointSecretKey, FileKeyGuard, InePublicKeys, IneRoot, Process, State, Store, StoreOptions,
-};
+use apoyo_sync::testkit::Store;
+use apoyo_sync::testkit::StoreOptions;
+use apoyo_sync::testkit::crypto::Ed25519Secret;
+use apoyo_sync::testkit::model::{CaptureId, Images, PartKind};
+use apoyo_sync::testkit::store::InePublicKeys;
+use apoyo_sync::wire::crypto::EndpointSecretKey;
+use apoyo_sync::{FileKeyGuard, IneRoot, Process, State};
 
 use crate::support::{copy_dir, integrity, temp_root};
 

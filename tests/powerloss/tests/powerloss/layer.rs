@@ -5,7 +5,7 @@
 
 use std::fs;
 
-use apoyo_sync::store::part_fs::PartFs;
+use apoyo_sync::testkit::store::part_fs::PartFs;
 
 use crate::support::{FaultFs, Power, temp_root};
 

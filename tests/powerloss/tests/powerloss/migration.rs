@@ -5,8 +5,8 @@
 use std::fs;
 use std::path::Path;
 
-use apoyo_sync::model::{CaptureId, Images};
-use apoyo_sync::store::migrations;
+use apoyo_sync::testkit::model::{CaptureId, Images};
+use apoyo_sync::testkit::store::migrations;
 use rusqlite::Connection;
 
 use crate::device::Device;

@@ -9,13 +9,16 @@ use std::time::Duration;
 
 use apoyo_endpoint::{EndpointConfig, KeyRing, RunningEndpoint};
 use apoyo_powerloss::Disk;
-use apoyo_sync::crypto::Ed25519Secret;
-use apoyo_sync::sync::control::Changed;
-use apoyo_sync::sync::transport::{Method, Request};
-use apoyo_sync::sync::{
+use apoyo_sync::testkit::Store;
+use apoyo_sync::testkit::crypto::Ed25519Secret;
+use apoyo_sync::testkit::store::InePublicKeys;
+use apoyo_sync::testkit::sync::control::Changed;
+use apoyo_sync::testkit::sync::transport::{Method, Request};
+use apoyo_sync::testkit::sync::{
     CaptureChange, Hold, HttpTransport, RunControl, SyncOptions, SyncReport, TlsConfig, Transport,
 };
-use apoyo_sync::{EndpointSecretKey, InePublicKeys, Process, Provider, Store};
+use apoyo_sync::wire::crypto::EndpointSecretKey;
+use apoyo_sync::{Process, Provider};
 
 use crate::device::{Device, PROCESSES};
 use crate::support::{copy_dir, integrity, jpeg, temp_root};
@@ -153,7 +156,7 @@ impl Endpoint {
         let mut store = device.open().expect("open the device");
         let t = self.transport();
         let email = "powerloss@example.org";
-        apoyo_sync::sync::register_blocking(
+        apoyo_sync::testkit::sync::register_blocking(
             &mut store,
             &t,
             &self.url(),
@@ -175,7 +178,7 @@ impl Endpoint {
             .expect("mailbox");
         let mailbox: serde_json::Value = serde_json::from_slice(&mailbox.body).expect("json");
         let code = mailbox["code"].as_str().expect("code");
-        apoyo_sync::sync::activate_blocking(&mut store, &t, code).expect("activate");
+        apoyo_sync::testkit::sync::activate_blocking(&mut store, &t, code).expect("activate");
     }
 }
 
@@ -212,5 +215,5 @@ pub fn sync(
         control: disk.map(|d| Arc::new(StopOnPowerLoss(d)) as Arc<dyn RunControl>),
         ..SyncOptions::default()
     };
-    apoyo_sync::sync::sync_blocking(store, &ep.transport(), opts)
+    apoyo_sync::testkit::sync::sync_blocking(store, &ep.transport(), opts)
 }

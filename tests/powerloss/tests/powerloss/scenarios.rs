@@ -3,8 +3,9 @@
 //! once with the power cut after it returned (N + 1 runs a seed), checking after each.
 
 use apoyo_powerloss::Losses;
-use apoyo_sync::model::{CaptureId, Images};
-use apoyo_sync::{State, Store};
+use apoyo_sync::State;
+use apoyo_sync::testkit::Store;
+use apoyo_sync::testkit::model::{CaptureId, Images};
 
 use crate::device::{Captured, Device, check_after_power_loss, check_integrity};
 use crate::network::{Endpoint, sync};
@@ -251,7 +252,7 @@ fn power_loss_at_every_sync_point_of_a_migration() {
                 .expect("version");
             assert_eq!(
                 version,
-                apoyo_sync::store::migrations::LATEST,
+                apoyo_sync::testkit::store::migrations::LATEST,
                 "{ctx}: not migrated after the restart"
             );
             ran

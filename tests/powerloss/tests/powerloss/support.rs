@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::{fs, io};
 
 use apoyo_powerloss::{Disk, Losses, Tracked, track};
-use apoyo_sync::model::{CardFields, CredentialModel, Images, NewCapture};
-use apoyo_sync::store::part_fs::{self, Installed, PartFs};
+use apoyo_sync::testkit::model::{CardFields, CredentialModel, Images, NewCapture};
+use apoyo_sync::testkit::store::part_fs::{self, Installed, PartFs};
 
 /// The part files' fault layer: each operation is told to the disk first (which refuses it
 /// once the power is lost), then done for real. Syncs are not passed to the real disk: the
@@ -139,7 +139,7 @@ pub fn integrity(path: &Path) -> String {
 /// Random bytes of `len` framed as a JPEG (magic and end marker).
 pub fn jpeg(len: usize) -> Vec<u8> {
     let mut v = vec![0u8; len];
-    apoyo_sync::crypto::fill_random(&mut v).expect("random");
+    apoyo_sync::testkit::crypto::fill_random(&mut v).expect("random");
     v[..4].copy_from_slice(&[0xFF, 0xD8, 0xFF, 0xE0]);
     v[len - 2..].copy_from_slice(&[0xFF, 0xD9]);
     v
@@ -148,7 +148,7 @@ pub fn jpeg(len: usize) -> Vec<u8> {
 /// Random bytes of `len` framed as a PNG.
 pub fn png(len: usize) -> Vec<u8> {
     let mut v = vec![0u8; len];
-    apoyo_sync::crypto::fill_random(&mut v).expect("random");
+    apoyo_sync::testkit::crypto::fill_random(&mut v).expect("random");
     v[..8].copy_from_slice(&[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A]);
     v
 }
