@@ -90,7 +90,7 @@ pub fn open_existing(path: &Path, full: Option<u64>) -> Result<Connection> {
         },
     };
     // The header must be SQLite's before SQLite is allowed near the file, unless a WAL is
-    // beside it: a power loss during a checkpoint can leave the database file's first page
+    // beside it (the length is checked either way): a power loss during a checkpoint can leave the database file's first page
     // torn or garbage while the WAL still holds its good copy, which SQLite reads instead (and
     // the checkpoint of the next writing connection puts back). Then SQLite decides, read-only.
     let mut header = [0u8; 20];
@@ -98,10 +98,12 @@ pub fn open_existing(path: &Path, full: Option<u64>) -> Result<Connection> {
         use std::io::Read;
         std::fs::File::open(path)?.read_exact(&mut header)
     };
+    // Never shorter than a header, WAL or not: with an empty main file SQLite would delete the
+    // WAL beside it, even through a read-only connection.
+    if header_read.is_err() {
+        return Err(corrupt("shorter than a database header".into()));
+    }
     if !has_wal(path) {
-        if header_read.is_err() {
-            return Err(corrupt("shorter than a database header".into()));
-        }
         if &header[..16] != b"SQLite format 3\0" {
             return Err(corrupt("not an SQLite database".into()));
         }
@@ -314,5 +316,21 @@ mod tests {
             open_existing(&other, None),
             Err(Error::CorruptStore { .. })
         ));
+    }
+
+    /// An empty main file beside a WAL is refused before SQLite opens it: SQLite would delete
+    /// the WAL (the only copy left) even through a read-only connection.
+    #[test]
+    fn an_empty_file_beside_a_wal_is_refused_and_the_wal_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.db");
+        std::fs::write(&path, b"").expect("empty main file");
+        let wal = dir.path().join("t.db-wal");
+        std::fs::write(&wal, [7u8; 4096]).expect("a WAL");
+        assert!(matches!(
+            open_existing(&path, None),
+            Err(Error::CorruptStore { .. })
+        ));
+        assert_eq!(std::fs::read(&wal).expect("the WAL is still there").len(), 4096);
     }
 }

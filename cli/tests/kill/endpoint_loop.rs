@@ -39,10 +39,15 @@ pub struct EndpointFigures {
     pub seconds: f64,
 }
 
+/// What a device supervisor saw: sync runs, retries, and every capture id the device held
+/// right after it was captured (read before any sync could purge it).
+type Supervised = (u64, u64, BTreeSet<String>);
+
 /// A device's supervisor: runs `apoyo sync` until `stop` is set and the queue is drained,
-/// adding a few captures whenever it drains before then. Returns (runs, retries).
-fn supervise(d: Arc<Device>, log: std::path::PathBuf, stop: Arc<AtomicBool>) -> (u64, u64) {
+/// adding a few captures whenever it drains before then.
+fn supervise(d: Arc<Device>, log: std::path::PathBuf, stop: Arc<AtomicBool>) -> Supervised {
     let (mut runs, mut retries) = (0, 0);
+    let mut known: BTreeSet<String> = view::DeviceView::read(&d.store).states.into_keys().collect();
     let mut stopped_at: Option<Instant> = None;
     loop {
         if stop.load(Ordering::SeqCst) {
@@ -72,9 +77,10 @@ fn supervise(d: Arc<Device>, log: std::path::PathBuf, stop: Arc<AtomicBool>) -> 
         retries += report["retries"].as_u64().unwrap_or(0);
         if report["pending"] == 0 {
             if stop.load(Ordering::SeqCst) {
-                return (runs, retries);
+                return (runs, retries, known);
             }
             d.add_captures(3);
+            known.extend(view::DeviceView::read(&d.store).states.into_keys());
         }
     }
 }
@@ -117,15 +123,14 @@ pub fn run(kills: usize) -> EndpointFigures {
         }
     }
     stop.store(true, Ordering::SeqCst);
+    // Every capture id seen right after it was made: one missing from the final view was lost.
+    let mut known = BTreeSet::new();
     for h in workers {
-        let (runs, retries) = h.join().expect("a device supervisor panicked");
+        let (runs, retries, seen) = h.join().expect("a device supervisor panicked");
         f.sync_runs += runs;
         f.retries += retries;
+        known.extend(seen);
     }
-    let known: BTreeSet<String> = devices
-        .iter()
-        .flat_map(|d| view::DeviceView::read(&d.store).states.into_keys())
-        .collect();
     let refs: Vec<&Device> = devices.iter().map(|d| d.as_ref()).collect();
     let fin = check::exactly_once(&w, &refs, &known);
     f.captures = fin.captures;
@@ -141,7 +146,7 @@ fn spawn_supervisors(
     w: &World,
     devices: &[Arc<Device>],
     stop: &Arc<AtomicBool>,
-) -> Vec<JoinHandle<(u64, u64)>> {
+) -> Vec<JoinHandle<Supervised>> {
     devices
         .iter()
         .enumerate()

@@ -16,6 +16,8 @@ struct Ran {
     syncs: u64,
     crashed: bool,
     losses: Losses,
+    /// What each sync point synced (`sync <file>`, `sync dir <folder>/`).
+    log: Vec<String>,
 }
 
 impl Ran {
@@ -37,16 +39,31 @@ impl Ran {
             syncs,
             crashed,
             losses,
+            log,
         }
     }
 }
 
 /// Runs `run(fates, crash_at, ctx)` at every sync point and after the end, for every seed.
-fn every_point(test: &str, mut run: impl FnMut(u64, Option<u64>, &str) -> Ran) {
+/// The dry run must pass a sync point starting with each of `must_sync` (so the store's I/O
+/// really reaches the fault layers: a part file written around `store::part_fs` would count
+/// as always durable and the suite would lose its teeth).
+fn every_point(
+    test: &str,
+    must_sync: &[&str],
+    mut run: impl FnMut(u64, Option<u64>, &str) -> Ran,
+) {
     let dry = run(0, None, &format!("{test}: dry run"));
     assert!(!dry.crashed);
     let n = dry.syncs;
     assert!(n > 0, "{test}: no sync point at all");
+    for want in must_sync {
+        assert!(
+            dry.log.iter().any(|l| l.starts_with(want)),
+            "{test}: no sync point starts with {want:?}; the dry run synced {:#?}",
+            dry.log
+        );
+    }
     let (mut runs, mut losses) = (0u64, Losses::default());
     let seeds = seeds();
     for &seed in &seeds {
@@ -88,6 +105,7 @@ fn power_loss_at_every_sync_point_of_a_capture() {
     let device = Device::new(None);
     every_point(
         "power_loss_at_every_sync_point_of_a_capture",
+        &["sync parts/", "sync dir parts/", "sync apoyo.db"],
         |fates, crash_at, ctx| {
             let run = device.fresh_run();
             let power = Power::on(&run, fates, crash_at);
@@ -182,6 +200,7 @@ fn power_loss_at_every_sync_point_of_a_sync_and_its_purge() {
     let (mut ep, device, held) = enrolled_world(1);
     every_point(
         "power_loss_at_every_sync_point_of_a_sync_and_its_purge",
+        &["sync dir parts/", "sync apoyo.db"],
         |fates, crash_at, ctx| {
             ep.fresh_run();
             ep.start();
@@ -204,6 +223,7 @@ fn power_loss_at_every_sync_point_of_the_endpoint_commit() {
     let (mut ep, device, held) = enrolled_world(1);
     every_point(
         "power_loss_at_every_sync_point_of_the_endpoint_commit",
+        &[],
         |fates, crash_at, ctx| {
             ep.fresh_run();
             let power = Power::on(&ep.run(), fates, crash_at);
@@ -234,6 +254,7 @@ fn power_loss_at_every_sync_point_of_a_migration() {
     let held = crate::migration::store_at_version_1(&device);
     every_point(
         "power_loss_at_every_sync_point_of_a_migration",
+        &["sync apoyo.db"],
         |fates, crash_at, ctx| {
             let run = device.fresh_run();
             let power = Power::on(&run, fates, crash_at);
