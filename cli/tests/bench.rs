@@ -25,6 +25,7 @@ const KEYS: &[&str] = &[
     "peak_rss_mb_1000_queued",
     "peak_rss_mb_100_queued",
     "endpoint_ingest_vs_raw_fsync",
+    "acked_bytes_min_per_30s_run_2g_rural",
 ];
 
 #[test]

@@ -112,11 +112,13 @@ impl Run<'_> {
         part: &PartRecord,
     ) -> Result<Result<String, Failure>> {
         let t = self.remaining();
-        match self
+        let asked_at = self.store.clock().instant();
+        let created = self
             .client
             .create_upload(id, part.kind, part.ct_len, t)
-            .await
-        {
+            .await;
+        self.note_round_trip(asked_at);
+        match created {
             Ok((u, exp)) => {
                 self.store.set_upload(id, part.kind, &u, exp.as_deref())?;
                 Ok(Ok(u))
@@ -135,7 +137,10 @@ impl Run<'_> {
         url: &str,
     ) -> Result<Result<Option<u64>, Failure>> {
         let t = self.remaining();
-        match self.client.upload_offset(url, t).await {
+        let asked_at = self.store.clock().instant();
+        let offset = self.client.upload_offset(url, t).await;
+        self.note_round_trip(asked_at);
+        match offset {
             Ok(Some(o)) if o <= part.ct_len => Ok(Ok(Some(o))),
             Ok(_) => {
                 self.store.reset_upload(id, part.kind)?;
@@ -143,6 +148,12 @@ impl Run<'_> {
             }
             Err(f) => Ok(Err(f)),
         }
+    }
+
+    /// Tells the PATCH sizing how long an exchange begun at `at` took.
+    fn note_round_trip(&mut self, at: std::time::Instant) {
+        let took = self.store.clock().instant().saturating_duration_since(at);
+        self.patch_size.round_trip(took);
     }
 
     /// Sends the part's bytes from `offset` to its end, one PATCH per piece, recording the
@@ -163,6 +174,7 @@ impl Run<'_> {
             reader.read_exact(&mut body)?;
             let t = self.remaining();
             if t < MIN_EXCHANGE_TIME {
+                self.store.set_uploaded(id, part.kind, offset)?;
                 return Ok(Pass::Failed(transient("budget spent")));
             }
             if let Some(h) = self.held() {

@@ -7,14 +7,20 @@
 //!   device → endpoint;
 //! - `goodput_vs_link_{edge,3g,2g_rural}`: payload goodput until drained over the profile's
 //!   uplink rate. Slow by nature (the 2G profile moves 2.25 kB/s): the sizes are small and
-//!   the figure says how many captures of what size were sent.
+//!   the figure says how many captures of what size were sent;
+//! - `acked_bytes_min_per_30s_run_2g_rural`: the fewest part bytes the endpoint acknowledged
+//!   in one of several back-to-back 30-second sync runs through the 2G rural profile (every
+//!   run must move the offset).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use apoyo_fieldkit::fieldtest;
 use apoyo_fieldkit::profile::{self, Profile};
+use apoyo_fieldkit::proxy::{self, FaultLog, ProxyConfig};
+use apoyo_sync::sync::{self, HttpTransport, SyncOptions, TlsConfig};
 
-use super::fixture::{fail, field_config};
+use super::fixture::{Rig, capture_plan, fail, fast_backoff, field_config, open};
 use super::{Ctx, Figures, Goal, ratio};
 use crate::CliResult;
 
@@ -93,5 +99,73 @@ pub fn goodput(ctx: &Ctx, figs: &mut Figures) -> CliResult {
             ),
         );
     }
+    Ok(())
+}
+
+/// Part bytes the endpoint acknowledged so far, as the device recorded them.
+fn acked(db: &std::path::Path) -> CliResult<u64> {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| fail("acked", e))?;
+    let n: i64 = conn
+        .query_row(
+            "SELECT coalesce(sum(uploaded_bytes), 0) FROM parts",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| fail("acked", e))?;
+    Ok(n as u64)
+}
+
+/// `acked_bytes_min_per_30s_run_2g_rural`.
+pub fn rural_runs(ctx: &Ctx, figs: &mut Figures) -> CliResult {
+    let work = ctx.scratch("rural")?;
+    let rig = Rig::new(work.path(), 1, 1, 60_000)?;
+    let d = &rig.devices[0];
+    let mut store = open(d)?;
+    capture_plan(&mut store, d, 0..usize::MAX, |_, _, _| Ok(()))?;
+    let cfg = ProxyConfig {
+        listen: ([127, 0, 0, 1], 0).into(),
+        upstream: rig.ep.addr,
+        profile: profile::by_name("2g-rural").ok_or_else(|| fail("profile", "2g-rural"))?,
+        seed: 16,
+        http_mode: false,
+        link: 0,
+    };
+    let px = rig
+        .rt
+        .block_on(proxy::start(cfg, Arc::new(FaultLog::new(None))))
+        .map_err(|e| fail("proxy", e))?;
+    let transport = HttpTransport::new(&format!("http://{}", px.addr), &TlsConfig::default())?;
+    let db = d.dir.join("store").join("apoyo.db");
+    let (runs, budget) = ctx.pick((3u64, 30), (1, 12));
+    let mut moved = Vec::new();
+    for run in 0..runs {
+        let before = acked(&db)?;
+        let opts = SyncOptions {
+            budget: Duration::from_secs(budget),
+            backoff: fast_backoff(),
+            seed: Some(run),
+            progress: None,
+            control: None,
+        };
+        sync::sync_blocking(&mut store, &transport, opts)?;
+        moved.push(acked(&db)?.saturating_sub(before) as f64);
+    }
+    drop(store);
+    rig.rt.block_on(px.shutdown());
+    rig.stop();
+    let min = moved.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = moved.iter().copied().fold(0.0, f64::max);
+    figs.put(
+        "acked_bytes_min_per_30s_run_2g_rural",
+        min,
+        (min, max),
+        "bytes",
+        Goal::AtLeast(1.0),
+        &format!(
+            "fewest (candidate) and most (baseline column) part bytes acknowledged in one of {runs} back-to-back {budget}-second sync runs through the 2g-rural profile; per run: {moved:?}"
+        ),
+    );
     Ok(())
 }

@@ -165,6 +165,7 @@ const STEPS: &[Step] = &[
     ("peak_rss", rss::peak_rss),
     ("wire_bytes_per_payload", link::wire_bytes),
     ("goodput_vs_link", link::goodput),
+    ("acked_bytes_min_per_30s_run_2g_rural", link::rural_runs),
 ];
 
 /// `apoyo bench`.
