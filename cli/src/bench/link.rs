@@ -120,7 +120,7 @@ fn acked(db: &std::path::Path) -> CliResult<u64> {
 /// `acked_bytes_min_per_30s_run_2g_rural`.
 pub fn rural_runs(ctx: &Ctx, figs: &mut Figures) -> CliResult {
     let work = ctx.scratch("rural")?;
-    let rig = Rig::new(work.path(), 1, 1, 60_000)?;
+    let rig = Rig::new(work.path(), 1, 1, ctx.pick(300_000, 60_000))?;
     let d = &rig.devices[0];
     let mut store = open(d)?;
     capture_plan(&mut store, d, 0..usize::MAX, |_, _, _| Ok(()))?;
@@ -149,8 +149,11 @@ pub fn rural_runs(ctx: &Ctx, figs: &mut Figures) -> CliResult {
             progress: None,
             control: None,
         };
-        sync::sync_blocking(&mut store, &transport, opts)?;
+        let r = sync::sync_blocking(&mut store, &transport, opts)?;
         moved.push(acked(&db)?.saturating_sub(before) as f64);
+        if r.pending == 0 {
+            break; // nothing left to move: later runs would acknowledge nothing by design
+        }
     }
     drop(store);
     rig.rt.block_on(px.shutdown());
