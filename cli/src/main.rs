@@ -11,6 +11,7 @@
 //! the commands live in `keys`, `store_cmds`, `sync_cmds`, `serve` and `demo`.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod demo;
 mod field_cmds;
 mod field_display;
@@ -137,6 +138,14 @@ enum Cmd {
     /// Test support: one device process of `fieldtest --kill-rate`.
     #[command(hide = true)]
     FieldtestDevice(field_cmds::DeviceArgs),
+    /// Performance figures, each beside a baseline measured in the same run (docs/performance.md).
+    Bench(bench::BenchArgs),
+    /// Test support: open a device folder's store and wait to be SIGKILLed (`bench`).
+    #[command(hide = true)]
+    BenchHold(bench::HoldArgs),
+    /// Test support: sync a device folder's store until drained, print the peak RSS (`bench`).
+    #[command(hide = true)]
+    BenchSyncChild(bench::ChildArgs),
     /// Test support: capture synthetic supports in a loop, printing each id once durable.
     #[command(hide = true)]
     CaptureLoop(StoreArg),
@@ -269,6 +278,9 @@ fn main() -> ExitCode {
             dev,
         ),
         Cmd::Demo { json, seed } => demo::demo(json, seed),
+        Cmd::Bench(a) => bench::bench(a),
+        Cmd::BenchHold(a) => bench::hold(a),
+        Cmd::BenchSyncChild(a) => bench::child(a),
         Cmd::CaptureLoop(a) => store_cmds::capture_loop(&a.store),
         Cmd::Proxy(a) => field_cmds::proxy(a),
         Cmd::Fieldtest(a) => return field_cmds::fieldtest(a),

@@ -11,6 +11,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../schema/0001_init.sql"),
     include_str!("../../schema/0002_sync.sql"),
     include_str!("../../schema/0003_trust.sql"),
+    include_str!("../../schema/0004_queue_counts.sql"),
 ];
 
 /// The schema version this engine writes.

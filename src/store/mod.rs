@@ -7,6 +7,7 @@
 //!   parts/<capture id>.parts  the capture's part ciphertexts, back to back, then a trailer
 //!   damaged/                  part files that failed to authenticate at open, kept
 //!   store.lock                held exclusively by the one process that has the store open
+//!   session                   the clean-close marker (`session.rs`)
 //! ```
 //!
 //! This file holds the [`Store`] itself; each concern has its own file:
@@ -15,6 +16,7 @@
 //! |---|---|
 //! | `open.rs` | `Store::init`, `Store::open`, `Store::set_aside`: the lock, the checks, the key unwrap |
 //! | `recover.rs` | reconciling `parts/` with the queue at open: rebuild, remove or set damaged files aside |
+//! | `session.rs` | the clean-close marker: which checks an open can skip |
 //! | `capture.rs` | `Store::capture`: validate, check space, seal the parts, index the capture |
 //! | `rows.rs` | the rows that index a capture (`captures`, `parts`, `capture_keys`) |
 //! | `read.rs` | queue reads (`status`, `list`, `info`, `parts`) and readers over stored ciphertext |
@@ -44,6 +46,7 @@ mod purge;
 mod read;
 mod recover;
 mod rows;
+mod session;
 mod sync_state;
 mod trailer;
 mod trust;
@@ -123,6 +126,8 @@ pub struct Store {
     collector: Collector,
     opts: StoreOptions,
     opened: OpenReport,
+    /// How the previous holder left the store (`session.rs`).
+    previous_shutdown: &'static str,
     _lock: File,
 }
 
@@ -146,6 +151,13 @@ impl Store {
     /// What opening the store found among the part files (see [`OpenReport`]).
     pub fn open_report(&self) -> &OpenReport {
         &self.opened
+    }
+    /// How the previous holder left the store, as this open found it (`session.rs`):
+    /// `clean` (closed: the whole-database check and the part-file scan were skipped),
+    /// `killed` (never closed, same boot: part files reconciled, the database file trusted),
+    /// `unknown` (another boot, no marker, or changed since: both ran).
+    pub fn previous_shutdown(&self) -> &'static str {
+        self.previous_shutdown
     }
 
     #[cfg_attr(not(feature = "testkit"), allow(dead_code))]

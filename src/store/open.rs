@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 use super::capture::check_collector;
 use super::rows::collector_parts;
+use super::session::{self, Shutdown};
 use super::{
     DB_FILE, DeviceKeys, InePublicKeys, LOCK_FILE, OpenReport, Store, StoreOptions, db, files,
     migrations, now_text,
@@ -279,14 +280,17 @@ impl Store {
         }
         check_keyring_outside(dir, guard)?;
         let lock = lock_store(dir)?;
+        let shutdown = session::previous(dir);
         // Everything up to the key unwrap reads through a read-only connection, so a refused
         // store (foreign keyring, no device record) is left byte for byte as it was.
         let full = db::full_disk(dir);
-        let ro = db::open_existing(&db_path, full)?;
+        let ro = db::open_existing(&db_path, full, !shutdown.skips_db_check())?;
         let record = read_device_record(&ro, &db_path)?;
         // Unwrap the keys before changing anything: a foreign store stays untouched.
         let (master, identity, endpoint_public) = unwrap_device_keys(&record, guard, &db_path)?;
         drop(ro);
+        // From here on the store may be written: no "closed" marker may survive a power loss.
+        session::mark_open(dir)?;
         let mut conn = db::open_read_write(&db_path, full)?;
         db::apply_pragmas(&conn)?;
         migrations::migrate_to(&mut conn, migrations::LATEST)?;
@@ -306,16 +310,21 @@ impl Store {
             collector: record.collector,
             opts,
             opened: OpenReport::default(),
+            previous_shutdown: "",
             _lock: lock,
         };
         // v1.1: a store made before has no signing key yet; the seal key is the newest
         // certified one.
         store.ensure_signing_key()?;
         store.refresh_seal_key()?;
-        store.opened = store.reconcile_part_files()?;
+        // After a clean close every part file has its rows: nothing to reconcile.
+        if shutdown != Shutdown::Clean {
+            store.opened = store.reconcile_part_files()?;
+        }
         // A crash between recording a receipt and its purge leaves a committed capture whose
         // bytes and keys are still here: finish the purge now, not at the next sync run.
         store.opened.purged_committed = store.purge_committed()?;
+        store.previous_shutdown = shutdown.name();
         Ok(store)
     }
 
@@ -341,6 +350,7 @@ impl Store {
             format!("{DB_FILE}-shm"),
             files::PARTS_DIR.to_string(),
             files::DAMAGED_DIR.to_string(),
+            session::SESSION_FILE.to_string(),
         ] {
             let from = dir.join(&name);
             if from.exists() {

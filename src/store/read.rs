@@ -68,7 +68,8 @@ impl Store {
     pub fn status(&self) -> Result<Status> {
         let mut s = Status::default();
         let mut st = self.conn.prepare(
-            "SELECT state, count(*), coalesce(sum(total_bytes), 0) FROM captures GROUP BY state",
+            // Kept by triggers in every transaction that changes a capture (schema 0004).
+            "SELECT state, n, bytes FROM queue_counts",
         )?;
         let rows = st.query_map([], |r| {
             Ok((

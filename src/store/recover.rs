@@ -73,8 +73,21 @@ impl Store {
     pub(super) fn reconcile_part_files(&self) -> Result<OpenReport> {
         let mut report = OpenReport::default();
         let mut changed = false;
+        // The rows of every capture still holding its file, in one statement: only a file
+        // without one (purged, or no row at all) needs a look of its own.
+        let live: std::collections::HashSet<String> = self
+            .conn
+            .prepare(
+                "SELECT id FROM captures
+                 WHERE state IN ('captured', 'uploading', 'committed', 'quarantined')",
+            )?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
         for (path, id) in files::list_part_files(&self.dir)? {
             let Some(id) = id else { continue };
+            if live.contains(&id.to_string()) {
+                continue;
+            }
             let held: Option<String> = self
                 .conn
                 .query_row(

@@ -184,11 +184,22 @@ impl Store {
 
     /// When the next not-yet-due capture becomes due, if any is waiting.
     pub fn next_due_at(&self) -> Result<Option<OffsetDateTime>> {
-        let ms: Option<i64> = self.conn().query_row(
-            "SELECT min(coalesce(next_attempt_at, 0)) FROM captures WHERE state IN ('captured', 'uploading')",
-            [],
-            |r| r.get(0),
-        )?;
+        // One index seek per waiting state (`captures_by_state` orders NULL, "as soon as
+        // possible", first), whatever the queue holds.
+        let mut ms: Option<i64> = None;
+        for state in ["captured", "uploading"] {
+            let first: Option<Option<i64>> = self
+                .conn()
+                .prepare_cached(
+                    "SELECT next_attempt_at FROM captures WHERE state = ?1 ORDER BY next_attempt_at LIMIT 1",
+                )?
+                .query_row([state], |r| r.get(0))
+                .optional()?;
+            if let Some(at) = first {
+                let at = at.unwrap_or(0);
+                ms = Some(ms.map_or(at, |m| m.min(at)));
+            }
+        }
         Ok(ms.and_then(|ms| {
             OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
         }))

@@ -120,6 +120,8 @@ pub(super) struct Run<'a> {
     report: SyncReport,
     /// Whether the current capture's attempt got bytes acknowledged.
     pub(super) progressed: bool,
+    /// The size of the next PATCH (ADR 0018).
+    pub(super) patch_size: super::patch_size::PatchSize,
 }
 
 /// Below this much remaining budget no new exchange is started.
@@ -174,6 +176,7 @@ pub async fn run(
         rng,
         report,
         progressed: false,
+        patch_size: Default::default(),
     };
     run.refresh_catalog().await?;
     run.drain().await?;

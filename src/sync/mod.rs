@@ -7,6 +7,7 @@
 //!   each capture's state change.
 //! - [`engine`]: a sync run within a time budget: the queue, commits, receipts, rescheduling.
 //! - `upload`: the tus upload of one part, resuming from the endpoint's offset.
+//! - [`patch_size`]: how many bytes the next PATCH carries (ADR 0018).
 //! - [`device`]: registration and activation.
 //! - [`retry`]: backoff with full jitter, `Retry-After`.
 //! - [`faults`]: a seeded fault-injecting transport (demo, tests, field tests).
@@ -22,6 +23,7 @@ pub mod device;
 pub mod engine;
 #[cfg(any(test, feature = "testkit"))]
 pub mod faults;
+pub mod patch_size;
 pub mod pinning;
 pub mod retry;
 #[cfg(feature = "testkit")]

@@ -1,7 +1,7 @@
 //! The upload of one part of a capture over tus, resuming from the offset the endpoint
 //! acknowledges: reuse the recorded upload (unless it expired) or create one, ask a known one
-//! where it stands, then PATCH the rest in [`limits::PATCH_BYTES`] pieces read from the part
-//! file. The acknowledged offset is recorded, so a kill or a lost link resumes, not restarts.
+//! where it stands, then PATCH the rest in pieces read from the part file, sized by
+//! [`super::patch_size`] (small after a cut or on a slow link, up to 1 MiB while it holds). The acknowledged offset is recorded, so a kill or a lost link resumes, not restarts.
 //! Called by the sync run ([`super::engine`]) once per part of the capture it delivers.
 
 use std::io::{Read, Seek, SeekFrom};
@@ -10,7 +10,6 @@ use super::client::{Failure, PatchResult};
 use super::engine::{MIN_EXCHANGE_TIME, Run};
 use crate::error::Result;
 use crate::model::CaptureId;
-use crate::protocol::limits;
 use crate::store::PartRecord;
 
 /// Uploads created for one part within one attempt before the attempt gives up (the endpoint
@@ -113,11 +112,13 @@ impl Run<'_> {
         part: &PartRecord,
     ) -> Result<Result<String, Failure>> {
         let t = self.remaining();
-        match self
+        let asked_at = self.store.clock().instant();
+        let created = self
             .client
             .create_upload(id, part.kind, part.ct_len, t)
-            .await
-        {
+            .await;
+        self.note_round_trip(asked_at);
+        match created {
             Ok((u, exp)) => {
                 self.store.set_upload(id, part.kind, &u, exp.as_deref())?;
                 Ok(Ok(u))
@@ -136,7 +137,10 @@ impl Run<'_> {
         url: &str,
     ) -> Result<Result<Option<u64>, Failure>> {
         let t = self.remaining();
-        match self.client.upload_offset(url, t).await {
+        let asked_at = self.store.clock().instant();
+        let offset = self.client.upload_offset(url, t).await;
+        self.note_round_trip(asked_at);
+        match offset {
             Ok(Some(o)) if o <= part.ct_len => Ok(Ok(Some(o))),
             Ok(_) => {
                 self.store.reset_upload(id, part.kind)?;
@@ -144,6 +148,12 @@ impl Run<'_> {
             }
             Err(f) => Ok(Err(f)),
         }
+    }
+
+    /// Tells the PATCH sizing how long an exchange begun at `at` took.
+    fn note_round_trip(&mut self, at: std::time::Instant) {
+        let took = self.store.clock().instant().saturating_duration_since(at);
+        self.patch_size.round_trip(took);
     }
 
     /// Sends the part's bytes from `offset` to its end, one PATCH per piece, recording the
@@ -156,20 +166,35 @@ impl Run<'_> {
         mut offset: u64,
     ) -> Result<Pass> {
         let mut reader = self.store.part_reader(id, part)?;
-        let mut buf = vec![0u8; limits::PATCH_BYTES];
         while offset < part.ct_len {
-            let n = ((part.ct_len - offset) as usize).min(limits::PATCH_BYTES);
+            let n = ((part.ct_len - offset) as usize).min(self.patch_size.get());
+            // The body is read straight into the buffer the request sends (no second copy).
+            let mut body = vec![0u8; n];
             reader.seek(SeekFrom::Start(offset))?;
-            reader.read_exact(&mut buf[..n])?;
+            reader.read_exact(&mut body)?;
             let t = self.remaining();
             if t < MIN_EXCHANGE_TIME {
+                self.store.set_uploaded(id, part.kind, offset)?;
                 return Ok(Pass::Failed(transient("budget spent")));
             }
             if let Some(h) = self.held() {
                 self.store.set_uploaded(id, part.kind, offset)?;
                 return Ok(Pass::Failed(transient(h.describe())));
             }
-            match self.client.patch(url, offset, buf[..n].to_vec(), t).await {
+            let sent_at = self.store.clock().instant();
+            let result = self.client.patch(url, offset, body, t).await;
+            match &result {
+                Ok(PatchResult::Accepted(_)) => {
+                    let took = self
+                        .store
+                        .clock()
+                        .instant()
+                        .saturating_duration_since(sent_at);
+                    self.patch_size.acknowledged(n, took);
+                }
+                _ => self.patch_size.failed(),
+            }
+            match result {
                 Ok(PatchResult::Accepted(o)) if o > offset && o <= part.ct_len => {
                     offset = o;
                     self.progressed = true;

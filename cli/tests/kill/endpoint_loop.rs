@@ -47,7 +47,10 @@ type Supervised = (u64, u64, BTreeSet<String>);
 /// adding a few captures whenever it drains before then.
 fn supervise(d: Arc<Device>, log: std::path::PathBuf, stop: Arc<AtomicBool>) -> Supervised {
     let (mut runs, mut retries) = (0, 0);
-    let mut known: BTreeSet<String> = view::DeviceView::read(&d.store).states.into_keys().collect();
+    let mut known: BTreeSet<String> = view::DeviceView::read(&d.store)
+        .states
+        .into_keys()
+        .collect();
     let mut stopped_at: Option<Instant> = None;
     loop {
         if stop.load(Ordering::SeqCst) {

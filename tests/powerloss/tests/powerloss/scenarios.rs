@@ -48,11 +48,7 @@ impl Ran {
 /// The dry run must pass a sync point starting with each of `must_sync` (so the store's I/O
 /// really reaches the fault layers: a part file written around `store::part_fs` would count
 /// as always durable and the suite would lose its teeth).
-fn every_point(
-    test: &str,
-    must_sync: &[&str],
-    mut run: impl FnMut(u64, Option<u64>, &str) -> Ran,
-) {
+fn every_point(test: &str, must_sync: &[&str], mut run: impl FnMut(u64, Option<u64>, &str) -> Ran) {
     let dry = run(0, None, &format!("{test}: dry run"));
     assert!(!dry.crashed);
     let n = dry.syncs;
