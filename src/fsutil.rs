@@ -29,7 +29,21 @@ pub fn create_private(path: &Path) -> io::Result<std::fs::File> {
         use std::os::unix::fs::OpenOptionsExt;
         o.mode(0o600);
     }
-    o.open(path)
+    // Never through a link planted at that name.
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "a symbolic link is in the way of a private file",
+        ));
+    }
+    let f = o.open(path)?;
+    // The mode above applies only to a file this call creates: an existing one keeps its own.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(f)
 }
 
 /// Creates a folder (and its parents) only its owner can enter (`0700` on Unix) for what

@@ -117,6 +117,13 @@ fn first_segments(path: &str) -> Vec<String> {
 fn violations(src: &str) -> Vec<String> {
     let src = strip_comments(src);
     let mut found = Vec::new();
+    // The other workspace crates expose the store below the facade (the field kit's device
+    // opens a testkit `Store`; the endpoint's crate is the other side): an app has neither.
+    for other in ["apoyo_fieldkit", "apoyo_endpoint"] {
+        if src.contains(other) {
+            found.push(format!("`{other}` is not the app's to use"));
+        }
+    }
     for bad in ["apoyo_sync as ", "apoyo_sync::*", "extern crate apoyo_sync"] {
         if src.contains(bad) {
             found.push(format!("`{bad}` hides which paths are used"));
@@ -163,6 +170,8 @@ fn the_check_rejects_every_way_below_the_facade() {
         "use apoyo_sync as core;",
         "use apoyo_sync::*;",
         "x(); apoyo_sync::wire::encode(&m) // trailing comment",
+        "use apoyo_fieldkit::fieldtest::device::open_store;",
+        "let r = apoyo_endpoint::keyring::create_dir(d, now);",
     ] {
         assert!(!violations(bad).is_empty(), "not caught: {bad}");
     }
@@ -193,6 +202,8 @@ fn the_bridges_build_the_core_without_testkit() {
             "tree",
             "--offline",
             "--locked",
+            "--target",
+            "all",
             "-p",
             "apoyo-ffi",
             "-p",
@@ -218,4 +229,10 @@ fn the_bridges_build_the_core_without_testkit() {
         !tree.contains("testkit"),
         "the bridges' build enables testkit:\n{tree}"
     );
+    // Nor may a bridge offer it behind a feature of its own (`testing = ["apoyo-sync/testkit"]`),
+    // which `cargo tree` without that feature would not show.
+    for manifest in ["bridge/ffi/Cargo.toml", "bridge/jni/Cargo.toml"] {
+        let text = std::fs::read_to_string(repo().join(manifest)).expect("read manifest");
+        assert!(!text.contains("testkit"), "{manifest} mentions testkit");
+    }
 }

@@ -13,6 +13,7 @@
 
 mod bench;
 mod demo;
+mod endpoint_keys;
 mod field_cmds;
 mod field_display;
 mod keys;
@@ -231,7 +232,7 @@ fn main() -> ExitCode {
         Err(e) => return usage::parse_failure(&e),
     };
     let result = match cli.cmd {
-        Cmd::EndpointKeygen { out, rotate } => keys::endpoint_keygen(&out, rotate),
+        Cmd::EndpointKeygen { out, rotate } => endpoint_keys::endpoint_keygen(&out, rotate),
         Cmd::Device(DeviceCmd::Init {
             store,
             endpoint_pub,

@@ -34,9 +34,16 @@ impl Storage {
     /// with the database password).
     fn apply(&self, cfg: &mut EndpointConfig) -> Result<String, CliError> {
         let db = self.database()?;
-        cfg.db_path = PathBuf::from(&db);
         cfg.blob_dir = self.blobs.clone();
         if !DatabaseUrl::is_postgres(&db) {
+            // Anything that looks like a connection string is refused, never taken for a file
+            // name (and never echoed: it may hold a password).
+            if db.contains("://") || db.contains('=') {
+                return Err(CliError::Usage(
+                    "--db: neither a postgres:// URL nor a SQLite file path".into(),
+                ));
+            }
+            cfg.db_path = PathBuf::from(&db);
             return Ok(format!("database sqlite {db}\n"));
         }
         let url: DatabaseUrl = db

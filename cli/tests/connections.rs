@@ -110,3 +110,38 @@ fn dev_routes_are_refused_on_a_non_loopback_address() {
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(err.contains("loopback"), "{err}");
 }
+
+/// A `--db` that looks like a connection string but is not a postgres:// URL is refused in
+/// one line that never echoes it (it may hold a password), and no file is made of it.
+#[test]
+fn a_connection_string_that_is_not_a_postgres_url_is_refused_without_echo() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    keygen(&keys);
+    for db in [
+        "host=db.example user=apoyo password=s3cr3t-pw",
+        "mysql://apoyo:s3cr3t-pw@db.example/apoyo",
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_apoyo"))
+            .current_dir(dir.path())
+            .args(["serve", "--listen", "127.0.0.1:0", "--db", db, "--keys"])
+            .arg(&keys)
+            .args([
+                "--processes",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/processes.json"),
+            ])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{db}: {err}");
+        assert!(err.contains("--db"), "{err}");
+        assert!(!err.contains("s3cr3t"), "the password was echoed: {err}");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("s3cr3t"));
+        let made: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains("s3cr3t"))
+            .collect();
+        assert!(made.is_empty(), "a file was named after the string");
+    }
+}

@@ -209,11 +209,19 @@ impl Blobs {
 
 /// The folder of a support's parts: `<capture id>-<device id>`.
 pub(crate) fn support_dir_name(capture_id: &CaptureId, device_id: &str) -> String {
-    format!("{capture_id}-{device_id}")
+    // A name per attempt: a replica whose record failed (or seemed to: a commit whose answer
+    // was lost, a session ended under its lock) removes only its own folder, never the one
+    // another attempt's committed row names.
+    let attempt = uuid::Uuid::new_v4().simple().to_string();
+    format!("{capture_id}-{device_id}-{}", &attempt[..ATTEMPT_LEN])
 }
 
+/// Hex digits of the attempt suffix of a support folder's name.
+const ATTEMPT_LEN: usize = 16;
+
 /// Whether `name` is a support folder name: a capture id, optionally followed by `-` and a
-/// device id (32 lowercase hex digits). Nothing else can name a path under `supports/`.
+/// device id (32 lowercase hex digits), optionally followed by `-` and a 16-hex-digit attempt.
+/// Nothing else can name a path under `supports/`.
 fn is_support_dir(name: &str) -> bool {
     const ID_LEN: usize = 36;
     let (capture, device) = match (name.get(..ID_LEN), name.get(ID_LEN..)) {
@@ -226,7 +234,17 @@ fn is_support_dir(name: &str) -> bool {
     }
     match device {
         None => name.len() == ID_LEN,
-        Some(d) => is_upload_id(d),
+        // Older folders have no attempt suffix.
+        Some(d) => match d.split_once('-') {
+            None => is_upload_id(d),
+            Some((dev, attempt)) => {
+                is_upload_id(dev)
+                    && attempt.len() == ATTEMPT_LEN
+                    && attempt
+                        .bytes()
+                        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            }
+        },
     }
 }
 
@@ -240,8 +258,17 @@ mod tests {
         let dev = "72b65672c8142a08323d254a501ffc6b";
         assert!(is_support_dir(id));
         assert!(is_support_dir(&format!("{id}-{dev}")));
+        assert!(is_support_dir(&format!("{id}-{dev}-0123456789abcdef")));
+        let cid: CaptureId = id.parse().expect("a capture id");
+        let (a, b) = (support_dir_name(&cid, dev), support_dir_name(&cid, dev));
+        assert!(is_support_dir(&a) && is_support_dir(&b), "{a} {b}");
+        assert_ne!(a, b, "each attempt gets its own folder");
         for bad in [
             format!("{id}-"),
+            format!("{id}-{dev}-"),
+            format!("{id}-{dev}-../../etc/passwd"),
+            format!("{id}-{dev}-0123456789ABCDEF"),
+            format!("{id}-{dev}-0123456789abcdef0"),
             format!("{id}-../../etc"),
             format!("{id}/{dev}"),
             "../../etc/passwd".into(),

@@ -100,7 +100,14 @@ pub(crate) async fn read_body(
         )));
     }
     let mut body = body;
-    let mut buf = Vec::with_capacity(declared.map_or(0, |n| n as usize).min(limit));
+    // Reserve at most one frame's worth up front: a declared length is only a claim, and
+    // buffers reserved for bodies that never come would let idle clients hold memory.
+    let mut buf = Vec::with_capacity(
+        declared
+            .map_or(0, |n| n as usize)
+            .min(limit)
+            .min(INITIAL_BUFFER),
+    );
     let mut window = RateWindow::new(pace);
     loop {
         let Ok(next) = tokio::time::timeout(idle, body.frame()).await else {
@@ -139,6 +146,13 @@ pub(crate) async fn read_body(
     Ok(buf)
 }
 
+/// The most a body buffer reserves before bytes arrive.
+const INITIAL_BUFFER: usize = 64 * 1024;
+
+/// The longest a refused body is drained, however steadily it trickles: a drain is a courtesy
+/// (so the answer is read rather than reset), never a way to hold a connection slot.
+const DRAIN_TOTAL: Duration = Duration::from_secs(10);
+
 /// The most a refused, over-long body is read (and dropped) so its 413 reaches the client.
 const DRAIN_LIMIT: u64 = 8 * 1024 * 1024;
 /// How long that best-effort drain waits for the next piece: a client that is sending keeps
@@ -147,10 +161,16 @@ const DRAIN_LIMIT: u64 = 8 * 1024 * 1024;
 const DRAIN_IDLE: Duration = Duration::from_secs(1);
 
 /// Reads and drops what a client sends of a body the endpoint refuses without using it, up to
-/// `limit` bytes, waiting at most [`DRAIN_IDLE`] (or `idle`, if shorter) for each piece. Answering
+/// `limit` bytes and for at most [`DRAIN_TOTAL`], waiting at most [`DRAIN_IDLE`] (or `idle`, if
+/// shorter) for each piece. Answering
 /// and closing with unread bytes makes the kernel reset the connection, and the client may see
 /// the reset instead of the answer.
-pub(crate) async fn drain(mut body: Body, limit: u64, idle: Duration) {
+pub(crate) async fn drain(body: Body, limit: u64, idle: Duration) {
+    let _ = tokio::time::timeout(DRAIN_TOTAL, drain_paced(body, limit, idle)).await;
+}
+
+/// [`drain`] without its overall bound.
+async fn drain_paced(mut body: Body, limit: u64, idle: Duration) {
     let pause = idle.min(DRAIN_IDLE);
     let mut seen = 0u64;
     while seen <= limit {

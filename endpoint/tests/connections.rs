@@ -215,3 +215,53 @@ async fn bad_settings_are_refused_at_start() {
         .await;
     assert_eq!(a.status, 201, "{:?}", a.error());
 }
+
+/// A body the endpoint refuses without reading (a PATCH with no token) is drained only so
+/// long: one byte every 300 ms (never a pause of a second) still gets its answer within the
+/// drain's bound, and the connection slot is given back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_body_trickling_forever_is_answered_within_the_drain_bound() {
+    let e = start(|_| {}).await;
+    let addr = e.ep.addr;
+    tokio::task::spawn_blocking(move || {
+        let mut s = connect(addr);
+        let head = "PATCH /v1/uploads/abc HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\n\
+                    Upload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n\
+                    Content-Length: 100000\r\n\r\n";
+        s.write_all(head.as_bytes()).unwrap();
+        let mut w = s.try_clone().unwrap();
+        let writer = std::thread::spawn(move || {
+            for _ in 0..200 {
+                if w.write_all(&[0]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        });
+        let t0 = Instant::now();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") && t0.elapsed() < Duration::from_secs(40) {
+            s.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => break,
+            }
+        }
+        let took = t0.elapsed();
+        let _ = s.shutdown(std::net::Shutdown::Both);
+        writer.join().unwrap();
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 4"), "no refusal: {text:?}");
+        assert!(
+            took < Duration::from_secs(20),
+            "answered only after {took:?}"
+        );
+    })
+    .await
+    .unwrap();
+    e.ep.shutdown().await;
+}

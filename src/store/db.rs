@@ -82,15 +82,19 @@ pub fn create(path: &Path) -> Result<Connection> {
 /// `whole_check`: run `PRAGMA quick_check` (every page), which only a crash that may have torn
 /// the file calls for (`session.rs`); the header, application id and version are always checked.
 pub fn open_existing(path: &Path, full: Option<u64>, whole_check: bool) -> Result<Connection> {
-    let corrupt = |detail: String| match full {
+    let corrupt = |detail: String| Error::CorruptStore {
+        path: path.to_path_buf(),
+        detail,
+    };
+    // On a full disk SQLite itself may fail for want of room (its index, a temporary file):
+    // that is storage full. What it read, once read, is judged as always: a header, id or
+    // check that is wrong is a corrupt store, to be set aside, full disk or not.
+    let sqlite_failed = |e: &rusqlite::Error| match full {
         Some(available) => Error::StorageFull {
             available,
             needed: FULL_DISK_BYTES,
         },
-        None => Error::CorruptStore {
-            path: path.to_path_buf(),
-            detail,
-        },
+        None => corrupt(format!("SQLite: {}", sqlite_code(e))),
     };
     // The header must be SQLite's before SQLite is allowed near the file, unless a WAL is
     // beside it (the length is checked either way): a power loss during a checkpoint can leave
@@ -150,8 +154,7 @@ pub fn open_existing(path: &Path, full: Option<u64>, whole_check: bool) -> Resul
                 let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
                 Ok((app, qc, v))
             };
-        let (app, qc, v) =
-            check(&ro).map_err(|e| corrupt(format!("SQLite: {}", sqlite_code(&e))))?;
+        let (app, qc, v) = check(&ro).map_err(|e| sqlite_failed(&e))?;
         if app != APPLICATION_ID {
             return Err(corrupt("not an apoyo-sync store (application id)".into()));
         }
@@ -184,6 +187,16 @@ fn has_wal(path: &Path) -> bool {
 /// (on a full disk, `full`, with its WAL index in memory as there).
 pub fn open_read_write(path: &Path, full: Option<u64>) -> Result<Connection> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    // SQLite opens a file whose format it cannot write (a raised write version) read-only
+    // without a word; the header check above is skipped when a WAL is beside the file.
+    if conn.is_readonly(rusqlite::MAIN_DB)? {
+        // A file we may not write is an access problem (reported as such), not a bad store.
+        drop(std::fs::OpenOptions::new().write(true).open(path)?);
+        return Err(Error::CorruptStore {
+            path: path.to_path_buf(),
+            detail: "unknown SQLite file format (SQLite can only read it)".into(),
+        });
+    }
     if full.is_some() {
         conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
     }

@@ -18,7 +18,8 @@ pub struct DatabaseUrl {
 impl DatabaseUrl {
     /// Whether `s` names a PostgreSQL database (rather than a SQLite file path).
     pub fn is_postgres(s: &str) -> bool {
-        s.starts_with("postgres://") || s.starts_with("postgresql://")
+        let lower = s.get(..13).unwrap_or(s).to_ascii_lowercase();
+        lower.starts_with("postgres://") || lower.starts_with("postgresql://")
     }
 
     pub(crate) fn config(&self) -> &tokio_postgres::Config {
