@@ -49,8 +49,14 @@ pub struct EngineOptions {
     /// The sync budget when the app passes none.
     pub default_budget: Duration,
     pub backoff: BackoffPolicy,
-    /// Seed of the retry jitter (`None`: random). Tests replay runs with a fixed seed.
+    /// Test seam (feature `testkit`): seed of the retry jitter (`None`: random). Tests replay
+    /// runs with a fixed seed.
+    #[cfg(feature = "testkit")]
     pub seed: Option<u64>,
+    /// Test seam (feature `testkit`): the clock. An app always runs on the system clock: the
+    /// clock decides whether a capture is admitted (process window, card validity) and stamps
+    /// it, so it is not the app's to move.
+    #[cfg(feature = "testkit")]
     pub clock: SharedClock,
     /// Test seam (feature `testkit`): talk to the endpoint through this transport instead of
     /// HTTP (the network policy still applies on top of it).
@@ -65,10 +71,38 @@ impl Default for EngineOptions {
             collector: None,
             default_budget: Duration::from_secs(9 * 60),
             backoff: BackoffPolicy::default(),
+            #[cfg(feature = "testkit")]
             seed: None,
+            #[cfg(feature = "testkit")]
             clock: Arc::new(SystemClock),
             #[cfg(feature = "testkit")]
             transport: None,
+        }
+    }
+}
+
+impl EngineOptions {
+    /// The clock in use: the system's, or (feature `testkit`) the one a test set.
+    pub(crate) fn clock(&self) -> SharedClock {
+        #[cfg(feature = "testkit")]
+        {
+            self.clock.clone()
+        }
+        #[cfg(not(feature = "testkit"))]
+        {
+            Arc::new(SystemClock)
+        }
+    }
+
+    /// The retry jitter's seed: random, or (feature `testkit`) the one a test set.
+    pub(crate) fn seed(&self) -> Option<u64> {
+        #[cfg(feature = "testkit")]
+        {
+            self.seed
+        }
+        #[cfg(not(feature = "testkit"))]
+        {
+            None
         }
     }
 }
@@ -78,7 +112,7 @@ impl std::fmt::Debug for EngineOptions {
         let mut d = f.debug_struct("EngineOptions");
         d.field("disk_reserve_bytes", &self.disk_reserve_bytes)
             .field("default_budget", &self.default_budget)
-            .field("seed", &self.seed);
+            .field("seed", &self.seed());
         #[cfg(feature = "testkit")]
         d.field("transport", &self.transport.as_ref().map(|_| "custom"));
         d.finish_non_exhaustive()

@@ -464,7 +464,7 @@ impl Engine {
 fn store_options(opts: &EngineOptions) -> StoreOptions {
     StoreOptions {
         disk_reserve_bytes: opts.disk_reserve_bytes,
-        clock: opts.clock.clone(),
+        clock: opts.clock(),
     }
 }
 

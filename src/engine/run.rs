@@ -133,7 +133,7 @@ impl Engine {
         SyncOptions {
             budget,
             backoff: self.opts.backoff,
-            seed: self.opts.seed,
+            seed: self.opts.seed(),
             progress,
             control: Some(control),
         }
@@ -146,7 +146,7 @@ impl Engine {
             StopReason::NeedsActivation => Some(Wait::NeedsActivation),
             StopReason::Drained | StopReason::Budget if report.pending > 0 => self
                 .with_store(|s: &mut Store| s.next_due_at())?
-                .filter(|at| *at > self.opts.clock.now())
+                .filter(|at| *at > self.opts.clock().now())
                 .map(|until| Wait::Backoff { until }),
             StopReason::Drained | StopReason::Budget => None,
         };

@@ -156,6 +156,7 @@ impl Store {
     /// `clean` (closed: the whole-database check and the part-file scan were skipped),
     /// `killed` (never closed, same boot: part files reconciled, the database file trusted),
     /// `unknown` (another boot, no marker, or changed since: both ran).
+    #[cfg_attr(not(feature = "testkit"), allow(dead_code))]
     pub fn previous_shutdown(&self) -> &'static str {
         self.previous_shutdown
     }
