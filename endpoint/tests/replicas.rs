@@ -106,6 +106,17 @@ async fn replicas_on_one_database_count_every_capture_once() {
             assert!(!out.contains(pw.as_str()), "a replica printed the password");
         }
     }
+    // Both replicas decided commits themselves (not only replayed the other's answers): each
+    // logs "commit decided" for a decision it recorded.
+    let decided: Vec<usize> = replicas
+        .iter()
+        .map(|r| r.output.lock().unwrap().matches("commit decided").count())
+        .collect();
+    eprintln!("commits decided by replica: {decided:?}");
+    assert!(
+        decided.iter().all(|n| *n > 0),
+        "a replica decided no commit: {decided:?}"
+    );
 }
 
 /// One device: enrols through its replica, then for each capture uploads the parts through
