@@ -41,6 +41,8 @@ pub(crate) struct Inner {
     pub catalog: Vec<u8>,
     /// Transactions run again after losing a race to another replica (PostgreSQL only).
     pub conflicts_retried: AtomicU64,
+    /// Commits this process decided and recorded (replays of a stored answer not counted).
+    pub commits_decided: AtomicU64,
 }
 
 /// The database behind the storage seam.
@@ -234,6 +236,7 @@ fn finish_open(
         rate_key,
         catalog,
         conflicts_retried: AtomicU64::new(0),
+        commits_decided: AtomicU64::new(0),
     })))
 }
 

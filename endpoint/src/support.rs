@@ -136,6 +136,9 @@ pub(crate) fn decide(
         Decision::Rejected(e) => e.reason.code(),
     };
     tracing::info!(capture = %req.capture_id, device = %device.id, process = %req.process_id, result, "commit decided");
+    inner
+        .commits_decided
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(answer)
 }
 

@@ -27,6 +27,8 @@ struct Readiness {
     database: &'static str,
     blobs: bool,
     conflicts_retried: u64,
+    /// Commits this replica decided since it started (replays not counted).
+    commits_decided: u64,
 }
 
 pub(crate) async fn ready(State(st): State<AppState>) -> Response {
@@ -42,6 +44,7 @@ pub(crate) async fn ready(State(st): State<AppState>) -> Response {
         database,
         blobs,
         conflicts_retried: inner.conflicts_retried.load(Ordering::Relaxed),
+        commits_decided: inner.commits_decided.load(Ordering::Relaxed),
     };
     let status = if body.ready {
         StatusCode::OK
