@@ -70,15 +70,22 @@ async fn a_capture_is_counted_with_a_verifiable_receipt() {
         .is_err()
     );
 
-    // The endpoint keeps exactly the ciphertext it counted, and no upload is left.
+    // The endpoint keeps exactly the ciphertext it counted, and no upload is left. The support
+    // has one folder, named for the capture, the device and the decision attempt.
+    let prefix = format!("{id}-{}-", dev.store.device_id());
+    let folders: Vec<_> = std::fs::read_dir(h.blob_dir().join("supports"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&prefix)
+        })
+        .collect();
+    assert_eq!(folders.len(), 1, "{folders:?}");
     for (kind, bytes) in &b.parts {
-        let kept = std::fs::read(
-            h.blob_dir()
-                .join("supports")
-                .join(format!("{id}-{}", dev.store.device_id()))
-                .join(format!("{}.part", kind.name())),
-        )
-        .unwrap();
+        let kept = std::fs::read(folders[0].join(format!("{}.part", kind.name()))).unwrap();
         assert_eq!(&kept, bytes, "{kind:?}");
     }
     assert_eq!(
