@@ -76,8 +76,8 @@ pub fn create(path: &Path) -> Result<Connection> {
 /// `full` (the disk has no room): the `-shm` file cannot grow, so the connection keeps its WAL
 /// index in memory (`EXCLUSIVE` locking before the first WAL access), which SQLite allows only
 /// to a read-write connection: it is opened read-write with the checkpoint at close turned
-/// off, so it still writes nothing. A check that fails is then [`Error::StorageFull`], not a
-/// corrupt store.
+/// off, so it still writes nothing. SQLite failing there is then [`Error::StorageFull`]; what
+/// it read and found wrong is still a corrupt store.
 ///
 /// `whole_check`: run `PRAGMA quick_check` (every page), which only a crash that may have torn
 /// the file calls for (`session.rs`); the header, application id and version are always checked.
@@ -86,20 +86,45 @@ pub fn open_existing(path: &Path, full: Option<u64>, whole_check: bool) -> Resul
         path: path.to_path_buf(),
         detail,
     };
+    check_header(path)?.map_err(corrupt)?;
+    let ro = open_for_checking(path, full)?;
     // On a full disk SQLite itself may fail for want of room (its index, a temporary file):
     // that is storage full. What it read, once read, is judged as always: a header, id or
     // check that is wrong is a corrupt store, to be set aside, full disk or not.
-    let sqlite_failed = |e: &rusqlite::Error| match full {
+    let (app, qc, v) = read_checks(&ro, whole_check).map_err(|e| match full {
         Some(available) => Error::StorageFull {
             available,
             needed: FULL_DISK_BYTES,
         },
-        None => corrupt(format!("SQLite: {}", sqlite_code(e))),
-    };
-    // The header must be SQLite's before SQLite is allowed near the file, unless a WAL is
-    // beside it (the length is checked either way): a power loss during a checkpoint can leave
-    // the database file's first page torn or garbage while the WAL still holds its good copy, which SQLite reads instead (and
-    // the checkpoint of the next writing connection puts back). Then SQLite decides, read-only.
+        None => corrupt(format!("SQLite: {}", sqlite_code(&e))),
+    })?;
+    if app != APPLICATION_ID {
+        return Err(corrupt("not an apoyo-sync store (application id)".into()));
+    }
+    if qc != "ok" {
+        return Err(corrupt("integrity check failed".into()));
+    }
+    if v < 1 {
+        // A store is made at version 1 or later in the same transaction as its tables; 0
+        // or a negative version is a damaged header, never a store to migrate.
+        return Err(corrupt(format!("schema version {v} is not a store's")));
+    }
+    if v > super::migrations::LATEST {
+        return Err(Error::StoreVersion {
+            found: v,
+            supported: super::migrations::LATEST,
+        });
+    }
+    Ok(ro)
+}
+
+/// The header must be SQLite's before SQLite is allowed near the file, unless a WAL is beside
+/// it (the length is checked either way): a power loss during a checkpoint can leave the
+/// database file's first page torn or garbage while the WAL still holds its good copy, which
+/// SQLite reads instead (and the checkpoint of the next writing connection puts back). Then
+/// SQLite decides, read-only. `Ok(Err(..))` says what is wrong; `Err` is a file that cannot be
+/// read at all (not a verdict on the store).
+fn check_header(path: &Path) -> Result<std::result::Result<(), String>> {
     let mut header = [0u8; 20];
     let header_read = {
         use std::io::Read;
@@ -108,25 +133,30 @@ pub fn open_existing(path: &Path, full: Option<u64>, whole_check: bool) -> Resul
     // Never shorter than a header, WAL or not: with an empty main file SQLite would delete the
     // WAL beside it, even through a read-only connection.
     if header_read.is_err() {
-        return Err(corrupt("shorter than a database header".into()));
+        return Ok(Err("shorter than a database header".into()));
     }
-    if !has_wal(path) {
-        if &header[..16] != b"SQLite format 3\0" {
-            return Err(corrupt("not an SQLite database".into()));
-        }
-        // Bytes 18 and 19: the file format's write and read versions (1 legacy, 2 WAL). A
-        // higher one is a format this SQLite does not know: it would open the file read-only
-        // and fail at the first write, so refuse it here as an unknown format.
-        let (write_version, read_version) = (header[18], header[19]);
-        if !(1..=2).contains(&write_version) || !(1..=2).contains(&read_version) {
-            return Err(corrupt(format!(
-                "unknown SQLite file format (write version {write_version}, read version {read_version})"
-            )));
-        }
+    if has_wal(path) {
+        return Ok(Ok(()));
     }
-    // Check through a read-only connection: a refused store is never written, not even by a
-    // checkpoint when the checking connection closes.
-    let ro = match full {
+    if &header[..16] != b"SQLite format 3\0" {
+        return Ok(Err("not an SQLite database".into()));
+    }
+    // Bytes 18 and 19: the file format's write and read versions (1 legacy, 2 WAL). A higher
+    // one is a format this SQLite does not know: it would open the file read-only and fail at
+    // the first write, so refuse it here as an unknown format.
+    let (write_version, read_version) = (header[18], header[19]);
+    if !(1..=2).contains(&write_version) || !(1..=2).contains(&read_version) {
+        return Ok(Err(format!(
+            "unknown SQLite file format (write version {write_version}, read version {read_version})"
+        )));
+    }
+    Ok(Ok(()))
+}
+
+/// The connection the checks read through: read-only, so a refused store is never written,
+/// not even by a checkpoint when it closes (on a full disk, see [`open_existing`]).
+fn open_for_checking(path: &Path, full: Option<u64>) -> Result<Connection> {
+    Ok(match full {
         None => Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?,
         Some(_) => {
             let c = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
@@ -137,43 +167,24 @@ pub fn open_existing(path: &Path, full: Option<u64>, whole_check: bool) -> Resul
             c.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
             c
         }
+    })
+}
+
+/// The application id, the integrity check's verdict (`quick_check` when `whole_check`; else
+/// only the schema is parsed) and the schema version.
+fn read_checks(conn: &Connection, whole_check: bool) -> rusqlite::Result<(i64, String, i64)> {
+    let app: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    let qc: String = if whole_check {
+        conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?
+    } else {
+        // Reading the schema still parses every table's definition.
+        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+            r.get::<_, i64>(0)
+        })?;
+        "ok".to_string()
     };
-    {
-        let check =
-            |conn: &Connection| -> std::result::Result<(i64, String, i64), rusqlite::Error> {
-                let app: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
-                let qc: String = if whole_check {
-                    conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?
-                } else {
-                    // Reading the schema still parses every table's definition.
-                    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
-                        r.get::<_, i64>(0)
-                    })?;
-                    "ok".to_string()
-                };
-                let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-                Ok((app, qc, v))
-            };
-        let (app, qc, v) = check(&ro).map_err(|e| sqlite_failed(&e))?;
-        if app != APPLICATION_ID {
-            return Err(corrupt("not an apoyo-sync store (application id)".into()));
-        }
-        if qc != "ok" {
-            return Err(corrupt("integrity check failed".into()));
-        }
-        if v < 1 {
-            // A store is made at version 1 or later in the same transaction as its tables; 0
-            // or a negative version is a damaged header, never a store to migrate.
-            return Err(corrupt(format!("schema version {v} is not a store's")));
-        }
-        if v > super::migrations::LATEST {
-            return Err(Error::StoreVersion {
-                found: v,
-                supported: super::migrations::LATEST,
-            });
-        }
-    }
-    Ok(ro)
+    let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    Ok((app, qc, v))
 }
 
 /// Whether a non-empty WAL lies beside the database at `path`.
