@@ -45,7 +45,7 @@ async fn migrate_locked(client: &Object) -> Result<(), MigrateError> {
     let found: i64 = client
         .query_one("SELECT coalesce(max(version), 0) FROM apoyo_schema", &[])
         .await?
-        .get(0);
+        .try_get(0)?;
     if found > MIGRATIONS.len() as i64 {
         return Err(MigrateError::Newer(found));
     }

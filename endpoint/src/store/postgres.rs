@@ -145,7 +145,11 @@ impl PgDb {
     }
 
     fn ids(&self, sql: &str) -> R<HashSet<String>> {
-        Ok(self.rows(sql, &[])?.iter().map(|r| r.get(0)).collect())
+        Ok(self
+            .rows(sql, &[])?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?)
     }
 }
 
@@ -173,7 +177,8 @@ impl Db for PgDb {
                 "SELECT device_public, signing_public FROM tokens WHERE token_sha256 = $1 AND expires_at > $2",
                 &[&token_sha256, &now],
             )?
-            .map(|r| (r.get(0), r.get(1))))
+            .map(|r| Ok::<_, tokio_postgres::Error>((r.try_get(0)?, r.try_get(1)?)))
+            .transpose()?)
     }
 
     fn auxiliar_owner(&self, auxiliar_id: &str) -> R<Option<Vec<u8>>> {
@@ -182,7 +187,8 @@ impl Db for PgDb {
                 "SELECT device_public FROM auxiliar_bindings WHERE auxiliar_id = $1",
                 &[&auxiliar_id],
             )?
-            .map(|r| r.get(0)))
+            .map(|r| r.try_get(0))
+            .transpose()?)
     }
 
     fn bind_auxiliar(&self, auxiliar_id: &str, device_public: &[u8], now: i64) -> R<bool> {
@@ -201,7 +207,11 @@ impl Db for PgDb {
             log.subject_column()
         );
         let r = self.row(&sql, &[&subject, &since])?;
-        Ok(r.map_or((0, None), |r| (r.get(0), r.get(1))))
+        Ok(
+            r.map(|r| Ok::<_, tokio_postgres::Error>((r.try_get(0)?, r.try_get(1)?)))
+                .transpose()?
+                .unwrap_or((0, None)),
+        )
     }
 
     fn forget_events(&self, log: EventLog, until: i64) -> R<()> {
@@ -228,7 +238,8 @@ impl Db for PgDb {
                 "SELECT device_public, expires_at FROM activation_codes WHERE code = $1",
                 &[&code],
             )?
-            .map(|r| (r.get(0), r.get(1))))
+            .map(|r| Ok::<_, tokio_postgres::Error>((r.try_get(0)?, r.try_get(1)?)))
+            .transpose()?)
     }
 
     fn use_nonce(&self, device_public: &[u8], nonce: &[u8], expires_at: i64, now: i64) -> R<bool> {
@@ -265,7 +276,8 @@ impl Db for PgDb {
                 "SELECT device_public FROM registrations WHERE registration_id = $1",
                 &[&registration_id],
             )?
-            .map(|r| r.get(0)))
+            .map(|r| r.try_get(0))
+            .transpose()?)
     }
 
     fn insert_registration(&self, r: &NewRegistration<'_>) -> R<()> {
@@ -287,7 +299,9 @@ impl Db for PgDb {
                 "SELECT EXISTS (SELECT 1 FROM activation_codes WHERE code = $1)",
                 &[&code],
             )?
-            .is_some_and(|r| r.get(0)))
+            .map(|r| r.try_get::<_, bool>(0))
+            .transpose()?
+            .unwrap_or(false))
     }
 
     fn insert_activation_code(
@@ -320,7 +334,8 @@ impl Db for PgDb {
                 "SELECT email, code, expires_at FROM dev_mailbox WHERE email = $1",
                 &[&email],
             )?
-            .map(|r| (r.get(0), r.get(1), r.get(2))))
+            .map(|r| Ok::<_, tokio_postgres::Error>((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .transpose()?)
     }
 
     fn upload(&self, id: &str) -> R<Option<UploadRow>> {
@@ -329,14 +344,15 @@ impl Db for PgDb {
                 "SELECT device_id, capture_id, kind, length, upload_offset, expires_at FROM uploads WHERE id = $1",
                 &[&id],
             )?
-            .map(|r| UploadRow {
-                device_id: r.get(0),
-                capture_id: r.get(1),
-                kind: r.get(2),
-                length: r.get(3),
-                offset: r.get(4),
-                expires_at: r.get(5),
+            .map(|r| Ok::<_, tokio_postgres::Error>(UploadRow {
+                device_id: r.try_get(0)?,
+                capture_id: r.try_get(1)?,
+                kind: r.try_get(2)?,
+                length: r.try_get(3)?,
+                offset: r.try_get(4)?,
+                expires_at: r.try_get(5)?,
             }))
+            .transpose()?)
     }
 
     fn lock_upload(&self, id: &str) -> R<()> {
@@ -349,7 +365,9 @@ impl Db for PgDb {
                 "SELECT count(*) FROM uploads WHERE device_id = $1",
                 &[&device_id],
             )?
-            .map_or(0, |r| r.get(0)))
+            .map(|r| r.try_get(0))
+            .transpose()?
+            .unwrap_or(0))
     }
 
     fn insert_upload(&self, u: &NewUpload<'_>) -> R<()> {
@@ -368,8 +386,8 @@ impl Db for PgDb {
                 &[&before, &limit],
             )?
             .iter()
-            .map(|r| r.get(0))
-            .collect())
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?)
     }
 
     fn delete_upload(&self, id: &str) -> R<()> {
@@ -398,11 +416,12 @@ impl Db for PgDb {
                 "SELECT digest, status, body FROM supports WHERE device_id = $1 AND capture_id = $2",
                 &[&device_id, &capture_id],
             )?
-            .map(|r| StoredAnswer {
-                digest: r.get(0),
-                status: r.get(1),
-                body: r.get(2),
+            .map(|r| Ok::<_, tokio_postgres::Error>(StoredAnswer {
+                digest: r.try_get(0)?,
+                status: r.try_get(1)?,
+                body: r.try_get(2)?,
             }))
+            .transpose()?)
     }
 
     fn counted_by_dup_key(&self, dup_key: &[u8]) -> R<Option<CountedRow>> {
@@ -412,7 +431,15 @@ impl Db for PgDb {
                  WHERE dup_key = $1 AND result = 'counted'",
                 &[&dup_key],
             )?
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))))
+            .map(|r| {
+                Ok::<_, tokio_postgres::Error>((
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    r.try_get(2)?,
+                    r.try_get(3)?,
+                ))
+            })
+            .transpose()?)
     }
 
     fn insert_support(&self, s: &SupportRow<'_>) -> R<()> {
@@ -460,8 +487,8 @@ impl Db for PgDb {
                 &[],
             )?
             .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-            .collect())
+            .map(|r| Ok::<_, tokio_postgres::Error>((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .collect::<Result<_, _>>()?)
     }
 
     fn live_blob_names(&self) -> R<BlobNames> {
