@@ -20,14 +20,14 @@ use std::time::Duration;
 
 use apoyo_fuzz::{VirtualClock, check, paused_runtime, world};
 use apoyo_sync::testkit::crypto;
-use apoyo_sync::wire::{
-    self as protocol, CommitRequest, ErrorBody, ProcessList, Reason, Receipt, ReceiptPart, ReceiptResult,
-    SignedReceipt, limits,
-};
 use apoyo_sync::testkit::sync::transport::{
     Method, Request, Response, SendFuture, Transport, TransportError,
 };
 use apoyo_sync::testkit::sync::{SyncOptions, engine};
+use apoyo_sync::wire::{
+    self as protocol, CommitRequest, ErrorBody, ProcessList, Reason, Receipt, ReceiptPart,
+    ReceiptResult, SignedReceipt, limits,
+};
 use apoyo_sync::{CaptureId, PartKind, State};
 use arbitrary::Arbitrary;
 use base64::Engine as _;
@@ -153,12 +153,9 @@ impl ReceiptSpec {
 
 /// The commit inside a v1.1 device-signed commit body, if it decodes.
 fn decode_commit(body: &[u8]) -> Option<CommitRequest> {
-    let sc = protocol::decode::<protocol::SignedCommit>(
-        body,
-        limits::MAX_COMMIT_BYTES,
-        "signed commit",
-    )
-    .ok()?;
+    let sc =
+        protocol::decode::<protocol::SignedCommit>(body, limits::MAX_COMMIT_BYTES, "signed commit")
+            .ok()?;
     protocol::decode::<CommitRequest>(&sc.commit, limits::MAX_COMMIT_BYTES, "commit").ok()
 }
 
@@ -652,7 +649,9 @@ fuzz_target!(|script: Vec<Reply>| {
         let report = report.unwrap_or_else(|e| panic!("invariant violated: the run failed: {e}"));
         check!(
             started.elapsed()
-                <= BUDGET + apoyo_sync::testkit::sync::client::REQUEST_TIMEOUT + Duration::from_secs(1),
+                <= BUDGET
+                    + apoyo_sync::testkit::sync::client::REQUEST_TIMEOUT
+                    + Duration::from_secs(1),
             "the run took {:?}",
             started.elapsed()
         );

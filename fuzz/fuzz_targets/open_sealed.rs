@@ -16,11 +16,11 @@
 use std::sync::{Arc, OnceLock};
 
 use apoyo_fuzz::{bundle, check, world};
+use apoyo_sync::testkit::ManualClock;
 use apoyo_sync::testkit::crypto::{self, DeviceIdentity, PartOpener, PartSealer, SecretKey, wrap};
+use apoyo_sync::wire::crypto::EndpointSecretKey;
 use apoyo_sync::wire::limits::CHUNK_SIZE;
 use apoyo_sync::{CaptureId, Error, PartKind};
-use apoyo_sync::wire::crypto::EndpointSecretKey;
-use apoyo_sync::testkit::ManualClock;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 

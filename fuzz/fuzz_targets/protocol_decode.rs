@@ -8,14 +8,14 @@
 #![no_main]
 
 use apoyo_fuzz::check;
+use apoyo_sync::wire::Manifest;
 use apoyo_sync::wire::{
-    self as protocol, ActivateRequest, ActivateResponse, CommitPart, CommitRequest, ErrorBody, ProcessList,
-    Reason, Receipt, ReceiptPart, ReceiptResult, RegisterRequest, RegisterResponse, SignedCommit,
-    SignedReceipt, limits,
+    self as protocol, ActivateRequest, ActivateResponse, CommitPart, CommitRequest, ErrorBody,
+    ProcessList, Reason, Receipt, ReceiptPart, ReceiptResult, RegisterRequest, RegisterResponse,
+    SignedCommit, SignedReceipt, limits,
     trust::{KeyCert, KeyPurpose, SignedKeyCert},
 };
 use apoyo_sync::{CaptureId, Collector, Error, PartKind};
-use apoyo_sync::wire::Manifest;
 use arbitrary::{Result as AResult, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use serde::{Serialize, de::DeserializeOwned};

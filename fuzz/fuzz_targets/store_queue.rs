@@ -20,10 +20,10 @@ use std::time::Duration;
 use apoyo_fuzz::bundle::{self, CONSULTA, REVOCACION};
 use apoyo_fuzz::router::{RouterTransport, call};
 use apoyo_fuzz::{VirtualClock, check, paused_runtime, world};
-use apoyo_sync::wire::ReceiptResult;
-use apoyo_sync::testkit::sync::{FaultPlan, FaultyTransport, SyncOptions, engine};
-use apoyo_sync::{CaptureId, Error, PartKind, SharedClock, State};
 use apoyo_sync::testkit::Store;
+use apoyo_sync::testkit::sync::{FaultPlan, FaultyTransport, SyncOptions, engine};
+use apoyo_sync::wire::ReceiptResult;
+use apoyo_sync::{CaptureId, Error, PartKind, SharedClock, State};
 use arbitrary::Arbitrary;
 use axum::Router;
 use libfuzzer_sys::fuzz_target;
@@ -86,6 +86,14 @@ impl Run {
         self.store = Some(
             s.unwrap_or_else(|e| panic!("invariant violated: the store does not reopen: {e}")),
         );
+    }
+
+    /// Whether another capture of `id`'s citizen in its process is live (not quarantined).
+    fn live_other(&mut self, id: &CaptureId) -> bool {
+        let list = self.store().list().expect("list");
+        let citizen = self.ids.get(id);
+        list.iter()
+            .any(|c| c.id != *id && c.state != State::Quarantined && self.ids.get(&c.id) == citizen)
     }
 
     fn capture(&mut self, consulta: bool, citizen: u8) {
@@ -206,12 +214,19 @@ impl Run {
                 if let Some(id) = self.pick(which) {
                     let quarantined =
                         self.store().info(&id).expect("info").state == State::Quarantined;
-                    let r = self.store().retry_quarantined(&id);
-                    check!(
-                        r.is_ok() == quarantined,
-                        "retry of a {} capture: {r:?}",
-                        if quarantined { "quarantined" } else { "live" }
-                    );
+                    // A retry must not make a second live capture of one citizen (issue 17).
+                    let live_other = self.live_other(&id);
+                    match self.store().retry_quarantined(&id) {
+                        Ok(()) => check!(
+                            quarantined && !live_other,
+                            "retried into a second live capture (quarantined: {quarantined})"
+                        ),
+                        Err(Error::Duplicate { .. }) => check!(
+                            quarantined && live_other,
+                            "a retry refused as a duplicate with no live capture of the citizen"
+                        ),
+                        Err(e) => check!(!quarantined, "retry of a quarantined capture: {e}"),
+                    }
                 }
             }
             Op::Transient { which, secs } => {
@@ -354,7 +369,11 @@ fuzz_target!(|ops: Vec<Op>| {
         tokio::time::advance(Duration::from_secs(3600)).await;
         for c in run.store().list().expect("list") {
             if c.state == State::Quarantined {
-                run.store().retry_quarantined(&c.id).expect("retry");
+                // Refused as a duplicate when the citizen has a live capture: it stays.
+                match run.store().retry_quarantined(&c.id) {
+                    Ok(()) | Err(Error::Duplicate { .. }) => {}
+                    Err(e) => panic!("retry: {e:?}"),
+                }
             }
         }
         run.sync(0, false, Duration::from_secs(3600)).await;
@@ -364,7 +383,10 @@ fuzz_target!(|ops: Vec<Op>| {
             .list()
             .expect("list")
             .into_iter()
-            .filter(|c| c.state != State::Purged)
+            .filter(|c| {
+                c.state != State::Purged
+                    && !(c.state == State::Quarantined && run.live_other(&c.id))
+            })
             .collect();
         check!(
             left.is_empty(),

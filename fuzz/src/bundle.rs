@@ -3,10 +3,13 @@
 //! would upload and commit).
 
 use apoyo_sync::testkit::crypto::{self, DeviceIdentity, PartSealer};
-use apoyo_sync::wire::{ImageFormat, ImageFormats};
-use apoyo_sync::wire::{CommitPart, CommitRequest};
-use apoyo_sync::{CaptureId, CardFields, Collector, CredentialModel, EndpointPublicKey, Images, NewCapture, PartKind};
 use apoyo_sync::wire::Manifest;
+use apoyo_sync::wire::{CommitPart, CommitRequest};
+use apoyo_sync::wire::{ImageFormat, ImageFormats};
+use apoyo_sync::{
+    CaptureId, CardFields, Collector, CredentialModel, EndpointPublicKey, Images, NewCapture,
+    PartKind,
+};
 use time::OffsetDateTime;
 
 /// The processes of `examples/processes.json`.

@@ -8,9 +8,9 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use apoyo_sync::wire::{self as protocol, Provider, SignedCommit, SignedReceipt};
 use apoyo_sync::testkit::sync::transport::{Request, SendFuture, Transport};
 use apoyo_sync::testkit::sync::{SyncOptions, engine};
+use apoyo_sync::wire::{self as protocol, Provider, SignedCommit, SignedReceipt};
 
 use crate::router::RouterTransport;
 use crate::world;

@@ -7,14 +7,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use apoyo_endpoint::{AppState, EndpointConfig, KeyRing};
-use apoyo_sync::testkit::crypto::receipt::ReceiptSigner;
-use apoyo_sync::testkit::crypto::{self, DeviceIdentity, Ed25519Secret, PartSealer, SecretKey};
-use apoyo_sync::wire::{self as protocol, ActivateRequest, Mailbox, Provider, RegisterRequest};
-use apoyo_sync::{CaptureId, Clock, EndpointPublicKey, FileKeyGuard, PartKind, Process, SharedClock};
-use apoyo_sync::testkit::store::InePublicKeys;
 use apoyo_sync::testkit::ManualClock;
 use apoyo_sync::testkit::Store;
 use apoyo_sync::testkit::StoreOptions;
+use apoyo_sync::testkit::crypto::receipt::ReceiptSigner;
+use apoyo_sync::testkit::crypto::{self, DeviceIdentity, Ed25519Secret, PartSealer, SecretKey};
+use apoyo_sync::testkit::store::InePublicKeys;
+use apoyo_sync::wire::{self as protocol, ActivateRequest, Mailbox, Provider, RegisterRequest};
+use apoyo_sync::{
+    CaptureId, Clock, EndpointPublicKey, FileKeyGuard, PartKind, Process, SharedClock,
+};
 use axum::Router;
 use time::OffsetDateTime;
 
