@@ -5,10 +5,9 @@
 //! driving the async client on the runtime's handle.
 //!
 //! Transactions are READ COMMITTED. What must hold across replicas holds by the database:
-//! unique keys with `INSERT … ON CONFLICT`, and transaction-scoped advisory locks
-//! (`pg_advisory_xact_lock`) on the key being decided (a capture of a device, an upload, a
-//! rate-limit subject), so that two replicas deciding the same key take turns and the second
-//! sees the first's commit. See ADR 0019.
+//! unique keys with `INSERT … ON CONFLICT`, and advisory locks (`pg_advisory_xact_lock`) on the
+//! key being decided (a device's capture, an upload, a rate-limit subject): two replicas
+//! deciding one key take turns and the second sees the first's commit (ADR 0019).
 
 use std::cell::Cell;
 use std::collections::HashSet;
