@@ -14,6 +14,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../schema/0001_init.sql"),
     include_str!("../schema/0002_abuse_limits.sql"),
     include_str!("../schema/0003_v11_trust.sql"),
+    // 0004 and 0005 come from other branches; the merge puts them before 0006.
+    include_str!("../schema/0006_upload_digest.sql"),
 ];
 
 /// The newest schema version this build knows.
