@@ -8,11 +8,13 @@ use super::{PgDb, R};
 use crate::store::{NewUpload, UploadRow, lock_key};
 
 pub(super) fn begin_unflushed(db: &PgDb) -> R<()> {
+    // Marked first: if the SET fails after the BEGIN, `finish` rolls the transaction back
+    // (a ROLLBACK outside one is only a warning).
+    db.in_tx.set(true);
     db.rt.block_on(
         db.client
             .batch_execute("BEGIN; SET LOCAL synchronous_commit = off"),
     )?;
-    db.in_tx.set(true);
     Ok(())
 }
 
