@@ -7,6 +7,7 @@ use std::time::Duration;
 use apoyo_sync::{Process, SharedClock, SystemClock};
 
 use crate::keyring::KeyRing;
+use crate::registration_limits::RegistrationLimits;
 use crate::store::DatabaseUrl;
 
 /// How long a tus upload lives after its creation (tus `expiration` extension). A day covers a
@@ -62,6 +63,9 @@ pub struct EndpointConfig {
     pub header_read_timeout: Duration,
     /// The most connections open at once; `None` derives it from the file-descriptor limit.
     pub max_connections: Option<usize>,
+    /// Registration budgets (per address and device key, per source, global), the TTL of
+    /// unactivated registrations, and the trusted forwarded header.
+    pub registration: RegistrationLimits,
     /// Test and field-test fault hook: consulted before every routed request.
     pub chaos: Option<Arc<dyn Chaos>>,
 }
@@ -83,6 +87,7 @@ impl EndpointConfig {
             body_min_rate: DEFAULT_BODY_MIN_RATE,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             max_connections: None,
+            registration: RegistrationLimits::default(),
             chaos: None,
         }
     }
@@ -122,6 +127,7 @@ impl std::fmt::Debug for EndpointConfig {
             .field("body_min_rate", &self.body_min_rate)
             .field("header_read_timeout", &self.header_read_timeout)
             .field("max_connections", &self.max_connections)
+            .field("registration", &self.registration)
             .field("chaos", &self.chaos.is_some())
             .finish_non_exhaustive()
     }

@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../schema/0001_init.sql"),
     include_str!("../schema/0002_abuse_limits.sql"),
     include_str!("../schema/0003_v11_trust.sql"),
+    include_str!("../schema/0004_registration_hardening.sql"),
 ];
 
 /// The newest schema version this build knows.

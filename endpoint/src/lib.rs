@@ -23,6 +23,7 @@ mod digest;
 mod error;
 mod http;
 pub mod keyring;
+mod registration_limits;
 mod routes;
 mod serve;
 mod skew;
@@ -43,6 +44,11 @@ pub use config::{
 };
 pub use error::EndpointError;
 pub use keyring::KeyRing;
+pub use registration_limits::{
+    DEFAULT_REGISTRATION_WINDOW, DEFAULT_REGISTRATIONS_GLOBAL, DEFAULT_REGISTRATIONS_PER_ADDRESS,
+    DEFAULT_REGISTRATIONS_PER_SOURCE, DEFAULT_UNACTIVATED_TTL, RegistrationLimits,
+    TrustedForwarding,
+};
 pub use routes::router;
 pub use state::AppState;
 pub use stats::{ProcessStats, Stats};

@@ -205,6 +205,7 @@ fn check_config(cfg: &EndpointConfig) -> Result<Vec<u8>, EndpointError> {
         )));
     }
     cfg.keys.check()?;
+    cfg.registration.check()?;
     Ok(catalog)
 }
 

@@ -71,6 +71,10 @@ pub(crate) enum EventLog {
     ActivationFailures,
     /// Registrations that mailed a code, per subject (HMAC of address or device key).
     RegistrationAttempts,
+    /// Registrations that mailed a code, per source (HMAC of the client's address or /64).
+    RegistrationSources,
+    /// Registrations that mailed a code, all sources together (one fixed subject).
+    RegistrationsGlobal,
 }
 
 impl EventLog {
@@ -78,13 +82,17 @@ impl EventLog {
         match self {
             EventLog::ActivationFailures => "activation_failures",
             EventLog::RegistrationAttempts => "registration_attempts",
+            EventLog::RegistrationSources => "registration_sources",
+            EventLog::RegistrationsGlobal => "registrations_global",
         }
     }
 
     fn subject_column(self) -> &'static str {
         match self {
             EventLog::ActivationFailures => "device_public",
-            EventLog::RegistrationAttempts => "subject",
+            EventLog::RegistrationAttempts
+            | EventLog::RegistrationSources
+            | EventLog::RegistrationsGlobal => "subject",
         }
     }
 }
@@ -128,8 +136,10 @@ pub(crate) trait Db {
     fn add_event(&self, log: EventLog, subject: &[u8], at: i64) -> R<()>;
 
     // --- activation (`routes::activation`) ---
-    /// `(device_public, expires_at)` of an issued code.
-    fn activation_code(&self, code: &str) -> R<Option<(Vec<u8>, i64)>>;
+    /// `(device_public, expires_at)` of an issued code, by its keyed hash.
+    fn activation_code(&self, code_hmac: &[u8]) -> R<Option<(Vec<u8>, i64)>>;
+    /// Marks the registration the code was issued for as activated (kept by the sweep).
+    fn mark_activated(&self, code_hmac: &[u8], now: i64) -> R<()>;
     /// Forgets expired nonces, then records this one; false when it was used before.
     fn use_nonce(&self, device_public: &[u8], nonce: &[u8], expires_at: i64, now: i64) -> R<bool>;
     fn insert_token(
@@ -143,12 +153,17 @@ pub(crate) trait Db {
 
     // --- registration (`routes::devices`, `routes::dev`) ---
     fn registration_owner(&self, registration_id: &str) -> R<Option<Vec<u8>>>;
-    /// The device and its registration (each kept when already there).
+    /// The device and its registration (each kept when already there: the caller reads the
+    /// owner afterwards, so two devices racing for one id never both succeed).
     fn insert_registration(&self, r: &NewRegistration<'_>) -> R<()>;
-    fn code_taken(&self, code: &str) -> R<bool>;
+    /// Deletes up to `limit` registrations never activated, recorded at or before `before`,
+    /// none of whose codes is still valid at `now`: their codes, and their device when nothing
+    /// else names it. How many were deleted.
+    fn sweep_registrations(&self, before: i64, now: i64, limit: i64) -> R<u64>;
+    fn code_taken(&self, code_hmac: &[u8]) -> R<bool>;
     fn insert_activation_code(
         &self,
-        code: &str,
+        code_hmac: &[u8],
         device_public: &[u8],
         registration_id: &str,
         now: i64,

@@ -2,7 +2,8 @@
 //! tokio-postgres), numbered migrations (`endpoint/schema/postgres/NNNN_*.sql`, the same
 //! numbers as SQLite's) applied at start under a session advisory lock so replicas starting
 //! together migrate once, and the queries of [`Db`], run from a handler's blocking thread by
-//! driving the async client on the runtime's handle.
+//! driving the async client on the runtime's handle (registration, activation and rate-limit
+//! queries in `registration`).
 //!
 //! Transactions are READ COMMITTED. What must hold across replicas holds by the database:
 //! unique keys with `INSERT … ON CONFLICT`, and advisory locks (`pg_advisory_xact_lock`) on the
@@ -17,6 +18,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use tokio::runtime::Handle;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
+
+mod registration;
 
 use super::migrate::{MIGRATIONS, MigrateError, migrate};
 use super::{
@@ -199,58 +202,27 @@ impl Db for PgDb {
     }
 
     fn recent_events(&self, log: EventLog, subject: &[u8], since: i64) -> R<(i64, Option<i64>)> {
-        self.xact_lock(lock_key(log.table(), &[subject]))?;
-        let sql = format!(
-            "SELECT count(*), min(at) FROM {} WHERE {} = $1 AND at > $2",
-            log.table(),
-            log.subject_column()
-        );
-        let r = self.row(&sql, &[&subject, &since])?;
-        Ok(
-            r.map(|r| Ok::<_, tokio_postgres::Error>((r.try_get(0)?, r.try_get(1)?)))
-                .transpose()?
-                .unwrap_or((0, None)),
-        )
+        registration::recent_events(self, log, subject, since)
     }
 
     fn forget_events(&self, log: EventLog, until: i64) -> R<()> {
-        self.exec(
-            &format!("DELETE FROM {} WHERE at <= $1", log.table()),
-            &[&until],
-        )?;
-        Ok(())
+        registration::forget_events(self, log, until)
     }
 
     fn add_event(&self, log: EventLog, subject: &[u8], at: i64) -> R<()> {
-        let sql = format!(
-            "INSERT INTO {} ({}, at) VALUES ($1, $2)",
-            log.table(),
-            log.subject_column()
-        );
-        self.exec(&sql, &[&subject, &at])?;
-        Ok(())
+        registration::add_event(self, log, subject, at)
     }
 
-    fn activation_code(&self, code: &str) -> R<Option<(Vec<u8>, i64)>> {
-        Ok(self
-            .row(
-                "SELECT device_public, expires_at FROM activation_codes WHERE code = $1",
-                &[&code],
-            )?
-            .map(|r| Ok::<_, tokio_postgres::Error>((r.try_get(0)?, r.try_get(1)?)))
-            .transpose()?)
+    fn activation_code(&self, code_hmac: &[u8]) -> R<Option<(Vec<u8>, i64)>> {
+        registration::activation_code(self, code_hmac)
+    }
+
+    fn mark_activated(&self, code_hmac: &[u8], now: i64) -> R<()> {
+        registration::mark_activated(self, code_hmac, now)
     }
 
     fn use_nonce(&self, device_public: &[u8], nonce: &[u8], expires_at: i64, now: i64) -> R<bool> {
-        self.exec(
-            "DELETE FROM activation_nonces WHERE expires_at <= $1",
-            &[&now],
-        )?;
-        Ok(self.exec(
-            "INSERT INTO activation_nonces (device_public, nonce, expires_at) VALUES ($1, $2, $3)
-             ON CONFLICT DO NOTHING",
-            &[&device_public, &nonce, &expires_at],
-        )? == 1)
+        registration::use_nonce(self, device_public, nonce, expires_at, now)
     }
 
     fn insert_token(
@@ -261,80 +233,56 @@ impl Db for PgDb {
         expires_at: i64,
         signing_public: Option<&[u8]>,
     ) -> R<()> {
-        self.exec(
-            "INSERT INTO tokens (token_sha256, device_public, issued_at, expires_at, signing_public)
-             VALUES ($1, $2, $3, $4, $5)",
-            &[&token_sha256, &device_public, &now, &expires_at, &signing_public],
-        )?;
-        Ok(())
+        registration::insert_token(
+            self,
+            token_sha256,
+            device_public,
+            now,
+            expires_at,
+            signing_public,
+        )
     }
 
     fn registration_owner(&self, registration_id: &str) -> R<Option<Vec<u8>>> {
-        Ok(self
-            .row(
-                "SELECT device_public FROM registrations WHERE registration_id = $1",
-                &[&registration_id],
-            )?
-            .map(|r| r.try_get(0))
-            .transpose()?)
+        registration::registration_owner(self, registration_id)
     }
 
     fn insert_registration(&self, r: &NewRegistration<'_>) -> R<()> {
-        self.exec(
-            "INSERT INTO devices (device_public, device_id, registered_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            &[&r.device_public, &r.device_id, &r.now],
-        )?;
-        self.exec(
-            "INSERT INTO registrations (registration_id, device_public, provider, front_sealed_key, front, registered_at)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (registration_id) DO NOTHING",
-            &[&r.registration_id, &r.device_public, &r.provider, &r.front_sealed_key, &r.front, &r.now],
-        )?;
-        Ok(())
+        registration::insert_registration(self, r)
     }
 
-    fn code_taken(&self, code: &str) -> R<bool> {
-        Ok(self
-            .row(
-                "SELECT EXISTS (SELECT 1 FROM activation_codes WHERE code = $1)",
-                &[&code],
-            )?
-            .map(|r| r.try_get::<_, bool>(0))
-            .transpose()?
-            .unwrap_or(false))
+    fn sweep_registrations(&self, before: i64, now: i64, limit: i64) -> R<u64> {
+        registration::sweep_registrations(self, before, now, limit)
+    }
+
+    fn code_taken(&self, code_hmac: &[u8]) -> R<bool> {
+        registration::code_taken(self, code_hmac)
     }
 
     fn insert_activation_code(
         &self,
-        code: &str,
+        code_hmac: &[u8],
         device_public: &[u8],
         registration_id: &str,
         now: i64,
         expires_at: i64,
     ) -> R<()> {
-        self.exec(
-            "INSERT INTO activation_codes (code, device_public, registration_id, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
-            &[&code, &device_public, &registration_id, &now, &expires_at],
-        )?;
-        Ok(())
+        registration::insert_activation_code(
+            self,
+            code_hmac,
+            device_public,
+            registration_id,
+            now,
+            expires_at,
+        )
     }
 
     fn put_dev_mailbox(&self, email: &str, code: &str, expires_at: i64) -> R<()> {
-        self.exec(
-            "INSERT INTO dev_mailbox (email, code, expires_at) VALUES ($1, $2, $3)
-             ON CONFLICT (email) DO UPDATE SET code = excluded.code, expires_at = excluded.expires_at",
-            &[&email, &code, &expires_at],
-        )?;
-        Ok(())
+        registration::put_dev_mailbox(self, email, code, expires_at)
     }
 
     fn dev_mailbox(&self, email: &str) -> R<Option<(String, String, i64)>> {
-        Ok(self
-            .row(
-                "SELECT email, code, expires_at FROM dev_mailbox WHERE email = $1",
-                &[&email],
-            )?
-            .map(|r| Ok::<_, tokio_postgres::Error>((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-            .transpose()?)
+        registration::dev_mailbox(self, email)
     }
 
     fn upload(&self, id: &str) -> R<Option<UploadRow>> {
