@@ -14,6 +14,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../schema/0001_init.sql"),
     include_str!("../schema/0002_abuse_limits.sql"),
     include_str!("../schema/0003_v11_trust.sql"),
+    // 0004 (registration) and 0006 (uploads) come from other branches; the merge orders them.
+    include_str!("../schema/0005_commit_limits.sql"),
 ];
 
 /// The newest schema version this build knows.

@@ -11,6 +11,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../schema/postgres/0001_init.sql"),
     include_str!("../../schema/postgres/0002_abuse_limits.sql"),
     include_str!("../../schema/postgres/0003_v11_trust.sql"),
+    // 0004 (registration) and 0006 (uploads) come from other branches; the merge orders them.
+    include_str!("../../schema/postgres/0005_commit_limits.sql"),
 ];
 
 /// The session lock every replica takes to migrate (one at a time).

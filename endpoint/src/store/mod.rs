@@ -2,9 +2,10 @@
 //! one of two backends — the embedded SQLite file (the default: one process, one connection
 //! behind a mutex) or PostgreSQL (any number of replicas on one database, a connection pool).
 //!
-//! A handler's database work runs on a blocking thread with a [`Db`]: the decision of a commit
-//! interleaves reads, decryption and writes inside one transaction, so the seam is synchronous
-//! and the PostgreSQL backend drives its async client from that thread. Exactly-once across
+//! A handler's database work runs on a blocking thread with a [`Db`] (a commit's reading,
+//! hashing and decryption run outside it, between a short read and a short decision
+//! transaction: ADR 0020), so the seam is synchronous and the PostgreSQL backend drives its
+//! async client from that thread. Exactly-once across
 //! replicas comes from the database (unique keys, `INSERT … ON CONFLICT`, transaction-scoped
 //! advisory locks on the key being decided), never from a lock in a replica's memory; a
 //! transaction that lost a race to another replica fails with [`StoreError::is_conflict`] and
@@ -71,6 +72,9 @@ pub(crate) enum EventLog {
     ActivationFailures,
     /// Registrations that mailed a code, per subject (HMAC of address or device key).
     RegistrationAttempts,
+    /// Refused commits that made the endpoint read part bytes (`part_mismatch`, or
+    /// `upload_missing` found while reading), per device id (`support::limit`).
+    CommitRefusals,
 }
 
 impl EventLog {
@@ -78,6 +82,7 @@ impl EventLog {
         match self {
             EventLog::ActivationFailures => "activation_failures",
             EventLog::RegistrationAttempts => "registration_attempts",
+            EventLog::CommitRefusals => "commit_refusals",
         }
     }
 
@@ -85,6 +90,7 @@ impl EventLog {
         match self {
             EventLog::ActivationFailures => "device_public",
             EventLog::RegistrationAttempts => "subject",
+            EventLog::CommitRefusals => "device",
         }
     }
 }
