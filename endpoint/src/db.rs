@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../schema/0002_abuse_limits.sql"),
     include_str!("../schema/0003_v11_trust.sql"),
     include_str!("../schema/0004_registration_hardening.sql"),
+    include_str!("../schema/0005_commit_limits.sql"),
 ];
 
 /// The newest schema version this build knows.

@@ -42,6 +42,7 @@ pub use config::{
     Chaos, DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_BODY_MIN_RATE, DEFAULT_HEADER_READ_TIMEOUT,
     DEFAULT_UPLOAD_TTL, EndpointConfig, Injected, MAX_UPLOAD_TTL, Route,
 };
+pub use config::{DEFAULT_COMMIT_REFUSAL_WINDOW, DEFAULT_COMMIT_REFUSALS};
 pub use error::EndpointError;
 pub use keyring::KeyRing;
 pub use registration_limits::{

@@ -2,9 +2,10 @@
 //! one of two backends — the embedded SQLite file (the default: one process, one connection
 //! behind a mutex) or PostgreSQL (any number of replicas on one database, a connection pool).
 //!
-//! A handler's database work runs on a blocking thread with a [`Db`]: the decision of a commit
-//! interleaves reads, decryption and writes inside one transaction, so the seam is synchronous
-//! and the PostgreSQL backend drives its async client from that thread. Exactly-once across
+//! A handler's database work runs on a blocking thread with a [`Db`] (a commit's reading,
+//! hashing and decryption run outside it, between a short read and a short decision
+//! transaction: ADR 0020), so the seam is synchronous and the PostgreSQL backend drives its
+//! async client from that thread. Exactly-once across
 //! replicas comes from the database (unique keys, `INSERT … ON CONFLICT`, transaction-scoped
 //! advisory locks on the key being decided), never from a lock in a replica's memory; a
 //! transaction that lost a race to another replica fails with [`StoreError::is_conflict`] and
@@ -75,6 +76,9 @@ pub(crate) enum EventLog {
     RegistrationSources,
     /// Registrations that mailed a code, all sources together (one fixed subject).
     RegistrationsGlobal,
+    /// Refused commits that made the endpoint read part bytes (`part_mismatch`, or
+    /// `upload_missing` found while reading), per device id (`support::limit`).
+    CommitRefusals,
 }
 
 impl EventLog {
@@ -84,6 +88,7 @@ impl EventLog {
             EventLog::RegistrationAttempts => "registration_attempts",
             EventLog::RegistrationSources => "registration_sources",
             EventLog::RegistrationsGlobal => "registrations_global",
+            EventLog::CommitRefusals => "commit_refusals",
         }
     }
 
@@ -93,6 +98,7 @@ impl EventLog {
             EventLog::RegistrationAttempts
             | EventLog::RegistrationSources
             | EventLog::RegistrationsGlobal => "subject",
+            EventLog::CommitRefusals => "device",
         }
     }
 }

@@ -28,6 +28,8 @@ use super::{
 };
 use crate::error::EndpointError;
 
+mod supports;
+
 /// Connections per replica.
 const POOL_SIZE: usize = 16;
 /// How long a request waits for a free connection, or for a new one, before failing.
@@ -351,91 +353,23 @@ impl Db for PgDb {
     }
 
     fn lock_capture(&self, device_id: &str, capture_id: &str) -> R<()> {
-        self.xact_lock(lock_key(
-            "capture",
-            &[device_id.as_bytes(), capture_id.as_bytes()],
-        ))
+        supports::lock_capture(self, device_id, capture_id)
     }
 
     fn stored_answer(&self, device_id: &str, capture_id: &str) -> R<Option<StoredAnswer>> {
-        Ok(self
-            .row(
-                "SELECT digest, status, body FROM supports WHERE device_id = $1 AND capture_id = $2",
-                &[&device_id, &capture_id],
-            )?
-            .map(|r| Ok::<_, tokio_postgres::Error>(StoredAnswer {
-                digest: r.try_get(0)?,
-                status: r.try_get(1)?,
-                body: r.try_get(2)?,
-            }))
-            .transpose()?)
+        supports::stored_answer(self, device_id, capture_id)
     }
 
     fn counted_by_dup_key(&self, dup_key: &[u8]) -> R<Option<CountedRow>> {
-        Ok(self
-            .row(
-                "SELECT capture_id, device_id, collector_kind, collector_id FROM supports
-                 WHERE dup_key = $1 AND result = 'counted'",
-                &[&dup_key],
-            )?
-            .map(|r| {
-                Ok::<_, tokio_postgres::Error>((
-                    r.try_get(0)?,
-                    r.try_get(1)?,
-                    r.try_get(2)?,
-                    r.try_get(3)?,
-                ))
-            })
-            .transpose()?)
+        supports::counted_by_dup_key(self, dup_key)
     }
 
     fn insert_support(&self, s: &SupportRow<'_>) -> R<()> {
-        self.exec(
-            "INSERT INTO supports (device_id, capture_id, process_id, result, reason, first_capture_id, dup_key,
-                                   collector_kind, collector_id, captured_time, counted_time, digest, status, body,
-                                   blob_dir, signed_commit, device_signature, sent_time, skew_seconds)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
-            &[
-                &s.device_id,
-                &s.capture_id,
-                &s.process_id,
-                &s.result,
-                &s.reason,
-                &s.first_capture_id,
-                &s.dup_key,
-                &s.collector_kind,
-                &s.collector_id,
-                &s.captured_time,
-                &s.counted_time,
-                &s.digest,
-                &s.status,
-                &s.body,
-                &s.blob_dir,
-                &s.signed_commit,
-                &s.device_signature,
-                &s.sent_time,
-                &s.skew_seconds,
-            ],
-        )?;
-        for (kind, length, sha256, upload) in &s.parts {
-            self.exec(
-                "INSERT INTO support_parts (device_id, capture_id, kind, length, sha256) VALUES ($1, $2, $3, $4, $5)",
-                &[&s.device_id, &s.capture_id, kind, length, sha256],
-            )?;
-            self.exec("DELETE FROM uploads WHERE id = $1", &[upload])?;
-        }
-        Ok(())
+        supports::insert_support(self, s)
     }
 
     fn support_counts(&self) -> R<Vec<CountRow>> {
-        Ok(self
-            .rows(
-                "SELECT process_id, result, coalesce(reason, ''), count(*) FROM supports GROUP BY 1, 2, 3",
-                &[],
-            )?
-            .iter()
-            .map(|r| Ok::<_, tokio_postgres::Error>((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
-            .collect::<Result<_, _>>()?)
+        supports::support_counts(self)
     }
 
     fn live_blob_names(&self) -> R<BlobNames> {

@@ -1,0 +1,430 @@
+//! Issue 17, the commit path (ADR 0020), over real HTTP on loopback: a commit's reading,
+//! hashing and decryption run outside the database (another device's requests, and its whole
+//! commit, complete while one commit's content phase is held open by the test hook), the
+//! decision re-checks the uploads it read, and refused commits are counted per device: past
+//! the budget a commit gets `429 rate_limited` before any part is read, while an honest backlog
+//! and replays of recorded answers are never limited.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use apoyo_endpoint::{Chaos, EndpointConfig, Injected, Route};
+use apoyo_sync::testkit::ManualClock;
+use apoyo_sync::wire::Reason;
+use common::*;
+use reqwest::Method;
+
+/// Test hook: counts each device's content phases; holds the watched device's open until
+/// released (never longer than a minute, so a failing test cannot hang).
+#[derive(Default)]
+struct Hold {
+    watched: Mutex<Option<String>>,
+    entered: Mutex<Option<mpsc::Sender<()>>>,
+    release: Mutex<Option<mpsc::Receiver<()>>>,
+    reads: Mutex<std::collections::HashMap<String, usize>>,
+    held: AtomicUsize,
+}
+
+impl Hold {
+    fn reads(&self, device: &str) -> usize {
+        self.reads.lock().unwrap().get(device).copied().unwrap_or(0)
+    }
+
+    /// Holds the next content phase of `device`; returns (entered, release).
+    fn watch(&self, device: &str) -> (mpsc::Receiver<()>, mpsc::Sender<()>) {
+        let (entered_tx, entered_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel();
+        *self.watched.lock().unwrap() = Some(device.to_string());
+        *self.entered.lock().unwrap() = Some(entered_tx);
+        *self.release.lock().unwrap() = Some(release_rx);
+        (entered_rx, release_tx)
+    }
+}
+
+impl Chaos for Hold {
+    fn before(&self, _route: Route, _device: Option<&str>) -> Option<Injected> {
+        None
+    }
+
+    fn commit_reading(&self, device_id: &str) {
+        *self
+            .reads
+            .lock()
+            .unwrap()
+            .entry(device_id.into())
+            .or_default() += 1;
+        if self.watched.lock().unwrap().as_deref() != Some(device_id) {
+            return;
+        }
+        self.held.fetch_add(1, Ordering::SeqCst);
+        if let Some(tx) = self.entered.lock().unwrap().take() {
+            tx.send(()).unwrap();
+        }
+        let release = self.release.lock().unwrap().take();
+        if let Some(rx) = release {
+            let _ = rx.recv_timeout(Duration::from_secs(60));
+        }
+    }
+}
+
+/// Waits (without blocking the runtime) until the held content phase has begun.
+async fn entered(rx: mpsc::Receiver<()>) {
+    tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .expect("the commit's content phase began");
+}
+
+/// A harness whose endpoint runs with the given refused-commit budget and hook: the common
+/// harness's configuration, restarted on the same database and blob folder.
+async fn start(o: Opts, refusals: u32, window: Duration) -> Harness {
+    let chaos = o.chaos.clone();
+    let mut h = Harness::start_with(o).await;
+    if let Some(ep) = h.ep.take() {
+        ep.shutdown().await;
+    }
+    let mut cfg = EndpointConfig::new(db_path(h.dir.path()), h.ring.clone(), h.processes.clone());
+    cfg.dev = h.dev;
+    cfg.upload_ttl = h.upload_ttl;
+    cfg.body_idle_timeout = h.body_idle_timeout;
+    cfg.chaos = chaos;
+    cfg.commit_refusals = refusals;
+    cfg.commit_refusal_window = window;
+    if let Some(url) = &h.database {
+        cfg.database = Some(url.parse().expect("a PostgreSQL URL"));
+        cfg.blob_dir = Some(h.blob_dir());
+    }
+    if let Some(c) = &h.clock {
+        let clock: apoyo_sync::SharedClock = Arc::new(c.clone());
+        cfg.clock = clock;
+    }
+    let ep = apoyo_endpoint::start(cfg, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    h.url = ep.url();
+    h.addr = ep.addr;
+    h.ep = Some(ep);
+    h
+}
+
+const WINDOW: Duration = Duration::from_secs(600);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_requests_complete_while_a_commit_reads_its_parts() {
+    let hold = Arc::new(Hold::default());
+    let chaos: Arc<dyn Chaos> = hold.clone();
+    let opts = Opts {
+        chaos: Some(chaos),
+        ..Default::default()
+    };
+    let h = Arc::new(start(opts, 20, WINDOW).await);
+    let mut a = h.store_device("a").await;
+    let mut b = h.store_device("b").await;
+    let ba_id = a.capture_clave(REVOCACION, &clave(1));
+    let ba = a.bundle(&ba_id);
+    let bb_id = b.capture_clave(REVOCACION, &clave(2));
+    let bb = b.bundle(&bb_id);
+    let parts_a = h.upload_all(&a.token, &ba, 256 * 1024).await;
+    let (entered_rx, release) = hold.watch(a.store.device_id());
+    let commit_a = {
+        let (h, token, req) = (h.clone(), a.token.clone(), ba.commit_request(parts_a));
+        tokio::spawn(async move { h.commit(&token, &req).await })
+    };
+    entered(entered_rx).await;
+    // A's content phase is held open. With it under the database lock, none of this would
+    // get an answer: B's token lookup, uploads and whole commit all need the database.
+    let during = tokio::time::timeout(Duration::from_secs(20), async {
+        let a = h.deliver(&b.token, &bb).await;
+        let status = h.send(h.req(Method::GET, "/v1/processes")).await;
+        (a, status)
+    })
+    .await
+    .expect("another device's commit completes while a content phase is in progress");
+    assert_eq!(during.0.status, 201, "{:?}", during.0.error());
+    assert_eq!(during.1.status, 200);
+    assert!(!commit_a.is_finished());
+    assert_eq!(hold.held.load(Ordering::SeqCst), 1);
+    release.send(()).unwrap();
+    let a_answer = commit_a.await.unwrap();
+    assert_eq!(a_answer.status, 201, "{:?}", a_answer.error());
+    assert_eq!(h.stats().await["counted"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_deleted_while_its_commit_reads_it_is_upload_missing() {
+    let hold = Arc::new(Hold::default());
+    let chaos: Arc<dyn Chaos> = hold.clone();
+    let opts = Opts {
+        chaos: Some(chaos),
+        ..Default::default()
+    };
+    let h = Arc::new(start(opts, 20, WINDOW).await);
+    let mut a = h.store_device("a").await;
+    let b_id = a.capture_clave(REVOCACION, &clave(3));
+    let b = a.bundle(&b_id);
+    let parts = h.upload_all(&a.token, &b, 256 * 1024).await;
+    let (entered_rx, release) = hold.watch(a.store.device_id());
+    let commit = {
+        let (h, token, req) = (h.clone(), a.token.clone(), b.commit_request(parts.clone()));
+        tokio::spawn(async move { h.commit(&token, &req).await })
+    };
+    entered(entered_rx).await;
+    // The front, already read, is terminated by its device before the decision.
+    let del = h
+        .send(h.tus(Method::DELETE, &parts[0].upload, &a.token))
+        .await;
+    assert_eq!(del.status, 204);
+    release.send(()).unwrap();
+    commit.await.unwrap().refused(409, Reason::UploadMissing);
+    // Nothing was recorded: uploaded again, the capture is counted.
+    assert_eq!(h.stats().await["received"], 0);
+    assert_eq!(h.deliver(&a.token, &b).await.status, 201);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_budget_a_refused_commit_gets_429_before_any_part_is_read() {
+    let clock = ManualClock::new(time::OffsetDateTime::now_utc());
+    let hold = Arc::new(Hold::default());
+    let chaos: Arc<dyn Chaos> = hold.clone();
+    let opts = Opts {
+        chaos: Some(chaos),
+        clock: Some(clock.clone()),
+        ..Default::default()
+    };
+    let h = start(opts, 3, Duration::from_secs(60)).await;
+    let mut dev = h.store_device("a").await;
+    let device = dev.store.device_id().to_string();
+    let b_id = dev.capture_clave(REVOCACION, &clave(4));
+    let b = dev.bundle(&b_id);
+    let parts = h.upload_all(&dev.token, &b, 256 * 1024).await;
+    // Uploads that do not exist are refused on their rows alone: never counted.
+    let mut unknown = parts.clone();
+    unknown[2].upload = "/v1/uploads/0123456789abcdef0123456789abcdef".into();
+    for _ in 0..5 {
+        h.commit(&dev.token, &b.commit_request(unknown.clone()))
+            .await
+            .refused(409, Reason::UploadMissing);
+    }
+    let mut bad = parts.clone();
+    bad[1].sha256[5] ^= 1;
+    for _ in 0..3 {
+        h.commit(&dev.token, &b.commit_request(bad.clone()))
+            .await
+            .refused(422, Reason::PartMismatch);
+    }
+    let reads = hold.reads(&device);
+    assert_eq!(reads, 3, "each part_mismatch read the parts");
+    let limited = h.commit(&dev.token, &b.commit_request(bad.clone())).await;
+    limited.refused(429, Reason::RateLimited);
+    // The clock stands still: the oldest refusal leaves the window in exactly 60 s.
+    assert_eq!(limited.header("retry-after"), Some("60"));
+    // The device's good commit waits too, and no part was read for either.
+    h.commit(&dev.token, &b.commit_request(parts.clone()))
+        .await
+        .refused(429, Reason::RateLimited);
+    assert_eq!(hold.reads(&device), reads);
+    // Another device is not limited.
+    let mut other = h.store_device("b").await;
+    let ob_id = other.capture_clave(REVOCACION, &clave(5));
+    let ob = other.bundle(&ob_id);
+    assert_eq!(h.deliver(&other.token, &ob).await.status, 201);
+    // Once the window has passed, the same good commit is counted.
+    clock.advance(time::Duration::seconds(61));
+    let ok = h.commit(&dev.token, &b.commit_request(parts)).await;
+    assert_eq!(ok.status, 201, "{:?}", ok.error());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_gone_from_disk_count_as_refusals() {
+    let h = start(Opts::default(), 2, WINDOW).await;
+    let mut dev = h.store_device("a").await;
+    let b_id = dev.capture_clave(REVOCACION, &clave(6));
+    let b = dev.bundle(&b_id);
+    let parts = h.upload_all(&dev.token, &b, 256 * 1024).await;
+    let id = parts[3].upload.rsplit('/').next().unwrap();
+    std::fs::remove_file(h.blob_dir().join("uploads").join(id)).unwrap();
+    for _ in 0..2 {
+        let a = h.commit(&dev.token, &b.commit_request(parts.clone())).await;
+        a.refused(409, Reason::UploadMissing);
+        assert!(a.error().unwrap().detail.contains("bytes are gone"));
+    }
+    h.commit(&dev.token, &b.commit_request(parts))
+        .await
+        .refused(429, Reason::RateLimited);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_honest_backlog_and_replays_are_never_limited() {
+    let budget = 2;
+    let h = start(Opts::default(), budget, WINDOW).await;
+    let mut dev = h.store_device("a").await;
+    // A returning phone's backlog: more captures than the budget, each committed twice (the
+    // first answer lost) and replayed once more.
+    for i in 0..5 {
+        let b_id = dev.capture_clave(REVOCACION, &clave(10 + i));
+        let b = dev.bundle(&b_id);
+        let parts = h.upload_all(&dev.token, &b, 256 * 1024).await;
+        let first = h.commit(&dev.token, &b.commit_request(parts.clone())).await;
+        assert_eq!(first.status, 201, "{:?}", first.error());
+        for _ in 0..2 {
+            let again = h.commit(&dev.token, &b.commit_request(parts.clone())).await;
+            assert_eq!((again.status, &again.body), (201, &first.body));
+        }
+    }
+    // A recorded rejection (content sealed to a seal key the endpoint does not have), replayed.
+    let r_id = dev.capture_clave(REVOCACION, &clave(20));
+    let r = dev.bundle(&r_id);
+    let rparts = h.upload_all(&dev.token, &r, 256 * 1024).await;
+    let mut rejected = r.commit_request(rparts);
+    rejected.seal_key_id = "no-such-key".into();
+    let first = h.commit(&dev.token, &rejected).await;
+    first.refused(422, Reason::Undecryptable);
+    for _ in 0..(budget + 2) {
+        let again = h.commit(&dev.token, &rejected).await;
+        assert_eq!((again.status, &again.body), (422, &first.body));
+    }
+    // The budget is still whole: `budget` refusals, then 429 — and a replay still answers.
+    let b_id = dev.capture_clave(REVOCACION, &clave(21));
+    let b = dev.bundle(&b_id);
+    let mut bad = h.upload_all(&dev.token, &b, 256 * 1024).await;
+    bad[0].length += 1;
+    for _ in 0..budget {
+        h.commit(&dev.token, &b.commit_request(bad.clone()))
+            .await
+            .refused(422, Reason::PartMismatch);
+    }
+    h.commit(&dev.token, &b.commit_request(bad))
+        .await
+        .refused(429, Reason::RateLimited);
+    let again = h.commit(&dev.token, &rejected).await;
+    assert_eq!((again.status, &again.body), (422, &first.body));
+    assert_eq!(h.stats().await["counted"], 5);
+}
+
+/// Benchmark (issue 17's measurement, same run): the median latency of another device's
+/// authenticated request (`HEAD` of its upload: a token lookup and a row read) with the
+/// endpoint idle, then while `APOYO_BENCH_ATTACKERS` (default 6) clients repeat one commit whose
+/// ≈7.5 MiB of parts are read in full before `part_mismatch` — without a budget (the content
+/// phase alone) and with the default budget, and, as the floor any flood sets, while they repeat
+/// a cheap `HEAD`. Prints the medians and their ratios to idle.
+/// Ignored in the test run: `cargo test -p apoyo-endpoint --test commit_limits -- --ignored
+/// --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a benchmark, run by hand"]
+async fn bench_latency_under_repeated_part_mismatch() {
+    let attackers = std::env::var("APOYO_BENCH_ATTACKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6usize);
+    let idle = {
+        let h = Arc::new(start(Opts::default(), u32::MAX, WINDOW).await);
+        let (path, token) = honest_upload(&h).await;
+        median_head(&h, &path, &token).await
+    };
+    println!("idle: median {idle:.2} ms");
+    {
+        // The floor any flood sets: the same clients repeating a cheap authenticated request.
+        let h = Arc::new(start(Opts::default(), u32::MAX, WINDOW).await);
+        let (path, token) = honest_upload(&h).await;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tasks: Vec<_> = (0..attackers)
+            .map(|_| {
+                let (h, p, t, stop) = (h.clone(), path.clone(), token.clone(), stop.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        h.head(&t, &p).await;
+                    }
+                })
+            })
+            .collect();
+        let flooded = median_head(&h, &path, &token).await;
+        stop.store(true, Ordering::Relaxed);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        println!(
+            "{attackers} clients repeating HEAD: median {flooded:.2} ms ({:.2}x idle)",
+            flooded / idle
+        );
+    }
+    for (label, budget) in [
+        ("no budget", u32::MAX),
+        ("default budget", apoyo_endpoint::DEFAULT_COMMIT_REFUSALS),
+    ] {
+        let h = Arc::new(start(Opts::default(), budget, WINDOW).await);
+        let (path, token) = honest_upload(&h).await;
+        let (bad_token, bad) = big_bad_commit(&h).await;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let statuses = Arc::new(Mutex::new(std::collections::BTreeMap::<u16, usize>::new()));
+        let tasks: Vec<_> = (0..attackers)
+            .map(|_| {
+                let (h, t, req) = (h.clone(), bad_token.clone(), bad.clone());
+                let (stop, statuses) = (stop.clone(), statuses.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        let s = h.commit(&t, &req).await.status;
+                        *statuses.lock().unwrap().entry(s).or_default() += 1;
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let attacked = median_head(&h, &path, &token).await;
+        stop.store(true, Ordering::Relaxed);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        println!(
+            "{attackers} clients repeating a 7.5 MiB part_mismatch, {label}: median {attacked:.2} ms ({:.2}x idle); answers {:?}",
+            attacked / idle,
+            statuses.lock().unwrap()
+        );
+    }
+}
+
+/// An honest device's complete upload to `HEAD`: (path, token).
+async fn honest_upload(h: &Harness) -> (String, String) {
+    let mut dev = h.store_device("honest").await;
+    let id = dev.capture_clave(REVOCACION, &clave(90));
+    let b = dev.bundle(&id);
+    let (kind, bytes) = &b.parts[0];
+    let path = h.upload(&dev.token, &id, *kind, bytes, 1 << 20).await;
+    (path, dev.token.clone())
+}
+
+/// A device with five parts of their largest sizes uploaded, and a commit of them whose
+/// manifest digest is wrong (every part is read in full, then `part_mismatch`).
+async fn big_bad_commit(h: &Harness) -> (String, apoyo_sync::wire::CommitRequest) {
+    use apoyo_sync::PartKind;
+    let mut dev = h.store_device("attacker").await;
+    let id = dev.capture_clave(REVOCACION, &clave(91));
+    let mut b = dev.bundle(&id);
+    let mib = 1024 * 1024;
+    for (kind, len) in [
+        (PartKind::Front, 2 * mib),
+        (PartKind::Back, 2 * mib),
+        (PartKind::Selfie, 3 * mib),
+        (PartKind::Signature, mib / 2),
+    ] {
+        *b.part_mut(kind) = (0..len).map(|_| fastrand::u8(..)).collect();
+    }
+    let mut parts = h.upload_all(&dev.token, &b, 1 << 20).await;
+    parts[4].sha256[0] ^= 1;
+    (dev.token.clone(), b.commit_request(parts))
+}
+
+/// The median of 200 `HEAD`s, in milliseconds.
+async fn median_head(h: &Harness, path: &str, token: &str) -> f64 {
+    let mut ms = Vec::with_capacity(200);
+    for _ in 0..200 {
+        let t = std::time::Instant::now();
+        assert_eq!(h.head(token, path).await.status, 200);
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    ms.sort_by(f64::total_cmp);
+    ms[ms.len() / 2]
+}
