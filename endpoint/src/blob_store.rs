@@ -22,9 +22,11 @@ pub(crate) const SHARED_ORPHAN_AGE: Duration = Duration::from_secs(60 * 60);
 
 /// The blob tier as the handlers use it.
 pub(crate) trait BlobStore: Send + Sync + std::fmt::Debug {
-    /// Creates the empty file of a new upload, durably.
+    /// Creates the empty file of a new upload (not flushed: the first write makes it durable).
     fn create_upload(&self, id: &str) -> io::Result<()>;
-    /// Writes `bytes` at `offset` of an upload (discarding anything past `offset`), durably.
+    /// Writes `bytes` at `offset` of an upload (discarding anything past `offset`), durably,
+    /// with the file's folder entry when `offset` is 0 (creating the file if it is missing);
+    /// `UnexpectedEof` when the upload holds fewer than `offset` bytes (ADR 0021).
     fn write_upload(&self, id: &str, offset: u64, bytes: &[u8]) -> io::Result<()>;
     /// Removes an upload's bytes (missing is fine).
     fn remove_upload(&self, id: &str) -> io::Result<()>;

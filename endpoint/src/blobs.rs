@@ -9,7 +9,10 @@
 //! ```
 //!
 //! Durability order: bytes are written and fsync'd before the database row that points at them
-//! is committed; a file without a row (a crash in between) is removed at the next start.
+//! is committed; a file without a row (a crash in between) is removed at the next start. An
+//! upload's file is created unflushed; its first PATCH makes it durable with its folder entry,
+//! and each PATCH makes its bytes durable before the row's offset commits (ADR 0021). The file
+//! may hold more than the row's offset (bytes whose row was lost): the next PATCH cuts them.
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
@@ -76,24 +79,44 @@ impl Blobs {
         Ok(self.supports.join(name))
     }
 
-    /// Creates the empty file of a new upload, durably.
+    /// Creates the empty file of a new upload, not flushed: nothing is in it, and the first
+    /// PATCH ([`Blobs::write_upload`] at offset 0) makes it and its folder entry durable.
     pub fn create_upload(&self, id: &str) -> io::Result<()> {
-        let f = OpenOptions::new()
+        OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(self.upload_path(id)?)?;
-        f.sync_all()?;
-        fsync_dir(&self.uploads)
+        Ok(())
     }
 
-    /// Writes `bytes` at `offset` of an upload and makes them durable. Anything past `offset`
-    /// (bytes of a PATCH whose database update never committed) is discarded first.
+    /// Writes `bytes` at `offset` of an upload and makes them durable (fdatasync; at offset 0
+    /// also the folder entry, so the file exists after a power loss whenever an offset above 0
+    /// committed). Anything past `offset` (bytes of a PATCH whose row never committed, or was
+    /// lost at a power loss) is discarded first. A file shorter than `offset` is refused
+    /// (`UnexpectedEof`), never filled: the bytes the row promises are gone.
     pub fn write_upload(&self, id: &str, offset: u64, bytes: &[u8]) -> io::Result<()> {
-        let mut f = OpenOptions::new().write(true).open(self.upload_path(id)?)?;
-        f.set_len(offset)?;
+        let first = offset == 0;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(first)
+            .open(self.upload_path(id)?)?;
+        let held = f.metadata()?.len();
+        if held < offset {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the upload's file is shorter than its offset",
+            ));
+        }
+        if held > offset {
+            f.set_len(offset)?;
+        }
         f.seek(SeekFrom::Start(offset))?;
         f.write_all(bytes)?;
-        f.sync_data()
+        f.sync_data()?;
+        if first {
+            fsync_dir(&self.uploads)?;
+        }
+        Ok(())
     }
 
     /// Removes an upload's bytes (missing is fine).
@@ -310,5 +333,32 @@ mod tests {
             Some(apoyo_sync::wire::crypto::sha256(b"hello!"))
         );
         assert_eq!(b.digest_upload(id, 7).unwrap(), None);
+    }
+
+    #[test]
+    fn a_write_past_the_bytes_held_is_refused_not_filled() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Blobs::open(dir.path()).unwrap();
+        let id = "0123456789abcdef0123456789abcdef";
+        b.create_upload(id).unwrap();
+        b.write_upload(id, 0, b"hello").unwrap();
+        let err = b.write_upload(id, 9, b"!").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(
+            b.digest_upload(id, 5).unwrap(),
+            Some(apoyo_sync::wire::crypto::sha256(b"hello"))
+        );
+        assert_eq!(
+            b.digest_upload(id, 6).unwrap(),
+            None,
+            "nothing was filled in"
+        );
+        // A first PATCH finds its file even if the creation's was lost.
+        let other = "fedcba9876543210fedcba9876543210";
+        b.write_upload(other, 0, b"x").unwrap();
+        assert_eq!(
+            b.digest_upload(other, 1).unwrap(),
+            Some(apoyo_sync::wire::crypto::sha256(b"x"))
+        );
     }
 }

@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../schema/0003_v11_trust.sql"),
     include_str!("../schema/0004_registration_hardening.sql"),
     include_str!("../schema/0005_commit_limits.sql"),
+    include_str!("../schema/0006_upload_digest.sql"),
 ];
 
 /// The newest schema version this build knows.
@@ -45,7 +46,7 @@ pub fn open(path: &Path) -> Result<Connection, EndpointError> {
 /// | pragma | value | why |
 /// |---|---|---|
 /// | `journal_mode` | `WAL` | readers do not block the writer |
-/// | `synchronous` | `FULL` | a commit that answered 201 must survive power loss (NORMAL can roll it back) |
+/// | `synchronous` | `FULL` | a commit that answered 201 must survive power loss (NORMAL can roll it back); an upload's creation and offset alone commit at `NORMAL` (`Db::begin_unflushed`, ADR 0021) |
 /// | `foreign_keys` | `ON` | registrations, codes and tokens must name a known device |
 /// | `busy_timeout` | 5 s | tolerate an operator's shell or a backup holding a lock briefly |
 fn apply_pragmas(conn: &Connection) -> Result<(), EndpointError> {

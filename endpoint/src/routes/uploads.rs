@@ -4,15 +4,19 @@
 //!
 //! Each upload belongs to the device whose token created it; another device sees 404. A PATCH
 //! body is read whole (bounded) and checked before a byte is written, so a body cut midway or
-//! damaged in transit stores nothing; accepted bytes are fsync'd before the offset is committed.
+//! damaged in transit stores nothing; accepted bytes are fdatasync'd before the offset is
+//! committed, in one durable step per PATCH (ADR 0021). The upload's running SHA-256 is
+//! continued from the state its row holds and stored back with the offset, so any replica
+//! continues it and the commit finds the final digest in the row.
 //! A PATCH refused before its body is read has the body read and dropped first (up to the
 //! PATCH cap), so the client gets the refusal on a live connection, not a reset.
 //!
 //! This file holds the handlers; `headers` parses and writes the tus headers, `rows` keeps the
-//! `uploads` table and the upload files.
+//! `uploads` table and the upload files, `running` the running digest.
 
 mod headers;
 mod rows;
+mod running;
 
 use apoyo_sync::wire::crypto::ciphertext_len;
 use apoyo_sync::wire::{Reason, limits, tus};
@@ -166,10 +170,22 @@ pub(crate) async fn patch(
         offset,
         checksum,
         length,
+        digest_state,
     } = target;
-    check_patch_body(&bytes, offset, length, checksum)?;
+    // Both hashes of the body (its checksum, the upload's running digest) off the runtime
+    // and outside the database's lock.
+    let (bytes, advance) = st
+        .blocking(move |_| {
+            check_patch_body(&bytes, offset, length, checksum)?;
+            let complete = offset + bytes.len() as u64 == length;
+            let advance = running::advance(offset, digest_state, &bytes, complete);
+            Ok((bytes, advance))
+        })
+        .await?;
     let (new_offset, expires_at) = st
-        .db(move |conn, inner| write_patch(conn, inner, &device, &id, offset, &bytes))
+        .db(move |conn, inner| {
+            write_patch(conn, inner, &device, &id, offset, &bytes, advance.clone())
+        })
         .await?;
     let mut resp = StatusCode::NO_CONTENT.into_response();
     offset_headers(&mut resp, new_offset, expires_at)?;
@@ -185,6 +201,8 @@ struct PatchTarget {
     checksum: Option<Checksum>,
     /// The upload's `Upload-Length`.
     length: u64,
+    /// The running digest's state at `offset`, as the row held it.
+    digest_state: Option<Vec<u8>>,
 }
 
 /// The checks of a PATCH made before its body is read, in the order §6.4 gives: `Tus-Resumable`,
@@ -211,6 +229,7 @@ async fn patch_target(
         offset,
         checksum,
         length: up.length,
+        digest_state: up.digest_state,
     })
 }
 
@@ -266,14 +285,7 @@ pub(crate) async fn delete(
     require_tus(&headers)?;
     let device = auth::require(&st, &headers).await?;
     let id = upload_id(path)?;
-    st.db(move |conn, inner| {
-        rows::load(conn, &id)?
-            .filter(|u| u.device_id == device.id)
-            .ok_or_else(ApiError::not_found)?;
-        conn.delete_upload(&id)?;
-        inner.blobs.remove_upload(&id)?;
-        Ok(())
-    })
-    .await?;
+    st.db(move |conn, inner| rows::delete(conn, inner, &device, &id))
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

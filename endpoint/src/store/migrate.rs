@@ -13,6 +13,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../schema/postgres/0003_v11_trust.sql"),
     include_str!("../../schema/postgres/0004_registration_hardening.sql"),
     include_str!("../../schema/postgres/0005_commit_limits.sql"),
+    include_str!("../../schema/postgres/0006_upload_digest.sql"),
 ];
 
 /// The session lock every replica takes to migrate (one at a time).

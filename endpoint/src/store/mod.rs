@@ -180,6 +180,14 @@ pub(crate) trait Db {
     fn dev_mailbox(&self, email: &str) -> R<Option<(String, String, i64)>>;
 
     // --- uploads (`routes::uploads::rows`, `support::parts`) ---
+    /// Starts a write transaction whose commit is not flushed on its own (ADR 0021): SQLite
+    /// `synchronous = NORMAL` for it (WAL: the next flushed commit makes it durable, in order),
+    /// PostgreSQL `SET LOCAL synchronous_commit = off`. For an upload's creation and offset
+    /// only: losing them at a power loss is safe for tus (the client asks HEAD).
+    fn begin_unflushed(&self) -> R<()>;
+    /// Commits a transaction begun by [`Db::begin_unflushed`] (SQLite: and puts the
+    /// connection back to `synchronous = FULL`).
+    fn commit_unflushed(&self) -> R<()>;
     fn upload(&self, id: &str) -> R<Option<UploadRow>>;
     /// PostgreSQL: a transaction lock on the upload, so two PATCHes of one upload on two
     /// replicas take turns. SQLite: the write transaction already excludes.
@@ -188,7 +196,15 @@ pub(crate) trait Db {
     fn insert_upload(&self, u: &NewUpload<'_>) -> R<()>;
     fn expired_uploads(&self, before: i64, limit: i64) -> R<Vec<String>>;
     fn delete_upload(&self, id: &str) -> R<()>;
-    fn set_upload_offset(&self, id: &str, offset: i64) -> R<()>;
+    /// Sets an upload's offset and, in the same row write, its running digest state (`None`
+    /// when not kept or complete) and its final SHA-256 (`Some` once complete).
+    fn advance_upload(
+        &self,
+        id: &str,
+        offset: i64,
+        digest_state: Option<&[u8]>,
+        sha256: Option<&[u8; 32]>,
+    ) -> R<()>;
 
     // --- supports (`support`, `stats`) ---
     /// PostgreSQL: a transaction lock on (device, capture id), so deliveries of one capture

@@ -8,7 +8,8 @@
 //! Transactions are READ COMMITTED. What must hold across replicas holds by the database:
 //! unique keys with `INSERT … ON CONFLICT`, and advisory locks (`pg_advisory_xact_lock`) on the
 //! key being decided (a device's capture, an upload, a rate-limit subject): two replicas
-//! deciding one key take turns and the second sees the first's commit (ADR 0019).
+//! deciding one key take turns and the second sees the first's commit (ADR 0019). The
+//! `uploads` queries live in `postgres/uploads.rs`.
 
 use std::cell::Cell;
 use std::collections::HashSet;
@@ -20,6 +21,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 mod registration;
+mod uploads;
 
 use super::migrate::{MIGRATIONS, MigrateError, migrate};
 use super::{
@@ -287,69 +289,38 @@ impl Db for PgDb {
         registration::dev_mailbox(self, email)
     }
 
+    fn begin_unflushed(&self) -> R<()> {
+        uploads::begin_unflushed(self)
+    }
+    fn commit_unflushed(&self) -> R<()> {
+        self.commit()
+    }
     fn upload(&self, id: &str) -> R<Option<UploadRow>> {
-        Ok(self
-            .row(
-                "SELECT device_id, capture_id, kind, length, upload_offset, expires_at FROM uploads WHERE id = $1",
-                &[&id],
-            )?
-            .map(|r| Ok::<_, tokio_postgres::Error>(UploadRow {
-                device_id: r.try_get(0)?,
-                capture_id: r.try_get(1)?,
-                kind: r.try_get(2)?,
-                length: r.try_get(3)?,
-                offset: r.try_get(4)?,
-                expires_at: r.try_get(5)?,
-            }))
-            .transpose()?)
+        uploads::upload(self, id)
     }
-
     fn lock_upload(&self, id: &str) -> R<()> {
-        self.xact_lock(lock_key("upload", &[id.as_bytes()]))
+        uploads::lock_upload(self, id)
     }
-
     fn count_uploads(&self, device_id: &str) -> R<i64> {
-        Ok(self
-            .row(
-                "SELECT count(*) FROM uploads WHERE device_id = $1",
-                &[&device_id],
-            )?
-            .map(|r| r.try_get(0))
-            .transpose()?
-            .unwrap_or(0))
+        uploads::count_uploads(self, device_id)
     }
-
     fn insert_upload(&self, u: &NewUpload<'_>) -> R<()> {
-        self.exec(
-            "INSERT INTO uploads (id, device_id, capture_id, kind, length, upload_offset, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, 0, $6, $7)",
-            &[&u.id, &u.device_id, &u.capture_id, &u.kind, &u.length, &u.now, &u.expires_at],
-        )?;
-        Ok(())
+        uploads::insert_upload(self, u)
     }
-
     fn expired_uploads(&self, before: i64, limit: i64) -> R<Vec<String>> {
-        Ok(self
-            .rows(
-                "SELECT id FROM uploads WHERE expires_at <= $1 LIMIT $2",
-                &[&before, &limit],
-            )?
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect::<Result<_, _>>()?)
+        uploads::expired_uploads(self, before, limit)
     }
-
     fn delete_upload(&self, id: &str) -> R<()> {
-        self.exec("DELETE FROM uploads WHERE id = $1", &[&id])?;
-        Ok(())
+        uploads::delete_upload(self, id)
     }
-
-    fn set_upload_offset(&self, id: &str, offset: i64) -> R<()> {
-        self.exec(
-            "UPDATE uploads SET upload_offset = $2 WHERE id = $1",
-            &[&id, &offset],
-        )?;
-        Ok(())
+    fn advance_upload(
+        &self,
+        id: &str,
+        offset: i64,
+        digest_state: Option<&[u8]>,
+        sha256: Option<&[u8; 32]>,
+    ) -> R<()> {
+        uploads::advance_upload(self, id, offset, digest_state, sha256)
     }
 
     fn lock_capture(&self, device_id: &str, capture_id: &str) -> R<()> {

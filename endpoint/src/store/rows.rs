@@ -9,6 +9,14 @@ pub(crate) struct UploadRow {
     pub length: i64,
     pub offset: i64,
     pub expires_at: i64,
+    /// The serialized running SHA-256 of the first `offset` bytes (ADR 0021): `None` at offset
+    /// 0, once complete, or when not kept (a row from before schema 0006).
+    pub digest_state: Option<Vec<u8>>,
+    /// SHA-256 of the whole upload, stored by the PATCH that completed it; `None` until then,
+    /// or when the running digest was not kept (the commit then hashes the bytes).
+    // Read by the commit's part check (`support::parts`) once it is wired there.
+    #[allow(dead_code)]
+    pub sha256: Option<[u8; 32]>,
 }
 
 /// A new upload.

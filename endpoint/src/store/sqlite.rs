@@ -1,7 +1,9 @@
 //! The embedded SQLite backend of the storage seam: the queries the handlers made before the
 //! seam, unchanged, on the endpoint's one connection (held under the state's mutex for the
 //! whole of a handler's work, so a write transaction is `BEGIN IMMEDIATE` and nothing races).
-//! Registration, activation and rate-limit queries live in `registration`.
+//! Registration, activation and rate-limit queries live in `registration`. An upload's creation
+//! and offset commit run with `synchronous = NORMAL` (`begin_unflushed`, ADR 0021); the
+//! connection is back at `FULL` for whatever follows, even after an error.
 
 mod registration;
 
@@ -20,10 +22,20 @@ pub(crate) struct SqliteDb<'a>(pub &'a Connection);
 impl SqliteDb<'_> {
     /// Rolls back a transaction the handler left open (it returned an error midway).
     pub(crate) fn finish(&self) {
-        if !self.0.is_autocommit()
-            && let Err(e) = self.0.execute_batch("ROLLBACK")
-        {
+        if self.0.is_autocommit() {
+            return;
+        }
+        if let Err(e) = self.0.execute_batch("ROLLBACK") {
             tracing::error!(error = %e, "could not roll back an abandoned transaction");
+        }
+        // It may have been begun by `begin_unflushed`: nothing after it may run unflushed.
+        self.flush_commits();
+    }
+
+    /// Back to `synchronous = FULL` (db.rs), outside a transaction.
+    fn flush_commits(&self) {
+        if let Err(e) = self.0.execute_batch("PRAGMA synchronous = FULL") {
+            tracing::error!(error = %e, "could not restore synchronous = FULL");
         }
     }
 
@@ -161,11 +173,32 @@ impl Db for SqliteDb<'_> {
         registration::dev_mailbox(self.0, email)
     }
 
+    fn begin_unflushed(&self) -> R<()> {
+        // The safety level may only change outside a transaction.
+        self.0.execute_batch("PRAGMA synchronous = NORMAL")?;
+        let begun = self.0.execute_batch("BEGIN IMMEDIATE");
+        if begun.is_err() {
+            self.flush_commits();
+        }
+        Ok(begun?)
+    }
+
+    fn commit_unflushed(&self) -> R<()> {
+        let committed = self.0.execute_batch("COMMIT");
+        // A failed COMMIT that left the transaction open is rolled back, and the level
+        // restored, by `finish`.
+        if self.0.is_autocommit() {
+            self.flush_commits();
+        }
+        Ok(committed?)
+    }
+
     fn upload(&self, id: &str) -> R<Option<UploadRow>> {
         Ok(self
             .0
             .query_row(
-                "SELECT device_id, capture_id, kind, length, upload_offset, expires_at FROM uploads WHERE id = ?1",
+                "SELECT device_id, capture_id, kind, length, upload_offset, expires_at, digest_state, sha256
+                 FROM uploads WHERE id = ?1",
                 [id],
                 |r| {
                     Ok(UploadRow {
@@ -175,6 +208,8 @@ impl Db for SqliteDb<'_> {
                         length: r.get(3)?,
                         offset: r.get(4)?,
                         expires_at: r.get(5)?,
+                        digest_state: r.get(6)?,
+                        sha256: r.get(7)?,
                     })
                 },
             )
@@ -215,10 +250,16 @@ impl Db for SqliteDb<'_> {
         Ok(())
     }
 
-    fn set_upload_offset(&self, id: &str, offset: i64) -> R<()> {
+    fn advance_upload(
+        &self,
+        id: &str,
+        offset: i64,
+        digest_state: Option<&[u8]>,
+        sha256: Option<&[u8; 32]>,
+    ) -> R<()> {
         self.0.execute(
-            "UPDATE uploads SET upload_offset = ?2 WHERE id = ?1",
-            params![id, offset],
+            "UPDATE uploads SET upload_offset = ?2, digest_state = ?3, sha256 = ?4 WHERE id = ?1",
+            params![id, offset, digest_state, sha256.map(|d| &d[..])],
         )?;
         Ok(())
     }
@@ -308,5 +349,34 @@ impl Db for SqliteDb<'_> {
             self.ids("SELECT id FROM uploads")?,
             self.ids("SELECT blob_dir FROM supports")?,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn level(conn: &Connection) -> i64 {
+        conn.query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// An unflushed transaction never leaves the connection unflushed: not after its commit,
+    /// and not after a handler abandoned it midway (`finish` rolls it back).
+    #[test]
+    fn unflushed_transactions_leave_the_connection_at_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::db::open(&dir.path().join("e.db")).unwrap();
+        const FULL: i64 = 2;
+        assert_eq!(level(&conn), FULL);
+        let db = SqliteDb(&conn);
+        db.begin_unflushed().unwrap();
+        assert_eq!(level(&conn), 1, "NORMAL inside");
+        db.commit_unflushed().unwrap();
+        assert_eq!(level(&conn), FULL);
+        db.begin_unflushed().unwrap();
+        db.finish();
+        assert!(conn.is_autocommit());
+        assert_eq!(level(&conn), FULL);
     }
 }
