@@ -305,6 +305,27 @@ async fn an_honest_backlog_and_replays_are_never_limited() {
     assert_eq!(h.stats().await["counted"], 5);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_of_nothing_or_a_window_over_a_day_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = apoyo_sync::testkit::crypto::Ed25519Secret::generate().unwrap();
+    let ring = apoyo_endpoint::KeyRing::generate(&root, time::OffsetDateTime::now_utc()).unwrap();
+    for (refusals, window) in [
+        (0, WINDOW),
+        (20, Duration::ZERO),
+        (20, Duration::from_secs(86_401)),
+    ] {
+        let mut cfg =
+            EndpointConfig::new(dir.path().join("x.db"), ring.clone(), processes(PROCESSES));
+        cfg.commit_refusals = refusals;
+        cfg.commit_refusal_window = window;
+        let err = apoyo_endpoint::start(cfg, "127.0.0.1:0".parse().unwrap())
+            .await
+            .expect_err("an unusable budget");
+        assert!(err.to_string().contains("commit_refusal"), "{err}");
+    }
+}
+
 /// Benchmark (issue 17's measurement, same run): the median latency of another device's
 /// authenticated request (`HEAD` of its upload: a token lookup and a row read) with the
 /// endpoint idle, then while `APOYO_BENCH_ATTACKERS` (default 6) clients repeat one commit whose
