@@ -6,6 +6,7 @@
 //! and replays of recorded answers are never limited.
 
 mod common;
+mod limited;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -16,6 +17,7 @@ use apoyo_endpoint::{Chaos, EndpointConfig, Injected, Route};
 use apoyo_sync::testkit::ManualClock;
 use apoyo_sync::wire::Reason;
 use common::*;
+use limited::start;
 use reqwest::Method;
 
 /// Test hook: counts each device's content phases; holds the watched device's open until
@@ -77,38 +79,6 @@ async fn entered(rx: mpsc::Receiver<()>) {
         .await
         .unwrap()
         .expect("the commit's content phase began");
-}
-
-/// A harness whose endpoint runs with the given refused-commit budget and hook: the common
-/// harness's configuration, restarted on the same database and blob folder.
-async fn start(o: Opts, refusals: u32, window: Duration) -> Harness {
-    let chaos = o.chaos.clone();
-    let mut h = Harness::start_with(o).await;
-    if let Some(ep) = h.ep.take() {
-        ep.shutdown().await;
-    }
-    let mut cfg = EndpointConfig::new(db_path(h.dir.path()), h.ring.clone(), h.processes.clone());
-    cfg.dev = h.dev;
-    cfg.upload_ttl = h.upload_ttl;
-    cfg.body_idle_timeout = h.body_idle_timeout;
-    cfg.chaos = chaos;
-    cfg.commit_refusals = refusals;
-    cfg.commit_refusal_window = window;
-    if let Some(url) = &h.database {
-        cfg.database = Some(url.parse().expect("a PostgreSQL URL"));
-        cfg.blob_dir = Some(h.blob_dir());
-    }
-    if let Some(c) = &h.clock {
-        let clock: apoyo_sync::SharedClock = Arc::new(c.clone());
-        cfg.clock = clock;
-    }
-    let ep = apoyo_endpoint::start(cfg, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    h.url = ep.url();
-    h.addr = ep.addr;
-    h.ep = Some(ep);
-    h
 }
 
 const WINDOW: Duration = Duration::from_secs(600);
@@ -183,6 +153,46 @@ async fn an_upload_deleted_while_its_commit_reads_it_is_upload_missing() {
     // Nothing was recorded: uploaded again, the capture is counted.
     assert_eq!(h.stats().await["received"], 0);
     assert_eq!(h.deliver(&a.token, &b).await.status, 201);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capture_decided_while_another_delivery_reads_it_is_replayed_to_that_delivery() {
+    let hold = Arc::new(Hold::default());
+    let chaos: Arc<dyn Chaos> = hold.clone();
+    let opts = Opts {
+        chaos: Some(chaos),
+        ..Default::default()
+    };
+    let h = Arc::new(start(opts, 1, WINDOW).await);
+    let mut a = h.store_device("a").await;
+    let b_id = a.capture_clave(REVOCACION, &clave(7));
+    let b = a.bundle(&b_id);
+    let parts = h.upload_all(&a.token, &b, 256 * 1024).await;
+    let (entered_rx, release) = hold.watch(a.store.device_id());
+    let first = {
+        let (h, token, req) = (h.clone(), a.token.clone(), b.commit_request(parts.clone()));
+        tokio::spawn(async move { h.commit(&token, &req).await })
+    };
+    entered(entered_rx).await;
+    // A second delivery (the first one's answer seemed lost) is decided while the first reads.
+    let second = h.commit(&a.token, &b.commit_request(parts.clone())).await;
+    assert_eq!(second.status, 201, "{:?}", second.error());
+    release.send(()).unwrap();
+    // The first finds the uploads consumed, and the answer recorded: it gets the same bytes.
+    let first = first.await.unwrap();
+    assert_eq!((first.status, &first.body), (201, &second.body));
+    assert_eq!(h.stats().await["received"], 1);
+    // Nothing was counted as a refusal: the budget of one is whole.
+    let c_id = a.capture_clave(REVOCACION, &clave(8));
+    let c = a.bundle(&c_id);
+    let mut bad = h.upload_all(&a.token, &c, 256 * 1024).await;
+    bad[2].sha256[0] ^= 1;
+    h.commit(&a.token, &c.commit_request(bad.clone()))
+        .await
+        .refused(422, Reason::PartMismatch);
+    h.commit(&a.token, &c.commit_request(bad))
+        .await
+        .refused(429, Reason::RateLimited);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -305,126 +315,23 @@ async fn an_honest_backlog_and_replays_are_never_limited() {
     assert_eq!(h.stats().await["counted"], 5);
 }
 
-/// Benchmark (issue 17's measurement, same run): the median latency of another device's
-/// authenticated request (`HEAD` of its upload: a token lookup and a row read) with the
-/// endpoint idle, then while `APOYO_BENCH_ATTACKERS` (default 6) clients repeat one commit whose
-/// ≈7.5 MiB of parts are read in full before `part_mismatch` — without a budget (the content
-/// phase alone) and with the default budget, and, as the floor any flood sets, while they repeat
-/// a cheap `HEAD`. Prints the medians and their ratios to idle.
-/// Ignored in the test run: `cargo test -p apoyo-endpoint --test commit_limits -- --ignored
-/// --nocapture`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "a benchmark, run by hand"]
-async fn bench_latency_under_repeated_part_mismatch() {
-    let attackers = std::env::var("APOYO_BENCH_ATTACKERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(6usize);
-    let idle = {
-        let h = Arc::new(start(Opts::default(), u32::MAX, WINDOW).await);
-        let (path, token) = honest_upload(&h).await;
-        median_head(&h, &path, &token).await
-    };
-    println!("idle: median {idle:.2} ms");
-    {
-        // The floor any flood sets: the same clients repeating a cheap authenticated request.
-        let h = Arc::new(start(Opts::default(), u32::MAX, WINDOW).await);
-        let (path, token) = honest_upload(&h).await;
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let tasks: Vec<_> = (0..attackers)
-            .map(|_| {
-                let (h, p, t, stop) = (h.clone(), path.clone(), token.clone(), stop.clone());
-                tokio::spawn(async move {
-                    while !stop.load(Ordering::Relaxed) {
-                        h.head(&t, &p).await;
-                    }
-                })
-            })
-            .collect();
-        let flooded = median_head(&h, &path, &token).await;
-        stop.store(true, Ordering::Relaxed);
-        for t in tasks {
-            t.await.unwrap();
-        }
-        println!(
-            "{attackers} clients repeating HEAD: median {flooded:.2} ms ({:.2}x idle)",
-            flooded / idle
-        );
-    }
-    for (label, budget) in [
-        ("no budget", u32::MAX),
-        ("default budget", apoyo_endpoint::DEFAULT_COMMIT_REFUSALS),
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_of_nothing_or_a_window_over_a_day_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = apoyo_sync::testkit::crypto::Ed25519Secret::generate().unwrap();
+    let ring = apoyo_endpoint::KeyRing::generate(&root, time::OffsetDateTime::now_utc()).unwrap();
+    for (refusals, window) in [
+        (0, WINDOW),
+        (20, Duration::ZERO),
+        (20, Duration::from_secs(86_401)),
     ] {
-        let h = Arc::new(start(Opts::default(), budget, WINDOW).await);
-        let (path, token) = honest_upload(&h).await;
-        let (bad_token, bad) = big_bad_commit(&h).await;
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let statuses = Arc::new(Mutex::new(std::collections::BTreeMap::<u16, usize>::new()));
-        let tasks: Vec<_> = (0..attackers)
-            .map(|_| {
-                let (h, t, req) = (h.clone(), bad_token.clone(), bad.clone());
-                let (stop, statuses) = (stop.clone(), statuses.clone());
-                tokio::spawn(async move {
-                    while !stop.load(Ordering::Relaxed) {
-                        let s = h.commit(&t, &req).await.status;
-                        *statuses.lock().unwrap().entry(s).or_default() += 1;
-                    }
-                })
-            })
-            .collect();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let attacked = median_head(&h, &path, &token).await;
-        stop.store(true, Ordering::Relaxed);
-        for t in tasks {
-            t.await.unwrap();
-        }
-        println!(
-            "{attackers} clients repeating a 7.5 MiB part_mismatch, {label}: median {attacked:.2} ms ({:.2}x idle); answers {:?}",
-            attacked / idle,
-            statuses.lock().unwrap()
-        );
+        let mut cfg =
+            EndpointConfig::new(dir.path().join("x.db"), ring.clone(), processes(PROCESSES));
+        cfg.commit_refusals = refusals;
+        cfg.commit_refusal_window = window;
+        let err = apoyo_endpoint::start(cfg, "127.0.0.1:0".parse().unwrap())
+            .await
+            .expect_err("an unusable budget");
+        assert!(err.to_string().contains("commit_refusal"), "{err}");
     }
-}
-
-/// An honest device's complete upload to `HEAD`: (path, token).
-async fn honest_upload(h: &Harness) -> (String, String) {
-    let mut dev = h.store_device("honest").await;
-    let id = dev.capture_clave(REVOCACION, &clave(90));
-    let b = dev.bundle(&id);
-    let (kind, bytes) = &b.parts[0];
-    let path = h.upload(&dev.token, &id, *kind, bytes, 1 << 20).await;
-    (path, dev.token.clone())
-}
-
-/// A device with five parts of their largest sizes uploaded, and a commit of them whose
-/// manifest digest is wrong (every part is read in full, then `part_mismatch`).
-async fn big_bad_commit(h: &Harness) -> (String, apoyo_sync::wire::CommitRequest) {
-    use apoyo_sync::PartKind;
-    let mut dev = h.store_device("attacker").await;
-    let id = dev.capture_clave(REVOCACION, &clave(91));
-    let mut b = dev.bundle(&id);
-    let mib = 1024 * 1024;
-    for (kind, len) in [
-        (PartKind::Front, 2 * mib),
-        (PartKind::Back, 2 * mib),
-        (PartKind::Selfie, 3 * mib),
-        (PartKind::Signature, mib / 2),
-    ] {
-        *b.part_mut(kind) = (0..len).map(|_| fastrand::u8(..)).collect();
-    }
-    let mut parts = h.upload_all(&dev.token, &b, 1 << 20).await;
-    parts[4].sha256[0] ^= 1;
-    (dev.token.clone(), b.commit_request(parts))
-}
-
-/// The median of 200 `HEAD`s, in milliseconds.
-async fn median_head(h: &Harness, path: &str, token: &str) -> f64 {
-    let mut ms = Vec::with_capacity(200);
-    for _ in 0..200 {
-        let t = std::time::Instant::now();
-        assert_eq!(h.head(token, path).await.status, 200);
-        ms.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
-    ms.sort_by(f64::total_cmp);
-    ms[ms.len() / 2]
 }
