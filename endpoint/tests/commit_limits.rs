@@ -226,8 +226,13 @@ async fn past_the_budget_a_refused_commit_gets_429_before_any_part_is_read() {
             .await
             .refused(422, Reason::PartMismatch);
     }
+    // The digest the endpoint kept while the uploads were written contradicts the commit:
+    // refused without reading a part, and still counted.
     let reads = hold.reads(&device);
-    assert_eq!(reads, 3, "each part_mismatch read the parts");
+    assert_eq!(
+        reads, 0,
+        "a part_mismatch the kept digest shows reads no part"
+    );
     let limited = h.commit(&dev.token, &b.commit_request(bad.clone())).await;
     limited.refused(429, Reason::RateLimited);
     // The clock stands still: the oldest refusal leaves the window in exactly 60 s.
@@ -334,4 +339,35 @@ async fn a_budget_of_nothing_or_a_window_over_a_day_is_refused_at_start() {
             .expect_err("an unusable budget");
         assert!(err.to_string().contains("commit_refusal"), "{err}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_changed_on_disk_are_a_part_mismatch_found_by_reading_them() {
+    let hold = Arc::new(Hold::default());
+    let chaos: Arc<dyn Chaos> = hold.clone();
+    let opts = Opts {
+        chaos: Some(chaos),
+        ..Default::default()
+    };
+    let h = start(opts, 2, WINDOW).await;
+    let mut dev = h.store_device("a").await;
+    let device = dev.store.device_id().to_string();
+    let b_id = dev.capture_clave(REVOCACION, &clave(7));
+    let b = dev.bundle(&b_id);
+    let parts = h.upload_all(&dev.token, &b, 256 * 1024).await;
+    // The kept digest still matches the commit; the bytes on disk no longer do.
+    let id = parts[1].upload.rsplit('/').next().unwrap();
+    let path = h.blob_dir().join("uploads").join(id);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    for _ in 0..2 {
+        h.commit(&dev.token, &b.commit_request(parts.clone()))
+            .await
+            .refused(422, Reason::PartMismatch);
+    }
+    assert_eq!(hold.reads(&device), 2, "each commit read its parts");
+    h.commit(&dev.token, &b.commit_request(parts))
+        .await
+        .refused(429, Reason::RateLimited);
 }

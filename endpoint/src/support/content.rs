@@ -1,5 +1,7 @@
 //! The content phase of deciding a commit, on a blocking thread and outside the database
-//! (ADR 0020): steps 2-5 on the parts' bytes. One pass over each part, in kind order, computes
+//! (ADR 0020): steps 2-5 on the parts' bytes. First, before any byte is read, a part whose
+//! row contradicts the commit — another length, or another SHA-256 than the one the endpoint
+//! kept while the upload was written (ADR 0021) — is `part_mismatch`. Then one pass over each part, in kind order, computes
 //! its SHA-256 while authenticating it: a part whose length or digest is not the declared one
 //! is `part_mismatch` and one whose bytes are gone `upload_missing` (neither recorded; both
 //! counted against the device's budget), whatever its decryption gave, since a verdict on
@@ -44,6 +46,9 @@ pub(super) fn check(
     job: &Job,
     available: &[Available],
 ) -> Result<Outcome, ApiError> {
+    if let Some(a) = contradicted(available) {
+        return Ok(Outcome::Refused(mismatch(a.kind)));
+    }
     let req = job.req();
     let (judged_at, skew) =
         crate::skew::judged_capture_time(req.captured_at, req.sent_at, inner.now());
@@ -65,9 +70,6 @@ pub(super) fn check(
     let mut manifest = Zeroizing::new(Vec::new());
     let mut held = Vec::with_capacity(available.len());
     for (i, a) in available.iter().enumerate() {
-        if a.length != a.declared_length {
-            return Ok(Outcome::Refused(mismatch(a.kind)));
-        }
         if a.kind == PartKind::Manifest && a.length > limits::MAX_MANIFEST_CT_BYTES {
             failure.get_or_insert_with(|| "the manifest part is over its size limit".into());
         }
@@ -102,6 +104,16 @@ pub(super) fn check(
         held,
         verdict,
         skew,
+    })
+}
+
+/// The first part whose row already contradicts the commit (length, or the kept digest): no
+/// byte needs reading to refuse it. The bytes are still hashed for every other commit.
+fn contradicted(available: &[Available]) -> Option<&Available> {
+    available.iter().find(|a| {
+        a.length != a.declared_length
+            || a.stored_sha256
+                .is_some_and(|kept| kept != a.declared_sha256)
     })
 }
 

@@ -29,6 +29,8 @@ pub(super) struct Available {
     pub(super) length: u64,
     pub(super) declared_length: u64,
     pub(super) declared_sha256: [u8; 32],
+    /// The SHA-256 the endpoint kept while the upload was written (ADR 0021), if it kept one.
+    pub(super) stored_sha256: Option<[u8; 32]>,
 }
 
 /// A part's upload as the commit names it, and its row if there is one.
@@ -88,6 +90,7 @@ pub(super) fn available(
                 length,
                 declared_length: part.length,
                 declared_sha256: part.sha256,
+                stored_sha256: n.row.and_then(|r| r.sha256),
             })
         })
         .collect()
