@@ -123,6 +123,8 @@ enum Cmd {
         /// Enable the development mailbox and admin stats routes.
         #[arg(long)]
         dev: bool,
+        #[command(flatten)]
+        registration: serve::RegistrationArgs,
     },
     /// The main job on embedded defaults: endpoint, two devices, captures, a lossy link, sync.
     Demo {
@@ -271,12 +273,14 @@ fn main() -> ExitCode {
             keys,
             processes,
             dev,
+            registration,
         } => serve::serve(
             &serve::Storage { db, blobs },
             &listen,
             &keys,
             &processes,
             dev,
+            &registration,
         ),
         Cmd::Demo { json, seed } => demo::demo(json, seed),
         Cmd::Bench(a) => bench::bench(a),

@@ -2,10 +2,11 @@
 //! on a PostgreSQL database with a shared blob folder (ADR 0019).
 
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use apoyo_endpoint::{DatabaseUrl, EndpointConfig};
+use apoyo_endpoint::{DatabaseUrl, EndpointConfig, RegistrationLimits, TrustedForwarding};
 use apoyo_sync::Process;
 
 use crate::{CliError, CliResult, read_file};
@@ -61,12 +62,62 @@ impl Storage {
     }
 }
 
+/// The registration budgets and the trusted forwarded header (`apoyo serve`; issue 17).
+#[derive(clap::Args, Debug)]
+pub struct RegistrationArgs {
+    /// Registrations per source address (IPv4, or IPv6 /64) per window.
+    #[arg(long, default_value_t = apoyo_endpoint::DEFAULT_REGISTRATIONS_PER_SOURCE)]
+    registrations_per_source: u32,
+    /// Registrations per window, all sources and replicas together.
+    #[arg(long, default_value_t = apoyo_endpoint::DEFAULT_REGISTRATIONS_GLOBAL)]
+    registrations_global: u32,
+    /// Codes mailed per email address, and per device key, per window.
+    #[arg(long, default_value_t = apoyo_endpoint::DEFAULT_REGISTRATIONS_PER_ADDRESS)]
+    registrations_per_address: u32,
+    /// The registration budgets' window, in seconds.
+    #[arg(long, default_value_t = apoyo_endpoint::DEFAULT_REGISTRATION_WINDOW.as_secs())]
+    registration_window_secs: u64,
+    /// Seconds an unactivated registration is kept (never while its code is valid).
+    #[arg(long, default_value_t = apoyo_endpoint::DEFAULT_UNACTIVATED_TTL.as_secs())]
+    unactivated_ttl_secs: u64,
+    /// Behind a TLS terminator: the header it names the client in (`x-forwarded-for`, or
+    /// `forwarded`); its right-most address is the source, on connections from --trusted-proxy.
+    #[arg(long, requires = "trusted_proxy")]
+    trusted_forwarded_header: Option<String>,
+    /// The address of a proxy whose forwarded header is trusted (repeatable).
+    #[arg(long, requires = "trusted_forwarded_header")]
+    trusted_proxy: Vec<IpAddr>,
+}
+
+impl RegistrationArgs {
+    fn limits(&self) -> Result<RegistrationLimits, CliError> {
+        let forwarded = match &self.trusted_forwarded_header {
+            Some(h) => Some(
+                TrustedForwarding::new(h, self.trusted_proxy.clone())
+                    .map_err(|e| CliError::Usage(format!("--trusted-forwarded-header: {e}")))?,
+            ),
+            None => None,
+        };
+        let limits = RegistrationLimits {
+            window: Duration::from_secs(self.registration_window_secs),
+            per_address: self.registrations_per_address,
+            per_source: self.registrations_per_source,
+            global: self.registrations_global,
+            unactivated_ttl: Duration::from_secs(self.unactivated_ttl_secs),
+            forwarded,
+        };
+        limits.check().map_err(|e| CliError::Usage(e.to_string()))?;
+        Ok(limits)
+    }
+}
+
 pub fn serve(
     storage: &Storage,
     listen: &str,
     keys: &Path,
     processes: &Path,
     dev: bool,
+    registration: &RegistrationArgs,
 ) -> CliResult {
     let addr: SocketAddr = listen.parse().map_err(|_| {
         CliError::Usage(format!(
@@ -88,6 +139,7 @@ pub fn serve(
     let list = Process::parse_json_list(&read_file(processes, "process file (--processes)")?)?;
     let mut cfg = EndpointConfig::new(PathBuf::new(), ring, list);
     cfg.dev = dev;
+    cfg.registration = registration.limits()?;
     let where_kept = storage.apply(&mut cfg)?;
     apoyo_endpoint::serve_blocking(cfg, addr, |bound| {
         // One write, and a closed stdout (a supervisor that read the first line and went

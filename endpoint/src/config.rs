@@ -7,6 +7,7 @@ use std::time::Duration;
 use apoyo_sync::{Process, SharedClock, SystemClock};
 
 use crate::keyring::KeyRing;
+use crate::registration_limits::RegistrationLimits;
 use crate::store::DatabaseUrl;
 
 /// How long a tus upload lives after its creation (tus `expiration` extension). A day covers a
@@ -32,6 +33,16 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(20);
 /// `body_idle_timeout` window: 256 B/s is a ninth of an 18 kbit/s rural 2G link, so an honest
 /// upload passes while a byte-a-second trickle does not hold a connection for days.
 pub const DEFAULT_BODY_MIN_RATE: u32 = 256;
+
+/// How many refused commits (`part_mismatch`, or `upload_missing` found while reading part
+/// bytes) one device may have within [`DEFAULT_COMMIT_REFUSAL_WINDOW`] before its commits are
+/// answered `429 rate_limited`. An honest device never repeats a refusal (it quarantines on
+/// `part_mismatch` and uploads again on `upload_missing`), and receipts, stored rejections and
+/// their replays are never counted, so a returning phone's backlog is never limited.
+pub const DEFAULT_COMMIT_REFUSALS: u32 = 20;
+
+/// The window of the refused-commit budget.
+pub const DEFAULT_COMMIT_REFUSAL_WINDOW: Duration = Duration::from_secs(10 * 60);
 
 /// The endpoint's configuration.
 pub struct EndpointConfig {
@@ -62,6 +73,14 @@ pub struct EndpointConfig {
     pub header_read_timeout: Duration,
     /// The most connections open at once; `None` derives it from the file-descriptor limit.
     pub max_connections: Option<usize>,
+    /// Registration budgets (per address and device key, per source, global), the TTL of
+    /// unactivated registrations, and the trusted forwarded header.
+    pub registration: RegistrationLimits,
+    /// Refused commits one device may have within `commit_refusal_window` before its commits
+    /// get `429 rate_limited` (at least 1). Counted in the database, so shared by replicas.
+    pub commit_refusals: u32,
+    /// The window of `commit_refusals` (1 second to a day).
+    pub commit_refusal_window: Duration,
     /// Test and field-test fault hook: consulted before every routed request.
     pub chaos: Option<Arc<dyn Chaos>>,
 }
@@ -83,6 +102,9 @@ impl EndpointConfig {
             body_min_rate: DEFAULT_BODY_MIN_RATE,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             max_connections: None,
+            registration: RegistrationLimits::default(),
+            commit_refusals: DEFAULT_COMMIT_REFUSALS,
+            commit_refusal_window: DEFAULT_COMMIT_REFUSAL_WINDOW,
             chaos: None,
         }
     }
@@ -122,6 +144,9 @@ impl std::fmt::Debug for EndpointConfig {
             .field("body_min_rate", &self.body_min_rate)
             .field("header_read_timeout", &self.header_read_timeout)
             .field("max_connections", &self.max_connections)
+            .field("registration", &self.registration)
+            .field("commit_refusals", &self.commit_refusals)
+            .field("commit_refusal_window", &self.commit_refusal_window)
             .field("chaos", &self.chaos.is_some())
             .finish_non_exhaustive()
     }
@@ -157,4 +182,9 @@ pub enum Injected {
 /// carries a valid token, the device id.
 pub trait Chaos: Send + Sync {
     fn before(&self, route: Route, device_id: Option<&str>) -> Option<Injected>;
+
+    /// Called on a commit's content phase, on its blocking thread and outside the database
+    /// (ADR 0020), once the first part has been read and before the others are: a test may
+    /// block here to hold the phase open and show that other requests still go through.
+    fn commit_reading(&self, _device_id: &str) {}
 }

@@ -14,7 +14,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../schema/0001_init.sql"),
     include_str!("../schema/0002_abuse_limits.sql"),
     include_str!("../schema/0003_v11_trust.sql"),
-    // 0004 and 0005 come from other branches; the merge puts them before 0006.
+    include_str!("../schema/0004_registration_hardening.sql"),
+    include_str!("../schema/0005_commit_limits.sql"),
     include_str!("../schema/0006_upload_digest.sql"),
 ];
 
@@ -102,5 +103,52 @@ mod tests {
             open(&path),
             Err(EndpointError::SchemaVersion { .. })
         ));
+    }
+
+    /// Migration 4 on a version-3 database: codes kept in clear are deleted (with the
+    /// development mailbox), and registrations of a device holding a token count as activated.
+    #[test]
+    fn migration_4_drops_clear_codes_and_keeps_activated_registrations() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("endpoint.db");
+        let mut conn = Connection::open(&path).unwrap();
+        apply_pragmas(&conn).unwrap();
+        for (i, script) in MIGRATIONS.iter().take(3).enumerate() {
+            let tx = conn.transaction().unwrap();
+            tx.execute_batch(script).unwrap();
+            tx.pragma_update(None, "user_version", i as i64 + 1)
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        conn.execute_batch(&format!(
+            "INSERT INTO devices VALUES (X'{a}', 'a', 1), (X'{b}', 'b', 1);
+             INSERT INTO registrations VALUES ('ra', X'{a}', 'google', X'00', X'00', 1),
+                                              ('rb', X'{b}', 'google', X'00', X'00', 1);
+             INSERT INTO activation_codes VALUES ('ABCDEFGHJK', X'{b}', 'rb', 1, 2);
+             INSERT INTO tokens VALUES (X'03', X'{a}', 1, 2, NULL);
+             INSERT INTO dev_mailbox VALUES ('ana@example.org', 'ABCDEFGHJK', 2);",
+            a = hex::encode(a),
+            b = hex::encode(b)
+        ))
+        .unwrap();
+        drop(conn);
+        let conn = open(&path).unwrap();
+        assert_eq!(version(&conn).unwrap(), LATEST);
+        let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+        assert_eq!(count("SELECT count(*) FROM activation_codes"), 0);
+        assert_eq!(count("SELECT count(*) FROM dev_mailbox"), 0);
+        assert_eq!(
+            count(
+                "SELECT count(*) FROM registrations WHERE activated_at IS NOT NULL AND registration_id = 'ra'"
+            ),
+            1
+        );
+        assert_eq!(
+            count(
+                "SELECT count(*) FROM registrations WHERE activated_at IS NULL AND registration_id = 'rb'"
+            ),
+            1
+        );
     }
 }

@@ -23,6 +23,7 @@ mod digest;
 mod error;
 mod http;
 pub mod keyring;
+mod registration_limits;
 mod routes;
 mod serve;
 mod skew;
@@ -41,8 +42,14 @@ pub use config::{
     Chaos, DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_BODY_MIN_RATE, DEFAULT_HEADER_READ_TIMEOUT,
     DEFAULT_UPLOAD_TTL, EndpointConfig, Injected, MAX_UPLOAD_TTL, Route,
 };
+pub use config::{DEFAULT_COMMIT_REFUSAL_WINDOW, DEFAULT_COMMIT_REFUSALS};
 pub use error::EndpointError;
 pub use keyring::KeyRing;
+pub use registration_limits::{
+    DEFAULT_REGISTRATION_WINDOW, DEFAULT_REGISTRATIONS_GLOBAL, DEFAULT_REGISTRATIONS_PER_ADDRESS,
+    DEFAULT_REGISTRATIONS_PER_SOURCE, DEFAULT_UNACTIVATED_TTL, RegistrationLimits,
+    TrustedForwarding,
+};
 pub use routes::router;
 pub use state::AppState;
 pub use stats::{ProcessStats, Stats};

@@ -117,9 +117,9 @@ pub(crate) async fn serve(
                 }
             }
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
-                Ok((stream, _)) => stream,
+                Ok(conn) => conn,
                 Err(e) => {
                     // Out of descriptors or a connection reset before accept: wait and go on.
                     tracing::warn!(error = %e, "accept failed");
@@ -131,7 +131,11 @@ pub(crate) async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let (id, close) = register(&reg);
-        let (reg2, app) = (reg.clone(), app.clone());
+        // The peer address, for the registration budget (`routes::rate_limit::source`).
+        let app = app
+            .clone()
+            .layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+        let reg2 = reg.clone();
         tasks.spawn(async move {
             serve_connection(stream, app, header_read_timeout, close).await;
             unregister(&reg2, id);

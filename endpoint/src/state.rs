@@ -1,6 +1,7 @@
 //! The shared state of a running endpoint: the configuration, the database behind the storage
-//! seam (`store`: the one SQLite connection behind a mutex, so every write and the whole of a
-//! commit is serialized in this process; or a PostgreSQL pool shared with other replicas, where
+//! seam (`store`: the one SQLite connection behind a mutex, so every write and every commit's
+//! decision transaction is serialized in this process — a commit's reading, hashing and
+//! decryption run outside it, ADR 0020; or a PostgreSQL pool shared with other replicas, where
 //! the database serializes what must be), the blob tier and keys derived at start.
 
 use std::collections::HashSet;
@@ -193,6 +194,7 @@ fn check_config(cfg: &EndpointConfig) -> Result<Vec<u8>, EndpointError> {
             "header_read_timeout and body_idle_timeout must be above zero".into(),
         ));
     }
+    check_commit_budget(cfg)?;
     let catalog = protocol::encode(&ProcessList {
         v: protocol::VERSION,
         processes: cfg.processes.clone(),
@@ -205,7 +207,21 @@ fn check_config(cfg: &EndpointConfig) -> Result<Vec<u8>, EndpointError> {
         )));
     }
     cfg.keys.check()?;
+    cfg.registration.check()?;
     Ok(catalog)
+}
+
+/// The refused-commit budget (`support::limit`): at least one refusal, over a window of one
+/// second to a day.
+fn check_commit_budget(cfg: &EndpointConfig) -> Result<(), EndpointError> {
+    let window = cfg.commit_refusal_window.as_secs();
+    if cfg.commit_refusals == 0 || window == 0 || window > 86_400 {
+        return Err(EndpointError::Config(
+            "commit_refusals must be at least 1 and commit_refusal_window between one second and a day"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Opens the blob tier (shared with other replicas on PostgreSQL), removes what a crash left

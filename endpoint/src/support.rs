@@ -1,17 +1,31 @@
-//! Deciding a commit (`PUT /v1/supports/{capture_id}`), all inside one database transaction in
-//! which concurrent deliveries of the same capture serialize (SQLite: the database mutex and
-//! `BEGIN IMMEDIATE`; PostgreSQL: a transaction lock on the device's capture id, taken first,
-//! so a delivery through another replica waits and then finds the first one's answer; two
-//! captures of one citizen racing on two replicas meet at the unique key of counted supports,
-//! and the loser is decided again, as a duplicate — ADR 0019):
+//! Deciding a commit (`PUT /v1/supports/{capture_id}`) in three phases, so that reading,
+//! hashing and decrypting up to ≈7.5 MiB never holds the database (ADR 0020):
+//!
+//! - **read** (`prepare`, a few short reads, no write transaction): the collector, the rows of
+//!   the uploads the commit names, the stored answer (step 1: a replay is answered here), the
+//!   device's refused-commit budget (`limit`: past it, `429 rate_limited` before any part is
+//!   read), then the rows' availability (step 2's `upload_missing`);
+//! - **content** (`content`, on a blocking thread without the database): one pass over each
+//!   part's bytes computes its SHA-256 and authenticates it (steps 2-5);
+//! - **decision** (`decision`, one short transaction): steps 1 and 6-8 below, after checking
+//!   again that the uploads read are still the same complete uploads.
+//!
+//! In the decision transaction concurrent deliveries of one capture serialize (SQLite: the
+//! database mutex and `BEGIN IMMEDIATE`; PostgreSQL: a transaction lock on the device's capture
+//! id, taken first, so a delivery through another replica waits and then finds the first one's
+//! answer; two captures of one citizen racing on two replicas meet at the unique key of counted
+//! supports, and the loser's transaction — only it, never the content phase — runs again and
+//! decides a duplicate: ADR 0019). The steps:
 //!
 //! 1. idempotency, per (device, capture id): a stored answer of this device for this capture id
 //!    with the same content digest is answered again byte for byte; a different digest is
 //!    `idempotency_conflict`. Another device's support with the same id is no concern of this
-//!    one (v1.1): nobody can block a capture by learning its id;
+//!    one (v1.1): nobody can block a capture by learning its id. Checked in the read phase and
+//!    again, under the lock, in the decision;
 //! 2. the five parts: each names a complete, unexpired upload of this device for this capture
 //!    and kind (else `upload_missing`), whose length and SHA-256 are the declared ones (else
-//!    `part_mismatch`);
+//!    `part_mismatch`); the decision checks the rows again (deleted or expired meanwhile:
+//!    `upload_missing`);
 //! 3. the sealed key opens with the ring's seal key named by `seal_key_id` and the device's key,
 //!    and every part authenticates (else `undecryptable`);
 //! 4. the manifest agrees with the commit (else `manifest_mismatch`);
@@ -27,27 +41,35 @@
 //!    key that signed it.
 //!
 //! Refusals of steps 1-2 depend on the upload state, not on the content, so they are not
-//! recorded (the device re-uploads and commits again). Rejections of steps 3-5 depend only on
-//! the content the digest covers, so they are recorded and every replay gets the same answer.
+//! recorded (the device re-uploads and commits again); those that made the endpoint read part
+//! bytes are counted against the device's budget instead (`limit`). Rejections of steps 3-5
+//! depend only on the content the digest covers, so they are recorded and every replay gets
+//! the same answer.
 //!
-//! This file runs the steps in order; each lives in its own module: `parts` (step 2),
-//! `content` (steps 3-5), `receipt` (step 8, the answer), `record` (step 7).
+//! Each phase and step lives in its own module: `prepare` (the read phase), `parts` (step 2 on
+//! the rows), `content` (steps 2-5 on the bytes), `decision` (the transaction, steps 1 and 6),
+//! `record` (step 7), `receipt` (step 8), `limit` (the budget).
 
 mod content;
+mod decision;
+mod limit;
 mod parts;
+mod prepare;
 mod receipt;
 mod record;
 
+use std::sync::Arc;
+
+use apoyo_sync::PartKind;
 use apoyo_sync::wire::{CommitRequest, Reason};
-use apoyo_sync::{CaptureId, PartKind};
 use time::OffsetDateTime;
 
 use crate::auth::Device;
-use crate::blobs::{is_upload_id, support_dir_name};
+use crate::blobs::is_upload_id;
 use crate::digest::commit_digest;
 use crate::error::ApiError;
 use crate::routes::commit::Received;
-use crate::state::Inner;
+use crate::state::AppState;
 use crate::store::Db;
 use parts::HeldPart;
 
@@ -55,6 +77,20 @@ use parts::HeldPart;
 pub(crate) struct Answer {
     pub status: u16,
     pub body: Vec<u8>,
+}
+
+/// A commit being decided, shared by its phases.
+struct Job {
+    device: Device,
+    received: Received,
+    /// The content digest (step 1).
+    digest: [u8; 32],
+}
+
+impl Job {
+    fn req(&self) -> &CommitRequest {
+        &self.received.req
+    }
 }
 
 /// The decision on a commit whose parts are all held.
@@ -65,8 +101,8 @@ enum Decision {
     /// `shown`: the first capture id as the receipt names it (only to its device or collector).
     Duplicate {
         dup_key: [u8; 32],
-        first: CaptureId,
-        shown: Option<CaptureId>,
+        first: apoyo_sync::CaptureId,
+        shown: Option<apoyo_sync::CaptureId>,
     },
     Rejected(ApiError),
 }
@@ -99,65 +135,48 @@ pub(crate) fn check_shape(req: &CommitRequest) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Decides a commit (see the module documentation).
-pub(crate) fn decide(
-    conn: &dyn Db,
-    inner: &Inner,
-    device: &Device,
-    received: &Received,
+/// Decides a commit (see the module documentation): the read phase, the content phase without
+/// the database, then the decision transaction (the only part a lost race runs again).
+pub(crate) async fn decide(
+    st: &AppState,
+    device: Device,
+    received: Received,
 ) -> Result<Answer, ApiError> {
-    let req = &received.req;
-    let digest = commit_digest(req, &device.id);
-    conn.begin()?;
-    let tx = conn;
-    tx.lock_capture(&device.id, &req.capture_id.to_string())?;
-    if let Some(answer) = replayed(tx, device, req, &digest)? {
-        return Ok(answer);
-    }
-    let held = parts::held_parts(tx, inner, device, req)?;
-    let now = inner.now();
-    let (judged_at, skew) = crate::skew::judged_capture_time(req.captured_at, req.sent_at, now);
-    let decision = decide_content(tx, inner, device, req, &held, judged_at)?;
-    let decided = Decided {
+    let digest = commit_digest(&received.req, &device.id);
+    let job = Arc::new(Job {
         device,
-        req,
         received,
-        held: &held,
-        decision: &decision,
-        now,
-        skew,
-        folder: support_dir_name(&req.capture_id, &device.id),
+        digest,
+    });
+    let j = job.clone();
+    let available = match st
+        .db(move |conn, inner| prepare::read(conn, inner, &j))
+        .await?
+    {
+        prepare::Prepared::Replay(answer) => return Ok(answer),
+        prepare::Prepared::Available(available) => available,
     };
-    let answer = receipt::answer(inner, &decided)?;
-    record::keep(tx, inner, &decided, &digest, &answer)?;
-    let result = match &decision {
-        Decision::Counted { .. } => "counted",
-        Decision::Duplicate { .. } => "duplicate",
-        Decision::Rejected(e) => e.reason.code(),
-    };
-    tracing::info!(capture = %req.capture_id, device = %device.id, process = %req.process_id, result, "commit decided");
-    inner
-        .commits_decided
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Ok(answer)
+    let j = job.clone();
+    let outcome = Arc::new(
+        st.blocking(move |inner| content::check(inner, &j, &available))
+            .await?,
+    );
+    st.db(move |conn, inner| decision::decide(conn, inner, &job, &outcome))
+        .await
 }
 
 /// Step 1: the stored answer when this device already had this capture id decided with the
 /// same content (repeated byte for byte); `idempotency_conflict` when with other content.
 /// Scoped to the device: another device's support under the same id never answers here.
-fn replayed(
-    conn: &dyn Db,
-    device: &Device,
-    req: &CommitRequest,
-    digest: &[u8; 32],
-) -> Result<Option<Answer>, ApiError> {
+fn replayed(conn: &dyn Db, job: &Job) -> Result<Option<Answer>, ApiError> {
+    let req = job.req();
     let stored: Option<(Vec<u8>, i64, Vec<u8>)> = conn
-        .stored_answer(&device.id, &req.capture_id.to_string())?
+        .stored_answer(&job.device.id, &req.capture_id.to_string())?
         .map(|s| (s.digest, s.status, s.body));
     let Some((stored_digest, status, body)) = stored else {
         return Ok(None);
     };
-    if stored_digest != digest {
+    if stored_digest != job.digest {
         return Err(ApiError::new(
             Reason::IdempotencyConflict,
             "this capture id was committed with different content",
@@ -170,34 +189,11 @@ fn replayed(
     }))
 }
 
-/// Steps 3-6: the content's checks, then the duplicate rule on the duplicate key. The
-/// duplicate receipt names the counted capture only when it came from the same device or the
-/// same collector: to anyone else it would be an oracle for "did this citizen support this
-/// aspirant?".
-fn decide_content(
-    conn: &dyn Db,
-    inner: &Inner,
-    device: &Device,
-    req: &CommitRequest,
-    held: &[HeldPart],
-    judged_at: OffsetDateTime,
-) -> Result<Decision, ApiError> {
-    let dup_key = match content::check_content(inner, device, req, held, judged_at)? {
-        Err(rejection) => return Ok(Decision::Rejected(rejection)),
-        Ok(dup_key) => dup_key,
-    };
-    let first: Option<(String, String, String, String)> = conn.counted_by_dup_key(&dup_key[..])?;
-    let Some((first, first_device, kind, id)) = first else {
-        return Ok(Decision::Counted { dup_key });
-    };
-    let first: CaptureId = first.parse().map_err(ApiError::internal)?;
-    let (my_kind, my_id) = record::collector_parts(&req.collector);
-    let related = first_device == device.id || (kind == my_kind && id == my_id);
-    Ok(Decision::Duplicate {
-        dup_key,
-        first,
-        shown: related.then_some(first),
-    })
+/// The same refusal again (a decision transaction may run more than once).
+fn again(e: &ApiError) -> ApiError {
+    let mut copy = ApiError::with_status(e.status.as_u16(), e.reason, e.detail.clone());
+    copy.retry_after = e.retry_after;
+    copy
 }
 
 /// The upload id named by a commit part (`/v1/uploads/{id}`, or a URL ending so).

@@ -1,5 +1,6 @@
-//! Issue 17: the per-address registration limit counts an address's variants (`+tags`, dots,
-//! case) as one mailbox, over HTTP against a real endpoint.
+//! Issue 17: the per-address registration limit counts an address's variants (`+tags`, case,
+//! and at Gmail dots) as one mailbox, over HTTP against a real endpoint; at other domains dots
+//! are significant.
 
 mod common;
 
@@ -45,5 +46,32 @@ async fn address_variants_share_one_registration_budget() {
                 .unwrap(),
         )
         .await;
+    assert_eq!(a.status, 201, "{:?}", a.error());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dots_count_apart_outside_gmail() {
+    let h = Harness::start().await;
+    let register = |email: &'static str| {
+        let body =
+            protocol::encode(&RawDevice::new().register_request(&h.endpoint_public(), email))
+                .unwrap();
+        h.post_cbor("/v1/devices", body)
+    };
+    for email in [
+        "ana.maria@example.org",
+        "Ana.Maria@example.org",
+        "ana.maria+a@example.org",
+        "ANA.MARIA+b@EXAMPLE.ORG",
+        "ana.maria+c@example.org",
+    ] {
+        let a = register(email).await;
+        assert_eq!(a.status, 201, "{email}: {:?}", a.error());
+    }
+    register("Ana.Maria+d@example.org")
+        .await
+        .refused(429, Reason::RateLimited);
+    // Without the dot it is another mailbox at this domain, with its own budget.
+    let a = register("anamaria@example.org").await;
     assert_eq!(a.status, 201, "{:?}", a.error());
 }

@@ -95,7 +95,8 @@ fn activate_device(
             "the proof does not verify for this device key",
         ));
     }
-    let expires_at = match code_expiry(tx, req)? {
+    let digest = super::devices::code_digest(inner, &req.code)?;
+    let expires_at = match code_expiry(tx, &digest, req)? {
         Ok(expires_at) => expires_at,
         Err(refusal) => {
             record_failure(tx, req, now_s)?;
@@ -115,6 +116,8 @@ fn activate_device(
         crate::collector::bind(tx, aux, &req.device_public, now_s)?;
     }
     let token = issue_token(tx, req, now_s, expires_at)?;
+    // An activated registration is kept; the sweep removes only those never activated.
+    tx.mark_activated(&digest, now_s)?;
     tx.commit()?;
     tracing::info!(device = %device_id_of(&req.device_public), "device activated");
     Ok(ActivateResponse { token, ..response })
@@ -139,11 +142,15 @@ fn proof_valid(inner: &Inner, req: &ActivateRequest) -> Result<bool, ApiError> {
     Ok(false)
 }
 
-/// When the presented code expires, if it was issued to this device key (the inner `Ok`);
-/// else the refusal (the inner `Err`): not issued, or issued to another device key.
-fn code_expiry(tx: &dyn Db, req: &ActivateRequest) -> Result<Result<i64, ApiError>, ApiError> {
-    let code = req.code.to_ascii_uppercase();
-    let row: Option<(Vec<u8>, i64)> = tx.activation_code(&code)?;
+/// When the presented code (looked up by its keyed hash, `digest`) expires, if it was issued
+/// to this device key (the inner `Ok`); else the refusal (the inner `Err`): not issued, or
+/// issued to another device key.
+fn code_expiry(
+    tx: &dyn Db,
+    digest: &[u8; 32],
+    req: &ActivateRequest,
+) -> Result<Result<i64, ApiError>, ApiError> {
+    let row: Option<(Vec<u8>, i64)> = tx.activation_code(digest)?;
     Ok(match row {
         Some((owner, expires_at)) if owner == req.device_public => Ok(expires_at),
         None => Err(ApiError::new(

@@ -1,8 +1,9 @@
 //! `PUT /v1/supports/{capture_id}` with `Idempotency-Key: {capture_id}`.
 //!
 //! v1.1: the body is a `SignedCommit`; its signature is checked against the signing key the
-//! device registered at activation before anything else is looked at, then the collector
-//! (`collector`), then the decision (`support`). A bare v1 `CommitRequest`, or a token issued
+//! device registered at activation before anything else is looked at, then the collector and
+//! the decision (`support`: a short read, the parts' bytes outside the database, a short
+//! decision transaction — ADR 0020). A bare v1 `CommitRequest`, or a token issued
 //! to a v1 device, gets `426 upgrade_required`.
 
 use apoyo_sync::CaptureId;
@@ -19,7 +20,7 @@ use crate::auth::{self, Device};
 use crate::error::ApiError;
 use crate::http::{cbor, check_version, decode, header_str, read_body};
 use crate::state::AppState;
-use crate::{collector, support};
+use crate::support;
 
 /// Just enough of a v1 commit to recognise one (every other key is ignored).
 #[derive(Deserialize)]
@@ -102,11 +103,6 @@ pub(crate) async fn commit(
         ));
     }
     support::check_shape(&received.req)?;
-    let answer = st
-        .db(move |conn, inner| {
-            collector::check(conn, &device, &received.req.collector)?;
-            support::decide(conn, inner, &device, &received)
-        })
-        .await?;
+    let answer = support::decide(&st, device, received).await?;
     Ok(cbor(answer.status, answer.body))
 }

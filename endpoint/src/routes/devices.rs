@@ -1,8 +1,11 @@
 //! `POST /v1/devices` ("Registro ciudadano"): check the sealed card front, record the device
-//! and its registration, and mail an activation code (rate limited per address and per device
-//! key). Activation with that code is in [`super::activation`].
+//! and its registration, and mail an activation code, within the registration budgets
+//! ([`super::rate_limit`]: per address, device key, source and globally). Each registration
+//! first sweeps registrations never activated within their TTL. Codes are stored only as a
+//! keyed hash ([`code_digest`]). Activation with a code is in [`super::activation`].
 
 use std::io::Write;
+use std::net::SocketAddr;
 
 use apoyo_sync::wire::crypto::device_id_of;
 use apoyo_sync::wire::crypto::open_from_device;
@@ -11,35 +14,38 @@ use apoyo_sync::wire::{
     self as protocol, Provider, Reason, RegisterRequest, RegisterResponse, limits,
 };
 use apoyo_sync::{PartKind, wire::validate};
+use axum::Extension;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 
-use super::rate_limit::{Window, refuse_when_over};
+use super::rate_limit::{self, Subjects, source};
 use crate::error::ApiError;
 use crate::http::{cbor_msg, check_version, from_unix, read_message, unix};
 use crate::state::{AppState, Inner};
-use crate::store::{Db, EventLog, NewRegistration};
+use crate::store::{Db, NewRegistration};
 
 /// An activation code is valid for 24 hours from its issue (DOMAIN.md, Mi Apoyo flow step 3).
 const CODE_VALIDITY_SECS: i64 = 24 * 60 * 60;
 /// Code characters: no 0/O, 1/I/L, so a code read from an email and typed is not misread.
 const CODE_ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
-/// Registrations that mail a code, per email address and per device key, within
-/// [`REGISTRATION_WINDOW_SECS`] before 429: enough for a citizen who lost the email or mistyped
-/// the address a few times, too few to flood someone's inbox through this endpoint.
-const MAX_REGISTRATIONS: i64 = 5;
-/// The registration rate-limit window: one hour.
-const REGISTRATION_WINDOW_SECS: i64 = 60 * 60;
+/// Unactivated registrations removed per sweep (a sweep runs on each registration).
+const SWEEP_BATCH: i64 = 32;
 /// Longest email address (RFC 5321 path limit).
 const MAX_EMAIL_BYTES: usize = 254;
 
 pub(crate) async fn register(
     State(st): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let source = source::client_address(
+        st.inner().cfg.registration.forwarded.as_ref(),
+        peer.map(|Extension(ConnectInfo(a))| a),
+        &headers,
+    );
     let req: RegisterRequest = read_message(
         &st,
         &headers,
@@ -55,6 +61,10 @@ pub(crate) async fn register(
             "the email is not an address",
         ));
     }
+    let subjects = Subjects::of(st.inner(), &req.email, &req.device_public[..], source)?;
+    let early = subjects.clone();
+    st.db(move |conn, inner| sweep_and_precheck(conn, inner, &early))
+        .await?;
     let req = st
         .blocking(move |inner| {
             check_front(inner, &req)?;
@@ -62,7 +72,7 @@ pub(crate) async fn register(
         })
         .await?;
     let resp = st
-        .db(move |conn, inner| record_registration(conn, inner, &req))
+        .db(move |conn, inner| record_registration(conn, inner, &req, &subjects))
         .await?;
     cbor_msg(201, &resp)
 }
@@ -131,21 +141,14 @@ fn record_registration(
     conn: &dyn Db,
     inner: &Inner,
     req: &RegisterRequest,
+    subjects: &Subjects,
 ) -> Result<RegisterResponse, ApiError> {
     let now = unix(inner.now());
     let expires_at = now + CODE_VALIDITY_SECS;
     let reg_id = req.registration_id.to_string();
     conn.begin()?;
     let tx = conn;
-    let subjects = registration_subjects(inner, req)?;
-    check_registration_rate(tx, &subjects, now)?;
-    let owner: Option<Vec<u8>> = tx.registration_owner(&reg_id)?;
-    if owner.is_some_and(|p| p != req.device_public) {
-        return Err(ApiError::new(
-            Reason::IdempotencyConflict,
-            "this registration id was used by another device key",
-        ));
-    }
+    rate_limit::check_registration(tx, &inner.cfg.registration, subjects, now)?;
     let provider = match req.provider {
         Provider::Google => "google",
         Provider::Facebook => "facebook",
@@ -159,14 +162,21 @@ fn record_registration(
         front: &req.front,
         now,
     })?;
-    let code = unused_code(tx)?;
-    tx.insert_activation_code(&code, &req.device_public[..], &reg_id, now, expires_at)?;
-    for subject in &subjects {
-        tx.add_event(EventLog::RegistrationAttempts, &subject[..], now)?;
+    // Read after the insert (which kept a row already there): another device key that took
+    // this id first, even on another replica at the same moment, is seen here.
+    let owner: Option<Vec<u8>> = tx.registration_owner(&reg_id)?;
+    if owner.as_deref() != Some(&req.device_public[..]) {
+        return Err(ApiError::new(
+            Reason::IdempotencyConflict,
+            "this registration id was used by another device key",
+        ));
     }
+    let (code, digest) = unused_code(tx, inner)?;
+    tx.insert_activation_code(&digest, &req.device_public[..], &reg_id, now, expires_at)?;
+    rate_limit::record_registration(tx, subjects, now)?;
     // "Send it by email": the development mailbox keeps the latest code per address (lower-cased;
-    // the rate limit counts a normalised form, `rate_limit_address`). Only in
-    // development mode: otherwise the address and the code would sit in the clear, unread.
+    // the rate limit counts a normalised form, `rate_limit_address`). Only in development mode
+    // (the developer's own mailbox): otherwise no address and no clear code is kept.
     if inner.cfg.dev {
         tx.put_dev_mailbox(&req.email.to_lowercase(), &code, expires_at)?;
     }
@@ -179,67 +189,43 @@ fn record_registration(
     })
 }
 
-/// The rate limit's subjects of a registration: its email address ([`rate_limit_address`]) and
-/// its device key, each as an HMAC so the table holds no address.
-fn registration_subjects(inner: &Inner, req: &RegisterRequest) -> Result<[[u8; 32]; 2], ApiError> {
-    let email = rate_limit_address(&req.email);
-    Ok([
-        crypto::hmac_sha256(inner.rate_key.as_bytes(), &[b"email", email.as_bytes()])?,
-        crypto::hmac_sha256(
-            inner.rate_key.as_bytes(),
-            &[b"device", &req.device_public[..]],
-        )?,
-    ])
-}
-
-/// The form of an address the registration limit counts: lower case, without a `+tag` and
-/// without dots in the local part, `googlemail.com` as `gmail.com`. Mail providers deliver
-/// `Ana.Maria+1@gmail.com` and `anamaria@gmail.com` to one mailbox, so they share one budget
-/// (merging two real mailboxes that differ only by dots costs them a shared budget, nothing
-/// else). Only the limit uses it: the code is mailed to the address as given.
-fn rate_limit_address(email: &str) -> String {
-    let email = email.trim().to_lowercase();
-    let Some((local, domain)) = email.rsplit_once('@') else {
-        return email;
-    };
-    let local = local.split('+').next().unwrap_or_default().replace('.', "");
-    let domain = match domain {
-        "googlemail.com" => "gmail.com",
-        d => d,
-    };
-    format!("{local}@{domain}")
-}
-
-/// Refuses with `429 rate_limited` when either subject mailed [`MAX_REGISTRATIONS`] codes in
-/// the last [`REGISTRATION_WINDOW_SECS`]; `Retry-After` is the time until its oldest one leaves
-/// the window. Entries older than the window are forgotten here.
-fn check_registration_rate(tx: &dyn Db, subjects: &[[u8; 32]], now: i64) -> Result<(), ApiError> {
-    let window_start = now - REGISTRATION_WINDOW_SECS;
-    tx.forget_events(EventLog::RegistrationAttempts, window_start)?;
-    for subject in subjects {
-        refuse_when_over(
-            tx,
-            EventLog::RegistrationAttempts,
-            subject,
-            Window {
-                now,
-                secs: REGISTRATION_WINDOW_SECS,
-                max: MAX_REGISTRATIONS,
-            },
-            "too many registrations for this email address or device key in the last hour",
-        )?;
+/// Before the card front is decrypted: deletes registrations never activated within the TTL
+/// (and whose codes all expired), in a transaction of its own, then refuses when the source or
+/// the endpoint used its budget.
+fn sweep_and_precheck(conn: &dyn Db, inner: &Inner, subjects: &Subjects) -> Result<(), ApiError> {
+    let now = unix(inner.now());
+    let limits = &inner.cfg.registration;
+    conn.begin()?;
+    let swept = conn.sweep_registrations(now - limits.ttl_secs(), now, SWEEP_BATCH)?;
+    conn.commit()?;
+    if swept > 0 {
+        tracing::info!(swept, "removed registrations never activated");
     }
-    Ok(())
+    rate_limit::check_source_and_global(conn, limits, subjects, now)
 }
 
-/// A fresh code no other registration holds.
-fn unused_code(conn: &dyn Db) -> Result<String, ApiError> {
+/// The keyed hash an activation code is stored and looked up by: HMAC-SHA-256 of the code
+/// (upper case) under a key derived from the endpoint's secret, which is never in the
+/// database. A plain hash would not do: 31^10 codes can be hashed through in days.
+pub(super) fn code_digest(inner: &Inner, code: &str) -> Result<[u8; 32], ApiError> {
+    let key = crypto::derive_key(
+        inner.cfg.keys.dup_secret.as_bytes(),
+        &[b"apoyo-endpoint/v1.1/activation-code-key"],
+    )?;
+    Ok(crypto::hmac_sha256(
+        key.as_bytes(),
+        &[b"activation-code", code.to_ascii_uppercase().as_bytes()],
+    )?)
+}
+
+/// A fresh code no other registration holds, and its [`code_digest`].
+fn unused_code(conn: &dyn Db, inner: &Inner) -> Result<(String, [u8; 32]), ApiError> {
     // 31^10 ≈ 8·10^14 codes: a clash is rare enough that a few tries always suffice.
     for _ in 0..8 {
         let code = random_code()?;
-        let taken: bool = conn.code_taken(&code)?;
-        if !taken {
-            return Ok(code);
+        let digest = code_digest(inner, &code)?;
+        if !conn.code_taken(&digest)? {
+            return Ok((code, digest));
         }
     }
     Err(ApiError::internal(
@@ -277,26 +263,6 @@ mod tests {
             assert_eq!(c.len(), limits::ACTIVATION_CODE_LEN);
             assert!(c.bytes().all(|b| CODE_ALPHABET.contains(&b)), "{c}");
         }
-    }
-
-    #[test]
-    fn addresses_are_normalised_for_the_limit() {
-        for variant in [
-            "anamaria@gmail.com",
-            "Ana.Maria@gmail.com",
-            "ana.maria+apoyo@GMAIL.com",
-            "a.n.a.m.a.r.i.a+1+2@googlemail.com",
-        ] {
-            assert_eq!(
-                rate_limit_address(variant),
-                "anamaria@gmail.com",
-                "{variant}"
-            );
-        }
-        assert_ne!(
-            rate_limit_address("anamaria@example.org"),
-            rate_limit_address("anamaria@gmail.com")
-        );
     }
 
     #[test]

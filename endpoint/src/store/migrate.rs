@@ -11,7 +11,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../schema/postgres/0001_init.sql"),
     include_str!("../../schema/postgres/0002_abuse_limits.sql"),
     include_str!("../../schema/postgres/0003_v11_trust.sql"),
-    // 0004 and 0005 come from other branches; the merge puts them before 0006.
+    include_str!("../../schema/postgres/0004_registration_hardening.sql"),
+    include_str!("../../schema/postgres/0005_commit_limits.sql"),
     include_str!("../../schema/postgres/0006_upload_digest.sql"),
 ];
 

@@ -2,9 +2,10 @@
 //! one of two backends — the embedded SQLite file (the default: one process, one connection
 //! behind a mutex) or PostgreSQL (any number of replicas on one database, a connection pool).
 //!
-//! A handler's database work runs on a blocking thread with a [`Db`]: the decision of a commit
-//! interleaves reads, decryption and writes inside one transaction, so the seam is synchronous
-//! and the PostgreSQL backend drives its async client from that thread. Exactly-once across
+//! A handler's database work runs on a blocking thread with a [`Db`] (a commit's reading,
+//! hashing and decryption run outside it, between a short read and a short decision
+//! transaction: ADR 0020), so the seam is synchronous and the PostgreSQL backend drives its
+//! async client from that thread. Exactly-once across
 //! replicas comes from the database (unique keys, `INSERT … ON CONFLICT`, transaction-scoped
 //! advisory locks on the key being decided), never from a lock in a replica's memory; a
 //! transaction that lost a race to another replica fails with [`StoreError::is_conflict`] and
@@ -71,6 +72,13 @@ pub(crate) enum EventLog {
     ActivationFailures,
     /// Registrations that mailed a code, per subject (HMAC of address or device key).
     RegistrationAttempts,
+    /// Registrations that mailed a code, per source (HMAC of the client's address or /64).
+    RegistrationSources,
+    /// Registrations that mailed a code, all sources together (one fixed subject).
+    RegistrationsGlobal,
+    /// Refused commits that made the endpoint read part bytes (`part_mismatch`, or
+    /// `upload_missing` found while reading), per device id (`support::limit`).
+    CommitRefusals,
 }
 
 impl EventLog {
@@ -78,13 +86,19 @@ impl EventLog {
         match self {
             EventLog::ActivationFailures => "activation_failures",
             EventLog::RegistrationAttempts => "registration_attempts",
+            EventLog::RegistrationSources => "registration_sources",
+            EventLog::RegistrationsGlobal => "registrations_global",
+            EventLog::CommitRefusals => "commit_refusals",
         }
     }
 
     fn subject_column(self) -> &'static str {
         match self {
             EventLog::ActivationFailures => "device_public",
-            EventLog::RegistrationAttempts => "subject",
+            EventLog::RegistrationAttempts
+            | EventLog::RegistrationSources
+            | EventLog::RegistrationsGlobal => "subject",
+            EventLog::CommitRefusals => "device",
         }
     }
 }
@@ -128,8 +142,10 @@ pub(crate) trait Db {
     fn add_event(&self, log: EventLog, subject: &[u8], at: i64) -> R<()>;
 
     // --- activation (`routes::activation`) ---
-    /// `(device_public, expires_at)` of an issued code.
-    fn activation_code(&self, code: &str) -> R<Option<(Vec<u8>, i64)>>;
+    /// `(device_public, expires_at)` of an issued code, by its keyed hash.
+    fn activation_code(&self, code_hmac: &[u8]) -> R<Option<(Vec<u8>, i64)>>;
+    /// Marks the registration the code was issued for as activated (kept by the sweep).
+    fn mark_activated(&self, code_hmac: &[u8], now: i64) -> R<()>;
     /// Forgets expired nonces, then records this one; false when it was used before.
     fn use_nonce(&self, device_public: &[u8], nonce: &[u8], expires_at: i64, now: i64) -> R<bool>;
     fn insert_token(
@@ -143,12 +159,17 @@ pub(crate) trait Db {
 
     // --- registration (`routes::devices`, `routes::dev`) ---
     fn registration_owner(&self, registration_id: &str) -> R<Option<Vec<u8>>>;
-    /// The device and its registration (each kept when already there).
+    /// The device and its registration (each kept when already there: the caller reads the
+    /// owner afterwards, so two devices racing for one id never both succeed).
     fn insert_registration(&self, r: &NewRegistration<'_>) -> R<()>;
-    fn code_taken(&self, code: &str) -> R<bool>;
+    /// Deletes up to `limit` registrations never activated, recorded at or before `before`,
+    /// none of whose codes is still valid at `now`: their codes, and their device when nothing
+    /// else names it. How many were deleted.
+    fn sweep_registrations(&self, before: i64, now: i64, limit: i64) -> R<u64>;
+    fn code_taken(&self, code_hmac: &[u8]) -> R<bool>;
     fn insert_activation_code(
         &self,
-        code: &str,
+        code_hmac: &[u8],
         device_public: &[u8],
         registration_id: &str,
         now: i64,

@@ -2,7 +2,8 @@
 //! tokio-postgres), numbered migrations (`endpoint/schema/postgres/NNNN_*.sql`, the same
 //! numbers as SQLite's) applied at start under a session advisory lock so replicas starting
 //! together migrate once, and the queries of [`Db`], run from a handler's blocking thread by
-//! driving the async client on the runtime's handle.
+//! driving the async client on the runtime's handle (registration, activation and rate-limit
+//! queries in `registration`).
 //!
 //! Transactions are READ COMMITTED. What must hold across replicas holds by the database:
 //! unique keys with `INSERT … ON CONFLICT`, and advisory locks (`pg_advisory_xact_lock`) on the
@@ -19,6 +20,7 @@ use tokio::runtime::Handle;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
+mod registration;
 mod uploads;
 
 use super::migrate::{MIGRATIONS, MigrateError, migrate};
@@ -27,6 +29,8 @@ use super::{
     StoreError, StoredAnswer, SupportRow, TokenRow, UploadRow, lock_key,
 };
 use crate::error::EndpointError;
+
+mod supports;
 
 /// Connections per replica.
 const POOL_SIZE: usize = 16;
@@ -202,58 +206,27 @@ impl Db for PgDb {
     }
 
     fn recent_events(&self, log: EventLog, subject: &[u8], since: i64) -> R<(i64, Option<i64>)> {
-        self.xact_lock(lock_key(log.table(), &[subject]))?;
-        let sql = format!(
-            "SELECT count(*), min(at) FROM {} WHERE {} = $1 AND at > $2",
-            log.table(),
-            log.subject_column()
-        );
-        let r = self.row(&sql, &[&subject, &since])?;
-        Ok(
-            r.map(|r| Ok::<_, tokio_postgres::Error>((r.try_get(0)?, r.try_get(1)?)))
-                .transpose()?
-                .unwrap_or((0, None)),
-        )
+        registration::recent_events(self, log, subject, since)
     }
 
     fn forget_events(&self, log: EventLog, until: i64) -> R<()> {
-        self.exec(
-            &format!("DELETE FROM {} WHERE at <= $1", log.table()),
-            &[&until],
-        )?;
-        Ok(())
+        registration::forget_events(self, log, until)
     }
 
     fn add_event(&self, log: EventLog, subject: &[u8], at: i64) -> R<()> {
-        let sql = format!(
-            "INSERT INTO {} ({}, at) VALUES ($1, $2)",
-            log.table(),
-            log.subject_column()
-        );
-        self.exec(&sql, &[&subject, &at])?;
-        Ok(())
+        registration::add_event(self, log, subject, at)
     }
 
-    fn activation_code(&self, code: &str) -> R<Option<(Vec<u8>, i64)>> {
-        Ok(self
-            .row(
-                "SELECT device_public, expires_at FROM activation_codes WHERE code = $1",
-                &[&code],
-            )?
-            .map(|r| Ok::<_, tokio_postgres::Error>((r.try_get(0)?, r.try_get(1)?)))
-            .transpose()?)
+    fn activation_code(&self, code_hmac: &[u8]) -> R<Option<(Vec<u8>, i64)>> {
+        registration::activation_code(self, code_hmac)
+    }
+
+    fn mark_activated(&self, code_hmac: &[u8], now: i64) -> R<()> {
+        registration::mark_activated(self, code_hmac, now)
     }
 
     fn use_nonce(&self, device_public: &[u8], nonce: &[u8], expires_at: i64, now: i64) -> R<bool> {
-        self.exec(
-            "DELETE FROM activation_nonces WHERE expires_at <= $1",
-            &[&now],
-        )?;
-        Ok(self.exec(
-            "INSERT INTO activation_nonces (device_public, nonce, expires_at) VALUES ($1, $2, $3)
-             ON CONFLICT DO NOTHING",
-            &[&device_public, &nonce, &expires_at],
-        )? == 1)
+        registration::use_nonce(self, device_public, nonce, expires_at, now)
     }
 
     fn insert_token(
@@ -264,80 +237,56 @@ impl Db for PgDb {
         expires_at: i64,
         signing_public: Option<&[u8]>,
     ) -> R<()> {
-        self.exec(
-            "INSERT INTO tokens (token_sha256, device_public, issued_at, expires_at, signing_public)
-             VALUES ($1, $2, $3, $4, $5)",
-            &[&token_sha256, &device_public, &now, &expires_at, &signing_public],
-        )?;
-        Ok(())
+        registration::insert_token(
+            self,
+            token_sha256,
+            device_public,
+            now,
+            expires_at,
+            signing_public,
+        )
     }
 
     fn registration_owner(&self, registration_id: &str) -> R<Option<Vec<u8>>> {
-        Ok(self
-            .row(
-                "SELECT device_public FROM registrations WHERE registration_id = $1",
-                &[&registration_id],
-            )?
-            .map(|r| r.try_get(0))
-            .transpose()?)
+        registration::registration_owner(self, registration_id)
     }
 
     fn insert_registration(&self, r: &NewRegistration<'_>) -> R<()> {
-        self.exec(
-            "INSERT INTO devices (device_public, device_id, registered_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            &[&r.device_public, &r.device_id, &r.now],
-        )?;
-        self.exec(
-            "INSERT INTO registrations (registration_id, device_public, provider, front_sealed_key, front, registered_at)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (registration_id) DO NOTHING",
-            &[&r.registration_id, &r.device_public, &r.provider, &r.front_sealed_key, &r.front, &r.now],
-        )?;
-        Ok(())
+        registration::insert_registration(self, r)
     }
 
-    fn code_taken(&self, code: &str) -> R<bool> {
-        Ok(self
-            .row(
-                "SELECT EXISTS (SELECT 1 FROM activation_codes WHERE code = $1)",
-                &[&code],
-            )?
-            .map(|r| r.try_get::<_, bool>(0))
-            .transpose()?
-            .unwrap_or(false))
+    fn sweep_registrations(&self, before: i64, now: i64, limit: i64) -> R<u64> {
+        registration::sweep_registrations(self, before, now, limit)
+    }
+
+    fn code_taken(&self, code_hmac: &[u8]) -> R<bool> {
+        registration::code_taken(self, code_hmac)
     }
 
     fn insert_activation_code(
         &self,
-        code: &str,
+        code_hmac: &[u8],
         device_public: &[u8],
         registration_id: &str,
         now: i64,
         expires_at: i64,
     ) -> R<()> {
-        self.exec(
-            "INSERT INTO activation_codes (code, device_public, registration_id, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
-            &[&code, &device_public, &registration_id, &now, &expires_at],
-        )?;
-        Ok(())
+        registration::insert_activation_code(
+            self,
+            code_hmac,
+            device_public,
+            registration_id,
+            now,
+            expires_at,
+        )
     }
 
     fn put_dev_mailbox(&self, email: &str, code: &str, expires_at: i64) -> R<()> {
-        self.exec(
-            "INSERT INTO dev_mailbox (email, code, expires_at) VALUES ($1, $2, $3)
-             ON CONFLICT (email) DO UPDATE SET code = excluded.code, expires_at = excluded.expires_at",
-            &[&email, &code, &expires_at],
-        )?;
-        Ok(())
+        registration::put_dev_mailbox(self, email, code, expires_at)
     }
 
     fn dev_mailbox(&self, email: &str) -> R<Option<(String, String, i64)>> {
-        Ok(self
-            .row(
-                "SELECT email, code, expires_at FROM dev_mailbox WHERE email = $1",
-                &[&email],
-            )?
-            .map(|r| Ok::<_, tokio_postgres::Error>((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-            .transpose()?)
+        registration::dev_mailbox(self, email)
     }
 
     fn begin_unflushed(&self) -> R<()> {
@@ -375,91 +324,23 @@ impl Db for PgDb {
     }
 
     fn lock_capture(&self, device_id: &str, capture_id: &str) -> R<()> {
-        self.xact_lock(lock_key(
-            "capture",
-            &[device_id.as_bytes(), capture_id.as_bytes()],
-        ))
+        supports::lock_capture(self, device_id, capture_id)
     }
 
     fn stored_answer(&self, device_id: &str, capture_id: &str) -> R<Option<StoredAnswer>> {
-        Ok(self
-            .row(
-                "SELECT digest, status, body FROM supports WHERE device_id = $1 AND capture_id = $2",
-                &[&device_id, &capture_id],
-            )?
-            .map(|r| Ok::<_, tokio_postgres::Error>(StoredAnswer {
-                digest: r.try_get(0)?,
-                status: r.try_get(1)?,
-                body: r.try_get(2)?,
-            }))
-            .transpose()?)
+        supports::stored_answer(self, device_id, capture_id)
     }
 
     fn counted_by_dup_key(&self, dup_key: &[u8]) -> R<Option<CountedRow>> {
-        Ok(self
-            .row(
-                "SELECT capture_id, device_id, collector_kind, collector_id FROM supports
-                 WHERE dup_key = $1 AND result = 'counted'",
-                &[&dup_key],
-            )?
-            .map(|r| {
-                Ok::<_, tokio_postgres::Error>((
-                    r.try_get(0)?,
-                    r.try_get(1)?,
-                    r.try_get(2)?,
-                    r.try_get(3)?,
-                ))
-            })
-            .transpose()?)
+        supports::counted_by_dup_key(self, dup_key)
     }
 
     fn insert_support(&self, s: &SupportRow<'_>) -> R<()> {
-        self.exec(
-            "INSERT INTO supports (device_id, capture_id, process_id, result, reason, first_capture_id, dup_key,
-                                   collector_kind, collector_id, captured_time, counted_time, digest, status, body,
-                                   blob_dir, signed_commit, device_signature, sent_time, skew_seconds)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
-            &[
-                &s.device_id,
-                &s.capture_id,
-                &s.process_id,
-                &s.result,
-                &s.reason,
-                &s.first_capture_id,
-                &s.dup_key,
-                &s.collector_kind,
-                &s.collector_id,
-                &s.captured_time,
-                &s.counted_time,
-                &s.digest,
-                &s.status,
-                &s.body,
-                &s.blob_dir,
-                &s.signed_commit,
-                &s.device_signature,
-                &s.sent_time,
-                &s.skew_seconds,
-            ],
-        )?;
-        for (kind, length, sha256, upload) in &s.parts {
-            self.exec(
-                "INSERT INTO support_parts (device_id, capture_id, kind, length, sha256) VALUES ($1, $2, $3, $4, $5)",
-                &[&s.device_id, &s.capture_id, kind, length, sha256],
-            )?;
-            self.exec("DELETE FROM uploads WHERE id = $1", &[upload])?;
-        }
-        Ok(())
+        supports::insert_support(self, s)
     }
 
     fn support_counts(&self) -> R<Vec<CountRow>> {
-        Ok(self
-            .rows(
-                "SELECT process_id, result, coalesce(reason, ''), count(*) FROM supports GROUP BY 1, 2, 3",
-                &[],
-            )?
-            .iter()
-            .map(|r| Ok::<_, tokio_postgres::Error>((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
-            .collect::<Result<_, _>>()?)
+        supports::support_counts(self)
     }
 
     fn live_blob_names(&self) -> R<BlobNames> {

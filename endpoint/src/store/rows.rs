@@ -14,8 +14,6 @@ pub(crate) struct UploadRow {
     pub digest_state: Option<Vec<u8>>,
     /// SHA-256 of the whole upload, stored by the PATCH that completed it; `None` until then,
     /// or when the running digest was not kept (the commit then hashes the bytes).
-    // Read by the commit's part check (`support::parts`) once it is wired there.
-    #[allow(dead_code)]
     pub sha256: Option<[u8; 32]>,
 }
 

@@ -1,8 +1,11 @@
 //! The embedded SQLite backend of the storage seam: the queries the handlers made before the
 //! seam, unchanged, on the endpoint's one connection (held under the state's mutex for the
 //! whole of a handler's work, so a write transaction is `BEGIN IMMEDIATE` and nothing races).
-//! An upload's creation and offset commit with `synchronous = NORMAL` (`begin_unflushed`, ADR
-//! 0021); the connection is back at `FULL` for whatever follows, even after an error.
+//! Registration, activation and rate-limit queries live in `registration`. An upload's creation
+//! and offset commit run with `synchronous = NORMAL` (`begin_unflushed`, ADR 0021); the
+//! connection is back at `FULL` for whatever follows, even after an error.
+
+mod registration;
 
 use std::collections::HashSet;
 
@@ -87,53 +90,27 @@ impl Db for SqliteDb<'_> {
     }
 
     fn recent_events(&self, log: EventLog, subject: &[u8], since: i64) -> R<(i64, Option<i64>)> {
-        let sql = format!(
-            "SELECT count(*), min(at) FROM {} WHERE {} = ?1 AND at > ?2",
-            log.table(),
-            log.subject_column()
-        );
-        Ok(self.0.query_row(&sql, params![subject, since], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?)
+        registration::recent_events(self.0, log, subject, since)
     }
 
     fn forget_events(&self, log: EventLog, until: i64) -> R<()> {
-        let sql = format!("DELETE FROM {} WHERE at <= ?1", log.table());
-        self.0.execute(&sql, [until])?;
-        Ok(())
+        registration::forget_events(self.0, log, until)
     }
 
     fn add_event(&self, log: EventLog, subject: &[u8], at: i64) -> R<()> {
-        let sql = format!(
-            "INSERT INTO {} ({}, at) VALUES (?1, ?2)",
-            log.table(),
-            log.subject_column()
-        );
-        self.0.execute(&sql, params![subject, at])?;
-        Ok(())
+        registration::add_event(self.0, log, subject, at)
     }
 
-    fn activation_code(&self, code: &str) -> R<Option<(Vec<u8>, i64)>> {
-        Ok(self
-            .0
-            .query_row(
-                "SELECT device_public, expires_at FROM activation_codes WHERE code = ?1",
-                [code],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?)
+    fn activation_code(&self, code_hmac: &[u8]) -> R<Option<(Vec<u8>, i64)>> {
+        registration::activation_code(self.0, code_hmac)
+    }
+
+    fn mark_activated(&self, code_hmac: &[u8], now: i64) -> R<()> {
+        registration::mark_activated(self.0, code_hmac, now)
     }
 
     fn use_nonce(&self, device_public: &[u8], nonce: &[u8], expires_at: i64, now: i64) -> R<bool> {
-        self.0.execute(
-            "DELETE FROM activation_nonces WHERE expires_at <= ?1",
-            [now],
-        )?;
-        Ok(self.0.execute(
-            "INSERT INTO activation_nonces (device_public, nonce, expires_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT DO NOTHING",
-            params![device_public, nonce, expires_at],
-        )? == 1)
+        registration::use_nonce(self.0, device_public, nonce, expires_at, now)
     }
 
     fn insert_token(
@@ -144,79 +121,56 @@ impl Db for SqliteDb<'_> {
         expires_at: i64,
         signing_public: Option<&[u8]>,
     ) -> R<()> {
-        self.0.execute(
-            "INSERT INTO tokens (token_sha256, device_public, issued_at, expires_at, signing_public)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![token_sha256, device_public, now, expires_at, signing_public],
-        )?;
-        Ok(())
+        registration::insert_token(
+            self.0,
+            token_sha256,
+            device_public,
+            now,
+            expires_at,
+            signing_public,
+        )
     }
 
     fn registration_owner(&self, registration_id: &str) -> R<Option<Vec<u8>>> {
-        Ok(self
-            .0
-            .query_row(
-                "SELECT device_public FROM registrations WHERE registration_id = ?1",
-                [registration_id],
-                |r| r.get(0),
-            )
-            .optional()?)
+        registration::registration_owner(self.0, registration_id)
     }
 
     fn insert_registration(&self, r: &NewRegistration<'_>) -> R<()> {
-        self.0.execute(
-            "INSERT INTO devices (device_public, device_id, registered_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-            params![r.device_public, r.device_id, r.now],
-        )?;
-        self.0.execute(
-            "INSERT INTO registrations (registration_id, device_public, provider, front_sealed_key, front, registered_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (registration_id) DO NOTHING",
-            params![r.registration_id, r.device_public, r.provider, r.front_sealed_key, r.front, r.now],
-        )?;
-        Ok(())
+        registration::insert_registration(self.0, r)
     }
 
-    fn code_taken(&self, code: &str) -> R<bool> {
-        Ok(self.0.query_row(
-            "SELECT EXISTS (SELECT 1 FROM activation_codes WHERE code = ?1)",
-            [code],
-            |r| r.get(0),
-        )?)
+    fn sweep_registrations(&self, before: i64, now: i64, limit: i64) -> R<u64> {
+        registration::sweep_registrations(self.0, before, now, limit)
+    }
+
+    fn code_taken(&self, code_hmac: &[u8]) -> R<bool> {
+        registration::code_taken(self.0, code_hmac)
     }
 
     fn insert_activation_code(
         &self,
-        code: &str,
+        code_hmac: &[u8],
         device_public: &[u8],
         registration_id: &str,
         now: i64,
         expires_at: i64,
     ) -> R<()> {
-        self.0.execute(
-            "INSERT INTO activation_codes (code, device_public, registration_id, issued_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![code, device_public, registration_id, now, expires_at],
-        )?;
-        Ok(())
+        registration::insert_activation_code(
+            self.0,
+            code_hmac,
+            device_public,
+            registration_id,
+            now,
+            expires_at,
+        )
     }
 
     fn put_dev_mailbox(&self, email: &str, code: &str, expires_at: i64) -> R<()> {
-        self.0.execute(
-            "INSERT INTO dev_mailbox (email, code, expires_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT (email) DO UPDATE SET code = excluded.code, expires_at = excluded.expires_at",
-            params![email, code, expires_at],
-        )?;
-        Ok(())
+        registration::put_dev_mailbox(self.0, email, code, expires_at)
     }
 
     fn dev_mailbox(&self, email: &str) -> R<Option<(String, String, i64)>> {
-        Ok(self
-            .0
-            .query_row(
-                "SELECT email, code, expires_at FROM dev_mailbox WHERE email = ?1",
-                [email],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?)
+        registration::dev_mailbox(self.0, email)
     }
 
     fn begin_unflushed(&self) -> R<()> {

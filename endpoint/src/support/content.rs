@@ -1,60 +1,211 @@
-//! Steps 3-5 of deciding a commit, on the content the digest covers: the sealed key opens with
-//! the ring's seal key named by `seal_key_id` and the device's key, every part authenticates (else `undecryptable`), the manifest agrees
-//! with the commit (else `manifest_mismatch`), and the process rules hold. On success, the
-//! duplicate key of step 6: an HMAC of (process, clave de elector).
+//! The content phase of deciding a commit, on a blocking thread and outside the database
+//! (ADR 0020): steps 2-5 on the parts' bytes. First, before any byte is read, a part whose
+//! row contradicts the commit — another length, or another SHA-256 than the one the endpoint
+//! kept while the upload was written (ADR 0021) — is `part_mismatch`. Then one pass over each part, in kind order, computes
+//! its SHA-256 while authenticating it: a part whose length or digest is not the declared one
+//! is `part_mismatch` and one whose bytes are gone `upload_missing` (neither recorded; both
+//! counted against the device's budget), whatever its decryption gave, since a verdict on
+//! bytes other than the declared ones must never be recorded. Then the verdict on the content:
+//! the sealed key opens with the ring's seal key named by `seal_key_id` and the device's key,
+//! every part authenticates (else `undecryptable`), the manifest agrees with the commit (else
+//! `manifest_mismatch`), and the process rules hold; on success, the duplicate key of step 6:
+//! an HMAC of (process, clave de elector).
 
-use std::io;
+use std::io::{self, Read};
 
 use apoyo_sync::wire::Manifest;
 use apoyo_sync::wire::crypto::open_from_device;
 use apoyo_sync::wire::crypto::{self, PartOpener};
 use apoyo_sync::wire::{CommitRequest, Reason, limits};
 use apoyo_sync::{PartKind, wire::validate};
-
+use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
+use zeroize::Zeroizing;
 
-use super::parts::HeldPart;
-use crate::auth::Device;
+use super::Job;
+use super::parts::{Available, HeldPart};
 use crate::error::ApiError;
 use crate::state::Inner;
 
-/// Steps 3-5. The outer error is a local failure (not recorded); the inner one a rejection of
-/// the content (recorded). On success, the duplicate key.
-pub(super) fn check_content(
+/// What the content phase found.
+pub(super) enum Outcome {
+    /// Every part is the declared bytes. `verdict`: the duplicate key, or the rejection of
+    /// steps 3-5 (recorded). `skew`: the device clock's skew applied (seconds).
+    Held {
+        held: Vec<HeldPart>,
+        verdict: Result<[u8; 32], ApiError>,
+        skew: Option<i64>,
+    },
+    /// `part_mismatch`, or `upload_missing` found reading: not recorded, counted.
+    Refused(ApiError),
+}
+
+/// Steps 2-5 on the bytes of the available uploads. The error is a local failure.
+pub(super) fn check(
     inner: &Inner,
-    device: &Device,
-    req: &CommitRequest,
-    held: &[HeldPart],
-    judged_at: OffsetDateTime,
-) -> Result<Result<[u8; 32], ApiError>, ApiError> {
-    let undecryptable = |d: String| Ok(Err(ApiError::new(Reason::Undecryptable, d)));
+    job: &Job,
+    available: &[Available],
+) -> Result<Outcome, ApiError> {
+    if let Some(a) = contradicted(available) {
+        return Ok(Outcome::Refused(mismatch(a.kind)));
+    }
+    let req = job.req();
+    let (judged_at, skew) =
+        crate::skew::judged_capture_time(req.captured_at, req.sent_at, inner.now());
     let id = req.capture_id.as_bytes();
-    let Some(seal) = inner.cfg.keys.seal_key(&req.seal_key_id) else {
-        return undecryptable("seal_key_id names no seal key of this endpoint".into());
+    let (data_key, mut failure) = match inner.cfg.keys.seal_key(&req.seal_key_id) {
+        None => (
+            None,
+            Some("seal_key_id names no seal key of this endpoint".to_string()),
+        ),
+        Some(seal) => match open_from_device(&seal.secret, &job.device.public, id, &req.sealed_key)
+        {
+            Ok(dk) => (Some(dk), None),
+            Err(_) => (
+                None,
+                Some("the sealed key does not open for this device".into()),
+            ),
+        },
     };
-    let Ok(dk) = open_from_device(&seal.secret, &device.public, id, &req.sealed_key) else {
-        return undecryptable("the sealed key does not open for this device".into());
-    };
-    let mut manifest = zeroize::Zeroizing::new(Vec::new());
-    for h in held {
-        let mut opener = PartOpener::new(&dk, id, h.kind)?;
-        let reader = inner.blobs.read_upload(&h.upload, h.length)?;
-        let opened = if h.kind == PartKind::Manifest {
-            if h.length > limits::MAX_MANIFEST_CT_BYTES {
-                return undecryptable("the manifest part is over its size limit".into());
-            }
-            opener.open_to(h.length, reader, &mut *manifest)
-        } else {
-            // Images are only authenticated, streaming: the plaintext goes nowhere.
-            opener.open_to(h.length, reader, &mut io::sink())
+    let mut manifest = Zeroizing::new(Vec::new());
+    let mut held = Vec::with_capacity(available.len());
+    for (i, a) in available.iter().enumerate() {
+        if a.kind == PartKind::Manifest && a.length > limits::MAX_MANIFEST_CT_BYTES {
+            failure.get_or_insert_with(|| "the manifest part is over its size limit".into());
+        }
+        let opener = match (&data_key, &failure) {
+            (Some(dk), None) => Some(PartOpener::new(dk, id, a.kind)?),
+            _ => None,
         };
-        match opened {
-            Ok(_) => {}
-            Err(apoyo_sync::Error::Io(e)) => return Err(e.into()),
-            Err(_) => return undecryptable(format!("the {} part does not decrypt", h.kind.name())),
+        let Some((sha256, authentic)) = read_part(inner, a, opener, &mut manifest)? else {
+            return Ok(Outcome::Refused(gone(a.kind)));
+        };
+        if sha256 != a.declared_sha256 {
+            return Ok(Outcome::Refused(mismatch(a.kind)));
+        }
+        if !authentic {
+            failure.get_or_insert_with(|| format!("the {} part does not decrypt", a.kind.name()));
+        }
+        held.push(HeldPart {
+            kind: a.kind,
+            upload: a.upload.clone(),
+            length: a.length,
+            sha256,
+        });
+        if let (0, Some(hook)) = (i, &inner.cfg.chaos) {
+            hook.commit_reading(&job.device.id);
         }
     }
-    Ok(check_manifest(inner, req, &manifest, judged_at))
+    let verdict = match failure {
+        Some(detail) => Err(ApiError::new(Reason::Undecryptable, detail)),
+        None => check_manifest(inner, req, &manifest, judged_at),
+    };
+    Ok(Outcome::Held {
+        held,
+        verdict,
+        skew,
+    })
+}
+
+/// The first part whose row already contradicts the commit (length, or the kept digest): no
+/// byte needs reading to refuse it. The bytes are still hashed for every other commit.
+fn contradicted(available: &[Available]) -> Option<&Available> {
+    available.iter().find(|a| {
+        a.length != a.declared_length
+            || a.stored_sha256
+                .is_some_and(|kept| kept != a.declared_sha256)
+    })
+}
+
+fn mismatch(kind: PartKind) -> ApiError {
+    ApiError::new(
+        Reason::PartMismatch,
+        format!("the {} part differs from the commit", kind.name()),
+    )
+}
+
+fn gone(kind: PartKind) -> ApiError {
+    ApiError::new(
+        Reason::UploadMissing,
+        format!("the {} part's bytes are gone", kind.name()),
+    )
+}
+
+/// One pass over a part's bytes: its SHA-256 and, with an opener, whether it authenticates
+/// (the manifest's plaintext goes to `manifest`, images' nowhere). `None` when the bytes its
+/// row promises are not on disk (the device must upload them again).
+fn read_part(
+    inner: &Inner,
+    a: &Available,
+    opener: Option<PartOpener>,
+    manifest: &mut Vec<u8>,
+) -> Result<Option<([u8; 32], bool)>, ApiError> {
+    let Some(mut opener) = opener else {
+        // Nothing to authenticate (the verdict is already `undecryptable`): the digest only.
+        return match inner.blobs.digest_upload(&a.upload, a.length) {
+            Ok(d) => Ok(d.map(|d| (d, false))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        };
+    };
+    let file = match inner.blobs.read_upload(&a.upload, a.length) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let mut input = Hashing {
+        inner: file,
+        hasher: Sha256::new(),
+        seen: 0,
+        error: None,
+    };
+    let opened = if a.kind == PartKind::Manifest {
+        opener.open_to(a.length, &mut input, manifest)
+    } else {
+        opener.open_to(a.length, &mut input, &mut io::sink())
+    };
+    let authentic = match opened {
+        Ok(_) => true,
+        Err(apoyo_sync::Error::Io(e)) => return Err(e.into()),
+        Err(_) => false,
+    };
+    // A part that failed early is still hashed to its end: `part_mismatch` comes first.
+    if let Err(e) = io::copy(&mut input, &mut io::sink()) {
+        input.error.get_or_insert(e);
+    }
+    match input.error {
+        Some(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Some(e) => Err(e.into()),
+        None if input.seen != a.length => Ok(None),
+        None => Ok(Some((input.hasher.finalize().into(), authentic))),
+    }
+}
+
+/// A reader that hashes what passes through it and keeps the first read error (the part
+/// opener turns any read error into an integrity failure).
+struct Hashing<R> {
+    inner: R,
+    hasher: Sha256,
+    seen: u64,
+    error: Option<io::Error>,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.hasher.update(&buf[..n]);
+                self.seen += n as u64;
+                Ok(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                let copy = io::Error::new(e.kind(), e.to_string());
+                self.error.get_or_insert(e);
+                Err(copy)
+            }
+        }
+    }
 }
 
 /// Steps 4-5 on the decrypted manifest; on success the duplicate key.

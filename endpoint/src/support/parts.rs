@@ -1,19 +1,16 @@
-//! Step 2 of deciding a commit: the five parts it names must be held in upload storage.
-//! Availability of every upload is checked before any length or digest, so that a refusal the
-//! device can fix by uploading again (`upload_missing`) comes first; then each held part's
-//! length and SHA-256 must be the declared ones (else `part_mismatch`).
-
-use std::io;
+//! Step 2 of deciding a commit, on the upload rows: the five parts it names must be complete,
+//! unexpired uploads of this device for this capture and kind (else `upload_missing`). The
+//! read phase checks the rows before any byte is read, availability of every upload before any
+//! length or digest, so that a refusal the device can fix by uploading again comes first; the
+//! decision transaction checks them again ([`still_held`]), since an upload can be deleted or
+//! expire while its bytes are read. (Lengths and digests are checked on the bytes: `content`.)
 
 use apoyo_sync::PartKind;
-use apoyo_sync::wire::{CommitPart, CommitRequest, Reason};
+use apoyo_sync::wire::{CommitRequest, Reason};
 
-use super::upload_id_of;
-use crate::auth::Device;
+use super::{Job, upload_id_of};
 use crate::error::ApiError;
-use crate::http::unix;
-use crate::state::Inner;
-use crate::store::Db;
+use crate::store::{Db, UploadRow};
 
 /// A part held in upload storage, checked against the commit.
 pub(super) struct HeldPart {
@@ -23,122 +20,127 @@ pub(super) struct HeldPart {
     pub(super) sha256: [u8; 32],
 }
 
-/// A complete, unexpired upload of this device for the part's capture and kind, not yet
-/// checked against the commit's length and digest.
-struct Available<'a> {
-    part: &'a CommitPart,
-    upload: String,
-    length: u64,
+/// A complete, unexpired upload of this device for the part's capture and kind, with what the
+/// commit declares of it, not yet checked against its bytes.
+pub(super) struct Available {
+    pub(super) kind: PartKind,
+    pub(super) upload: String,
+    /// The upload's length (its row's).
+    pub(super) length: u64,
+    pub(super) declared_length: u64,
+    pub(super) declared_sha256: [u8; 32],
+    /// The SHA-256 the endpoint kept while the upload was written (ADR 0021), if it kept one.
+    pub(super) stored_sha256: Option<[u8; 32]>,
 }
 
-/// The commit's parts, in [`PartKind::ALL`] order, each held and as declared.
-pub(super) fn held_parts(
-    conn: &dyn Db,
-    inner: &Inner,
-    device: &Device,
-    req: &CommitRequest,
-) -> Result<Vec<HeldPart>, ApiError> {
-    let now = unix(inner.now());
-    let available = PartKind::ALL
+/// A part's upload as the commit names it, and its row if there is one.
+pub(super) struct Named {
+    kind: PartKind,
+    upload: Option<String>,
+    row: Option<UploadRow>,
+}
+
+/// The rows of the uploads the commit names, in [`PartKind::ALL`] order (reads only).
+pub(super) fn read_rows(conn: &dyn Db, req: &CommitRequest) -> Result<Vec<Named>, ApiError> {
+    PartKind::ALL
         .into_iter()
-        .map(|kind| available_upload(conn, device, req, kind, now))
-        .collect::<Result<Vec<_>, _>>()?;
-    available
-        .into_iter()
-        .map(|a| check_held(inner, a))
+        .map(|kind| {
+            let upload = req
+                .parts
+                .iter()
+                .find(|p| p.kind == kind)
+                .and_then(|p| upload_id_of(&p.upload));
+            let row = match upload {
+                Some(id) => conn.upload(id)?,
+                None => None,
+            };
+            Ok(Named {
+                kind,
+                upload: upload.map(str::to_string),
+                row,
+            })
+        })
         .collect()
 }
 
-/// The upload the commit names for `kind`, if it is this device's, for this capture and kind,
-/// unexpired and complete; else `upload_missing` saying which.
-fn available_upload<'a>(
-    conn: &dyn Db,
-    device: &Device,
-    req: &'a CommitRequest,
-    kind: PartKind,
+/// The named uploads, each available (else `upload_missing` saying which), with what the
+/// commit declares of them.
+pub(super) fn available(
+    job: &Job,
+    named: Vec<Named>,
     now: i64,
-) -> Result<Available<'a>, ApiError> {
-    let missing = |why: &str| {
-        ApiError::new(
-            Reason::UploadMissing,
-            format!("the {} part's upload {why}", kind.name()),
-        )
-    };
-    let part = req
-        .parts
-        .iter()
-        .find(|p| p.kind == kind)
-        .ok_or_else(|| missing("is not named"))?;
-    let upload = upload_id_of(&part.upload)
-        .ok_or_else(|| missing("is not an upload URL of this endpoint"))?;
-    let row: Option<(String, String, String, i64, i64, i64)> = conn.upload(upload)?.map(|r| {
-        (
-            r.device_id,
-            r.capture_id,
-            r.kind,
-            r.length,
-            r.offset,
-            r.expires_at,
-        )
-    });
-    let Some((_, for_capture, for_kind, length, offset, expires_at)) =
-        row.filter(|r| r.0 == device.id)
-    else {
-        return Err(missing("is unknown"));
-    };
-    if for_capture != req.capture_id.to_string() || for_kind != kind.name() {
-        return Err(missing("holds another part"));
-    }
-    if now >= expires_at {
-        return Err(missing("expired"));
-    }
-    if offset != length {
-        return Err(missing("is incomplete"));
-    }
-    Ok(Available {
-        part,
-        upload: upload.to_string(),
-        length: length.max(0) as u64,
-    })
+) -> Result<Vec<Available>, ApiError> {
+    named
+        .into_iter()
+        .map(|n| {
+            let missing = |why: &str| missing(n.kind, why);
+            let part = job
+                .req()
+                .parts
+                .iter()
+                .find(|p| p.kind == n.kind)
+                .ok_or_else(|| missing("is not named"))?;
+            let upload = n
+                .upload
+                .ok_or_else(|| missing("is not an upload URL of this endpoint"))?;
+            let length = check_row(job, n.kind, n.row.as_ref(), now)?;
+            Ok(Available {
+                kind: n.kind,
+                upload,
+                length,
+                declared_length: part.length,
+                declared_sha256: part.sha256,
+                stored_sha256: n.row.and_then(|r| r.sha256),
+            })
+        })
+        .collect()
 }
 
-/// An available upload whose length and SHA-256 are the commit's (else `part_mismatch`), and
-/// whose bytes are on disk (else `upload_missing`).
-fn check_held(inner: &Inner, a: Available<'_>) -> Result<HeldPart, ApiError> {
-    let Available {
-        part,
-        upload,
-        length,
-    } = a;
-    let mismatch = || {
-        ApiError::new(
-            Reason::PartMismatch,
-            format!("the {} part differs from the commit", part.kind.name()),
-        )
-    };
-    if length != part.length {
-        return Err(mismatch());
+/// In the decision transaction: whether every held part is still the same complete,
+/// unexpired upload the content phase read (the inner `Err`: `upload_missing`).
+pub(super) fn still_held(
+    conn: &dyn Db,
+    job: &Job,
+    held: &[HeldPart],
+    now: i64,
+) -> Result<Result<(), ApiError>, ApiError> {
+    for h in held {
+        let row = conn.upload(&h.upload)?;
+        match check_row(job, h.kind, row.as_ref(), now) {
+            Ok(length) if length == h.length => {}
+            Ok(_) => return Ok(Err(missing(h.kind, "changed while it was read"))),
+            Err(e) => return Ok(Err(e)),
+        }
     }
-    let gone = || {
-        ApiError::new(
-            Reason::UploadMissing,
-            format!("the {} part's bytes are gone", part.kind.name()),
-        )
+    Ok(Ok(()))
+}
+
+fn missing(kind: PartKind, why: &str) -> ApiError {
+    ApiError::new(
+        Reason::UploadMissing,
+        format!("the {} part's upload {why}", kind.name()),
+    )
+}
+
+/// The upload's length if its row is this device's, for this capture and kind, unexpired and
+/// complete; else `upload_missing` saying which.
+fn check_row(
+    job: &Job,
+    kind: PartKind,
+    row: Option<&UploadRow>,
+    now: i64,
+) -> Result<u64, ApiError> {
+    let Some(row) = row.filter(|r| r.device_id == job.device.id) else {
+        return Err(missing(kind, "is unknown"));
     };
-    let sha256 = match inner.blobs.digest_upload(&upload, length) {
-        Ok(Some(d)) => d,
-        // The bytes the row promises are not on disk: the device must upload them again.
-        Ok(None) => return Err(gone()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(gone()),
-        Err(e) => return Err(e.into()),
-    };
-    if sha256 != part.sha256 {
-        return Err(mismatch());
+    if row.capture_id != job.req().capture_id.to_string() || row.kind != kind.name() {
+        return Err(missing(kind, "holds another part"));
     }
-    Ok(HeldPart {
-        kind: part.kind,
-        upload,
-        length,
-        sha256,
-    })
+    if now >= row.expires_at {
+        return Err(missing(kind, "expired"));
+    }
+    if row.offset != row.length {
+        return Err(missing(kind, "is incomplete"));
+    }
+    Ok(row.length.max(0) as u64)
 }

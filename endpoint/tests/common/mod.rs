@@ -84,6 +84,7 @@ pub struct Opts {
     pub upload_ttl: Duration,
     pub body_idle_timeout: Duration,
     pub chaos: Option<Arc<dyn Chaos>>,
+    pub registration: apoyo_endpoint::RegistrationLimits,
 }
 
 impl Default for Opts {
@@ -95,6 +96,7 @@ impl Default for Opts {
             upload_ttl: apoyo_endpoint::DEFAULT_UPLOAD_TTL,
             body_idle_timeout: apoyo_endpoint::DEFAULT_BODY_IDLE_TIMEOUT,
             chaos: None,
+            registration: Default::default(),
         }
     }
 }
@@ -121,6 +123,7 @@ pub struct Harness {
     pub body_idle_timeout: Duration,
     /// The PostgreSQL URL (a fresh schema) when the suite runs on PostgreSQL.
     pub database: Option<String>,
+    pub registration: apoyo_endpoint::RegistrationLimits,
 }
 
 pub fn db_path(dir: &Path) -> PathBuf {
@@ -162,6 +165,7 @@ impl Harness {
             upload_ttl: o.upload_ttl,
             body_idle_timeout: o.body_idle_timeout,
             database: None,
+            registration: o.registration,
         };
         if let Some(server) = backend::server_url() {
             h.database = Some(backend::fresh_schema(&server).await);
@@ -180,6 +184,7 @@ impl Harness {
         cfg.upload_ttl = self.upload_ttl;
         cfg.body_idle_timeout = self.body_idle_timeout;
         cfg.chaos = chaos;
+        cfg.registration = self.registration.clone();
         if let Some(url) = &self.database {
             cfg.database = Some(url.parse().expect("a PostgreSQL URL"));
             cfg.blob_dir = Some(self.blob_dir());
