@@ -166,10 +166,14 @@ fn a_run_keeps_a_commit_and_the_next_captures_uploads_in_flight_at_once() {
     assert_eq!(r.committed, CAPTURES as u64);
     let max = t.max_in_flight.load(Ordering::SeqCst);
     // A capture's five parts (their creations share a round trip) plus the previous
-    // capture's commit; never more, and never more than two PATCH bodies (bounded memory).
+    // capture's commit; never more, and never more than four (small) PATCH bodies.
     assert!((5..=6).contains(&max), "requests in flight at once: {max}");
     let patches = t.max_patches.load(Ordering::SeqCst);
-    assert_eq!(patches, 2, "PATCHes in flight at once");
+    // Two at first; four small ones once they come back promptly (loopback).
+    assert!(
+        (2..=4).contains(&patches),
+        "PATCHes in flight at once: {patches}"
+    );
     assert!(
         t.commit_overlapped.load(Ordering::SeqCst),
         "a commit was in flight while the next capture uploaded"

@@ -1,11 +1,12 @@
-//! The upload of a capture's parts over tus, all at once with at most [`PATCHES_AT_ONCE`]
-//! PATCHes in flight (ADR 0022), each resuming from the offset the endpoint acknowledges: reuse the recorded upload (unless it
-//! expired) or create one, ask a known one where it stands, then PATCH the rest in pieces read
-//! from the part file, sized by [`super::patch_size`] (small after a cut or on a slow link, up
-//! to 1 MiB while it holds). One upload never has two PATCHes in flight (tus offsets are
-//! sequential, ADR 0018); two parts' uploads do. Every created upload and acknowledged offset
-//! is recorded as before, one store write at a time, so a kill or a lost link resumes, not
-//! restarts. Called by the sync run ([`super::pipeline`]) once per capture it delivers.
+//! The upload of a capture's parts over tus, all at once with at most two PATCHes in flight
+//! (four small prompt ones, [`PATCHES_AT_ONCE`], ADR 0022), each resuming from the offset the
+//! endpoint acknowledges: reuse the recorded upload (unless it expired) or create one, ask a
+//! known one where it stands, then PATCH the rest in pieces read from the part file, sized by
+//! [`super::patch_size`] (small after a cut or on a slow link, up to 1 MiB while it holds).
+//! One upload never has two PATCHes in flight (tus offsets are sequential, ADR 0018); several
+//! parts' uploads do. Every created upload and acknowledged offset is recorded as before, one
+//! store write at a time, so a kill or a lost link resumes, not restarts. Called by the sync
+//! run ([`super::pipeline`]) once per capture it delivers.
 
 use std::cell::{Cell, RefCell, RefMut};
 use std::io::{Read, Seek, SeekFrom};
@@ -24,12 +25,13 @@ use crate::model::CaptureId;
 use crate::protocol::CommitPart;
 use crate::store::{PartRecord, Store};
 
-/// PATCHes in flight at once (each ≤ 1 MiB, so at most this many bodies held in memory).
-/// A capture's five parts upload at once, so their creations and offset checks share one
-/// round trip; their PATCHes take turns two at a time. Two keep a slow link busy while the
-/// other waits for its answer; more would split a 2G link so finely that a 30-second run
-/// could end before any PATCH is acknowledged (ADR 0022).
-pub const PATCHES_AT_ONCE: usize = 2;
+/// The most PATCHes in flight at once ([`PatchSize::at_once`]: two, or four small ones while
+/// they come back promptly; never more than 2 MiB of bodies held). A capture's five parts
+/// upload at once, so their creations and offset checks share one round trip; their PATCHes
+/// take turns. Two keep a slow link busy while the other waits for its answer; more on a 2G
+/// link would split it so finely that a 30-second run could end before any PATCH is
+/// acknowledged (ADR 0022).
+pub const PATCHES_AT_ONCE: usize = super::patch_size::WIDE;
 
 /// Uploads created for one part within one attempt before the attempt gives up (the endpoint
 /// keeps losing them).
@@ -303,17 +305,21 @@ impl<'s, 'c> Lanes<'s, 'c> {
     ) -> Result<Pass> {
         let mut reader = self.store().part_reader(id, part)?;
         while offset < part.ct_len {
-            // Wait for a turn first: the checks below then see the time it took.
+            // Wait for a turn first: the checks below then see the time it took. A PATCH
+            // takes two of the four turns while only two may fly.
+            let weight = (PATCHES_AT_ONCE / self.patch_size.get().at_once()).max(1) as u32;
             let _turn = self
                 .patch_turns
-                .acquire()
+                .acquire_many(weight)
                 .await
                 .map_err(|_| Error::Internal("PATCH turns closed".into()))?;
             if let Some(f) = self.stop_reason() {
                 self.store().set_uploaded(id, part.kind, offset)?;
                 return Ok(Pass::Failed(f));
             }
-            let n = ((part.ct_len - offset) as usize).min(self.patch_size.get().get());
+            let size = self.patch_size.get();
+            let want = ((part.ct_len - offset) as usize).min(size.get());
+            let n = size.fit(want, self.remaining());
             // The body is read straight into the buffer the request sends (no second copy).
             let mut body = vec![0u8; n];
             reader.seek(SeekFrom::Start(offset))?;
