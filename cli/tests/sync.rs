@@ -343,12 +343,14 @@ fn a_lost_commit_response_is_retried_and_counted_once() {
     assert!(r[0].verified);
 }
 
-/// Decorator that cuts the body of one PATCH midway and counts PATCH body bytes per offset.
+/// Decorator that cuts the body of the `cut_index`-th PATCH (0-based) to one upload midway —
+/// the first upload to get that many — and records every PATCH as (upload, offset, bytes).
+/// Per upload, because a run sends several parts' PATCHes at once (ADR 0022).
 struct CutOnePatch<T> {
     inner: T,
-    cut_index: u32,
-    seen: AtomicU32,
-    sent: Mutex<Vec<(u64, usize)>>,
+    cut_index: usize,
+    cut: Mutex<Option<String>>,
+    sent: Mutex<Vec<(String, u64, usize)>>,
 }
 
 impl<T: Transport> Transport for CutOnePatch<T> {
@@ -363,15 +365,18 @@ impl<T: Transport> Transport for CutOnePatch<T> {
                     .1
                     .parse()
                     .unwrap();
-                let n = self.seen.fetch_add(1, Ordering::SeqCst);
-                let len = if n == self.cut_index {
+                let mut sent = self.sent.lock().unwrap();
+                let n = sent.iter().filter(|(p, _, _)| *p == req.path).count();
+                let mut cut = self.cut.lock().unwrap();
+                let len = if n == self.cut_index && cut.is_none() {
+                    *cut = Some(req.path.clone());
                     let half = req.body.len() / 2;
                     req.abort_body_after = Some(half);
                     half
                 } else {
                     req.body.len()
                 };
-                self.sent.lock().unwrap().push((offset, len));
+                sent.push((req.path.clone(), offset, len));
             }
             self.inner.send(req, limit).await
         })
@@ -414,35 +419,35 @@ fn a_cut_upload_resumes_from_the_servers_offset() {
         .filter(|p| p.kind < PartKind::Selfie)
         .map(|p| p.ct_len)
         .sum();
-    let patches_before = parts
-        .iter()
-        .filter(|p| p.kind < PartKind::Selfie)
-        .map(|p| p.ct_len.div_ceil(65536))
-        .sum::<u64>() as u32;
-    // Cut the 4th PATCH of the selfie, i.e. after 3 × 64 KiB were acknowledged.
+    // Cut the 4th PATCH of the selfie (the only part of several PATCHes), i.e. after 3 × 64 KiB
+    // were acknowledged.
     let t = CutOnePatch {
         inner: env.transport(),
-        cut_index: patches_before + 3,
-        seen: AtomicU32::new(0),
+        cut_index: 3,
+        cut: Mutex::new(None),
         sent: Mutex::new(Vec::new()),
     };
     let report = run(&mut dev, &t, fast());
     assert_eq!(report.committed, 1);
     assert!(report.retries >= 1);
     let sent = t.sent.lock().unwrap().clone();
-    let total: u64 = sent.iter().map(|(_, n)| *n as u64).sum();
+    let total: u64 = sent.iter().map(|(_, _, n)| *n as u64).sum();
     let all_parts: u64 = parts.iter().map(|p| p.ct_len).sum();
     let resent = total - all_parts;
     assert!(
         resent > 0 && resent < 65536,
         "re-sent {resent} bytes: must be less than one PATCH"
     );
-    // The PATCH after the cut started at the server's offset (3 × 64 KiB into the selfie), not 0.
-    let cut_at = sent
+    // The next PATCH to the cut upload started at the server's offset (3 × 64 KiB into the
+    // selfie), not 0.
+    let upload = t.cut.lock().unwrap().clone().expect("a PATCH was cut");
+    let selfie: Vec<(u64, usize)> = sent
         .iter()
-        .position(|(_, n)| *n != 65536 && *n < 65536 / 2 + 1)
-        .unwrap();
-    let (resume_offset, _) = sent[cut_at + 1];
+        .filter(|(p, _, _)| *p == upload)
+        .map(|(_, o, n)| (*o, *n))
+        .collect();
+    assert_eq!(selfie[..3], [(0, 65536), (65536, 65536), (131072, 65536)]);
+    let (resume_offset, _) = selfie[4];
     assert_eq!(
         resume_offset,
         3 * 65536,

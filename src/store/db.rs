@@ -10,6 +10,7 @@
 //! | `trusted_schema` | `OFF` | the schema can't run functions with side effects |
 //! | `application_id` | `0x41505953` ("APYS") | tells an apoyo store from any other SQLite file |
 //! | `busy_timeout` | 5000 ms | a reader in another process does not fail a write at once |
+//! | `cache_size` | 512 KiB | the page cache stops growing with the queue (SQLite's default, 2 MB, filled as the queue grew: peak RSS syncing 1,000 queued was 1.19 × that of 100); the queue's reads are index seeks and one-pass scans |
 
 use std::path::Path;
 
@@ -20,6 +21,9 @@ use crate::error::{Error, Result};
 /// "APYS".
 pub const APPLICATION_ID: i64 = 0x4150_5953;
 
+/// The page cache's bound, as SQLite spells it (negative: KiB).
+const CACHE_KIB: i64 = -512;
+
 /// Applies the connection pragmas (safe on an existing, healthy store).
 pub fn apply_pragmas(conn: &Connection) -> Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -29,6 +33,7 @@ pub fn apply_pragmas(conn: &Connection) -> Result<()> {
     conn.pragma_update(None, "secure_delete", "ON")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "trusted_schema", "OFF")?;
+    conn.pragma_update(None, "cache_size", CACHE_KIB)?;
     conn.busy_timeout(std::time::Duration::from_millis(5000))?;
     Ok(())
 }

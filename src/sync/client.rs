@@ -5,6 +5,8 @@
 //! - a documented [`ErrorBody`] → [`Failure::Refused`] with its [`Reason`], whose
 //!   [`Reason::action`] decides: retry, re-upload, re-activate or quarantine.
 
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -96,7 +98,8 @@ fn upload_path(location: &str) -> Option<String> {
     plain.then(|| path.to_string())
 }
 
-/// Talks protocol v1 through a [`Transport`].
+/// Talks protocol v1 through a [`Transport`]. Every exchange takes `&self`, so a sync run
+/// keeps several in flight at once (ADR 0022); the counters are shared by them.
 pub struct Client<'t> {
     transport: &'t dyn Transport,
     token: Option<String>,
@@ -104,10 +107,10 @@ pub struct Client<'t> {
     /// Per-request timeout ceiling (the run's remaining budget may cut it shorter).
     pub request_timeout: Duration,
     /// Body bytes of requests that were answered.
-    pub bytes_sent: u64,
+    bytes_sent: AtomicU64,
     /// The endpoint's clock minus the device's, from the last answer's `Date` header (v1.1,
     /// §6.5: kept for the record; the endpoint corrects skew from `sent_at`).
-    pub clock_offset: Option<time::Duration>,
+    clock_offset: Mutex<Option<time::Duration>>,
 }
 
 /// Longest a single exchange may take: a 64 KiB PATCH over a 2G link (≈ 30 kbit/s) needs ≈ 20 s.
@@ -120,9 +123,19 @@ impl<'t> Client<'t> {
             token: None,
             clock,
             request_timeout: REQUEST_TIMEOUT,
-            bytes_sent: 0,
-            clock_offset: None,
+            bytes_sent: AtomicU64::new(0),
+            clock_offset: Mutex::new(None),
         }
+    }
+
+    /// Body bytes of requests that were answered.
+    pub fn bytes_sent(&self) -> u64 {
+        self.bytes_sent.load(Ordering::Relaxed)
+    }
+
+    /// The endpoint's clock minus the device's, from the last answer's `Date` header.
+    pub fn clock_offset(&self) -> Option<time::Duration> {
+        *self.clock_offset.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn with_token(mut self, token: Option<String>) -> Self {
@@ -138,15 +151,16 @@ impl<'t> Client<'t> {
         r
     }
 
-    async fn exchange(&mut self, req: Request, limit: usize) -> Outcome<Response> {
+    async fn exchange(&self, req: Request, limit: usize) -> Outcome<Response> {
         let len = req.body.len() as u64;
         let resp = self.transport.send(req, limit).await?;
-        self.bytes_sent += len;
+        self.bytes_sent.fetch_add(len, Ordering::Relaxed);
         if let Some(date) = resp
             .header("date")
             .and_then(|d| httpdate::parse_http_date(d).ok())
         {
-            self.clock_offset = Some(time::OffsetDateTime::from(date) - self.clock.now());
+            let offset = time::OffsetDateTime::from(date) - self.clock.now();
+            *self.clock_offset.lock().unwrap_or_else(|e| e.into_inner()) = Some(offset);
         }
         Ok(resp)
     }
@@ -172,7 +186,7 @@ impl<'t> Client<'t> {
     }
 
     async fn cbor_call<T: serde::de::DeserializeOwned>(
-        &mut self,
+        &self,
         req: Request,
         ok: &[u16],
         limit: usize,
@@ -226,7 +240,7 @@ impl<'t> Client<'t> {
     }
 
     pub async fn register(
-        &mut self,
+        &self,
         msg: &protocol::RegisterRequest,
         timeout: Duration,
     ) -> Result<Outcome<protocol::RegisterResponse>> {
@@ -248,7 +262,7 @@ impl<'t> Client<'t> {
     }
 
     pub async fn activate(
-        &mut self,
+        &self,
         msg: &protocol::ActivateRequest,
         timeout: Duration,
     ) -> Result<Outcome<protocol::ActivateResponse>> {
@@ -264,7 +278,7 @@ impl<'t> Client<'t> {
             .map(|r| r.1))
     }
 
-    pub async fn processes(&mut self, timeout: Duration) -> Result<Outcome<protocol::ProcessList>> {
+    pub async fn processes(&self, timeout: Duration) -> Result<Outcome<protocol::ProcessList>> {
         let req = self
             .req(Method::Get, routes::PROCESSES, timeout)
             .header("accept", protocol::CBOR);
@@ -276,7 +290,7 @@ impl<'t> Client<'t> {
 
     /// Creates a tus upload for a part; returns its URL path and expiry.
     pub async fn create_upload(
-        &mut self,
+        &self,
         id: &CaptureId,
         kind: PartKind,
         length: u64,
@@ -315,7 +329,7 @@ impl<'t> Client<'t> {
     }
 
     /// Asks the server how much of an upload it holds; `None` if it is gone.
-    pub async fn upload_offset(&mut self, url: &str, timeout: Duration) -> Outcome<Option<u64>> {
+    pub async fn upload_offset(&self, url: &str, timeout: Duration) -> Outcome<Option<u64>> {
         let req = self
             .req(Method::Head, url, timeout)
             .header("tus-resumable", tus::RESUMABLE);
@@ -338,7 +352,7 @@ impl<'t> Client<'t> {
 
     /// Sends `bytes` at `offset`, with their SHA-256 as the tus checksum.
     pub async fn patch(
-        &mut self,
+        &self,
         url: &str,
         offset: u64,
         bytes: Vec<u8>,
@@ -374,7 +388,7 @@ impl<'t> Client<'t> {
     /// Commits a capture (a v1.1 signed commit); returns the HTTP status and the signed
     /// receipt.
     pub async fn commit(
-        &mut self,
+        &self,
         id: &CaptureId,
         msg: &protocol::SignedCommit,
         timeout: Duration,

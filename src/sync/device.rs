@@ -65,7 +65,7 @@ pub async fn register(
         front: sealed_front,
     };
     store.set_endpoint_url(endpoint_url)?;
-    let mut client = Client::new(transport, store.clock().clone());
+    let client = Client::new(transport, store.clock().clone());
     let resp = client
         .register(&msg, DEVICE_CALL_TIMEOUT)
         .await?
@@ -116,7 +116,7 @@ pub async fn activate(
         signing_public: Some(signing_public),
         auxiliar_id,
     };
-    let mut client = Client::new(transport, store.clock().clone());
+    let client = Client::new(transport, store.clock().clone());
     let resp = client
         .activate(&msg, DEVICE_CALL_TIMEOUT)
         .await?

@@ -12,10 +12,9 @@ use super::client::{Client, Failure};
 use super::control::{Hold, RunControl};
 use super::retry::BackoffPolicy;
 use super::transport::Transport;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::CaptureId;
-use crate::protocol::{self, Action, CommitPart, CommitRequest, Receipt, ReceiptRefusal};
-use crate::queue::State;
+use crate::protocol::{self, Action, CommitRequest, Receipt, ReceiptRefusal};
 use crate::store::Store;
 
 /// A progress callback.
@@ -100,7 +99,7 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-enum Item {
+pub(super) enum Item {
     Counted,
     Duplicate,
     Quarantined,
@@ -115,11 +114,9 @@ pub(super) struct Run<'a> {
     pub(super) store: &'a mut Store,
     pub(super) client: Client<'a>,
     pub(super) opts: SyncOptions,
-    deadline: Instant,
+    pub(super) deadline: Instant,
     rng: fastrand::Rng,
-    report: SyncReport,
-    /// Whether the current capture's attempt got bytes acknowledged.
-    pub(super) progressed: bool,
+    pub(super) report: SyncReport,
     /// The size of the next PATCH (ADR 0018).
     pub(super) patch_size: super::patch_size::PatchSize,
 }
@@ -175,13 +172,12 @@ pub async fn run(
         opts,
         rng,
         report,
-        progressed: false,
         patch_size: Default::default(),
     };
     run.refresh_catalog().await?;
     run.drain().await?;
-    run.report.bytes_sent = run.client.bytes_sent;
-    if let Some(offset) = run.client.clock_offset {
+    run.report.bytes_sent = run.client.bytes_sent();
+    if let Some(offset) = run.client.clock_offset() {
         run.store.set_clock_offset(offset)?;
     }
     run.report.pending = run.store.pending_count()?;
@@ -206,99 +202,26 @@ impl Run<'_> {
         Ok(())
     }
 
-    async fn drain(&mut self) -> Result<()> {
-        loop {
-            if self.remaining() < MIN_EXCHANGE_TIME {
-                self.report.stopped = StopReason::Budget;
-                return Ok(());
-            }
-            if let Some(h) = self.held() {
-                self.report.stopped = StopReason::Held(h);
-                return Ok(());
-            }
-            let now = self.store.clock().now();
-            let due = self.store.due_captures(now)?;
-            if due.is_empty() {
-                match self.store.next_due_at()? {
-                    None => {
-                        self.report.stopped = StopReason::Drained;
-                        return Ok(());
-                    }
-                    Some(at) => {
-                        let wait = (at - now).max(time::Duration::ZERO).unsigned_abs();
-                        if wait >= self.remaining() {
-                            self.report.stopped = StopReason::Budget;
-                            return Ok(());
-                        }
-                        self.sleep_unless_changed(wait).await;
-                        continue;
-                    }
-                }
-            }
-            for id in due {
-                if let Some(h) = self.held() {
-                    self.report.stopped = StopReason::Held(h);
-                    return Ok(());
-                }
-                match self.one(&id).await? {
-                    Item::Counted => self.report.committed += 1,
-                    Item::Duplicate => self.report.duplicates += 1,
-                    Item::Quarantined => self.report.quarantined += 1,
-                    Item::Rescheduled => {}
-                    Item::NeedsActivation => {
-                        self.report.stopped = StopReason::NeedsActivation;
-                        return Ok(());
-                    }
-                    Item::OutOfTime => {
-                        self.report.stopped = StopReason::Budget;
-                        return Ok(());
-                    }
-                    Item::Held(h) => {
-                        self.report.stopped = StopReason::Held(h);
-                        return Ok(());
-                    }
-                }
-                self.progress()?;
-            }
-        }
-    }
-
-    fn progress(&self) -> Result<()> {
+    pub(super) fn progress(&self) -> Result<()> {
         if let Some(cb) = &self.opts.progress {
             let done = self.report.committed + self.report.duplicates + self.report.quarantined;
             cb(&super::Progress {
                 done,
                 pending: self.store.pending_count()?,
-                bytes_sent: self.client.bytes_sent,
+                bytes_sent: self.client.bytes_sent(),
             });
         }
         Ok(())
     }
 
-    /// Handles one capture until it is committed, quarantined or rescheduled.
-    async fn one(&mut self, id: &CaptureId) -> Result<Item> {
-        self.progressed = false;
-        match self.deliver(id).await {
-            Ok(Ok(item)) => Ok(item),
-            Ok(Err(failure)) => self.on_failure(id, failure),
-            // A local integrity failure (a damaged part file): this capture cannot be sent as
-            // it is, but it is kept for inspection and never deleted.
-            Err(e @ (Error::Integrity { .. } | Error::CiphertextVersion(_))) => {
-                tracing::warn!(capture = %id, error = %e, "local integrity failure; quarantined");
-                self.quarantine(id, "local_integrity")?;
-                Ok(Item::Quarantined)
-            }
-            // A message this capture would need is over a protocol limit: it can never be
-            // sent as it is. Kept, quarantined, and the rest of the queue goes on.
-            Err(Error::TooLarge { .. }) => {
-                self.quarantine(id, "too_large")?;
-                Ok(Item::Quarantined)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    fn on_failure(&mut self, id: &CaptureId, failure: Failure) -> Result<Item> {
+    /// A failed attempt: quarantined, re-activation asked, or rescheduled with backoff
+    /// (`progressed`: the attempt got bytes acknowledged, so the backoff starts over).
+    pub(super) fn on_failure(
+        &mut self,
+        id: &CaptureId,
+        failure: Failure,
+        progressed: bool,
+    ) -> Result<Item> {
         if self.remaining() < MIN_EXCHANGE_TIME {
             // The budget cut the exchange short: not the endpoint's fault, no attempt counted.
             return Ok(Item::OutOfTime);
@@ -327,7 +250,7 @@ impl Run<'_> {
                 self.report.retries += 1;
                 // A slow link that keeps making progress is not a failing one: start the
                 // backoff over rather than letting it climb to minutes.
-                if self.progressed {
+                if progressed {
                     self.store.reset_attempts(id)?;
                 }
                 let attempts = self.store.attempts(id)? + 1;
@@ -345,64 +268,9 @@ impl Run<'_> {
         }
     }
 
-    async fn deliver(&mut self, id: &CaptureId) -> Result<Result<Item, Failure>> {
-        let info = self.store.info(id)?;
-        if info.state == State::Captured {
-            self.changed(id, State::Uploading, None, None);
-        }
-        let parts = self.store.parts(id)?;
-        let mut commit_parts = Vec::with_capacity(parts.len());
-        for part in &parts {
-            match self.upload(id, part).await? {
-                Ok(url) => commit_parts.push(CommitPart {
-                    kind: part.kind,
-                    upload: url,
-                    sha256: part.sha256,
-                    length: part.ct_len,
-                }),
-                Err(f) => return Ok(Err(f)),
-            }
-        }
-        let msg = CommitRequest {
-            v: protocol::VERSION,
-            capture_id: *id,
-            process_id: info.process_id.clone(),
-            captured_at: info.captured_at,
-            collector: self.store.capture_collector(id)?,
-            sealed_key: self.store.endpoint_seal(id)?,
-            parts: commit_parts,
-            sent_at: self.store.clock().now(),
-            seal_key_id: self.store.capture_seal_key_id(id)?,
-        };
-        let signed_commit = protocol::trust::sign_commit(&self.store.signing_key()?, &msg)?;
-        #[cfg(feature = "testkit")]
-        super::test_bugs::before_commit(self.store, id)?;
-        let t = self.remaining();
-        let (_status, signed) = match self.client.commit(id, &signed_commit, t).await? {
-            Ok(r) => r,
-            Err(f) => return Ok(Err(f)),
-        };
-        let receipt = match self.check_receipt(&msg, &signed)? {
-            Ok(r) => r,
-            Err(refusal) => return self.untrusted(id, refusal).map(Ok),
-        };
-        self.store.record_receipt_v11(&receipt, &signed)?;
-        let result = match receipt.result {
-            protocol::ReceiptResult::Counted => "counted",
-            protocol::ReceiptResult::Duplicate => "duplicate",
-        };
-        self.changed(id, State::Committed, Some(result), None);
-        self.store.purge(id)?;
-        self.changed(id, State::Purged, Some(result), None);
-        Ok(Ok(match receipt.result {
-            protocol::ReceiptResult::Counted => Item::Counted,
-            protocol::ReceiptResult::Duplicate => Item::Duplicate,
-        }))
-    }
-
     /// The receipt check (`protocol::trust::verify_receipt`): against the provisioned INE
     /// root, never a key learned from the network, and against what this device committed.
-    fn check_receipt(
+    pub(super) fn check_receipt(
         &self,
         sent: &CommitRequest,
         signed: &protocol::SignedReceipt,
@@ -421,7 +289,7 @@ impl Run<'_> {
     /// A receipt that is no grounds for deleting anything: the capture keeps every byte and
     /// stays queued (an endpoint without an anchored key, e.g. v1) or is quarantined
     /// `receipt_invalid`; the run reports why.
-    fn untrusted(&mut self, id: &CaptureId, refusal: ReceiptRefusal) -> Result<Item> {
+    pub(super) fn untrusted(&mut self, id: &CaptureId, refusal: ReceiptRefusal) -> Result<Item> {
         tracing::warn!(capture = %id, problem = %refusal.describe(), "receipt not accepted; nothing deleted");
         self.report.untrusted_receipts += 1;
         self.report.receipt_problem = Some(refusal.label());

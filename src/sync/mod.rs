@@ -6,7 +6,10 @@
 //! - [`control`]: what stops a run between exchanges (cancel, network policy) and hears of
 //!   each capture's state change.
 //! - [`engine`]: a sync run within a time budget: the queue, commits, receipts, rescheduling.
-//! - `upload`: the tus upload of one part, resuming from the endpoint's offset.
+//! - `pipeline`: the order of a run's exchanges: one capture's commit in flight while the next
+//!   one's parts upload (ADR 0022).
+//! - `upload`: the tus uploads of a capture's parts, two at a time, each resuming from the
+//!   endpoint's offset.
 //! - [`patch_size`]: how many bytes the next PATCH carries (ADR 0018).
 //! - [`device`]: registration and activation.
 //! - [`retry`]: backoff with full jitter, `Retry-After`.
@@ -25,6 +28,7 @@ pub mod engine;
 pub mod faults;
 pub mod patch_size;
 pub mod pinning;
+mod pipeline;
 pub mod retry;
 #[cfg(feature = "testkit")]
 pub mod test_bugs;

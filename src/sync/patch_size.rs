@@ -7,7 +7,10 @@
 //! device buffers); it halves after a PATCH slower than twice [`TARGET`]; after a failed PATCH
 //! (a cut connection loses the whole PATCH: the endpoint keeps nothing of a body whose checksum
 //! it could not check) it falls to a quarter and stays below half the failed size until
-//! [`REGROW_AFTER`] PATCHes in a row succeed.
+//! [`REGROW_AFTER`] PATCHes in a row succeed. It also says how many PATCHes (of different
+//! parts) may be in flight at once ([`PatchSize::at_once`], ADR 0022), and shrinks the PATCHes
+//! sent near the end of a run's budget to what the last one's pace acknowledges in time
+//! ([`PatchSize::fit`]).
 
 use std::time::Duration;
 
@@ -29,6 +32,21 @@ pub const SLOW_ROUND_TRIP: Duration = Duration::from_millis(500);
 pub const GROW_AFTER: u32 = 4;
 /// Acknowledged PATCHes in a row after which the ceiling a failure set doubles.
 pub const REGROW_AFTER: u32 = 16;
+/// PATCHes in flight at once (on uploads of different parts, ADR 0022): two, or four while
+/// the last one was acknowledged within [`PROMPT`] and the size is at most [`WIDE_MAX`].
+pub const NARROW: usize = 2;
+pub const WIDE: usize = 4;
+/// A PATCH acknowledged within this (shared link included) lets [`WIDE`] PATCHes fly: a link
+/// with a long round trip but room to spare (Slow 3G) is kept busy; a 2G link, whose 16 KiB
+/// PATCHes take longer, keeps two, so a 30-second run still gets one acknowledged.
+pub const PROMPT: Duration = Duration::from_secs(4);
+/// Above this size, two PATCHes in flight fill the link (and hold at most 2 MiB).
+pub const WIDE_MAX: usize = 256 * 1024;
+/// Near the end of a run's budget a PATCH carries only what the last one's pace moves in this
+/// share of the time left, so it is acknowledged before the run stops instead of being cut.
+pub const FIT_SHARE: f64 = 0.8;
+/// The smallest PATCH sized to fit the time left.
+pub const FIT_MIN: usize = 1024;
 
 /// The PATCH size of one sync run.
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +60,11 @@ pub struct PatchSize {
     streak: u32,
     /// Whether a PATCH was acknowledged in this run yet.
     acked_any: bool,
+    /// How long the last PATCH took to be acknowledged (`None` after a failure).
+    last_took: Option<Duration>,
+    /// Bytes per second of the last acknowledged PATCH, its round trip and any PATCH sharing
+    /// the link included.
+    last_pace: Option<f64>,
 }
 
 impl Default for PatchSize {
@@ -52,6 +75,8 @@ impl Default for PatchSize {
             quick: 0,
             streak: 0,
             acked_any: false,
+            last_took: None,
+            last_pace: None,
         }
     }
 }
@@ -60,6 +85,24 @@ impl PatchSize {
     /// Bytes for the next PATCH.
     pub fn get(&self) -> usize {
         self.size
+    }
+
+    /// How many PATCHes may be in flight at once ([`NARROW`] or [`WIDE`]).
+    pub fn at_once(&self) -> usize {
+        match self.last_took {
+            Some(t) if t <= PROMPT && self.size <= WIDE_MAX => WIDE,
+            _ => NARROW,
+        }
+    }
+
+    /// The bytes of a PATCH that is to be acknowledged within `left`: `want`, or less when the
+    /// last PATCH's pace says it would not be (never below [`FIT_MIN`]).
+    pub fn fit(&self, want: usize, left: Duration) -> usize {
+        let Some(pace) = self.last_pace else {
+            return want;
+        };
+        let fits = (pace * left.as_secs_f64() * FIT_SHARE) as usize;
+        want.min(fits.max(FIT_MIN))
     }
 
     /// Another exchange (an upload's creation or offset check) took `took`: before the run's
@@ -73,6 +116,8 @@ impl PatchSize {
     /// A PATCH of `sent` bytes was acknowledged after `took`.
     pub fn acknowledged(&mut self, sent: usize, took: Duration) {
         self.acked_any = true;
+        self.last_took = Some(took);
+        self.last_pace = Some(sent as f64 / took.as_secs_f64().max(1e-3));
         self.streak += 1;
         if self.streak >= REGROW_AFTER {
             self.ceiling = (self.ceiling * 2).min(MAX);
@@ -97,6 +142,7 @@ impl PatchSize {
 
     /// A PATCH failed (cut, timed out, refused).
     pub fn failed(&mut self) {
+        self.last_took = None;
         self.ceiling = (self.size / 2).max(MIN);
         self.size = (self.size / 4).max(MIN);
         self.streak = 0;
@@ -148,6 +194,40 @@ mod tests {
         assert_eq!(p.get(), MIN);
         ok(&mut p, 8, FAST);
         assert_eq!(p.get(), MIN, "the ceiling holds after repeated cuts");
+    }
+
+    #[test]
+    fn four_patches_fly_only_while_small_ones_come_back_promptly() {
+        let mut p = PatchSize::default();
+        assert_eq!(p.at_once(), NARROW, "nothing acknowledged yet");
+        p.acknowledged(p.get(), PROMPT);
+        assert_eq!(p.at_once(), WIDE);
+        p.acknowledged(p.get(), PROMPT + Duration::from_millis(1));
+        assert_eq!(p.at_once(), NARROW, "a slow link (2G) keeps two");
+        p.acknowledged(p.get(), FAST);
+        assert_eq!(p.at_once(), WIDE);
+        p.failed();
+        assert_eq!(p.at_once(), NARROW, "a cut narrows it");
+        ok(&mut p, 200, FAST);
+        assert!(p.get() > WIDE_MAX);
+        assert_eq!(
+            p.at_once(),
+            NARROW,
+            "large PATCHes: two in flight, ≤ 2 MiB held"
+        );
+    }
+
+    #[test]
+    fn near_the_end_of_the_budget_a_patch_carries_what_fits() {
+        let mut p = PatchSize::default();
+        assert_eq!(p.fit(MIN, Duration::from_secs(1)), MIN, "no pace known yet");
+        // 2G: 16 KiB acknowledged in 8 s, ≈2 kB/s.
+        p.acknowledged(MIN, Duration::from_secs(8));
+        assert_eq!(p.fit(MIN, Duration::from_secs(20)), MIN);
+        let fit = p.fit(MIN, Duration::from_secs(4));
+        assert!(fit < MIN / 2 && fit > MIN / 4, "{fit}");
+        assert_eq!(p.fit(MIN, Duration::from_millis(10)), FIT_MIN);
+        assert_eq!(p.fit(100, Duration::from_millis(10)), 100);
     }
 
     #[test]

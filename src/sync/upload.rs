@@ -1,16 +1,37 @@
-//! The upload of one part of a capture over tus, resuming from the offset the endpoint
-//! acknowledges: reuse the recorded upload (unless it expired) or create one, ask a known one
-//! where it stands, then PATCH the rest in pieces read from the part file, sized by
-//! [`super::patch_size`] (small after a cut or on a slow link, up to 1 MiB while it holds). The acknowledged offset is recorded, so a kill or a lost link resumes, not restarts.
-//! Called by the sync run ([`super::engine`]) once per part of the capture it delivers.
+//! The upload of a capture's parts over tus, all at once with at most two PATCHes in flight
+//! (four small prompt ones, [`PATCHES_AT_ONCE`], ADR 0022), each resuming from the offset the
+//! endpoint acknowledges: reuse the recorded upload (unless it expired) or create one, ask a
+//! known one where it stands, then PATCH the rest in pieces read from the part file, sized by
+//! [`super::patch_size`] (small after a cut or on a slow link, up to 1 MiB while it holds).
+//! One upload never has two PATCHes in flight (tus offsets are sequential, ADR 0018); several
+//! parts' uploads do. Every created upload and acknowledged offset is recorded as before, one
+//! store write at a time, so a kill or a lost link resumes, not restarts. Called by the sync
+//! run ([`super::pipeline`]) once per capture it delivers.
 
+use std::cell::{Cell, RefCell, RefMut};
 use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use super::client::{Failure, PatchResult};
-use super::engine::{MIN_EXCHANGE_TIME, Run};
-use crate::error::Result;
+use futures_util::StreamExt;
+
+use super::client::{Client, Failure, Outcome, PatchResult};
+use super::control::{Hold, RunControl};
+use super::engine::MIN_EXCHANGE_TIME;
+use super::patch_size::PatchSize;
+use crate::clock::SharedClock;
+use crate::error::{Error, Result};
 use crate::model::CaptureId;
-use crate::store::PartRecord;
+use crate::protocol::CommitPart;
+use crate::store::{PartRecord, Store};
+
+/// The most PATCHes in flight at once ([`PatchSize::at_once`]: two, or four small ones while
+/// they come back promptly; never more than 2 MiB of bodies held). A capture's five parts
+/// upload at once, so their creations and offset checks share one round trip; their PATCHes
+/// take turns. Two keep a slow link busy while the other waits for its answer; more on a 2G
+/// link would split it so finely that a 30-second run could end before any PATCH is
+/// acknowledged (ADR 0022).
+pub const PATCHES_AT_ONCE: usize = super::patch_size::WIDE;
 
 /// Uploads created for one part within one attempt before the attempt gives up (the endpoint
 /// keeps losing them).
@@ -43,13 +64,132 @@ fn upload_expired(expires: Option<&str>, now: time::OffsetDateTime) -> bool {
     time::OffsetDateTime::from(at) <= now + time::Duration::minutes(1)
 }
 
-impl Run<'_> {
-    /// Uploads one part (resuming), returning its upload URL once the endpoint holds it all.
-    pub(super) async fn upload(
-        &mut self,
+/// What the concurrent part uploads of one capture share. The store is borrowed only between
+/// awaits (never across one), so its writes happen one at a time, in the order the answers
+/// arrive, exactly as durably as when the parts went one after another.
+pub(super) struct Lanes<'s, 'c> {
+    store: RefCell<&'s mut Store>,
+    client: &'s Client<'c>,
+    clock: SharedClock,
+    deadline: Instant,
+    control: Option<Arc<dyn RunControl>>,
+    /// The run's PATCH size (ADR 0018), shared by the lanes.
+    patch_size: Cell<PatchSize>,
+    /// Whether any part got bytes acknowledged in this attempt.
+    progressed: Cell<bool>,
+    /// The attempt's first failure: the other lanes stop at their next exchange.
+    failure: RefCell<Option<Failure>>,
+    /// A lane met a local error: the others stop too.
+    broken: Cell<bool>,
+    /// Turns for PATCHes ([`PATCHES_AT_ONCE`]).
+    patch_turns: tokio::sync::Semaphore,
+}
+
+impl<'s, 'c> Lanes<'s, 'c> {
+    pub(super) fn new(
+        store: &'s mut Store,
+        client: &'s Client<'c>,
+        deadline: Instant,
+        control: Option<Arc<dyn RunControl>>,
+        patch_size: PatchSize,
+    ) -> Self {
+        let clock = store.clock().clone();
+        Lanes {
+            store: RefCell::new(store),
+            client,
+            clock,
+            deadline,
+            control,
+            patch_size: Cell::new(patch_size),
+            progressed: Cell::new(false),
+            failure: RefCell::new(None),
+            broken: Cell::new(false),
+            patch_turns: tokio::sync::Semaphore::new(PATCHES_AT_ONCE),
+        }
+    }
+
+    /// The PATCH size and whether bytes were acknowledged, once the lanes are done.
+    pub(super) fn finish(self) -> (PatchSize, bool) {
+        (self.patch_size.get(), self.progressed.get())
+    }
+
+    fn store(&self) -> RefMut<'_, &'s mut Store> {
+        self.store.borrow_mut()
+    }
+
+    fn remaining(&self) -> Duration {
+        self.deadline
+            .saturating_duration_since(self.clock.instant())
+    }
+
+    fn held(&self) -> Option<Hold> {
+        self.control.as_ref().and_then(|c| c.hold())
+    }
+
+    fn sizing(&self, f: impl FnOnce(&mut PatchSize)) {
+        let mut p = self.patch_size.get();
+        f(&mut p);
+        self.patch_size.set(p);
+    }
+
+    /// Why this lane must not start another exchange, if it must not.
+    fn stop_reason(&self) -> Option<Failure> {
+        if self.broken.get() || self.failure.borrow().is_some() {
+            return Some(transient("another part's upload failed"));
+        }
+        if self.remaining() < MIN_EXCHANGE_TIME {
+            return Some(transient("budget spent"));
+        }
+        self.held().map(|h| transient(h.describe()))
+    }
+
+    /// Uploads every part of a capture at once; returns the commit's part list
+    /// once the endpoint holds them all, or the attempt's first failure.
+    pub(super) async fn upload_all(
+        &self,
         id: &CaptureId,
-        part: &PartRecord,
-    ) -> Result<Result<String, Failure>> {
+        parts: &[PartRecord],
+    ) -> Result<Outcome<Vec<CommitPart>>> {
+        let lanes = parts.iter().enumerate().map(|(i, part)| async move {
+            let r = self.upload(id, part).await;
+            match &r {
+                Ok(Err(f)) => {
+                    self.failure.borrow_mut().get_or_insert_with(|| f.clone());
+                }
+                Err(_) => self.broken.set(true),
+                Ok(Ok(_)) => {}
+            }
+            (i, r)
+        });
+        let mut done: Vec<(usize, Result<Outcome<String>>)> = futures_util::stream::iter(lanes)
+            .buffer_unordered(parts.len().max(1))
+            .collect()
+            .await;
+        done.sort_by_key(|(i, _)| *i);
+        let mut list = Vec::with_capacity(parts.len());
+        for ((_, r), part) in done.into_iter().zip(parts) {
+            if let Ok(url) = r? {
+                list.push(CommitPart {
+                    kind: part.kind,
+                    upload: url,
+                    sha256: part.sha256,
+                    length: part.ct_len,
+                });
+            }
+        }
+        if let Some(f) = self.failure.borrow_mut().take() {
+            return Ok(Err(f));
+        }
+        if list.len() != parts.len() {
+            return Err(Error::Internal(
+                "a part's upload ended without an outcome".into(),
+            ));
+        }
+        Ok(Ok(list))
+    }
+
+    /// Uploads one part (resuming), returning its upload URL once the endpoint holds it all.
+    async fn upload(&self, id: &CaptureId, part: &PartRecord) -> Result<Outcome<String>> {
         let mut url = self.known_upload(id, part)?;
         if let Some(u) = &url
             && part.uploaded_bytes == part.ct_len
@@ -60,6 +200,9 @@ impl Run<'_> {
         }
         let mut creations = 0;
         loop {
+            if let Some(f) = self.stop_reason() {
+                return Ok(Err(f));
+            }
             let (current, fresh) = match url.take() {
                 Some(u) => (u, false),
                 None => {
@@ -74,7 +217,7 @@ impl Run<'_> {
                 }
             };
             // A fresh upload is at 0; a known one is asked where it stands (the server's
-            // offset is the truth, not ours).
+            // offset is the truth, not ours — also when it is lower than what we recorded).
             let offset = if fresh {
                 0
             } else {
@@ -95,24 +238,19 @@ impl Run<'_> {
 
     /// The part's recorded upload URL, unless its tus expiration has passed: then the server
     /// may already have dropped it, so it is reset and a new one will be created.
-    fn known_upload(&mut self, id: &CaptureId, part: &PartRecord) -> Result<Option<String>> {
+    fn known_upload(&self, id: &CaptureId, part: &PartRecord) -> Result<Option<String>> {
         let url = part.upload_url.clone();
-        if url.is_some() && upload_expired(part.upload_expires.as_deref(), self.store.clock().now())
-        {
-            self.store.reset_upload(id, part.kind)?;
+        if url.is_some() && upload_expired(part.upload_expires.as_deref(), self.clock.now()) {
+            self.store().reset_upload(id, part.kind)?;
             return Ok(None);
         }
         Ok(url)
     }
 
     /// Creates an upload for the part and records its URL and expiration.
-    async fn create_upload(
-        &mut self,
-        id: &CaptureId,
-        part: &PartRecord,
-    ) -> Result<Result<String, Failure>> {
+    async fn create_upload(&self, id: &CaptureId, part: &PartRecord) -> Result<Outcome<String>> {
         let t = self.remaining();
-        let asked_at = self.store.clock().instant();
+        let asked_at = self.clock.instant();
         let created = self
             .client
             .create_upload(id, part.kind, part.ct_len, t)
@@ -120,7 +258,7 @@ impl Run<'_> {
         self.note_round_trip(asked_at);
         match created {
             Ok((u, exp)) => {
-                self.store.set_upload(id, part.kind, &u, exp.as_deref())?;
+                self.store().set_upload(id, part.kind, &u, exp.as_deref())?;
                 Ok(Ok(u))
             }
             Err(f) => Ok(Err(f)),
@@ -131,19 +269,19 @@ impl Run<'_> {
     /// upload or holds more than the part (not our bytes): the upload was reset, and a new one
     /// is to be created.
     async fn endpoint_offset(
-        &mut self,
+        &self,
         id: &CaptureId,
         part: &PartRecord,
         url: &str,
-    ) -> Result<Result<Option<u64>, Failure>> {
+    ) -> Result<Outcome<Option<u64>>> {
         let t = self.remaining();
-        let asked_at = self.store.clock().instant();
+        let asked_at = self.clock.instant();
         let offset = self.client.upload_offset(url, t).await;
         self.note_round_trip(asked_at);
         match offset {
             Ok(Some(o)) if o <= part.ct_len => Ok(Ok(Some(o))),
             Ok(_) => {
-                self.store.reset_upload(id, part.kind)?;
+                self.store().reset_upload(id, part.kind)?;
                 Ok(Ok(None))
             }
             Err(f) => Ok(Err(f)),
@@ -151,53 +289,52 @@ impl Run<'_> {
     }
 
     /// Tells the PATCH sizing how long an exchange begun at `at` took.
-    fn note_round_trip(&mut self, at: std::time::Instant) {
-        let took = self.store.clock().instant().saturating_duration_since(at);
-        self.patch_size.round_trip(took);
+    fn note_round_trip(&self, at: Instant) {
+        let took = self.clock.instant().saturating_duration_since(at);
+        self.sizing(|p| p.round_trip(took));
     }
 
     /// Sends the part's bytes from `offset` to its end, one PATCH per piece, recording the
     /// acknowledged offset when the pass ends (complete, or cut by a failure).
     async fn send_from(
-        &mut self,
+        &self,
         id: &CaptureId,
         part: &PartRecord,
         url: &str,
         mut offset: u64,
     ) -> Result<Pass> {
-        let mut reader = self.store.part_reader(id, part)?;
+        let mut reader = self.store().part_reader(id, part)?;
         while offset < part.ct_len {
-            let n = ((part.ct_len - offset) as usize).min(self.patch_size.get());
+            // Wait for a turn first: the checks below then see the time it took. A PATCH
+            // takes two of the four turns while only two may fly.
+            let weight = (PATCHES_AT_ONCE / self.patch_size.get().at_once()).max(1) as u32;
+            let _turn = self
+                .patch_turns
+                .acquire_many(weight)
+                .await
+                .map_err(|_| Error::Internal("PATCH turns closed".into()))?;
+            if let Some(f) = self.stop_reason() {
+                self.store().set_uploaded(id, part.kind, offset)?;
+                return Ok(Pass::Failed(f));
+            }
+            let size = self.patch_size.get();
+            let want = ((part.ct_len - offset) as usize).min(size.get());
+            let n = size.fit(want, self.remaining());
             // The body is read straight into the buffer the request sends (no second copy).
             let mut body = vec![0u8; n];
             reader.seek(SeekFrom::Start(offset))?;
             reader.read_exact(&mut body)?;
-            let t = self.remaining();
-            if t < MIN_EXCHANGE_TIME {
-                self.store.set_uploaded(id, part.kind, offset)?;
-                return Ok(Pass::Failed(transient("budget spent")));
-            }
-            if let Some(h) = self.held() {
-                self.store.set_uploaded(id, part.kind, offset)?;
-                return Ok(Pass::Failed(transient(h.describe())));
-            }
-            let sent_at = self.store.clock().instant();
-            let result = self.client.patch(url, offset, body, t).await;
+            let sent_at = self.clock.instant();
+            let result = self.client.patch(url, offset, body, self.remaining()).await;
+            let took = self.clock.instant().saturating_duration_since(sent_at);
             match &result {
-                Ok(PatchResult::Accepted(_)) => {
-                    let took = self
-                        .store
-                        .clock()
-                        .instant()
-                        .saturating_duration_since(sent_at);
-                    self.patch_size.acknowledged(n, took);
-                }
-                _ => self.patch_size.failed(),
+                Ok(PatchResult::Accepted(_)) => self.sizing(|p| p.acknowledged(n, took)),
+                _ => self.sizing(PatchSize::failed),
             }
             match result {
                 Ok(PatchResult::Accepted(o)) if o > offset && o <= part.ct_len => {
                     offset = o;
-                    self.progressed = true;
+                    self.progressed.set(true);
                 }
                 Ok(PatchResult::Accepted(_)) | Ok(PatchResult::OffsetMismatch) => {
                     return Ok(Pass::Resync);
@@ -206,16 +343,16 @@ impl Run<'_> {
                     return Ok(Pass::Failed(transient("checksum mismatch in transit")));
                 }
                 Ok(PatchResult::Gone) => {
-                    self.store.reset_upload(id, part.kind)?;
+                    self.store().reset_upload(id, part.kind)?;
                     return Ok(Pass::Recreate);
                 }
                 Err(f) => {
-                    self.store.set_uploaded(id, part.kind, offset)?;
+                    self.store().set_uploaded(id, part.kind, offset)?;
                     return Ok(Pass::Failed(f));
                 }
             }
         }
-        self.store.set_uploaded(id, part.kind, offset)?;
+        self.store().set_uploaded(id, part.kind, offset)?;
         Ok(Pass::Complete)
     }
 }

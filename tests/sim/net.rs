@@ -87,11 +87,37 @@ pub fn http_request(req: &Request, cut: Option<usize>) -> axum::http::Request<Bo
     b.body(body).expect("a well-formed request")
 }
 
+/// The endpoint's runtime: its blocking threads finish at times no seed decides.
+fn endpoint_runtime() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("the endpoint's runtime")
+    })
+}
+
+/// Hands a request to the endpoint and waits for its answer without yielding to the device's
+/// other requests: the device's task sees every exchange finish where it started.
+async fn call_now(
+    router: axum::Router,
+    req: axum::http::Request<Body>,
+    limit: usize,
+) -> (u16, Vec<(String, String)>, Option<Vec<u8>>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    endpoint_runtime().spawn(async move {
+        let _ = tx.send(call(router, req, limit).await);
+    });
+    rx.recv().expect("the endpoint answers")
+}
+
 impl SimNet {
     /// Hands one request to the endpoint and reads its answer.
     async fn deliver(&self, req: &Request, limit: usize) -> Result<Response, TransportError> {
         let router = self.shared.router();
-        let (status, headers, body) = call(router, http_request(req, None), limit).await;
+        let (status, headers, body) = call_now(router, http_request(req, None), limit).await;
         let body = body.ok_or(TransportError::TooLarge(limit))?;
         self.shared
             .note(format!("    <- {status} ({} bytes)", body.len()));
@@ -106,7 +132,7 @@ impl SimNet {
     async fn deliver_late(&self) {
         for req in self.shared.take_late() {
             let router = self.shared.router();
-            let (status, _, _) = call(router, http_request(&req, None), 1 << 20).await;
+            let (status, _, _) = call_now(router, http_request(&req, None), 1 << 20).await;
             self.shared.note(format!(
                 "  late {} {} delivered <- {status}",
                 req.method_name(),
@@ -148,7 +174,7 @@ impl SimNet {
             }
             Fate::CutBody(n) => {
                 let router = self.shared.router();
-                let (status, _, _) = call(router, http_request(&req, Some(n)), limit).await;
+                let (status, _, _) = call_now(router, http_request(&req, Some(n)), limit).await;
                 self.shared.note(format!("    cut at {n} <- {status}"));
                 Err(TransportError::Broken("simulated reset".into()))
             }
@@ -175,7 +201,13 @@ impl SimNet {
 
 impl Transport for SimNet {
     fn send(&self, req: Request, limit: usize) -> SendFuture<'_> {
-        Box::pin(self.exchange(req, limit))
+        Box::pin(async move {
+            // A run keeps several requests in flight (ADR 0022). Each one yields once, so the
+            // device's requests interleave at every exchange, in the device's own order; the
+            // endpoint then answers it at once (`call_now`), so no thread decides an order.
+            tokio::task::yield_now().await;
+            self.exchange(req, limit).await
+        })
     }
 }
 

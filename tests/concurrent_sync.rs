@@ -1,0 +1,220 @@
+//! A sync run keeps several requests in flight (ADR 0022): a capture's parts upload two at a
+//! time, and one capture's commit is in flight while the next one's parts upload. Against the
+//! real reference endpoint on loopback, through a transport that holds every request a fixed
+//! time before sending it and counts what is in flight at once (no timing is asserted, only
+//! counts). Also: a cancel and a cut connection while several requests are in flight lose
+//! nothing and count nothing twice.
+
+mod engine_support;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use apoyo_sync::testkit::sync::transport::{
+    Method, Request, SendFuture, Transport, TransportError,
+};
+use apoyo_sync::testkit::sync::{HttpTransport, TlsConfig};
+use apoyo_sync::{Engine, EngineOptions, Hold, State, StopReason};
+use engine_support::{Env, capture, fast, start};
+
+/// What the overlap transport does when a commit and an upload exchange are first in flight
+/// at once.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OnOverlap {
+    Nothing,
+    /// Cancel the engine's run.
+    Cancel,
+    /// Cut the connection of every request in flight: a PATCH entering loses its body
+    /// midway, the others reach the endpoint and lose their answers.
+    Cut,
+}
+
+/// Holds every request `delay` before sending it, and counts requests in flight.
+struct Overlap {
+    inner: HttpTransport,
+    delay: Duration,
+    on_overlap: OnOverlap,
+    engine: Mutex<Weak<Engine>>,
+    next_id: AtomicU64,
+    /// Ids and methods of the requests in flight.
+    flying: Mutex<Vec<(u64, Method)>>,
+    max_in_flight: AtomicU64,
+    max_patches: AtomicU64,
+    /// A commit (PUT) and an upload exchange (POST, HEAD, PATCH on an upload) at once.
+    commit_overlapped: AtomicBool,
+    fired: AtomicBool,
+    /// Requests whose answers are to be lost.
+    doomed: Mutex<HashSet<u64>>,
+}
+
+impl Overlap {
+    fn new(url: &str, delay: Duration, on_overlap: OnOverlap) -> Arc<Self> {
+        Arc::new(Overlap {
+            inner: HttpTransport::new(url, &TlsConfig::default()).expect("transport"),
+            delay,
+            on_overlap,
+            engine: Mutex::new(Weak::new()),
+            next_id: AtomicU64::new(0),
+            flying: Mutex::new(Vec::new()),
+            max_in_flight: AtomicU64::new(0),
+            max_patches: AtomicU64::new(0),
+            commit_overlapped: AtomicBool::new(false),
+            fired: AtomicBool::new(false),
+            doomed: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Registers a request as in flight; returns whether it is to be cut now.
+    fn enter(&self, id: u64, req: &Request) -> bool {
+        let mut flying = self.flying.lock().unwrap();
+        flying.push((id, req.method));
+        self.max_in_flight
+            .fetch_max(flying.len() as u64, Ordering::SeqCst);
+        let patches = flying.iter().filter(|(_, m)| *m == Method::Patch).count();
+        self.max_patches.fetch_max(patches as u64, Ordering::SeqCst);
+        let commits = flying.iter().filter(|(_, m)| *m == Method::Put).count();
+        let uploads = flying
+            .iter()
+            .filter(|(_, m)| matches!(m, Method::Post | Method::Head | Method::Patch))
+            .count();
+        let overlapped = commits > 0 && uploads > 0;
+        if !overlapped || self.fired.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        self.commit_overlapped.store(true, Ordering::SeqCst);
+        match self.on_overlap {
+            OnOverlap::Nothing => false,
+            OnOverlap::Cancel => {
+                if let Some(e) = self.engine.lock().unwrap().upgrade() {
+                    e.cancel();
+                }
+                false
+            }
+            OnOverlap::Cut => {
+                let mut doomed = self.doomed.lock().unwrap();
+                doomed.extend(flying.iter().map(|(i, _)| *i));
+                true
+            }
+        }
+    }
+
+    fn leave(&self, id: u64) {
+        self.flying.lock().unwrap().retain(|(i, _)| *i != id);
+    }
+}
+
+impl Transport for Overlap {
+    fn send(&self, mut req: Request, limit: usize) -> SendFuture<'_> {
+        Box::pin(async move {
+            let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+            if self.enter(id, &req) && req.method == Method::Patch && req.body.len() > 1 {
+                req.abort_body_after = Some(req.body.len() / 2);
+            }
+            tokio::time::sleep(self.delay).await;
+            let resp = self.inner.send(req, limit).await;
+            self.leave(id);
+            if self.doomed.lock().unwrap().remove(&id) {
+                return Err(TransportError::Broken("cut with others in flight".into()));
+            }
+            resp
+        })
+    }
+}
+
+const CAPTURES: usize = 4;
+
+/// An activated engine over the overlap transport, with [`CAPTURES`] captures queued.
+fn phone(env: &Env, t: &Arc<Overlap>, first: usize) -> Arc<Engine> {
+    let opts = EngineOptions {
+        transport: Some(t.clone()),
+        ..fast()
+    };
+    let e = Arc::new(env.activated("phone", opts));
+    *t.engine.lock().unwrap() = Arc::downgrade(&e);
+    for i in 0..CAPTURES {
+        e.capture(capture("revocacion-2022", first + i, 12))
+            .unwrap();
+    }
+    e
+}
+
+/// Every capture committed exactly once and purged: nothing lost, nothing counted twice.
+fn assert_exactly_once(env: &Env, e: &Engine) {
+    let r = e.sync(Some(Duration::from_secs(60))).unwrap();
+    assert_eq!((r.pending, r.stopped), (0, StopReason::Drained), "{r:?}");
+    for c in e.captures().unwrap() {
+        assert_eq!(c.state, State::Purged, "{c:?}");
+    }
+    let receipts = e.receipts().unwrap();
+    assert_eq!(receipts.len(), CAPTURES, "one receipt per capture");
+    let distinct: HashSet<_> = receipts.iter().map(|r| r.capture_id).collect();
+    assert_eq!(distinct.len(), CAPTURES);
+    let stats = env.stats();
+    assert_eq!(stats["counted"], CAPTURES as u64, "{stats}");
+    assert_eq!(stats["duplicates"], 0, "{stats}");
+}
+
+#[test]
+fn a_run_keeps_a_commit_and_the_next_captures_uploads_in_flight_at_once() {
+    let env = start();
+    let t = Overlap::new(&env.url, Duration::from_millis(40), OnOverlap::Nothing);
+    let e = phone(&env, &t, 100);
+    let r = e.sync(Some(Duration::from_secs(60))).unwrap();
+    assert_eq!((r.pending, r.stopped), (0, StopReason::Drained), "{r:?}");
+    assert_eq!(r.committed, CAPTURES as u64);
+    let max = t.max_in_flight.load(Ordering::SeqCst);
+    // A capture's five parts (their creations share a round trip) plus the previous
+    // capture's commit; never more, and never more than four (small) PATCH bodies.
+    assert!((5..=6).contains(&max), "requests in flight at once: {max}");
+    let patches = t.max_patches.load(Ordering::SeqCst);
+    // Two at first; four small ones once they come back promptly (loopback).
+    assert!(
+        (2..=4).contains(&patches),
+        "PATCHes in flight at once: {patches}"
+    );
+    assert!(
+        t.commit_overlapped.load(Ordering::SeqCst),
+        "a commit was in flight while the next capture uploaded"
+    );
+    assert_exactly_once(&env, &e);
+}
+
+#[test]
+fn a_cancel_with_several_requests_in_flight_loses_nothing_and_counts_nothing_twice() {
+    let env = start();
+    let t = Overlap::new(&env.url, Duration::from_millis(40), OnOverlap::Cancel);
+    let e = phone(&env, &t, 200);
+    let r = e.sync(Some(Duration::from_secs(60))).unwrap();
+    assert!(t.fired.load(Ordering::SeqCst), "cancelled mid-flight");
+    assert_eq!(r.stopped, StopReason::Held(Hold::Cancelled), "{r:?}");
+    assert!(r.pending >= 1, "{r:?}");
+    // The commit in flight at the cancel was answered and recorded; a cancel is not the
+    // endpoint's fault: nothing left was charged an attempt.
+    assert!(r.committed >= 1, "{r:?}");
+    for c in e.captures().unwrap() {
+        if c.state != State::Purged {
+            assert_eq!(c.attempts, 0, "{c:?}");
+            assert!(
+                matches!(c.state, State::Captured | State::Uploading),
+                "{c:?}"
+            );
+        }
+    }
+    assert_exactly_once(&env, &e);
+}
+
+#[test]
+fn a_cut_connection_with_several_requests_in_flight_loses_nothing_and_counts_nothing_twice() {
+    let env = start();
+    let t = Overlap::new(&env.url, Duration::from_millis(40), OnOverlap::Cut);
+    let e = phone(&env, &t, 300);
+    let first = e.sync(Some(Duration::from_secs(60))).unwrap();
+    assert!(t.fired.load(Ordering::SeqCst), "cut mid-flight");
+    assert!(
+        first.retries >= 1,
+        "the cut exchanges were retried: {first:?}"
+    );
+    assert_exactly_once(&env, &e);
+}
