@@ -44,6 +44,8 @@ pub(crate) struct Inner {
     pub conflicts_retried: AtomicU64,
     /// Commits this process decided and recorded (replays of a stored answer not counted).
     pub commits_decided: AtomicU64,
+    /// One delivery of a capture at a time in this replica (`support::gate`).
+    pub commit_gate: crate::support::CommitGate,
 }
 
 /// The database behind the storage seam.
@@ -253,6 +255,7 @@ fn finish_open(
         catalog,
         conflicts_retried: AtomicU64::new(0),
         commits_decided: AtomicU64::new(0),
+        commit_gate: Default::default(),
     })))
 }
 

@@ -52,6 +52,7 @@
 
 mod content;
 mod decision;
+mod gate;
 mod limit;
 mod parts;
 mod prepare;
@@ -71,6 +72,7 @@ use crate::error::ApiError;
 use crate::routes::commit::Received;
 use crate::state::AppState;
 use crate::store::Db;
+pub(crate) use gate::CommitGate;
 use parts::HeldPart;
 
 /// An answer to a commit: status and exact body.
@@ -148,6 +150,11 @@ pub(crate) async fn decide(
         received,
         digest,
     });
+    // Copies of this delivery wait here and then replay the first one's answer.
+    let _turn =
+        st.0.commit_gate
+            .enter(&job.device.id, &job.req().capture_id.to_string())
+            .await;
     let j = job.clone();
     let available = match st
         .db(move |conn, inner| prepare::read(conn, inner, &j))

@@ -174,8 +174,12 @@ async fn a_capture_decided_while_another_delivery_reads_it_is_replayed_to_that_d
         tokio::spawn(async move { h.commit(&token, &req).await })
     };
     entered(entered_rx).await;
-    // A second delivery (the first one's answer seemed lost) is decided while the first reads.
-    let second = h.commit(&a.token, &b.commit_request(parts.clone())).await;
+    // A second delivery (the first one's answer seemed lost) is decided through another
+    // replica while the first reads (in one replica it would wait for the first: gate test).
+    let other = limited::another_replica(&h, 1, WINDOW).await;
+    let second = h
+        .commit_at(&other.url(), &a.token, &b.commit_request(parts.clone()))
+        .await;
     assert_eq!(second.status, 201, "{:?}", second.error());
     release.send(()).unwrap();
     // The first finds the uploads consumed, and the answer recorded: it gets the same bytes.
@@ -370,4 +374,44 @@ async fn bytes_changed_on_disk_are_a_part_mismatch_found_by_reading_them() {
     h.commit(&dev.token, &b.commit_request(parts))
         .await
         .refused(429, Reason::RateLimited);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_of_one_commit_sent_at_once_read_the_parts_once() {
+    let hold = Arc::new(Hold::default());
+    let chaos: Arc<dyn Chaos> = hold.clone();
+    let opts = Opts {
+        chaos: Some(chaos),
+        ..Default::default()
+    };
+    let h = Arc::new(start(opts, 1, WINDOW).await);
+    let mut dev = h.store_device("a").await;
+    let device = dev.store.device_id().to_string();
+    let b_id = dev.capture_clave(REVOCACION, &clave(8));
+    let b = dev.bundle(&b_id);
+    let parts = h.upload_all(&dev.token, &b, 256 * 1024).await;
+    let req = b.commit_request(parts);
+    // The first copy's content phase is held open until every other copy has been sent.
+    let (began, release) = hold.watch(&device);
+    let copies: Vec<_> = (0..8)
+        .map(|_| {
+            let (h, token, req) = (h.clone(), dev.token.clone(), req.clone());
+            tokio::spawn(async move { h.commit(&token, &req).await })
+        })
+        .collect();
+    entered(began).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    release.send(()).unwrap();
+    let mut bodies = Vec::new();
+    for copy in copies {
+        let answer = copy.await.unwrap();
+        assert_eq!(answer.status, 201, "{:?}", answer.error());
+        bodies.push(answer.body.clone());
+    }
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "one answer, repeated"
+    );
+    assert_eq!(hold.reads(&device), 1, "only the first copy read the parts");
+    assert_eq!(h.stats().await["received"], 1);
 }

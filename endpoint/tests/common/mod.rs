@@ -469,6 +469,11 @@ impl Harness {
 
     /// Commits as the device the token was issued to (a v1.1 signed commit).
     pub async fn commit(&self, token: &str, req: &CommitRequest) -> Answer {
+        self.commit_at(&self.url, token, req).await
+    }
+
+    /// Signs and sends a commit to the endpoint at `base` (another replica, or this one).
+    pub async fn commit_at(&self, base: &str, token: &str, req: &CommitRequest) -> Answer {
         let signed = {
             let signers = self.signers.lock().unwrap();
             let key = signers
@@ -476,15 +481,27 @@ impl Harness {
                 .expect("a token activated through the harness");
             trust::sign_commit(key, req).unwrap()
         };
-        self.commit_body(token, &req.capture_id, protocol::encode(&signed).unwrap())
+        let body = protocol::encode(&signed).unwrap();
+        self.commit_body_at(base, token, &req.capture_id, body)
             .await
     }
 
     /// Sends `body` as the commit of `id`.
     pub async fn commit_body(&self, token: &str, id: &CaptureId, body: Vec<u8>) -> Answer {
+        self.commit_body_at(&self.url, token, id, body).await
+    }
+
+    async fn commit_body_at(
+        &self,
+        base: &str,
+        token: &str,
+        id: &CaptureId,
+        body: Vec<u8>,
+    ) -> Answer {
         let id = id.to_string();
         self.send(
-            self.req(Method::PUT, &format!("/v1/supports/{id}"))
+            self.http
+                .request(Method::PUT, format!("{base}/v1/supports/{id}"))
                 .bearer_auth(token)
                 .header("idempotency-key", id)
                 .header("content-type", protocol::CBOR)

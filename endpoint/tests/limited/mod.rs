@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use apoyo_endpoint::EndpointConfig;
+use apoyo_endpoint::{Chaos, EndpointConfig, RunningEndpoint};
 
 use crate::common::{Harness, Opts, db_path};
 
@@ -17,6 +17,31 @@ pub async fn start(o: Opts, refusals: u32, window: Duration) -> Harness {
     if let Some(ep) = h.ep.take() {
         ep.shutdown().await;
     }
+    let cfg = config(&h, refusals, window, chaos);
+    let ep = apoyo_endpoint::start(cfg, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    h.url = ep.url();
+    h.addr = ep.addr;
+    h.ep = Some(ep);
+    h
+}
+
+/// Another replica on the harness's database and blob folder, with the same budget and no
+/// hook.
+pub async fn another_replica(h: &Harness, refusals: u32, window: Duration) -> RunningEndpoint {
+    let cfg = config(h, refusals, window, None);
+    apoyo_endpoint::start(cfg, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("another replica")
+}
+
+fn config(
+    h: &Harness,
+    refusals: u32,
+    window: Duration,
+    chaos: Option<Arc<dyn Chaos>>,
+) -> EndpointConfig {
     let mut cfg = EndpointConfig::new(db_path(h.dir.path()), h.ring.clone(), h.processes.clone());
     cfg.dev = h.dev;
     cfg.upload_ttl = h.upload_ttl;
@@ -32,11 +57,5 @@ pub async fn start(o: Opts, refusals: u32, window: Duration) -> Harness {
         let clock: apoyo_sync::SharedClock = Arc::new(c.clone());
         cfg.clock = clock;
     }
-    let ep = apoyo_endpoint::start(cfg, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    h.url = ep.url();
-    h.addr = ep.addr;
-    h.ep = Some(ep);
-    h
+    cfg
 }

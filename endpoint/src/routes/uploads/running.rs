@@ -1,7 +1,11 @@
 //! The running SHA-256 of an upload (ADR 0021): the digest of its first `offset` bytes, kept
 //! as sha2's serialized state in the upload's row beside the offset, so that the next PATCH,
 //! on this replica or another, continues it; the PATCH that completes the upload stores the
-//! final digest instead, and the commit need not read the bytes again.
+//! final digest instead. The commit compares it with the declared digest before reading any
+//! byte (a contradicting commit is refused at once); it still hashes the bytes in the same pass
+//! that decrypts them, so a byte changed on disk after the upload is `part_mismatch`, not a
+//! recorded `undecryptable` (ADR 0021: three SHA-256 passes over each byte in all — the PATCH's
+//! checksum, this running digest, the commit's — against two before).
 //!
 //! The state is sha2's own (`SerializableState`), never a hand-made one. A row without a
 //! state past offset 0 (written before schema 0006) keeps none: its upload completes without a
