@@ -13,10 +13,13 @@ use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::OwnedMutexGuard;
 
+/// A delivery's turn: the lock its copies wait on.
+type Turn = tokio::sync::Mutex<()>;
+
 /// The keys of deliveries in progress, each with the lock its copies wait on.
 #[derive(Default)]
 pub(crate) struct CommitGate {
-    keys: Mutex<HashMap<(String, String), Weak<tokio::sync::Mutex<()>>>>,
+    keys: Mutex<HashMap<(String, String), Weak<Turn>>>,
 }
 
 impl CommitGate {
@@ -27,7 +30,7 @@ impl CommitGate {
         lock.lock_owned().await
     }
 
-    fn lock_of(&self, device: &str, capture: &str) -> Arc<tokio::sync::Mutex<()>> {
+    fn lock_of(&self, device: &str, capture: &str) -> Arc<Turn> {
         // A poisoned map is still a valid map: no invariant spans the panic.
         let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         // Forget keys no delivery holds any more (as many as deliveries in flight).
@@ -36,7 +39,7 @@ impl CommitGate {
         if let Some(lock) = keys.get(&key).and_then(Weak::upgrade) {
             return lock;
         }
-        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        let lock = Arc::new(Turn::new(()));
         keys.insert(key, Arc::downgrade(&lock));
         lock
     }
