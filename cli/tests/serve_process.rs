@@ -202,3 +202,71 @@ fn slow_bodies_at_the_connection_cap_hold_bounded_memory() {
     );
     drop(conns);
 }
+
+/// The endpoint's memory budget for all the bodies it is reading (`endpoint/src/http.rs`).
+const BODY_BUDGET_KIB: u64 = 128 * 1024;
+/// What a connection receiving at full speed holds besides its body, in KiB: hyper's read
+/// buffer (at most 64 KiB, `endpoint/src/serve.rs`) and the one a frame still being copied
+/// keeps alive, its task and socket, and the allocator's per-thread caches. Measured: 235 KiB
+/// (128 MiB budget, 300 connections: +195 to +205 MiB in all).
+const FAST_CONNECTION_KIB: u64 = 384;
+/// A registration's largest body: a card image (2 MiB) and 64 KiB.
+const REGISTER_LIMIT: usize = 2 * 1024 * 1024 + 64 * 1024;
+
+/// At the connection cap, every connection a registration body sent at full speed but for its
+/// last 4 KiB, then held: without a budget each would keep ≈ 2 MiB (+480 MiB measured at 300,
+/// ≈ 8 GiB at the 4096 cap). The endpoint's peak memory grows by at most its body budget plus
+/// the per-connection overhead, and the bodies past the budget are refused `503`.
+#[test]
+fn bodies_held_at_the_connection_cap_stay_within_the_body_budget() {
+    let dir = tempfile::tempdir().expect("temp");
+    let served = Served::start(dir.path(), NOFILE, &[]);
+    served
+        .wait_for_line(&["endpoint listening", &format!("max_connections={CAP}")])
+        .unwrap_or_else(|seen| panic!("not capped at {CAP}: {seen:?}"));
+    let base = served.peak_rss_kib();
+    let head = format!(
+        "POST /v1/devices HTTP/1.1\r\nHost: x\r\nContent-Type: application/cbor\r\nContent-Length: {REGISTER_LIMIT}\r\n\r\n"
+    );
+    let mut conns: Vec<TcpStream> = (0..CAP)
+        .map(|_| {
+            let mut s = TcpStream::connect(&served.addr).expect("connect");
+            s.write_all(head.as_bytes()).expect("head");
+            s
+        })
+        .collect();
+    let chunk = vec![0xa5u8; 64 * 1024];
+    let mut sent = 0;
+    while sent + chunk.len() <= REGISTER_LIMIT - 4096 {
+        for s in &mut conns {
+            // A refused body's connection is closed: its writes fail, the others go on.
+            let _ = s.write_all(&chunk);
+        }
+        sent += chunk.len();
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let peak = served.peak_rss_kib();
+    let mut refused = 0;
+    for s in &mut conns {
+        s.set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+        let mut first = String::new();
+        if BufReader::new(&*s).read_line(&mut first).is_ok() && first.contains(" 503 ") {
+            refused += 1;
+        }
+    }
+    let bound = BODY_BUDGET_KIB + CAP * FAST_CONNECTION_KIB;
+    let grown = peak.saturating_sub(base);
+    println!(
+        "bodies held: peak RSS {peak} KiB, {base} KiB before: +{grown} KiB, bound +{bound} KiB; {refused} of {CAP} refused 503"
+    );
+    assert!(
+        grown <= bound,
+        "+{grown} KiB over {base} KiB, bound +{bound} KiB"
+    );
+    assert!(
+        refused > 0,
+        "every body fit: the test did not reach the budget"
+    );
+    drop(conns);
+}
