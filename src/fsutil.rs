@@ -16,7 +16,72 @@ pub fn fsync_dir(dir: &Path) -> io::Result<()> {
     {
         let _ = dir;
     }
+    #[cfg(any(test, feature = "testkit"))]
+    fsync_log::note(dir);
     Ok(())
+}
+
+/// Test seam (`testkit` builds only): which folders [`fsync_dir`] synced, so a test can check
+/// that a folder is made durable after a file is created or renamed in it.
+#[cfg(any(test, feature = "testkit"))]
+pub mod fsync_log {
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+    type Log = Arc<Mutex<Vec<PathBuf>>>;
+
+    static RECORDERS: RwLock<Vec<(u64, PathBuf, Log)>> = RwLock::new(Vec::new());
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+
+    /// Records every folder synced under `root` (compared as given) until the recorder drops.
+    pub fn record(root: &Path) -> Recorder {
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        let log = Log::default();
+        RECORDERS
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((id, root.to_path_buf(), log.clone()));
+        Recorder { id, log }
+    }
+
+    /// The folders synced so far, in order; stops recording when dropped.
+    #[must_use = "recording stops when this is dropped"]
+    pub struct Recorder {
+        id: u64,
+        log: Log,
+    }
+
+    impl Recorder {
+        /// Every folder synced since [`record`], in order (repeats kept).
+        pub fn synced(&self) -> Vec<PathBuf> {
+            self.log
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        }
+    }
+
+    impl Drop for Recorder {
+        fn drop(&mut self) {
+            RECORDERS
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retain(|(id, _, _)| *id != self.id);
+        }
+    }
+
+    pub(super) fn note(dir: &Path) {
+        let recorders = RECORDERS.read().unwrap_or_else(PoisonError::into_inner);
+        for (_, _, log) in recorders
+            .iter()
+            .filter(|(_, root, _)| dir.starts_with(root))
+        {
+            log.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(dir.to_path_buf());
+        }
+    }
 }
 
 /// Creates (or truncates) a file only its owner can read and write (`0600` on Unix): for files

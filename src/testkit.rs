@@ -39,6 +39,11 @@ pub mod process {
     pub use crate::process::*;
 }
 
+/// Folder fsyncs as tests see them: [`fsutil::fsync_log`] records which folders were synced.
+pub mod fsutil {
+    pub use crate::fsutil::fsync_log;
+}
+
 /// Clocks (virtual time for tests).
 pub mod clock {
     pub use crate::clock::*;

@@ -100,7 +100,8 @@ enum Cmd {
         #[arg(long)]
         id: String,
     },
-    /// Run the reference INE endpoint (axum; SQLite, or PostgreSQL for replicas).
+    /// Run the reference INE endpoint (axum; SQLite, or PostgreSQL for replicas). Logs to
+    /// stderr; RUST_LOG filters (default info).
     Serve {
         /// A SQLite file (created if missing), or `postgres://user:pw@host:port/db` to run as one
         /// of several replicas on one PostgreSQL database (the password is never printed).

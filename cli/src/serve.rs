@@ -141,6 +141,7 @@ pub fn serve(
     cfg.dev = dev;
     cfg.registration = registration.limits()?;
     let where_kept = storage.apply(&mut cfg)?;
+    install_log();
     apoyo_endpoint::serve_blocking(cfg, addr, |bound| {
         // One write, and a closed stdout (a supervisor that read the first line and went
         // away) never stops the endpoint: `println!` would panic on the broken pipe.
@@ -152,4 +153,21 @@ pub fn serve(
         let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
     })
     .map_err(|e| CliError::Io(e.to_string()))
+}
+
+/// The environment variable that filters the endpoint's log (`tracing`'s `EnvFilter` syntax).
+pub const LOG_ENV: &str = "RUST_LOG";
+
+/// Sends the endpoint's log to stderr, one line per event, filtered by [`LOG_ENV`] (`info`
+/// when unset or unparsable). The endpoint logs ids, routes, statuses and counts, never
+/// personal data, tokens or request bodies.
+fn install_log() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Fails only if a subscriber is already installed (then that one logs).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
 }

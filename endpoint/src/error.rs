@@ -124,9 +124,19 @@ impl From<crate::store::StoreError> for ApiError {
             busy.conflict = true;
             return busy;
         }
+        if let crate::store::StoreError::Pool(_) = &e {
+            // Every connection busy past the pool's wait, or none can be made: a load or
+            // availability condition the device retries after a pause, not a fault.
+            tracing::warn!(error = %e.redacted(), "no database connection available");
+            return ApiError::new(Reason::Unavailable, "the database is busy; retry")
+                .retry_after(POOL_RETRY_AFTER_SECS);
+        }
         ApiError::internal(e.redacted())
     }
 }
+
+/// The `Retry-After` of an answer refused for want of a database connection.
+const POOL_RETRY_AFTER_SECS: u64 = 2;
 
 impl From<std::io::Error> for ApiError {
     fn from(e: std::io::Error) -> Self {
@@ -143,5 +153,33 @@ impl From<apoyo_sync::Error> for ApiError {
 impl From<tokio::task::JoinError> for ApiError {
     fn from(e: tokio::task::JoinError) -> Self {
         ApiError::internal(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+
+    /// A pool timeout is a busy database, answered `503 unavailable` with `Retry-After`
+    /// (the device waits and retries), never `500`.
+    #[test]
+    fn a_pool_timeout_is_unavailable_with_retry_after() {
+        let e = ApiError::from(StoreError::Pool(
+            "Timeout occurred while waiting for a slot".into(),
+        ));
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.reason, Reason::Unavailable);
+        assert!(
+            !e.conflict,
+            "not a lost race: running it again at once would not help"
+        );
+        let resp = e.into_response();
+        assert_eq!(resp.status(), 503);
+        let retry = resp
+            .headers()
+            .get(header::RETRY_AFTER)
+            .expect("Retry-After");
+        assert_eq!(retry.to_str().unwrap(), POOL_RETRY_AFTER_SECS.to_string());
     }
 }

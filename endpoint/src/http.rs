@@ -1,5 +1,7 @@
-//! HTTP helpers shared by the routes: bounded body reading, CBOR answers, headers, times.
+//! HTTP helpers shared by the routes: bounded body reading (each body within its limit, all
+//! bodies being read within one memory budget), CBOR answers, headers, times.
 
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
 
 use apoyo_sync::wire::{self as protocol, Reason};
@@ -9,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -102,12 +105,7 @@ pub(crate) async fn read_body(
     let mut body = body;
     // Reserve at most one frame's worth up front: a declared length is only a claim, and
     // buffers reserved for bodies that never come would let idle clients hold memory.
-    let mut buf = Vec::with_capacity(
-        declared
-            .map_or(0, |n| n as usize)
-            .min(limit)
-            .min(INITIAL_BUFFER),
-    );
+    let mut buf = BodyBlocks::new(declared.map_or(INITIAL_BUFFER, |n| n as usize));
     let mut window = RateWindow::new(pace);
     loop {
         let Ok(next) = tokio::time::timeout(idle, body.frame()).await else {
@@ -133,7 +131,9 @@ pub(crate) async fn read_body(
                     "{what} is over the limit of {limit} bytes"
                 )));
             }
-            buf.extend_from_slice(&data);
+            if !buf.push(&data) {
+                return Err(busy_receiving());
+            }
         }
     }
     if let Some(n) = declared
@@ -143,11 +143,101 @@ pub(crate) async fn read_body(
             "{what}: the body was cut short"
         )));
     }
-    Ok(buf)
+    Ok(buf.into_vec())
 }
 
 /// The most a body buffer reserves before bytes arrive.
 const INITIAL_BUFFER: usize = 64 * 1024;
+
+/// What all the bodies being read at once may hold in memory together, in [`BUDGET_UNIT`]s:
+/// 128 MiB. One body may take its route's whole limit (a registration 2 MiB + 64 KiB), so
+/// without this, clients that send bodies quickly and then trickle their last bytes would hold
+/// `max_connections` × that (≈ 8 GiB at the 4096 cap; ≈ 500 MiB measured at 300).
+const BODY_BUDGET_UNITS: usize = 2048;
+/// The budget's unit: each block of a body (at most this long) takes one.
+const BUDGET_UNIT: usize = 64 * 1024;
+/// `Retry-After` of a body refused because the budget is spent.
+const BUDGET_RETRY_AFTER_SECS: u64 = 5;
+
+/// The body budget of this process (every endpoint in it).
+static BODY_BUDGET: LazyLock<Arc<Semaphore>> =
+    LazyLock::new(|| Arc::new(Semaphore::new(BODY_BUDGET_UNITS)));
+
+/// `503 unavailable`: the body budget is spent; the device sends the body again later.
+fn busy_receiving() -> ApiError {
+    ApiError::new(
+        Reason::Unavailable,
+        "the endpoint is receiving too many bodies at once; retry",
+    )
+    .retry_after(BUDGET_RETRY_AFTER_SECS)
+}
+
+/// A body's bytes as they arrive, in blocks of at most [`BUDGET_UNIT`] each taken from
+/// [`BODY_BUDGET`] (given back when the body has been read or refused). Blocks are never
+/// reallocated, so a body held at any length takes that length, rounded up to a block.
+struct BodyBlocks {
+    blocks: Vec<Vec<u8>>,
+    held: Option<OwnedSemaphorePermit>,
+    len: usize,
+    /// The body's declared length (else [`INITIAL_BUFFER`]): no block reaches past it.
+    expected: usize,
+}
+
+impl BodyBlocks {
+    fn new(expected: usize) -> Self {
+        BodyBlocks {
+            blocks: Vec::new(),
+            held: None,
+            len: 0,
+            expected,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Appends `data`, taking a unit of the budget for each new block; `false` when the budget
+    /// has no room left.
+    fn push(&mut self, mut data: &[u8]) -> bool {
+        while !data.is_empty() {
+            let full = self.blocks.last().is_none_or(|b| b.len() == b.capacity());
+            if full {
+                let Ok(permit) = BODY_BUDGET.clone().try_acquire_owned() else {
+                    return false;
+                };
+                match &mut self.held {
+                    Some(held) => held.merge(permit),
+                    None => self.held = Some(permit),
+                }
+                // A full block, or what the declared length still brings if less (a body
+                // without one, or past it, gets full blocks).
+                let size = match self.expected.saturating_sub(self.len) {
+                    0 => BUDGET_UNIT,
+                    rest => rest.max(data.len()).min(BUDGET_UNIT),
+                };
+                self.blocks.push(Vec::with_capacity(size));
+            }
+            let Some(block) = self.blocks.last_mut() else {
+                return false;
+            };
+            let take = (block.capacity() - block.len()).min(data.len());
+            block.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            self.len += take;
+        }
+        true
+    }
+
+    /// The body in one buffer.
+    fn into_vec(self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len);
+        for b in &self.blocks {
+            out.extend_from_slice(b);
+        }
+        out
+    }
+}
 
 /// The longest a refused body is drained, however steadily it trickles: a drain is a courtesy
 /// (so the answer is read rather than reset), never a way to hold a connection slot.

@@ -372,11 +372,9 @@ fn write_public(path: &Path, bytes: &[u8]) -> Result<(), EndpointError> {
     Ok(())
 }
 
+/// fsyncs a folder through the shared helper (which tests can watch: `fsync_log`).
 fn fsync(dir: &Path) -> Result<(), EndpointError> {
-    #[cfg(unix)]
-    fs::File::open(dir)?.sync_all()?;
-    #[cfg(not(unix))]
-    let _ = dir;
+    apoyo_sync::wire::fsync_dir(dir)?;
     Ok(())
 }
 
@@ -436,5 +434,25 @@ mod tests {
         )
         .unwrap();
         assert!(load_dir(dir.path()).is_err());
+    }
+
+    /// Every key file's entry is made durable: the ring folder, then the key folder, are
+    /// fsync'd after the files are written (at creation and at rotation), and a new key
+    /// folder's own entry in its parent too.
+    #[test]
+    fn key_files_are_made_durable() {
+        use apoyo_sync::testkit::fsutil::fsync_log;
+        let root = tempfile::tempdir().unwrap();
+        let (dir, now) = (root.path().join("keys"), OffsetDateTime::now_utc());
+        let ring = dir.join("ring");
+        let recorder = fsync_log::record(root.path());
+        create_dir(&dir, now).unwrap();
+        let synced = recorder.synced();
+        assert!(synced.contains(&root.path().to_path_buf()), "{synced:?}");
+        assert_eq!(synced[synced.len() - 2..], [ring.clone(), dir.clone()]);
+        drop(recorder);
+        let recorder = fsync_log::record(root.path());
+        rotate_dir(&dir, now + time::Duration::days(30)).unwrap();
+        assert_eq!(recorder.synced(), vec![ring, dir]);
     }
 }

@@ -28,6 +28,10 @@ use tokio::task::JoinSet;
 const RESERVED_FDS: u64 = 32;
 /// Cap when the descriptor limit is unlimited or very high.
 const MAX_CAP: u64 = 4096;
+/// The most a connection's read buffer grows to (hyper's default is ≈ 400 KiB): a request head
+/// is a few hundred bytes, and body bytes move on into the body buffer (`http::read_body`, under
+/// its budget), so a fast sender cannot make each of `cap` connections hold 400 KiB.
+const READ_BUFFER_MAX: usize = 64 * 1024;
 
 /// How many connections may be open at once: the configured cap, else half of what the file
 /// descriptor limit leaves after [`RESERVED_FDS`] (a connection may hold a socket and an
@@ -157,7 +161,8 @@ async fn serve_connection(
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
+        .header_read_timeout(header_read_timeout)
+        .max_buf_size(READ_BUFFER_MAX);
     let conn = builder
         .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app))
         .with_upgrades();

@@ -76,11 +76,24 @@ impl Request {
 }
 
 /// A response. The body is at most the limit the caller passed to [`Transport::send`].
-#[derive(Debug, Clone)]
+/// `Debug` prints header names only and the body's length (an activation answer carries the
+/// device's token).
+#[derive(Clone)]
 pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("headers", &names)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
 }
 
 impl Response {
