@@ -221,3 +221,23 @@ impl Transport for Switchable {
         }
     }
 }
+
+/// Review of ADR 0022: with a capture's five parts in flight at once, each request's reserved
+/// answer room made an allowance with room left look spent, and the run retried in a loop
+/// that burned the allowance without a PATCH. Under an allowance the exchanges go one at a
+/// time, as before: one small capture with room to spare is delivered in one run.
+#[test]
+fn an_allowance_with_room_left_delivers_without_retries() {
+    let env = start();
+    let e = env.activated("phone", fast());
+    e.capture(capture("revocacion-2022", 90, 12)).unwrap();
+    e.set_network(NetworkKind::Cellular);
+    e.set_network_policy(NetworkPolicy {
+        wifi_only: false,
+        cellular_allowance_bytes: Some(250_000),
+    });
+    let r = e.sync(Some(Duration::from_secs(60))).unwrap();
+    assert_eq!((r.committed, r.retries), (1, 0), "{r:?}");
+    assert_eq!(r.stopped, StopReason::Drained, "{r:?}");
+    assert!(e.network_usage().metered_bytes <= 250_000);
+}

@@ -89,6 +89,10 @@ impl Drop for WaitingCall<'_> {
 }
 
 impl RunControl for Control {
+    fn one_at_a_time(&self) -> bool {
+        self.meter.allowance_applies()
+    }
+
     fn hold(&self) -> Option<Hold> {
         if self.is_cancelled() {
             return Some(Hold::Cancelled);

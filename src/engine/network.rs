@@ -133,6 +133,11 @@ impl Meter {
     }
 
     /// Why nothing may be sent now, if so (checked before a run and before each exchange).
+    /// Whether the link is metered and an allowance counts it.
+    pub fn allowance_applies(&self) -> bool {
+        self.kind().is_metered() && self.account().policy.cellular_allowance_bytes.is_some()
+    }
+
     pub fn hold(&self) -> Option<Hold> {
         let kind = self.kind();
         let a = self.account();

@@ -20,6 +20,13 @@ use crate::error::{Error, Result};
 use crate::fsutil::fsync_dir;
 use crate::model::Collector;
 
+/// How long an open waits for a lock held by another holder before `StoreBusy`: long enough
+/// for a holder that is closing, or a child process forked while this process held the lock
+/// and not yet past its `exec` (the lock is on the open file, which the child shares until
+/// then); short enough that a store really in use is reported at once to a person.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(500);
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
 fn lock_store(dir: &Path) -> Result<File> {
     crate::fsutil::precreate_private(&dir.join(LOCK_FILE))?;
     let f = fs::OpenOptions::new()
@@ -27,10 +34,16 @@ fn lock_store(dir: &Path) -> Result<File> {
         .truncate(false)
         .write(true)
         .open(dir.join(LOCK_FILE))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(fs::TryLockError::WouldBlock) => Err(Error::StoreBusy),
-        Err(fs::TryLockError::Error(e)) => Err(e.into()),
+    let start = std::time::Instant::now();
+    loop {
+        match f.try_lock() {
+            Ok(()) => return Ok(f),
+            Err(fs::TryLockError::WouldBlock) if start.elapsed() < LOCK_PATIENCE => {
+                std::thread::sleep(LOCK_POLL)
+            }
+            Err(fs::TryLockError::WouldBlock) => return Err(Error::StoreBusy),
+            Err(fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
     }
 }
 

@@ -70,6 +70,12 @@ pub trait RunControl: Send + Sync {
     fn changed(&self) -> Changed<'_>;
     /// A capture changed state.
     fn capture_changed(&self, change: &CaptureChange);
+    /// Whether exchanges must go one at a time: on a metered link with an allowance, each
+    /// request reserves room for its answer, and several in flight would make the allowance
+    /// look spent while room is left (review of ADR 0022).
+    fn one_at_a_time(&self) -> bool {
+        false
+    }
 }
 
 impl Run<'_> {

@@ -1,8 +1,9 @@
 //! The order of a sync run's exchanges (ADR 0022). The due captures are taken oldest first,
-//! as before, but their round trips overlap: while one capture's commit is in flight, the
-//! next one's parts upload ([`super::upload::Lanes`], two at a time). Each answer is recorded
-//! when it arrives, by this one task, one store write at a time and as durably as before; a
-//! commit is signed just before it leaves. A hold (cancel, network policy) or the budget stops
+//! as before; a capture's five parts upload at once ([`super::upload::Lanes`]), then its
+//! commit goes alone and is settled as soon as it is answered (overlapping it with the next
+//! capture's uploads was tried and reverted after review: it settled the commit's answer only
+//! once those uploads ended). Each answer is recorded when it arrives, by this one task, one
+//! store write at a time and as durably as before; a commit is signed just before it leaves. A hold (cancel, network policy) or the budget stops
 //! the run before its next exchange: a capture whose parts are all uploaded but whose commit
 //! was not sent stays `uploading` and commits in the next run.
 
@@ -65,12 +66,15 @@ impl Run<'_> {
         }
     }
 
-    /// Delivers `due` in order, each capture's commit overlapping the next one's uploads.
+    /// Delivers `due` in order: a capture's parts (at once), then its commit, settled as soon
+    /// as it is answered. A commit never overlaps the next capture's uploads (review of ADR
+    /// 0022): its answer — a receipt to record and purge, or a refusal to quarantine on — is
+    /// settled at once, judged on the budget and holds of that moment.
     async fn through(&mut self, due: Vec<CaptureId>) -> Result<Option<StopReason>> {
         let mut ready: Option<Ready> = None;
         let mut due = due.into_iter();
         loop {
-            let next = due.next();
+            let next = if ready.is_some() { None } else { due.next() };
             if next.is_none() && ready.is_none() {
                 return Ok(None);
             }
@@ -85,8 +89,9 @@ impl Run<'_> {
         }
     }
 
-    /// Sends `ready`'s commit while `next`'s parts upload, then settles both (the commit
-    /// first). Returns why the run stops, if it must, and `next` if its parts are all uploaded.
+    /// Sends `ready`'s commit, or uploads `next`'s parts (`through` passes one of them), then
+    /// settles the answer. Returns why the run stops, if it must, and `next` if its parts are
+    /// all uploaded.
     async fn step(
         &mut self,
         ready: Option<Ready>,

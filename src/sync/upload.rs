@@ -126,6 +126,11 @@ impl<'s, 'c> Lanes<'s, 'c> {
         self.control.as_ref().and_then(|c| c.hold())
     }
 
+    /// Whether the run's exchanges must go one at a time (a metered allowance).
+    fn one_at_a_time(&self) -> bool {
+        self.control.as_ref().is_some_and(|c| c.one_at_a_time())
+    }
+
     fn sizing(&self, f: impl FnOnce(&mut PatchSize)) {
         let mut p = self.patch_size.get();
         f(&mut p);
@@ -161,8 +166,13 @@ impl<'s, 'c> Lanes<'s, 'c> {
             }
             (i, r)
         });
+        let width = if self.one_at_a_time() {
+            1
+        } else {
+            parts.len().max(1)
+        };
         let mut done: Vec<(usize, Result<Outcome<String>>)> = futures_util::stream::iter(lanes)
-            .buffer_unordered(parts.len().max(1))
+            .buffer_unordered(width)
             .collect()
             .await;
         done.sort_by_key(|(i, _)| *i);
