@@ -1,7 +1,11 @@
 //! How many bytes the next PATCH carries (ADR 0018): small on a slow or cut link, large while
 //! the link holds. A run starts at [`START`] (64 KiB), or at [`MIN`] (16 KiB) when its round
 //! trips before the first PATCH took longer than [`SLOW_ROUND_TRIP`] — on a 2G link (≈2.25 kB/s
-//! up) a 16 KiB PATCH is acknowledged within seconds, so every run moves the offset. The size
+//! up) a 16 KiB PATCH is acknowledged within seconds, so every run moves the offset. From the
+//! first acknowledged PATCH on, the size is at least what that PATCH's pace (its bytes over the
+//! time to its answer) moves in [`TARGET`], up to [`START`], while no failure of the run caps
+//! it: a slow start costs one round of small PATCHes on a link with a long round trip but
+//! room to spare (Slow 3G), while on 2G the pace keeps it at [`MIN`]. The size
 //! doubles after [`GROW_AFTER`] full PATCHes in a row each acknowledged within [`TARGET`], up to
 //! [`MAX`] (the most the reference endpoint takes in one PATCH, `MAX_PATCH_BODY`, and what a
 //! device buffers); it halves after a PATCH slower than twice [`TARGET`]; after a failed PATCH
@@ -117,7 +121,9 @@ impl PatchSize {
     pub fn acknowledged(&mut self, sent: usize, took: Duration) {
         self.acked_any = true;
         self.last_took = Some(took);
-        self.last_pace = Some(sent as f64 / took.as_secs_f64().max(1e-3));
+        let pace = sent as f64 / took.as_secs_f64().max(1e-3);
+        self.last_pace = Some(pace);
+        self.follow_pace(pace);
         self.streak += 1;
         if self.streak >= REGROW_AFTER {
             self.ceiling = (self.ceiling * 2).min(MAX);
@@ -137,6 +143,21 @@ impl PatchSize {
                     .max(self.size.min(self.ceiling));
                 self.quick = 0;
             }
+        }
+    }
+
+    /// Raises the size to what `pace` moves in [`TARGET`], at most [`START`]. Any acknowledged
+    /// PATCH counts, a short tail too: its round trip weighs more in its pace, so it can only
+    /// understate the link. Above [`START`], and while a failure's ceiling holds, only prompt
+    /// streaks grow the size, so a cut link keeps its PATCHes small.
+    fn follow_pace(&mut self, pace: f64) {
+        if self.ceiling < MAX {
+            return;
+        }
+        let lift = ((pace * TARGET.as_secs_f64()) as usize).min(START);
+        if lift > self.size {
+            self.size = lift;
+            self.quick = 0;
         }
     }
 
@@ -242,5 +263,50 @@ mod tests {
         ok(&mut q, 1, FAST);
         q.round_trip(Duration::from_secs(3));
         assert_eq!(q.get(), START);
+    }
+
+    #[test]
+    fn a_long_round_trip_with_room_to_spare_grows_after_the_first_patch() {
+        // Slow 3G: 2 s round trips, 50 kB/s up; two 16 KiB PATCHes share the link.
+        let mut p = PatchSize::default();
+        p.round_trip(Duration::from_secs(2));
+        assert_eq!(p.get(), MIN);
+        p.acknowledged(MIN, Duration::from_millis(2650));
+        let next = p.get();
+        assert!(next > 2 * MIN, "one PATCH's pace lifts the size: {next}");
+        p.acknowledged(next, Duration::from_secs(4));
+        assert_eq!(p.get(), START, "the pace lifts it no further than START");
+        ok(&mut p, 1, Duration::from_secs(3));
+        assert_eq!(p.get(), START, "above START only prompt streaks grow it");
+        ok(&mut p, GROW_AFTER as usize - 1, Duration::from_secs(3));
+        assert_eq!(p.get(), 2 * START);
+    }
+
+    #[test]
+    fn on_2g_the_pace_keeps_patches_at_the_smallest_size() {
+        // 2G rural: 2.25 kB/s up, 1.3 s round trips.
+        let mut p = PatchSize::default();
+        p.round_trip(Duration::from_millis(1400));
+        assert_eq!(p.get(), MIN);
+        // Alone on the link, two sharing it, and a short tail.
+        p.acknowledged(MIN, Duration::from_millis(8600));
+        p.acknowledged(MIN, Duration::from_millis(15_500));
+        p.acknowledged(1024, Duration::from_millis(1750));
+        assert_eq!(p.get(), MIN);
+    }
+
+    #[test]
+    fn after_a_cut_the_pace_lifts_nothing() {
+        let mut p = PatchSize::default();
+        p.failed();
+        assert_eq!(p.get(), MIN);
+        ok(&mut p, GROW_AFTER as usize - 1, FAST);
+        assert_eq!(p.get(), MIN, "a fast pace does not undo a cut");
+        ok(&mut p, 1, FAST);
+        assert_eq!(
+            p.get(),
+            2 * MIN,
+            "a prompt streak still regrows it, to the ceiling"
+        );
     }
 }
