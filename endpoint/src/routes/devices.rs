@@ -223,11 +223,13 @@ fn sweep_unactivated(conn: &dyn Db, inner: &Inner, now: i64) -> Result<i64, ApiE
     Ok(i64::try_from(swept).unwrap_or(i64::MAX))
 }
 
-/// The periodic sweep (every `RegistrationLimits::sweep_every`, first at once), so unactivated
+/// The periodic sweep (every `RegistrationLimits::sweep_every`), so unactivated
 /// registrations go even when no one registers: batch after batch until one is not full, at
 /// most [`SWEEPS_PER_TICK`] batches a tick. Runs for as long as the server does.
 pub(crate) async fn sweep_unactivated_every(st: AppState) {
-    let mut tick = tokio::time::interval(st.inner().cfg.registration.sweep_every);
+    let every = st.inner().cfg.registration.sweep_every;
+    // The first after one period: nothing touches the database at start.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
