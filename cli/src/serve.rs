@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use apoyo_endpoint::{DatabaseUrl, EndpointConfig, RegistrationLimits, TrustedForwarding};
+use apoyo_endpoint::{DatabaseUrl, EndpointConfig, IpNet, RegistrationLimits, TrustedForwarding};
 use apoyo_sync::Process;
 
 use crate::{CliError, CliResult, read_file};
@@ -68,6 +68,9 @@ pub struct RegistrationArgs {
     /// Registrations per source address (IPv4, or IPv6 /64) per window.
     #[arg(long, default_value_t = apoyo_endpoint::DEFAULT_REGISTRATIONS_PER_SOURCE)]
     registrations_per_source: u32,
+    /// Registrations per IPv6 /48 (all its /64 sources together) per window.
+    #[arg(long = "registrations-per-ipv6-48", default_value_t = apoyo_endpoint::DEFAULT_REGISTRATIONS_PER_IPV6_SITE)]
+    registrations_per_ipv6_site: u32,
     /// Registrations per window, all sources and replicas together.
     #[arg(long, default_value_t = apoyo_endpoint::DEFAULT_REGISTRATIONS_GLOBAL)]
     registrations_global: u32,
@@ -81,19 +84,62 @@ pub struct RegistrationArgs {
     #[arg(long, default_value_t = apoyo_endpoint::DEFAULT_UNACTIVATED_TTL.as_secs())]
     unactivated_ttl_secs: u64,
     /// Behind a TLS terminator: the header it names the client in (`x-forwarded-for`, or
-    /// `forwarded`); its right-most address is the source, on connections from --trusted-proxy.
+    /// `forwarded`); on connections from --trusted-proxy, its right-most address that is not a
+    /// trusted proxy is the source.
     #[arg(long, requires = "trusted_proxy")]
     trusted_forwarded_header: Option<String>,
-    /// The address of a proxy whose forwarded header is trusted (repeatable).
-    #[arg(long, requires = "trusted_forwarded_header")]
-    trusted_proxy: Vec<IpAddr>,
+    /// The address, or CIDR range (`10.0.0.0/8`), of proxies whose forwarded header is trusted
+    /// (repeatable).
+    #[arg(long, requires = "trusted_forwarded_header", value_parser = proxy_range)]
+    trusted_proxy: Vec<IpNet>,
+    #[command(flatten)]
+    commit_refusals: CommitRefusalArgs,
+}
+
+/// The refused-commit budget per device (`apoyo serve`; issue 17): once a device has this many
+/// refused commits within the window, its commits get `429 rate_limited`.
+#[derive(clap::Args, Debug)]
+pub struct CommitRefusalArgs {
+    /// Refused commits one device may have per window (at least 1).
+    #[arg(long = "commit-refusals", default_value_t = apoyo_endpoint::DEFAULT_COMMIT_REFUSALS)]
+    max: u32,
+    /// The refused-commit window, in seconds (1 to 86400).
+    #[arg(long = "commit-refusal-window-secs", default_value_t = apoyo_endpoint::DEFAULT_COMMIT_REFUSAL_WINDOW.as_secs())]
+    window_secs: u64,
+}
+
+impl CommitRefusalArgs {
+    /// Sets the budget in `cfg`; a zero budget or a window outside one second to a day is a
+    /// usage error.
+    fn apply(&self, cfg: &mut EndpointConfig) -> Result<(), CliError> {
+        if self.max == 0 {
+            return Err(CliError::Usage(
+                "--commit-refusals must allow at least one refused commit".into(),
+            ));
+        }
+        if !(1..=86_400).contains(&self.window_secs) {
+            return Err(CliError::Usage(
+                "--commit-refusal-window-secs must be between 1 and 86400".into(),
+            ));
+        }
+        cfg.commit_refusals = self.max;
+        cfg.commit_refusal_window = Duration::from_secs(self.window_secs);
+        Ok(())
+    }
+}
+
+/// `--trusted-proxy`: a CIDR range, or one address.
+fn proxy_range(v: &str) -> Result<IpNet, String> {
+    v.parse::<IpNet>()
+        .or_else(|_| v.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("'{v}' is neither an address nor a CIDR range"))
 }
 
 impl RegistrationArgs {
     fn limits(&self) -> Result<RegistrationLimits, CliError> {
         let forwarded = match &self.trusted_forwarded_header {
             Some(h) => Some(
-                TrustedForwarding::new(h, self.trusted_proxy.clone())
+                TrustedForwarding::with_ranges(h, self.trusted_proxy.clone())
                     .map_err(|e| CliError::Usage(format!("--trusted-forwarded-header: {e}")))?,
             ),
             None => None,
@@ -102,9 +148,11 @@ impl RegistrationArgs {
             window: Duration::from_secs(self.registration_window_secs),
             per_address: self.registrations_per_address,
             per_source: self.registrations_per_source,
+            per_ipv6_site: self.registrations_per_ipv6_site,
             global: self.registrations_global,
             unactivated_ttl: Duration::from_secs(self.unactivated_ttl_secs),
             forwarded,
+            ..RegistrationLimits::default()
         };
         limits.check().map_err(|e| CliError::Usage(e.to_string()))?;
         Ok(limits)
@@ -140,6 +188,7 @@ pub fn serve(
     let mut cfg = EndpointConfig::new(PathBuf::new(), ring, list);
     cfg.dev = dev;
     cfg.registration = registration.limits()?;
+    registration.commit_refusals.apply(&mut cfg)?;
     let where_kept = storage.apply(&mut cfg)?;
     install_log();
     apoyo_endpoint::serve_blocking(cfg, addr, |bound| {

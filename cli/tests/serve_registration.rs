@@ -1,6 +1,8 @@
 //! Issue 17, registration budgets as `apoyo serve` flags: `--registrations-global 1` lets one
 //! device register and refuses the next (a real endpoint process, real device stores through
-//! the `apoyo` binary), and a budget of zero or a bad forwarded header is a usage error.
+//! the `apoyo` binary), and a budget of zero or a bad forwarded header is a usage error. The
+//! refused-commit budget (`--commit-refusals`, `--commit-refusal-window-secs`) and CIDR ranges
+//! of trusted proxies are taken, and bad values of them are usage errors too.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -136,6 +138,16 @@ fn bad_registration_limits_are_usage_errors() {
             "127.0.0.1",
         ],
         &["--trusted-forwarded-header", "x-forwarded-for"],
+        &[
+            "--trusted-forwarded-header",
+            "x-forwarded-for",
+            "--trusted-proxy",
+            "10.0.0.0/33",
+        ],
+        &["--commit-refusals", "0"],
+        &["--registrations-per-ipv6-48", "0"],
+        &["--commit-refusal-window-secs", "0"],
+        &["--commit-refusal-window-secs", "86401"],
     ] {
         let child = apoyo(dir.path(), "none")
             .args(&base)
@@ -146,4 +158,34 @@ fn bad_registration_limits_are_usage_errors() {
             .unwrap();
         assert_eq!(exit_within(Endpoint(child), 20), Some(2), "{extra:?}");
     }
+}
+
+#[test]
+fn commit_refusal_flags_and_proxy_ranges_are_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = apoyo(dir.path(), "none")
+        .args(serve_args(dir.path()))
+        .args([
+            "--commit-refusals",
+            "3",
+            "--commit-refusal-window-secs",
+            "60",
+        ])
+        .args(["--trusted-forwarded-header", "x-forwarded-for"])
+        .args([
+            "--trusted-proxy",
+            "10.0.0.0/8",
+            "--trusted-proxy",
+            "127.0.0.1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ep = Endpoint(child);
+    assert!(line.starts_with("listening on "), "{line:?}");
 }

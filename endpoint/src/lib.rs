@@ -44,9 +44,11 @@ pub use config::{
 };
 pub use config::{DEFAULT_COMMIT_REFUSAL_WINDOW, DEFAULT_COMMIT_REFUSALS};
 pub use error::EndpointError;
+pub use ipnet::IpNet;
 pub use keyring::KeyRing;
 pub use registration_limits::{
-    DEFAULT_REGISTRATION_WINDOW, DEFAULT_REGISTRATIONS_GLOBAL, DEFAULT_REGISTRATIONS_PER_ADDRESS,
+    DEFAULT_REGISTRATION_SWEEP_EVERY, DEFAULT_REGISTRATION_WINDOW, DEFAULT_REGISTRATIONS_GLOBAL,
+    DEFAULT_REGISTRATIONS_PER_ADDRESS, DEFAULT_REGISTRATIONS_PER_IPV6_SITE,
     DEFAULT_REGISTRATIONS_PER_SOURCE, DEFAULT_UNACTIVATED_TTL, RegistrationLimits,
     TrustedForwarding,
 };
@@ -93,13 +95,13 @@ pub async fn start(
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
     let app = router(state.clone());
-    let task = tokio::spawn(serve::serve(
-        listener,
-        app,
-        header_read_timeout,
-        cap,
-        stopped,
-    ));
+    // The periodic sweep of unactivated registrations lives as long as the server task.
+    let sweeper = AbortOnDrop(tokio::spawn(routes::sweep_unactivated_every(state.clone())));
+    let serving = serve::serve(listener, app, header_read_timeout, cap, stopped);
+    let task = tokio::spawn(async move {
+        let _sweeper = sweeper;
+        serving.await
+    });
     tracing::info!(%addr, max_connections = cap, "endpoint listening");
     Ok(RunningEndpoint {
         addr,
@@ -164,6 +166,15 @@ impl RunningEndpoint {
                 }
             }
         }
+    }
+}
+
+/// A background task stopped when this is dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

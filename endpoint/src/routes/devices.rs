@@ -1,7 +1,9 @@
 //! `POST /v1/devices` ("Registro ciudadano"): check the sealed card front, record the device
 //! and its registration, and mail an activation code, within the registration budgets
-//! ([`super::rate_limit`]: per address, device key, source and globally). Each registration
-//! first sweeps registrations never activated within their TTL. Codes are stored only as a
+//! ([`super::rate_limit`]: per address, device key, source and globally), all checked before the
+//! front is decrypted; a front that fails its check counts against its source. Each
+//! registration first sweeps registrations never activated within their TTL, and so does a
+//! periodic task ([`sweep_unactivated_every`]). Codes are stored only as a
 //! keyed hash ([`code_digest`]). Activation with a code is in [`super::activation`].
 
 use std::io::Write;
@@ -30,8 +32,11 @@ use crate::store::{Db, NewRegistration};
 const CODE_VALIDITY_SECS: i64 = 24 * 60 * 60;
 /// Code characters: no 0/O, 1/I/L, so a code read from an email and typed is not misread.
 const CODE_ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
-/// Unactivated registrations removed per sweep (a sweep runs on each registration).
+/// Unactivated registrations removed per sweep (a sweep runs on each registration, and
+/// periodically: [`sweep_unactivated_every`]).
 const SWEEP_BATCH: i64 = 32;
+/// Batches the periodic sweep removes at most per tick.
+const SWEEPS_PER_TICK: usize = 64;
 /// Longest email address (RFC 5321 path limit).
 const MAX_EMAIL_BYTES: usize = 254;
 
@@ -65,12 +70,19 @@ pub(crate) async fn register(
     let early = subjects.clone();
     st.db(move |conn, inner| sweep_and_precheck(conn, inner, &early))
         .await?;
-    let req = st
-        .blocking(move |inner| {
-            check_front(inner, &req)?;
-            Ok(req)
-        })
+    let checked = st
+        .blocking(move |inner| Ok(check_front(inner, &req).map(|()| req)))
         .await?;
+    let req = match checked {
+        Ok(req) => req,
+        Err(refused) => {
+            // A bad front cost a ≈2 MiB read and a decrypt: it counts against its source.
+            let s = subjects.clone();
+            st.db(move |conn, inner| rate_limit::record_refused_front(conn, &s, unix(inner.now())))
+                .await?;
+            return Err(refused);
+        }
+    };
     let resp = st
         .db(move |conn, inner| record_registration(conn, inner, &req, &subjects))
         .await?;
@@ -190,18 +202,51 @@ fn record_registration(
 }
 
 /// Before the card front is decrypted: deletes registrations never activated within the TTL
-/// (and whose codes all expired), in a transaction of its own, then refuses when the source or
-/// the endpoint used its budget.
+/// (and whose codes all expired), in a transaction of its own, then refuses when the address,
+/// the device key, the source or the endpoint used its budget, so a refusal costs no decrypt.
 fn sweep_and_precheck(conn: &dyn Db, inner: &Inner, subjects: &Subjects) -> Result<(), ApiError> {
     let now = unix(inner.now());
-    let limits = &inner.cfg.registration;
+    sweep_unactivated(conn, inner, now)?;
+    rate_limit::check_registration(conn, &inner.cfg.registration, subjects, now)
+}
+
+/// Deletes up to [`SWEEP_BATCH`] registrations never activated within the TTL (and whose codes
+/// all expired), in a transaction of its own; how many went.
+fn sweep_unactivated(conn: &dyn Db, inner: &Inner, now: i64) -> Result<i64, ApiError> {
     conn.begin()?;
-    let swept = conn.sweep_registrations(now - limits.ttl_secs(), now, SWEEP_BATCH)?;
+    let ttl = inner.cfg.registration.ttl_secs();
+    let swept = conn.sweep_registrations(now - ttl, now, SWEEP_BATCH)?;
     conn.commit()?;
     if swept > 0 {
         tracing::info!(swept, "removed registrations never activated");
     }
-    rate_limit::check_source_and_global(conn, limits, subjects, now)
+    Ok(i64::try_from(swept).unwrap_or(i64::MAX))
+}
+
+/// The periodic sweep (every `RegistrationLimits::sweep_every`), so unactivated
+/// registrations go even when no one registers: batch after batch until one is not full, at
+/// most [`SWEEPS_PER_TICK`] batches a tick. Runs for as long as the server does.
+pub(crate) async fn sweep_unactivated_every(st: AppState) {
+    let every = st.inner().cfg.registration.sweep_every;
+    // The first after one period: nothing touches the database at start.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for _ in 0..SWEEPS_PER_TICK {
+            let swept = st
+                .db(|conn, inner| sweep_unactivated(conn, inner, unix(inner.now())))
+                .await;
+            match swept {
+                Ok(n) if n >= SWEEP_BATCH => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e.detail, "sweep of unactivated registrations failed");
+                    break;
+                }
+            }
+        }
+    }
 }
 
 /// The keyed hash an activation code is stored and looked up by: HMAC-SHA-256 of the code

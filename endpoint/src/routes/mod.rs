@@ -8,6 +8,8 @@ mod health;
 mod rate_limit;
 mod uploads;
 
+pub(crate) use devices::sweep_unactivated_every;
+
 use apoyo_sync::wire::{Reason, routes, tus};
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};

@@ -1,8 +1,8 @@
 //! The rate limits: the window check shared by registrations and activations (count a
 //! subject's recent events, refuse with `429 rate_limited` and a `Retry-After` when the window
 //! is full), and the registration budget (issue 17): per email address and per device key
-//! (codes mailed), per source address, and for the whole endpoint, each per window and
-//! configured in [`RegistrationLimits`]. The events live in the database (replicas share them),
+//! (codes mailed), per source address (and IPv6 /48), and for the whole endpoint, each per
+//! window and configured in [`RegistrationLimits`]. The events live in the database (replicas share them),
 //! and every subject is an HMAC under a key derived from the endpoint's secret: no address,
 //! email or IP, is kept.
 
@@ -17,7 +17,7 @@ use crate::error::ApiError;
 use crate::registration_limits::RegistrationLimits;
 use crate::state::Inner;
 use crate::store::{Db, EventLog};
-use source::source_key;
+use source::{site_key, source_key};
 
 /// A rate limit: at most `max` events in the last `secs` seconds before `now`.
 pub(super) struct Window {
@@ -53,6 +53,8 @@ pub(super) struct Subjects {
     email: [u8; 32],
     device: [u8; 32],
     source: [u8; 32],
+    /// An IPv6 source's /48 ([`site_key`]); none for IPv4.
+    site: Option<[u8; 32]>,
 }
 
 impl Subjects {
@@ -68,13 +70,15 @@ impl Subjects {
             email: crypto::hmac_sha256(key, &[b"email", email.as_bytes()])?,
             device: crypto::hmac_sha256(key, &[b"device", device_public])?,
             source: crypto::hmac_sha256(key, &[b"source", &source_key(source)])?,
+            site: site_key(source)
+                .map(|site| crypto::hmac_sha256(key, &[b"ipv6-site", &site]))
+                .transpose()?,
         })
     }
 }
 
-/// Refuses when the registration's source or the whole endpoint used its budget. Cheap, so it
-/// runs before the card front is decrypted as well as inside the recording transaction.
-pub(super) fn check_source_and_global(
+/// Refuses when the registration's source or the whole endpoint used its budget.
+fn check_source_and_global(
     tx: &dyn Db,
     limits: &RegistrationLimits,
     s: &Subjects,
@@ -92,6 +96,19 @@ pub(super) fn check_source_and_global(
         },
         "too many registrations from this network address; retry later",
     )?;
+    if let Some(site) = &s.site {
+        refuse_when_over(
+            tx,
+            EventLog::RegistrationSources,
+            site,
+            Window {
+                now,
+                secs,
+                max: i64::from(limits.per_ipv6_site),
+            },
+            "too many registrations from this network; retry later",
+        )?;
+    }
     refuse_when_over(
         tx,
         EventLog::RegistrationsGlobal,
@@ -105,9 +122,10 @@ pub(super) fn check_source_and_global(
     )
 }
 
-/// Inside the recording transaction: forgets events older than the window, then refuses when
-/// the address or the device key was mailed its budget of codes, or the source or the endpoint
-/// used its budget. `Retry-After` is the time until the oldest counted event leaves the window.
+/// Forgets events older than the window, then refuses when the address or the device key was
+/// mailed its budget of codes, or the source or the endpoint used its budget. Cheap, so it runs
+/// before the card front is decrypted as well as inside the recording transaction.
+/// `Retry-After` is the time until the oldest counted event leaves the window.
 pub(super) fn check_registration(
     tx: &dyn Db,
     limits: &RegistrationLimits,
@@ -142,8 +160,26 @@ pub(super) fn check_registration(
 pub(super) fn record_registration(tx: &dyn Db, s: &Subjects, now: i64) -> Result<(), ApiError> {
     tx.add_event(EventLog::RegistrationAttempts, &s.email, now)?;
     tx.add_event(EventLog::RegistrationAttempts, &s.device, now)?;
-    tx.add_event(EventLog::RegistrationSources, &s.source, now)?;
+    record_source(tx, s, now)?;
     tx.add_event(EventLog::RegistrationsGlobal, GLOBAL_SUBJECT, now)?;
+    Ok(())
+}
+
+/// Counts an event against the source (and an IPv6 source's /48).
+fn record_source(tx: &dyn Db, s: &Subjects, now: i64) -> Result<(), ApiError> {
+    tx.add_event(EventLog::RegistrationSources, &s.source, now)?;
+    if let Some(site) = &s.site {
+        tx.add_event(EventLog::RegistrationSources, site, now)?;
+    }
+    Ok(())
+}
+
+/// Counts a registration whose card front failed its check (a ≈2 MiB read and a decrypt spent)
+/// against its source, so a source cannot make the endpoint decrypt without limit.
+pub(super) fn record_refused_front(tx: &dyn Db, s: &Subjects, now: i64) -> Result<(), ApiError> {
+    tx.begin()?;
+    record_source(tx, s, now)?;
+    tx.commit()?;
     Ok(())
 }
 
