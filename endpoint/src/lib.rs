@@ -95,12 +95,18 @@ pub async fn start(
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
     let app = router(state.clone());
-    // The periodic sweep of unactivated registrations lives as long as the server task.
-    let sweeper = AbortOnDrop(tokio::spawn(routes::sweep_unactivated_every(state.clone())));
+    // The periodic sweep of unactivated registrations lives as long as the server task, and
+    // is gone (with its handle on the database) before the server task ends: a stopped
+    // endpoint has closed its database.
+    let sweeper = AbortOnDrop(Some(tokio::spawn(routes::sweep_unactivated_every(
+        state.clone(),
+    ))));
     let serving = serve::serve(listener, app, header_read_timeout, cap, stopped);
     let task = tokio::spawn(async move {
-        let _sweeper = sweeper;
-        serving.await
+        let mut sweeper = sweeper;
+        let served = serving.await;
+        sweeper.stop().await;
+        served
     });
     tracing::info!(%addr, max_connections = cap, "endpoint listening");
     Ok(RunningEndpoint {
@@ -169,12 +175,25 @@ impl RunningEndpoint {
     }
 }
 
-/// A background task stopped when this is dropped.
-struct AbortOnDrop(JoinHandle<()>);
+/// A background task stopped when this is dropped (or, awaited, by [`AbortOnDrop::stop`]).
+struct AbortOnDrop(Option<JoinHandle<()>>);
+
+impl AbortOnDrop {
+    /// Stops the task and waits until it is gone, with everything it held.
+    async fn stop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+            // A cancelled task's error is the expected outcome.
+            let _ = task.await;
+        }
+    }
+}
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
     }
 }
 

@@ -6,11 +6,11 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use apoyo_sync::testkit::Store;
 use apoyo_sync::testkit::StoreOptions;
 use apoyo_sync::testkit::crypto::Ed25519Secret;
 use apoyo_sync::testkit::model::{CaptureId, Images, PartKind};
 use apoyo_sync::testkit::store::InePublicKeys;
+use apoyo_sync::testkit::{ManualClock, Store};
 use apoyo_sync::wire::crypto::EndpointSecretKey;
 use apoyo_sync::{FileKeyGuard, IneRoot, Process, State};
 
@@ -76,8 +76,19 @@ impl Device {
         copy_dir(&self.run(), &self.template());
     }
 
+    /// Opens the run's store on a clock whose instant stands still (it moves only by the
+    /// engine's own sleeps): the PATCH sizing (ADR 0018, 0022) then never sees a slow round
+    /// trip, so every run passes the same sync points as its dry run whatever the machine's
+    /// load (a loaded machine used to make the dry run's PATCHes smaller, and more, than a
+    /// later run's).
     pub fn open(&self) -> apoyo_sync::Result<Store> {
-        Store::open(&self.run(), &self.guard(), StoreOptions::default())
+        let clock: apoyo_sync::SharedClock =
+            std::sync::Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
+        let opts = StoreOptions {
+            clock,
+            ..StoreOptions::default()
+        };
+        Store::open(&self.run(), &self.guard(), opts)
     }
 }
 

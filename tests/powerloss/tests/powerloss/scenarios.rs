@@ -74,7 +74,8 @@ fn every_point(test: &str, must_sync: &[&str], mut run: impl FnMut(u64, Option<u
             if crash_at.is_some() {
                 assert!(
                     ran.crashed,
-                    "{ctx}: the run passed fewer sync points than the dry run"
+                    "{ctx}: the run passed fewer sync points than the dry run: {:#?} against {:#?}",
+                    ran.log, dry.log
                 );
             }
             runs += 1;
