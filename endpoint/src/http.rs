@@ -78,7 +78,7 @@ pub(crate) async fn read_body(
     limit: usize,
     pace: Pace,
     what: &str,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<ReadBody, ApiError> {
     let idle = pace.idle;
     let declared = match headers.get(header::CONTENT_LENGTH) {
         None => None,
@@ -143,7 +143,18 @@ pub(crate) async fn read_body(
             "{what}: the body was cut short"
         )));
     }
-    Ok(buf.into_vec())
+    Ok(buf.into_body())
+}
+
+/// A body's share of the body budget, held until the request that read it is answered.
+pub(crate) type BodyBudget = Option<OwnedSemaphorePermit>;
+
+/// A body read whole, in one buffer, with its share of the body budget: the handler keeps
+/// `budget` until it answers, so a body waiting for the database or a worker thread still
+/// counts (review of issue 17).
+pub(crate) struct ReadBody {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) budget: BodyBudget,
 }
 
 /// The most a body buffer reserves before bytes arrive.
@@ -229,13 +240,17 @@ impl BodyBlocks {
         true
     }
 
-    /// The body in one buffer.
-    fn into_vec(self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.len);
+    /// The body in one buffer, with the budget its blocks held (the copy is made while they
+    /// still hold it; the buffer then counts in their place).
+    fn into_body(self) -> ReadBody {
+        let mut bytes = Vec::with_capacity(self.len);
         for b in &self.blocks {
-            out.extend_from_slice(b);
+            bytes.extend_from_slice(b);
         }
-        out
+        ReadBody {
+            bytes,
+            budget: self.held,
+        }
     }
 }
 
@@ -274,16 +289,17 @@ async fn drain_paced(mut body: Body, limit: u64, idle: Duration) {
 }
 
 /// Reads a request body with [`read_body`] (under the endpoint's idle timeout) and decodes it
-/// as one protocol message of at most `limit` bytes. The caller checks its `v`.
+/// as one protocol message of at most `limit` bytes, with the body's share of the budget (keep
+/// it until the request is answered). The caller checks its `v`.
 pub(crate) async fn read_message<T: DeserializeOwned>(
     st: &AppState,
     headers: &HeaderMap,
     body: Body,
     limit: usize,
     what: &'static str,
-) -> Result<T, ApiError> {
-    let bytes = read_body(headers, body, limit, Pace::of(st), what).await?;
-    decode(&bytes, limit, what)
+) -> Result<(T, BodyBudget), ApiError> {
+    let body = read_body(headers, body, limit, Pace::of(st), what).await?;
+    Ok((decode(&body.bytes, limit, what)?, body.budget))
 }
 
 /// Decodes a CBOR protocol message (already bounded by [`read_body`]).
@@ -387,6 +403,19 @@ mod tests {
         assert_eq!(bearer(&h), Some("abc"));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
         assert_eq!(bearer(&h), None);
+    }
+
+    #[test]
+    fn a_read_body_keeps_its_share_of_the_budget_until_dropped() {
+        let mut blocks = BodyBlocks::new(200 * 1024);
+        for _ in 0..200 {
+            assert!(blocks.push(&[7u8; 1024]));
+        }
+        let body = blocks.into_body();
+        assert_eq!(body.bytes.len(), 200 * 1024);
+        // 64 + 64 + 64 + 8 KiB: four blocks' units, still held by the body once read.
+        let held = body.budget.as_ref().map(|p| p.num_permits());
+        assert_eq!(held, Some(4));
     }
 
     #[test]

@@ -98,9 +98,14 @@ pub async fn start(
     // The periodic sweep of unactivated registrations lives as long as the server task, and
     // is gone (with its handle on the database) before the server task ends: a stopped
     // endpoint has closed its database.
-    let sweeper = AbortOnDrop(Some(tokio::spawn(routes::sweep_unactivated_every(
-        state.clone(),
-    ))));
+    let (end_sweeps, sweeps_ended) = oneshot::channel::<()>();
+    let sweeper = Sweeper {
+        stop: Some(end_sweeps),
+        task: Some(tokio::spawn(routes::sweep_unactivated_every(
+            state.clone(),
+            sweeps_ended,
+        ))),
+    };
     let serving = serve::serve(listener, app, header_read_timeout, cap, stopped);
     let task = tokio::spawn(async move {
         let mut sweeper = sweeper;
@@ -175,23 +180,27 @@ impl RunningEndpoint {
     }
 }
 
-/// A background task stopped when this is dropped (or, awaited, by [`AbortOnDrop::stop`]).
-struct AbortOnDrop(Option<JoinHandle<()>>);
+/// The periodic sweep's task: [`Sweeper::stop`] asks it to stop between sweeps and waits
+/// until it is gone, with its handle on the database; dropped otherwise, it is aborted.
+struct Sweeper {
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
 
-impl AbortOnDrop {
-    /// Stops the task and waits until it is gone, with everything it held.
+impl Sweeper {
     async fn stop(&mut self) {
-        if let Some(task) = self.0.take() {
-            task.abort();
-            // A cancelled task's error is the expected outcome.
+        // Dropping the sender ends the task's wait for its next tick.
+        self.stop.take();
+        if let Some(task) = self.task.take() {
+            // A panicked sweep is logged by tokio; the endpoint is stopping either way.
             let _ = task.await;
         }
     }
 }
 
-impl Drop for AbortOnDrop {
+impl Drop for Sweeper {
     fn drop(&mut self) {
-        if let Some(task) = &self.0 {
+        if let Some(task) = &self.task {
             task.abort();
         }
     }

@@ -33,7 +33,7 @@ pub(crate) async fn activate(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let req: ActivateRequest = read_message(
+    let (req, _budget): (ActivateRequest, _) = read_message(
         &st,
         &headers,
         body,

@@ -88,7 +88,11 @@ pub(crate) async fn commit(
             "Idempotency-Key must be the capture id of the path",
         ));
     }
-    let bytes = read_body(
+    // `_budget`: the body's share of the body budget, held until the commit is answered.
+    let crate::http::ReadBody {
+        bytes,
+        budget: _budget,
+    } = read_body(
         &headers,
         body,
         limits::MAX_SIGNED_COMMIT_BYTES,

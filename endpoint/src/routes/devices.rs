@@ -51,7 +51,8 @@ pub(crate) async fn register(
         peer.map(|Extension(ConnectInfo(a))| a),
         &headers,
     );
-    let req: RegisterRequest = read_message(
+    // `_budget`: the body's share of the body budget, held until this request is answered.
+    let (req, _budget): (RegisterRequest, _) = read_message(
         &st,
         &headers,
         body,
@@ -226,13 +227,21 @@ fn sweep_unactivated(conn: &dyn Db, inner: &Inner, now: i64) -> Result<i64, ApiE
 /// The periodic sweep (every `RegistrationLimits::sweep_every`), so unactivated
 /// registrations go even when no one registers: batch after batch until one is not full, at
 /// most [`SWEEPS_PER_TICK`] batches a tick. Runs for as long as the server does.
-pub(crate) async fn sweep_unactivated_every(st: AppState) {
+pub(crate) async fn sweep_unactivated_every(
+    st: AppState,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
     let every = st.inner().cfg.registration.sweep_every;
     // The first after one period: nothing touches the database at start.
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        // Stopped only between sweeps: a sweep under way (its database work on a blocking
+        // thread, which cancelling would not stop) finishes before the endpoint stops.
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = &mut stop => return,
+        }
         for _ in 0..SWEEPS_PER_TICK {
             let swept = st
                 .db(|conn, inner| sweep_unactivated(conn, inner, unix(inner.now())))

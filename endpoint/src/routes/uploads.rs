@@ -29,7 +29,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::auth;
 use crate::error::ApiError;
-use crate::http::{drain, header_str, http_date, read_body};
+use crate::http::{ReadBody, drain, header_str, http_date, read_body};
 use crate::state::AppState;
 use headers::{
     Checksum, TUS_CHECKSUM_ALGORITHM, TUS_EXTENSION, TUS_MAX_SIZE, TUS_VERSION, UPLOAD_EXPIRES,
@@ -163,7 +163,11 @@ pub(crate) async fn patch(
             return Err(e);
         }
     };
-    let bytes = read_body(&headers, body, MAX_PATCH_BODY, pace, "PATCH body").await?;
+    // `_budget`: the body's share of the body budget, held until the PATCH is answered.
+    let ReadBody {
+        bytes,
+        budget: _budget,
+    } = read_body(&headers, body, MAX_PATCH_BODY, pace, "PATCH body").await?;
     let PatchTarget {
         device,
         id,
