@@ -45,6 +45,10 @@ pub struct BenchArgs {
     /// Run only the figures whose key contains this text.
     #[arg(long)]
     only: Option<String>,
+    /// Keep each step's scratch folder (stores, endpoint, the devices' `marks.jsonl` timelines)
+    /// instead of removing it; their paths are printed on standard error.
+    #[arg(long)]
+    keep: bool,
 }
 
 /// One figure: the candidate, its baseline from the same run, and `value`, the key's ratio
@@ -135,15 +139,22 @@ pub struct Ctx {
     pub quick: bool,
     pub root: PathBuf,
     pub exe: PathBuf,
+    /// `--keep`: scratch folders outlive the run.
+    pub keep: bool,
 }
 
 impl Ctx {
-    /// A fresh scratch folder for one step (removed when dropped).
+    /// A fresh scratch folder for one step (removed when dropped, unless `--keep`).
     pub fn scratch(&self, name: &str) -> CliResult<tempfile::TempDir> {
-        tempfile::Builder::new()
+        let dir = tempfile::Builder::new()
             .prefix(&format!("apoyo-bench-{name}-"))
+            .disable_cleanup(self.keep)
             .tempdir_in(&self.root)
-            .map_err(|e| CliError::Io(format!("bench scratch folder: {e}")))
+            .map_err(|e| CliError::Io(format!("bench scratch folder: {e}")))?;
+        if self.keep {
+            eprintln!("kept: {}", dir.path().display());
+        }
+        Ok(dir)
     }
 
     /// `full` normally, `quick` with `--quick`.
@@ -177,6 +188,7 @@ pub fn bench(a: BenchArgs) -> CliResult {
         quick: a.quick,
         root,
         exe,
+        keep: a.keep,
     };
     let mut figs = Figures::default();
     let t0 = Instant::now();
