@@ -1,6 +1,6 @@
 //! A sync run keeps several requests in flight (ADR 0022): a capture's five parts upload at
-//! once, and its commit then goes alone (never beside the next capture's uploads, so its
-//! answer is settled at once). Against the real reference endpoint on loopback, through a
+//! once, and its commit then goes beside the next capture's uploads, its answer settled (the
+//! capture purged) the moment it arrives, while those uploads are still in flight. Against the real reference endpoint on loopback, through a
 //! transport that holds every request a fixed time before sending it and counts what is in
 //! flight at once (no timing is asserted, only counts). Also: a cancel and a cut connection
 //! while several uploads are in flight, after a first commit, lose nothing and count nothing
@@ -17,7 +17,7 @@ use apoyo_sync::testkit::sync::transport::{
     Method, Request, SendFuture, Transport, TransportError,
 };
 use apoyo_sync::testkit::sync::{HttpTransport, TlsConfig};
-use apoyo_sync::{Engine, EngineOptions, Hold, State, StopReason};
+use apoyo_sync::{Engine, EngineOptions, Event, Hold, Listener, State, StopReason};
 use engine_support::{Env, capture, fast, start};
 
 /// What the transport does the first time three upload exchanges are in flight at once after
@@ -165,18 +165,51 @@ fn assert_exactly_once(env: &Env, e: &Engine) {
     assert_eq!(stats["duplicates"], 0, "{stats}");
 }
 
+/// Counts the captures purged while upload exchanges were in flight.
+struct PurgeWatch {
+    transport: Arc<Overlap>,
+    purged: AtomicU64,
+    purged_while_uploading: AtomicU64,
+}
+
+impl Listener for PurgeWatch {
+    fn on_event(&self, event: &Event) {
+        let Event::Capture(c) = event else { return };
+        if c.state != State::Purged {
+            return;
+        }
+        self.purged.fetch_add(1, Ordering::SeqCst);
+        let uploads = self
+            .transport
+            .flying
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, m)| matches!(m, Method::Post | Method::Head | Method::Patch));
+        if uploads {
+            self.purged_while_uploading.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
 #[test]
-fn a_run_uploads_a_captures_parts_at_once_and_commits_alone() {
+fn a_run_uploads_a_captures_parts_at_once_and_settles_its_commit_beside_the_next_uploads() {
     let env = start();
     let t = Overlap::new(&env.url, Duration::from_millis(40), OnOverlap::Nothing);
     let e = phone(&env, &t, 100);
+    let watch = Arc::new(PurgeWatch {
+        transport: t.clone(),
+        purged: AtomicU64::new(0),
+        purged_while_uploading: AtomicU64::new(0),
+    });
+    e.set_listener(Some(watch.clone()));
     let r = e.sync(Some(Duration::from_secs(60))).unwrap();
     assert_eq!((r.pending, r.stopped), (0, StopReason::Drained), "{r:?}");
     assert_eq!(r.committed, CAPTURES as u64);
     let max = t.max_in_flight.load(Ordering::SeqCst);
-    // A capture's five parts (their creations share a round trip); never more, and never
-    // more than four (small) PATCH bodies.
-    assert_eq!(max, 5, "requests in flight at once: {max}");
+    // A capture's five parts (their creations share a round trip) and the previous capture's
+    // commit; never more, and never more than four (small) PATCH bodies.
+    assert_eq!(max, 6, "requests in flight at once: {max}");
     let patches = t.max_patches.load(Ordering::SeqCst);
     // Two at first; four small ones once they come back promptly (loopback).
     assert!(
@@ -184,9 +217,19 @@ fn a_run_uploads_a_captures_parts_at_once_and_commits_alone() {
         "PATCHes in flight at once: {patches}"
     );
     assert!(
-        !t.commit_overlapped.load(Ordering::SeqCst),
-        "a commit was in flight while the next capture uploaded"
+        t.commit_overlapped.load(Ordering::SeqCst),
+        "no commit was in flight while the next capture uploaded"
     );
+    // Each request waits 40 ms before it is sent: a commit is answered while the next
+    // capture's uploads (a creation, then PATCHes) are still in flight, and its capture is
+    // purged then, not once those uploads end.
+    assert_eq!(watch.purged.load(Ordering::SeqCst), CAPTURES as u64);
+    let early = watch.purged_while_uploading.load(Ordering::SeqCst);
+    assert!(
+        early >= 1,
+        "no commit was settled while the next capture's uploads were in flight"
+    );
+    e.set_listener(None);
     assert_exactly_once(&env, &e);
 }
 

@@ -87,7 +87,7 @@ impl Run<'_> {
     /// Sleeps `wait` on the store's clock (virtual in a simulation), or less when the control
     /// changes (a cancel, a new network policy).
     pub(super) async fn sleep_unless_changed(&self, wait: Duration) {
-        let clock = self.store.clock();
+        let clock = &self.clock;
         match &self.opts.control {
             None => clock.sleep(wait).await,
             Some(c) => {
@@ -122,8 +122,8 @@ impl Run<'_> {
     }
 
     /// Quarantines a capture (bytes and keys kept) and says so.
-    pub(super) fn quarantine(&mut self, id: &CaptureId, reason: &str) -> Result<()> {
-        self.store.quarantine(id, reason)?;
+    pub(super) fn quarantine(&self, id: &CaptureId, reason: &str) -> Result<()> {
+        self.store().quarantine(id, reason)?;
         self.changed(id, State::Quarantined, Some(reason), None);
         Ok(())
     }

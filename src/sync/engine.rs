@@ -3,6 +3,7 @@
 //! crypto-shred the capture — until the queue is drained or the time budget is spent. The
 //! upload of one part (tus, resuming) is in [`super::upload`].
 
+use std::cell::{Cell, RefCell, RefMut};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -12,6 +13,7 @@ use super::client::{Client, Failure};
 use super::control::{Hold, RunControl};
 use super::retry::BackoffPolicy;
 use super::transport::Transport;
+use crate::clock::SharedClock;
 use crate::error::Result;
 use crate::model::CaptureId;
 use crate::protocol::{self, Action, CommitRequest, Receipt, ReceiptRefusal};
@@ -109,16 +111,20 @@ pub(super) enum Item {
     Held(Hold),
 }
 
-/// One sync run's state; its part uploads are in [`super::upload`].
+/// One sync run's state; its part uploads are in [`super::upload`]. A commit and the next
+/// capture's uploads run at once ([`super::pipeline`]), so the state is shared through cells:
+/// the store is borrowed only between awaits (never across one), so its writes happen one at
+/// a time, in the order the answers arrive.
 pub(super) struct Run<'a> {
-    pub(super) store: &'a mut Store,
+    pub(super) store: RefCell<&'a mut Store>,
+    pub(super) clock: SharedClock,
     pub(super) client: Client<'a>,
     pub(super) opts: SyncOptions,
     pub(super) deadline: Instant,
-    rng: fastrand::Rng,
-    pub(super) report: SyncReport,
+    rng: RefCell<fastrand::Rng>,
+    pub(super) report: RefCell<SyncReport>,
     /// The size of the next PATCH (ADR 0018).
-    pub(super) patch_size: super::patch_size::PatchSize,
+    pub(super) patch_size: Cell<super::patch_size::PatchSize>,
 }
 
 /// Below this much remaining budget no new exchange is started.
@@ -154,7 +160,7 @@ pub async fn run(
         }
     };
     let clock = store.clock().clone();
-    let client = Client::new(transport, clock).with_token(Some(activation.token.clone()));
+    let client = Client::new(transport, clock.clone()).with_token(Some(activation.token.clone()));
     let rng = opts
         .seed
         .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
@@ -164,30 +170,39 @@ pub async fn run(
     let now = store.clock().now();
     store.forget_closed_duplicates(now)?;
     let mut run = Run {
-        store,
+        store: RefCell::new(store),
+        clock,
         client,
         // A budget beyond a year (an app passing Duration::MAX) means "no limit": a year, which
         // an Instant can always hold.
         deadline: start + opts.budget.min(Duration::from_secs(365 * 24 * 3600)),
         opts,
-        rng,
-        report,
+        rng: RefCell::new(rng),
+        report: RefCell::new(report),
         patch_size: Default::default(),
     };
     run.refresh_catalog().await?;
     run.drain().await?;
-    run.report.bytes_sent = run.client.bytes_sent();
+    let mut report = *run.report.get_mut();
+    report.bytes_sent = run.client.bytes_sent();
+    let store = run.store.get_mut();
     if let Some(offset) = run.client.clock_offset() {
-        run.store.set_clock_offset(offset)?;
+        store.set_clock_offset(offset)?;
     }
-    run.report.pending = run.store.pending_count()?;
-    Ok(run.report)
+    report.pending = store.pending_count()?;
+    Ok(report)
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    /// The store, between two awaits (a borrow held across one would collide with the other
+    /// exchange's).
+    pub(super) fn store(&self) -> RefMut<'_, &'a mut Store> {
+        self.store.borrow_mut()
+    }
+
     pub(super) fn remaining(&self) -> Duration {
         self.deadline
-            .saturating_duration_since(self.store.clock().instant())
+            .saturating_duration_since(self.clock.instant())
     }
 
     async fn refresh_catalog(&mut self) -> Result<()> {
@@ -197,27 +212,38 @@ impl Run<'_> {
         }
         // A failure here is not fatal: the cached catalog serves until the next run.
         if let Ok(list) = self.client.processes(t).await? {
-            self.store.put_processes(&list.processes)?;
+            self.store().put_processes(&list.processes)?;
         }
         Ok(())
     }
 
     pub(super) fn progress(&self) -> Result<()> {
         if let Some(cb) = &self.opts.progress {
-            let done = self.report.committed + self.report.duplicates + self.report.quarantined;
+            let done = {
+                let r = self.report.borrow();
+                r.committed + r.duplicates + r.quarantined
+            };
+            let pending = self.store().pending_count()?;
             cb(&super::Progress {
                 done,
-                pending: self.store.pending_count()?,
+                pending,
                 bytes_sent: self.client.bytes_sent(),
             });
         }
         Ok(())
     }
 
+    /// The backoff before attempt `attempts` (jitter from the run's generator).
+    fn delay(&self, attempts: u32, retry_after: Option<Duration>) -> Duration {
+        self.opts
+            .backoff
+            .delay(attempts, retry_after, &mut self.rng.borrow_mut())
+    }
+
     /// A failed attempt: quarantined, re-activation asked, or rescheduled with backoff
     /// (`progressed`: the attempt got bytes acknowledged, so the backoff starts over).
     pub(super) fn on_failure(
-        &mut self,
+        &self,
         id: &CaptureId,
         failure: Failure,
         progressed: bool,
@@ -244,24 +270,21 @@ impl Run<'_> {
             Action::Reupload | Action::Retry => {
                 if failure.action() == Action::Reupload {
                     for kind in crate::model::PartKind::ALL {
-                        self.store.reset_upload(id, kind)?;
+                        self.store().reset_upload(id, kind)?;
                     }
                 }
-                self.report.retries += 1;
+                self.report.borrow_mut().retries += 1;
                 // A slow link that keeps making progress is not a failing one: start the
                 // backoff over rather than letting it climb to minutes.
                 if progressed {
-                    self.store.reset_attempts(id)?;
+                    self.store().reset_attempts(id)?;
                 }
-                let attempts = self.store.attempts(id)? + 1;
-                let delay = self
-                    .opts
-                    .backoff
-                    .delay(attempts, failure.retry_after(), &mut self.rng);
-                let next = self.store.clock().now() + delay;
+                let attempts = self.store().attempts(id)? + 1;
+                let delay = self.delay(attempts, failure.retry_after());
+                let next = self.clock.now() + delay;
                 let why = failure.describe();
-                self.store.record_transient(id, next, &why)?;
-                let state = self.store.info(id)?.state;
+                self.store().record_transient(id, next, &why)?;
+                let state = self.store().info(id)?.state;
                 self.changed(id, state, Some(&why), Some(next));
                 Ok(Item::Rescheduled)
             }
@@ -275,31 +298,35 @@ impl Run<'_> {
         sent: &CommitRequest,
         signed: &protocol::SignedReceipt,
     ) -> Result<std::result::Result<Receipt, ReceiptRefusal>> {
-        let Some(root) = self.store.ine_root()? else {
+        let store = self.store();
+        let Some(root) = store.ine_root()? else {
             return Ok(Err(ReceiptRefusal::NoAnchoredKey));
         };
         Ok(protocol::trust::verify_receipt(
             &root,
             signed,
             sent,
-            self.store.device_id(),
+            store.device_id(),
         ))
     }
 
     /// A receipt that is no grounds for deleting anything: the capture keeps every byte and
     /// stays queued (an endpoint without an anchored key, e.g. v1) or is quarantined
     /// `receipt_invalid`; the run reports why.
-    pub(super) fn untrusted(&mut self, id: &CaptureId, refusal: ReceiptRefusal) -> Result<Item> {
+    pub(super) fn untrusted(&self, id: &CaptureId, refusal: ReceiptRefusal) -> Result<Item> {
         tracing::warn!(capture = %id, problem = %refusal.describe(), "receipt not accepted; nothing deleted");
-        self.report.untrusted_receipts += 1;
-        self.report.receipt_problem = Some(refusal.label());
+        {
+            let mut report = self.report.borrow_mut();
+            report.untrusted_receipts += 1;
+            report.receipt_problem = Some(refusal.label());
+        }
         if refusal.keeps_queued() {
-            let attempts = self.store.attempts(id)? + 1;
-            let delay = self.opts.backoff.delay(attempts, None, &mut self.rng);
-            let next = self.store.clock().now() + delay;
+            let attempts = self.store().attempts(id)? + 1;
+            let delay = self.delay(attempts, None);
+            let next = self.clock.now() + delay;
             let why = refusal.describe();
-            self.store.record_transient(id, next, &why)?;
-            let state = self.store.info(id)?.state;
+            self.store().record_transient(id, next, &why)?;
+            let state = self.store().info(id)?.state;
             self.changed(id, state, Some(&why), Some(next));
             return Ok(Item::Rescheduled);
         }

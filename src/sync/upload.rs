@@ -67,14 +67,14 @@ fn upload_expired(expires: Option<&str>, now: time::OffsetDateTime) -> bool {
 /// What the concurrent part uploads of one capture share. The store is borrowed only between
 /// awaits (never across one), so its writes happen one at a time, in the order the answers
 /// arrive, exactly as durably as when the parts went one after another.
-pub(super) struct Lanes<'s, 'c> {
-    store: RefCell<&'s mut Store>,
-    client: &'s Client<'c>,
+pub(super) struct Lanes<'r, 'a> {
+    store: &'r RefCell<&'a mut Store>,
+    client: &'r Client<'a>,
     clock: SharedClock,
     deadline: Instant,
     control: Option<Arc<dyn RunControl>>,
     /// The run's PATCH size (ADR 0018), shared by the lanes.
-    patch_size: Cell<PatchSize>,
+    patch_size: &'r Cell<PatchSize>,
     /// Whether any part got bytes acknowledged in this attempt.
     progressed: Cell<bool>,
     /// The attempt's first failure: the other lanes stop at their next exchange.
@@ -85,22 +85,22 @@ pub(super) struct Lanes<'s, 'c> {
     patch_turns: tokio::sync::Semaphore,
 }
 
-impl<'s, 'c> Lanes<'s, 'c> {
+impl<'r, 'a> Lanes<'r, 'a> {
     pub(super) fn new(
-        store: &'s mut Store,
-        client: &'s Client<'c>,
+        store: &'r RefCell<&'a mut Store>,
+        client: &'r Client<'a>,
         deadline: Instant,
         control: Option<Arc<dyn RunControl>>,
-        patch_size: PatchSize,
+        patch_size: &'r Cell<PatchSize>,
     ) -> Self {
-        let clock = store.clock().clone();
+        let clock = store.borrow().clock().clone();
         Lanes {
-            store: RefCell::new(store),
+            store,
             client,
             clock,
             deadline,
             control,
-            patch_size: Cell::new(patch_size),
+            patch_size,
             progressed: Cell::new(false),
             failure: RefCell::new(None),
             broken: Cell::new(false),
@@ -108,12 +108,12 @@ impl<'s, 'c> Lanes<'s, 'c> {
         }
     }
 
-    /// The PATCH size and whether bytes were acknowledged, once the lanes are done.
-    pub(super) fn finish(self) -> (PatchSize, bool) {
-        (self.patch_size.get(), self.progressed.get())
+    /// Whether bytes were acknowledged in this attempt.
+    pub(super) fn progressed(&self) -> bool {
+        self.progressed.get()
     }
 
-    fn store(&self) -> RefMut<'_, &'s mut Store> {
+    fn store(&self) -> RefMut<'r, &'a mut Store> {
         self.store.borrow_mut()
     }
 
