@@ -1,6 +1,7 @@
 //! The open whose cost does not grow with the queue (issue 16): after a clean close the
 //! whole-database check and the part-file scan are skipped (`src/store/session.rs`), and the
-//! per-state counters of schema 4 that `status` reads stay exact through every change.
+//! per-state counters of schema 4 that `status` reads stay exact through every change. Also
+//! the part digests a sync's first use computes and records together.
 
 mod common;
 
@@ -103,4 +104,53 @@ fn migration_4_counts_the_rows_it_finds_and_the_triggers_keep_them_exact() {
         ]
     );
     let _ = State::Captured; // the states above are the queue's (src/queue.rs)
+}
+
+#[test]
+fn part_digests_are_computed_on_first_use_and_recorded_together_for_later_uses() {
+    let fx = Fixture::new();
+    let mut store = fx.init();
+    let id = store
+        .capture(capture_of("nacional", &clave(720)))
+        .expect("capture");
+    let missing = |conn: &Connection| -> i64 {
+        conn.query_row(
+            "SELECT COUNT(*) FROM parts WHERE capture_id = ?1 AND sha256 IS NULL",
+            [id.to_string()],
+            |r| r.get(0),
+        )
+        .expect("count")
+    };
+    let conn = Connection::open(fx.db_path()).expect("db");
+    // The capture path does not hash: every part waits for its first use.
+    assert_eq!(missing(&conn), 5);
+    let parts = store.parts(&id).expect("parts");
+    assert_eq!(parts.len(), 5);
+    for p in &parts {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut store.part_reader(&id, p).expect("reader"), &mut bytes)
+            .expect("read");
+        assert_eq!(
+            p.sha256,
+            apoyo_sync::wire::crypto::sha256(&bytes),
+            "{:?}",
+            p.kind
+        );
+    }
+    // All five recorded (one transaction), and read back as they were computed.
+    assert_eq!(missing(&conn), 0);
+    let again = store.parts(&id).expect("parts again");
+    let digests = |ps: &[apoyo_sync::testkit::store::PartRecord]| -> Vec<[u8; 32]> {
+        ps.iter().map(|p| p.sha256).collect()
+    };
+    assert_eq!(digests(&again), digests(&parts));
+    // A recorded digest is what later uses read: change it behind the store's back and the
+    // next use reports the recorded one, not a fresh hash.
+    conn.execute(
+        "UPDATE parts SET sha256 = zeroblob(32) WHERE capture_id = ?1",
+        [id.to_string()],
+    )
+    .expect("zero");
+    let zeroed = store.parts(&id).expect("parts zeroed");
+    assert!(zeroed.iter().all(|p| p.sha256 == [0; 32]));
 }

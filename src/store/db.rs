@@ -52,6 +52,20 @@ pub fn with_unflushed_commit<T>(
 ) -> Result<T> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     let result = f(conn);
+    back_to_full(conn, result)
+}
+
+/// [`with_unflushed_commit`] for a transaction whose loss is harmless because what it records
+/// is computed again (a part's digest): the same `NORMAL` level around it, over a shared
+/// connection.
+pub fn with_unflushed<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let result = f(conn);
+    back_to_full(conn, result)
+}
+
+/// Puts `synchronous=FULL` back after an unflushed transaction, whatever it returned.
+fn back_to_full<T>(conn: &Connection, result: Result<T>) -> Result<T> {
     let restored = conn.pragma_update(None, "synchronous", "FULL");
     let value = result?;
     restored?;

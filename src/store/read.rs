@@ -136,7 +136,10 @@ impl Store {
         })
     }
 
-    /// The stored parts of a capture.
+    /// The stored parts of a capture. The digests of parts that have none yet (hashed on
+    /// first use rather than on the capture path: the AEAD tags already detect damage) are
+    /// computed and recorded together, in one transaction that needs no flush of its own: a
+    /// digest lost to a power loss is computed again.
     pub fn parts(&self, id: &CaptureId) -> Result<Vec<PartRecord>> {
         let mut st = self.conn.prepare(
             "SELECT kind, file_offset, ct_len, sha256, upload_url, uploaded_bytes, upload_expires FROM parts WHERE capture_id = ?1",
@@ -145,15 +148,39 @@ impl Store {
             .query_map([id.to_string()], |r| r.try_into())?
             .collect::<rusqlite::Result<_>>()?;
         let mut out = Vec::new();
+        let mut hashed = Vec::new();
         for row in rows {
-            out.push(self.part_record(id, row)?);
+            let (rec, fresh) = self.part_record(id, row)?;
+            if fresh {
+                hashed.push((rec.kind, rec.sha256));
+            }
+            out.push(rec);
+        }
+        if !hashed.is_empty() {
+            self.record_digests(id, &hashed)?;
         }
         out.sort_by_key(|p| p.kind);
         Ok(out)
     }
 
-    /// One `parts` row as a [`PartRecord`], its digest computed and recorded if it has none.
-    fn part_record(&self, id: &CaptureId, row: PartRow) -> Result<PartRecord> {
+    /// Records the digests computed by [`Self::parts`], in one unflushed transaction.
+    fn record_digests(&self, id: &CaptureId, digests: &[(PartKind, [u8; 32])]) -> Result<()> {
+        super::db::with_unflushed(&self.conn, |conn| {
+            let tx = conn.unchecked_transaction()?;
+            for (kind, digest) in digests {
+                tx.execute(
+                    "UPDATE parts SET sha256 = ?3 WHERE capture_id = ?1 AND kind = ?2",
+                    params![id.to_string(), kind.name(), &digest[..]],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// One `parts` row as a [`PartRecord`], and whether its digest was computed now (the row
+    /// had none).
+    fn part_record(&self, id: &CaptureId, row: PartRow) -> Result<(PartRecord, bool)> {
         let (kind, off, len, sha, url, up, expires) = row;
         let kind = PartKind::from_name(&kind).ok_or_else(|| Error::integrity("part kind"))?;
         let bad = || Error::integrity(format!("{} part (offset or length)", kind.name()));
@@ -166,22 +193,14 @@ impl Store {
             upload_expires: expires,
             uploaded_bytes: u64::try_from(up).unwrap_or(0),
         };
+        let fresh = sha.is_none();
         rec.sha256 = match sha {
             Some(sha) => sha
                 .try_into()
                 .map_err(|_| Error::integrity("part digest"))?,
-            // Hashed on first use rather than on the capture path (the AEAD tags already
-            // detect damage); recorded so it is computed once.
-            None => {
-                let digest = self.hash_part(id, &rec)?;
-                self.conn.execute(
-                    "UPDATE parts SET sha256 = ?3 WHERE capture_id = ?1 AND kind = ?2",
-                    params![id.to_string(), kind.name(), &digest[..]],
-                )?;
-                digest
-            }
+            None => self.hash_part(id, &rec)?,
         };
-        Ok(rec)
+        Ok((rec, fresh))
     }
 
     fn hash_part(&self, id: &CaptureId, part: &PartRecord) -> Result<[u8; 32]> {
