@@ -3,7 +3,7 @@
 //! | pragma | value | why |
 //! |---|---|---|
 //! | `journal_mode` | `WAL` | one fsync per commit; readers never block the writer |
-//! | `synchronous` | `FULL` | in WAL mode `NORMAL` can roll back a commit that already returned, after a power loss; only the transaction that indexes a new capture runs with `NORMAL`, because its part file is already durable and rebuilds it (ADR 0013, [`with_unflushed_commit`]) |
+//! | `synchronous` | `FULL` | in WAL mode `NORMAL` can roll back a commit that already returned, after a power loss; only transactions whose loss a later step rebuilds run with `NORMAL`: the one that indexes a new capture (its part file is already durable and rebuilds it), a part's upload URL and acknowledged offset (the endpoint's offset is the truth), a part's digest (computed again) — ADR 0013 and its amendment, [`with_unflushed_commit`] |
 //! | `fullfsync`, `checkpoint_fullfsync` | `ON` | on Apple platforms a plain fsync does not flush the drive cache (no-op elsewhere) |
 //! | `secure_delete` | `ON` | deleted rows (key wraps, receipts) are overwritten, not left in free pages |
 //! | `foreign_keys` | `ON` | a part or key wrap can't outlive its capture row |
@@ -41,9 +41,11 @@ pub fn apply_pragmas(conn: &Connection) -> Result<()> {
 /// Runs `f`, whose transaction must not need its own flush, with `synchronous=NORMAL`, and
 /// puts `FULL` back afterwards, whatever `f` returned.
 ///
-/// Only for the transaction that indexes a new capture: its part file, trailer included, is
-/// durable before the commit, so a power loss that rolls the commit back loses nothing
-/// (`Store::open` rebuilds the rows from the file). In WAL mode the WAL is append-only, so the
+/// Only for a transaction whose loss a later step rebuilds: the one that indexes a new capture
+/// (its part file, trailer included, is durable before the commit, so a power loss that rolls
+/// the commit back loses nothing: `Store::open` rebuilds the rows from the file), and a part's
+/// upload URL or acknowledged offset (lost, the upload is created again or asked where it
+/// stands; ADR 0013, amendment). In WAL mode the WAL is append-only, so the
 /// next `FULL` commit flushes this one's frames too, and a later state change can never reach
 /// the disk without it. (The level cannot change inside a transaction, hence around it.)
 pub fn with_unflushed_commit<T>(

@@ -224,26 +224,34 @@ impl Store {
         expires: Option<&str>,
     ) -> Result<()> {
         let now = self.now_text()?;
-        let tx = self.conn_mut().transaction()?;
-        tx.execute(
-            "UPDATE parts SET upload_url = ?3, upload_expires = ?4, uploaded_bytes = 0 WHERE capture_id = ?1 AND kind = ?2",
-            params![id.to_string(), kind.name(), url, expires],
-        )?;
-        tx.execute(
-            "UPDATE captures SET state = 'uploading', updated_at = ?2 WHERE id = ?1 AND state = 'captured'",
-            params![id.to_string(), now],
-        )?;
-        tx.commit()?;
-        Ok(())
+        // Unflushed (ADR 0013, amendment): lost to a power loss, the upload is created again;
+        // the next flushed commit (any state change) flushes it too.
+        super::db::with_unflushed_commit(self.conn_mut(), |conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "UPDATE parts SET upload_url = ?3, upload_expires = ?4, uploaded_bytes = 0 WHERE capture_id = ?1 AND kind = ?2",
+                params![id.to_string(), kind.name(), url, expires],
+            )?;
+            tx.execute(
+                "UPDATE captures SET state = 'uploading', updated_at = ?2 WHERE id = ?1 AND state = 'captured'",
+                params![id.to_string(), now],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
     }
 
-    /// Records the offset the server acknowledged for a part.
+    /// Records the offset the server acknowledged for a part. Unflushed (ADR 0013,
+    /// amendment): the endpoint's offset is the truth (a known upload is asked where it
+    /// stands before the next PATCH), so an offset lost to a power loss costs one question.
     pub fn set_uploaded(&mut self, id: &CaptureId, kind: PartKind, offset: u64) -> Result<()> {
-        self.conn().execute(
-            "UPDATE parts SET uploaded_bytes = ?3 WHERE capture_id = ?1 AND kind = ?2",
-            params![id.to_string(), kind.name(), offset as i64],
-        )?;
-        Ok(())
+        super::db::with_unflushed_commit(self.conn_mut(), |conn| {
+            conn.execute(
+                "UPDATE parts SET uploaded_bytes = ?3 WHERE capture_id = ?1 AND kind = ?2",
+                params![id.to_string(), kind.name(), offset as i64],
+            )?;
+            Ok(())
+        })
     }
 
     /// Forgets a part's upload (expired or lost on the server): it will be uploaded again.
