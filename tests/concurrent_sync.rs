@@ -1,6 +1,7 @@
 //! A sync run keeps several requests in flight (ADR 0022): a capture's five parts upload at
-//! once, and its commit then goes beside the next capture's uploads, its answer settled (the
-//! capture purged) the moment it arrives, while those uploads are still in flight. Against the real reference endpoint on loopback, through a
+//! once, the next capture's creations beside them, and its commit then goes beside the next
+//! capture's uploads, its answer settled (the capture purged) the moment it arrives, while
+//! those uploads are still in flight. Against the real reference endpoint on loopback, through a
 //! transport that holds every request a fixed time before sending it and counts what is in
 //! flight at once (no timing is asserted, only counts). Also: a cancel and a cut connection
 //! while several uploads are in flight, after a first commit, lose nothing and count nothing
@@ -8,13 +9,13 @@
 
 mod engine_support;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use apoyo_sync::testkit::sync::transport::{
-    Method, Request, SendFuture, Transport, TransportError,
+    Method, Request, Response, SendFuture, Transport, TransportError,
 };
 use apoyo_sync::testkit::sync::{HttpTransport, TlsConfig};
 use apoyo_sync::{Engine, EngineOptions, Event, Hold, Listener, State, StopReason};
@@ -207,9 +208,10 @@ fn a_run_uploads_a_captures_parts_at_once_and_settles_its_commit_beside_the_next
     assert_eq!((r.pending, r.stopped), (0, StopReason::Drained), "{r:?}");
     assert_eq!(r.committed, CAPTURES as u64);
     let max = t.max_in_flight.load(Ordering::SeqCst);
-    // A capture's five parts (their creations share a round trip) and the previous capture's
-    // commit; never more, and never more than four (small) PATCH bodies.
-    assert_eq!(max, 6, "requests in flight at once: {max}");
+    // Two captures' five parts at once (their creations share a round trip: the second
+    // capture's wait only for its PATCHes); never more, and never more than four (small)
+    // PATCH bodies.
+    assert_eq!(max, 10, "requests in flight at once: {max}");
     let patches = t.max_patches.load(Ordering::SeqCst);
     // Two at first; four small ones once they come back promptly (loopback).
     assert!(
@@ -269,4 +271,124 @@ fn a_cut_connection_with_several_requests_in_flight_loses_nothing_and_counts_not
         "the cut exchanges were retried: {first:?}"
     );
     assert_exactly_once(&env, &e);
+}
+
+/// Which capture each upload belongs to, how many of each capture's parts the endpoint holds
+/// whole, and, at each capture's first PATCH, how many the capture before it held.
+#[derive(Default)]
+struct Ledger {
+    /// Upload path → (capture, length).
+    uploads: HashMap<String, (String, u64)>,
+    /// Captures in the order their first upload was created.
+    order: Vec<String>,
+    complete: HashMap<String, usize>,
+    /// (capture, parts of the capture before it held whole) at its first PATCH.
+    first_patch: Vec<(String, usize)>,
+}
+
+/// Keeps a [`Ledger`] of the exchanges it passes to the real endpoint.
+struct Recording {
+    inner: HttpTransport,
+    ledger: Mutex<Ledger>,
+}
+
+impl Recording {
+    fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn before_send(&self, req: &Request) {
+        if req.method != Method::Patch {
+            return;
+        }
+        let mut l = self.ledger.lock().unwrap();
+        let Some((capture, _)) = l.uploads.get(&req.path).cloned() else {
+            return;
+        };
+        if l.first_patch.iter().any(|(c, _)| *c == capture) {
+            return;
+        }
+        let at = l.order.iter().position(|c| *c == capture).unwrap();
+        let before = at
+            .checked_sub(1)
+            .map_or(5, |i| l.complete.get(&l.order[i]).copied().unwrap_or(0));
+        l.first_patch.push((capture, before));
+    }
+
+    fn after_answer(&self, req: &Request, resp: &Response) {
+        let mut l = self.ledger.lock().unwrap();
+        match req.method {
+            Method::Post if resp.status == 201 && req.path == "/v1/uploads" => {
+                let meta = Self::header(&req.headers, "upload-metadata").unwrap_or_default();
+                let capture = meta.split(',').next().unwrap_or_default().to_string();
+                let length = Self::header(&req.headers, "upload-length").unwrap_or("0");
+                let location = Self::header(&resp.headers, "location").unwrap_or_default();
+                let path = &location[location.find("/v1/uploads/").unwrap()..];
+                if !l.order.contains(&capture) {
+                    l.order.push(capture.clone());
+                }
+                l.uploads
+                    .insert(path.to_string(), (capture, length.parse().unwrap()));
+            }
+            Method::Patch => {
+                let offset = Self::header(&resp.headers, "upload-offset")
+                    .and_then(|o| o.parse::<u64>().ok());
+                if let Some((capture, length)) = l.uploads.get(&req.path).cloned()
+                    && offset == Some(length)
+                {
+                    *l.complete.entry(capture).or_default() += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Transport for Recording {
+    fn send(&self, req: Request, limit: usize) -> SendFuture<'_> {
+        Box::pin(async move {
+            // Every exchange takes a while, as on a real link, so the lanes overlap; a PATCH
+            // longer (it carries the bytes), so the next capture's creations are answered
+            // while the previous capture's PATCHes are still waiting for turns.
+            let ms = if req.method == Method::Patch { 60 } else { 20 };
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            self.before_send(&req);
+            let resp = self.inner.send(req.clone(), limit).await?;
+            self.after_answer(&req, &resp);
+            Ok(resp)
+        })
+    }
+}
+
+#[test]
+fn the_next_captures_patches_wait_until_the_previous_one_cannot_use_every_turn() {
+    let env = start();
+    let t = Arc::new(Recording {
+        inner: HttpTransport::new(&env.url, &TlsConfig::default()).expect("transport"),
+        ledger: Mutex::new(Ledger::default()),
+    });
+    let opts = EngineOptions {
+        transport: Some(t.clone()),
+        ..fast()
+    };
+    let e = env.activated("phone", opts);
+    for i in 0..CAPTURES {
+        e.capture(capture("revocacion-2022", 300 + i, 40)).unwrap();
+    }
+    let r = e.sync(Some(Duration::from_secs(60))).unwrap();
+    assert_eq!((r.pending, r.committed), (0, CAPTURES as u64), "{r:?}");
+    let l = t.ledger.lock().unwrap();
+    assert_eq!(l.order.len(), CAPTURES);
+    assert_eq!(l.first_patch.len(), CAPTURES);
+    for (capture, before) in &l.first_patch {
+        // The tail opens once fewer lanes than PATCH turns (at most four) are left running:
+        // at least two of the previous capture's five parts are then held whole.
+        assert!(
+            *before >= 2,
+            "a capture's first PATCH went while the capture before it held {before} parts whole: {capture}"
+        );
+    }
 }

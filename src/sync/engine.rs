@@ -125,6 +125,8 @@ pub(super) struct Run<'a> {
     pub(super) report: RefCell<SyncReport>,
     /// The size of the next PATCH (ADR 0018).
     pub(super) patch_size: Cell<super::patch_size::PatchSize>,
+    /// Turns for PATCHes, shared by the captures uploading at once (ADR 0022).
+    pub(super) patch_turns: tokio::sync::Semaphore,
 }
 
 /// Below this much remaining budget no new exchange is started.
@@ -180,6 +182,7 @@ pub async fn run(
         rng: RefCell::new(rng),
         report: RefCell::new(report),
         patch_size: Default::default(),
+        patch_turns: tokio::sync::Semaphore::new(super::upload::PATCHES_AT_ONCE),
     };
     run.refresh_catalog().await?;
     run.drain().await?;

@@ -30,6 +30,7 @@ pub mod patch_size;
 pub mod pinning;
 mod pipeline;
 pub mod retry;
+mod tail;
 #[cfg(feature = "testkit")]
 pub mod test_bugs;
 pub mod transport;

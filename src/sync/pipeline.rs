@@ -1,24 +1,36 @@
-//! The order of a sync run's exchanges (ADR 0022). The due captures are taken oldest first,
-//! as before; a capture's five parts upload at once ([`super::upload::Lanes`]); its commit
-//! then goes while the next capture's parts upload — two stages at once, so neither the
-//! commit's round trip nor the endpoint's work on it leaves the link idle. A commit's answer
-//! is settled (checked, recorded, the capture purged, or rescheduled or quarantined) the
-//! moment it arrives, judged on the budget and holds of that moment, while the uploads go on;
-//! each answer is recorded by this one task, one store write at a time and as durably as
-//! before, and a commit is signed just before it leaves. Under a metered allowance
-//! ([`super::control::RunControl::one_at_a_time`]) the stages take turns. A hold (cancel,
-//! network policy) or the budget stops the run before its next exchange: a capture whose
-//! parts are all uploaded but whose commit was not sent stays `uploading` and commits in the
-//! next run.
+//! The order of a sync run's exchanges (ADR 0022 and its amendment). The due captures are
+//! taken oldest first, two at a time ([`CAPTURES_AT_ONCE`]): a capture's five parts upload at
+//! once ([`super::upload::Lanes`]), then its commit goes; the next capture's creations and
+//! offset checks go at once, and its PATCHes as soon as the previous capture can no longer use
+//! every PATCH turn ([`super::tail`]), so neither a commit's round trip nor the endpoint's work
+//! on it, nor a capture's last PATCH, leaves the link idle. Each capture's answers are settled
+//! (receipt checked and recorded, the capture purged; or rescheduled or quarantined) the
+//! moment they arrive, judged on the budget and holds of that moment, while the other
+//! capture's exchanges go on; each is recorded by this one task, one store write at a time and
+//! as durably as before, and a commit is signed just before it leaves. Under a metered
+//! allowance ([`super::control::RunControl::one_at_a_time`]) one capture goes at a time, its
+//! exchanges one by one. A hold (cancel, network policy) or the budget starts no other
+//! capture and stops the ones under way before their next exchange: a capture whose parts
+//! are all uploaded but whose commit was not sent stays `uploading` and commits in the next
+//! run.
+
+use std::rc::Rc;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 
 use super::client::Failure;
 use super::engine::{Item, MIN_EXCHANGE_TIME, Run, StopReason};
+use super::tail::Tail;
 use super::upload::Lanes;
 use crate::error::{Error, Result};
 use crate::model::CaptureId;
 use crate::protocol::{self, CommitPart, CommitRequest, SignedCommit, SignedReceipt};
 use crate::queue::State;
 use crate::store::PartRecord;
+
+/// Captures delivered at once: one's commit beside the next one's uploads.
+const CAPTURES_AT_ONCE: usize = 2;
 
 /// A capture whose parts the endpoint holds: its commit goes next.
 pub(super) struct Ready {
@@ -67,33 +79,71 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Delivers `due` in order, in two stages at once: the commit of the capture whose parts
-    /// the endpoint holds, and the upload of the next one's parts. Each stage settles its own
-    /// answers as they arrive; the next step starts when both are done.
+    /// Delivers `due` in queue order, [`CAPTURES_AT_ONCE`] captures at a time: each one's
+    /// parts upload, then its commit goes and is settled. The next capture's creations and
+    /// offset checks go at once, its PATCHes once the previous capture can no longer use every
+    /// turn ([`super::tail`]), so one capture's commit flies beside the next one's uploads.
+    /// A stop decided by one capture starts no other; the ones under way end their exchange in
+    /// flight (their lanes check budget and holds before each exchange).
     async fn through(&self, due: Vec<CaptureId>) -> Result<Option<StopReason>> {
-        let mut ready: Option<Ready> = None;
+        let width = if self.one_at_a_time() {
+            1
+        } else {
+            CAPTURES_AT_ONCE
+        };
         let mut due = due.into_iter();
+        let mut flows = FuturesUnordered::new();
+        let mut before: Option<Rc<Tail>> = None;
+        let (mut stop, mut error) = (None, None);
         loop {
-            if let Some(stop) = self.stop_now() {
-                return Ok(Some(stop));
+            while stop.is_none() && error.is_none() && flows.len() < width {
+                if let Some(s) = self.stop_now() {
+                    stop = Some(s);
+                    break;
+                }
+                let Some(id) = due.next() else { break };
+                let tail = Rc::new(Tail::default());
+                let after = if width > 1 {
+                    before.replace(tail.clone())
+                } else {
+                    None
+                };
+                flows.push(self.deliver(id, after, tail));
             }
-            let next = if ready.is_some() && self.one_at_a_time() {
-                None
-            } else {
-                due.next()
-            };
-            if next.is_none() && ready.is_none() {
-                return Ok(None);
+            let Some(out) = flows.next().await else { break };
+            match out {
+                Ok(s) => stop = stop.or(s),
+                Err(e) => error = error.or(Some(e)),
             }
-            let (committed, uploaded) =
-                futures_util::join!(self.commit(ready.take()), self.upload(next));
-            let stop = committed?;
-            let (upload_stop, now_ready) = uploaded?;
-            if let Some(stop) = stop.or(upload_stop) {
-                return Ok(Some(stop));
-            }
-            ready = now_ready;
         }
+        match error {
+            Some(e) => Err(e),
+            None => Ok(stop),
+        }
+    }
+
+    /// One capture: its parts (after `after`'s hand-over), then, unless the run must stop,
+    /// its commit. Returns why the run stops, if it must.
+    async fn deliver(
+        &self,
+        id: CaptureId,
+        after: Option<Rc<Tail>>,
+        tail: Rc<Tail>,
+    ) -> Result<Option<StopReason>> {
+        let uploaded = self.upload(id, after, tail.clone()).await;
+        tail.open();
+        let (stop, ready) = uploaded?;
+        if stop.is_some() {
+            return Ok(stop);
+        }
+        let Some(ready) = ready else {
+            return Ok(None);
+        };
+        if let Some(stop) = self.stop_now() {
+            // Uploaded but not committed: stays `uploading`, commits in the next run.
+            return Ok(Some(stop));
+        }
+        self.commit(ready).await
     }
 
     /// Whether the run's exchanges must go one at a time (a metered allowance).
@@ -106,10 +156,7 @@ impl<'a> Run<'a> {
 
     /// Signs and sends `ready`'s commit, then settles its answer at once. Returns why the run
     /// stops, if it must.
-    async fn commit(&self, ready: Option<Ready>) -> Result<Option<StopReason>> {
-        let Some(r) = ready else {
-            return Ok(None);
-        };
+    async fn commit(&self, r: Ready) -> Result<Option<StopReason>> {
         let (msg, signed) = match self.sign(&r) {
             Ok(s) => s,
             Err(e) => {
@@ -126,12 +173,14 @@ impl<'a> Run<'a> {
         self.tally(item)
     }
 
-    /// Uploads `next`'s parts (all at once) and settles a failure at once. Returns why the
+    /// Uploads `id`'s parts (all at once) and settles a failure at once. Returns why the
     /// run stops, if it must, and the capture if the endpoint now holds all its parts.
-    async fn upload(&self, next: Option<CaptureId>) -> Result<(Option<StopReason>, Option<Ready>)> {
-        let Some(id) = next else {
-            return Ok((None, None));
-        };
+    async fn upload(
+        &self,
+        id: CaptureId,
+        after: Option<Rc<Tail>>,
+        tail: Rc<Tail>,
+    ) -> Result<(Option<StopReason>, Option<Ready>)> {
         let parts = match self.begin(&id) {
             Ok(parts) => parts,
             Err(e) => {
@@ -139,13 +188,7 @@ impl<'a> Run<'a> {
                 return Ok((self.tally(item)?, None));
             }
         };
-        let lanes = Lanes::new(
-            &self.store,
-            &self.client,
-            self.deadline,
-            self.opts.control.clone(),
-            &self.patch_size,
-        );
+        let lanes = Lanes::new(self, after, tail);
         let out = lanes.upload_all(&id, &parts).await;
         let progressed = lanes.progressed();
         let out = match out {

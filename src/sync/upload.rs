@@ -10,6 +10,7 @@
 
 use std::cell::{Cell, RefCell, RefMut};
 use std::io::{Read, Seek, SeekFrom};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,8 +18,9 @@ use futures_util::StreamExt;
 
 use super::client::{Client, Failure, Outcome, PatchResult};
 use super::control::{Hold, RunControl};
-use super::engine::MIN_EXCHANGE_TIME;
+use super::engine::{MIN_EXCHANGE_TIME, Run};
 use super::patch_size::PatchSize;
+use super::tail::Tail;
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
 use crate::model::CaptureId;
@@ -81,30 +83,44 @@ pub(super) struct Lanes<'r, 'a> {
     failure: RefCell<Option<Failure>>,
     /// A lane met a local error: the others stop too.
     broken: Cell<bool>,
-    /// Turns for PATCHes ([`PATCHES_AT_ONCE`]).
-    patch_turns: tokio::sync::Semaphore,
+    /// Turns for PATCHes ([`PATCHES_AT_ONCE`]), shared by every capture the run uploads.
+    patch_turns: &'r tokio::sync::Semaphore,
+    /// The previous capture's hand-over: this capture's PATCHes wait for it
+    /// ([`super::tail`]).
+    after: Option<Rc<Tail>>,
+    /// This capture's hand-over to the next one.
+    tail: Rc<Tail>,
+    /// Lanes still running.
+    running: Cell<usize>,
 }
 
 impl<'r, 'a> Lanes<'r, 'a> {
-    pub(super) fn new(
-        store: &'r RefCell<&'a mut Store>,
-        client: &'r Client<'a>,
-        deadline: Instant,
-        control: Option<Arc<dyn RunControl>>,
-        patch_size: &'r Cell<PatchSize>,
-    ) -> Self {
-        let clock = store.borrow().clock().clone();
+    /// The lanes of one capture in `run`, after the capture whose hand-over is `after`.
+    pub(super) fn new(run: &'r Run<'a>, after: Option<Rc<Tail>>, tail: Rc<Tail>) -> Self {
         Lanes {
-            store,
-            client,
-            clock,
-            deadline,
-            control,
-            patch_size,
+            store: &run.store,
+            client: &run.client,
+            clock: run.clock.clone(),
+            deadline: run.deadline,
+            control: run.opts.control.clone(),
+            patch_size: &run.patch_size,
             progressed: Cell::new(false),
             failure: RefCell::new(None),
             broken: Cell::new(false),
-            patch_turns: tokio::sync::Semaphore::new(PATCHES_AT_ONCE),
+            patch_turns: &run.patch_turns,
+            after,
+            tail,
+            running: Cell::new(0),
+        }
+    }
+
+    /// A lane ended: once the others can no longer use every PATCH turn, the next capture's
+    /// PATCHes may go.
+    fn lane_ended(&self) {
+        let left = self.running.get().saturating_sub(1);
+        self.running.set(left);
+        if left < self.patch_size.get().at_once() {
+            self.tail.open();
         }
     }
 
@@ -164,6 +180,7 @@ impl<'r, 'a> Lanes<'r, 'a> {
                 Err(_) => self.broken.set(true),
                 Ok(Ok(_)) => {}
             }
+            self.lane_ended();
             (i, r)
         });
         let width = if self.one_at_a_time() {
@@ -171,10 +188,12 @@ impl<'r, 'a> Lanes<'r, 'a> {
         } else {
             parts.len().max(1)
         };
+        self.running.set(parts.len());
         let mut done: Vec<(usize, Result<Outcome<String>>)> = futures_util::stream::iter(lanes)
             .buffer_unordered(width)
             .collect()
             .await;
+        self.tail.open();
         done.sort_by_key(|(i, _)| *i);
         let mut list = Vec::with_capacity(parts.len());
         for ((_, r), part) in done.into_iter().zip(parts) {
@@ -314,6 +333,11 @@ impl<'r, 'a> Lanes<'r, 'a> {
         mut offset: u64,
     ) -> Result<Pass> {
         let mut reader = self.store().part_reader(id, part)?;
+        if let Some(after) = &self.after
+            && offset < part.ct_len
+        {
+            after.wait().await;
+        }
         while offset < part.ct_len {
             // Wait for a turn first: the checks below then see the time it took. A PATCH
             // takes two of the four turns while only two may fly.
