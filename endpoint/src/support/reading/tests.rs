@@ -230,3 +230,62 @@ fn without_an_opener_only_the_digest_is_checked() {
     let found = read_part(&part.blobs, &a, None, &mut Vec::new()).unwrap();
     assert_eq!(found, PartBytes::Differ);
 }
+
+/// Benchmark, run by hand: the commit's read of one ≈2 MB part with a kept digest (decrypt
+/// only) against the same part without one (hash while decrypting), alternated in one run;
+/// prints the medians and their ratio. `cargo test --release -p apoyo-endpoint --lib
+/// bench_kept_digest -- --ignored --nocapture`.
+#[test]
+#[ignore = "a benchmark, run by hand"]
+fn bench_kept_digest_vs_hash_while_decrypting() {
+    const PLAIN: usize = 2_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = FolderBlobs::open(dir.path(), false).unwrap();
+    let key = random_key().unwrap();
+    let plain: Vec<u8> = (0..PLAIN).map(|i| (i * 31 % 251) as u8).collect();
+    let mut sealed = Vec::new();
+    PartSealer::new(&key, &CAPTURE, PartKind::Selfie)
+        .unwrap()
+        .seal_to(&plain, &mut sealed)
+        .unwrap();
+    blobs.create_upload(UPLOAD).unwrap();
+    blobs.write_upload(UPLOAD, 0, &sealed).unwrap();
+    let digest = sha256(&sealed);
+    let available = |kept: bool| Available {
+        kind: PartKind::Selfie,
+        upload: UPLOAD.into(),
+        length: sealed.len() as u64,
+        declared_length: sealed.len() as u64,
+        declared_sha256: digest,
+        stored_sha256: kept.then_some(digest),
+    };
+    let (kept, not_kept) = (available(true), available(false));
+    let time = |a: &Available| {
+        let opener = PartOpener::new(&key, &CAPTURE, PartKind::Selfie).unwrap();
+        let start = std::time::Instant::now();
+        let found = read_part(&blobs, a, Some(opener), &mut Vec::new()).unwrap();
+        assert!(matches!(
+            found,
+            PartBytes::Held {
+                authentic: true,
+                ..
+            }
+        ));
+        start.elapsed().as_secs_f64() * 1e3
+    };
+    let (mut fast, mut full) = (Vec::new(), Vec::new());
+    for _ in 0..61 {
+        fast.push(time(&kept));
+        full.push(time(&not_kept));
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (fast, full) = (median(&mut fast), median(&mut full));
+    println!(
+        "commit read of a {} B part: kept digest {fast:.3} ms, hash while decrypting {full:.3} ms, ratio {:.3}",
+        sealed.len(),
+        fast / full
+    );
+}
