@@ -284,7 +284,8 @@ fn bench_kept_digest_vs_hash_while_decrypting() {
     };
     let (fast, full) = (median(&mut fast), median(&mut full));
     println!(
-        "commit read of a {} B part: kept digest {fast:.3} ms, hash while decrypting {full:.3} ms, ratio {:.3}",
+        "commit read of a {} B part: kept digest {fast:.3} ms, hash while decrypting \
+         {full:.3} ms, ratio {:.3}",
         sealed.len(),
         fast / full
     );
