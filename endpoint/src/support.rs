@@ -5,8 +5,9 @@
 //!   the uploads the commit names, the stored answer (step 1: a replay is answered here), the
 //!   device's refused-commit budget (`limit`: past it, `429 rate_limited` before any part is
 //!   read), then the rows' availability (step 2's `upload_missing`);
-//! - **content** (`content`, on a blocking thread without the database): one pass over each
-//!   part's bytes computes its SHA-256 and authenticates it (steps 2-5);
+//! - **content** (`content`, on a blocking thread without the database): each part's bytes are
+//!   decrypted, and hashed in the same pass when the upload kept no digest, or in a second,
+//!   classifying pass when the bytes of a kept digest do not decrypt (`reading`; steps 2-5);
 //! - **decision** (`decision`, one short transaction): steps 1 and 6-8 below, after checking
 //!   again that the uploads read are still the same complete uploads.
 //!
@@ -47,8 +48,8 @@
 //! the same answer.
 //!
 //! Each phase and step lives in its own module: `prepare` (the read phase), `parts` (step 2 on
-//! the rows), `content` (steps 2-5 on the bytes), `decision` (the transaction, steps 1 and 6),
-//! `record` (step 7), `receipt` (step 8), `limit` (the budget).
+//! the rows), `content` (steps 2-5 on the bytes; `reading` reads one part), `decision` (the
+//! transaction, steps 1 and 6), `record` (step 7), `receipt` (step 8), `limit` (the budget).
 
 mod content;
 mod decision;
@@ -56,6 +57,7 @@ mod gate;
 mod limit;
 mod parts;
 mod prepare;
+mod reading;
 mod receipt;
 mod record;
 

@@ -1,29 +1,31 @@
 //! The content phase of deciding a commit, on a blocking thread and outside the database
 //! (ADR 0020): steps 2-5 on the parts' bytes. First, before any byte is read, a part whose
 //! row contradicts the commit — another length, or another SHA-256 than the one the endpoint
-//! kept while the upload was written (ADR 0021) — is `part_mismatch`. Then one pass over each part, in kind order, computes
-//! its SHA-256 while authenticating it: a part whose length or digest is not the declared one
-//! is `part_mismatch` and one whose bytes are gone `upload_missing` (neither recorded; both
-//! counted against the device's budget), whatever its decryption gave, since a verdict on
-//! bytes other than the declared ones must never be recorded. Then the verdict on the content:
-//! the sealed key opens with the ring's seal key named by `seal_key_id` and the device's key,
-//! every part authenticates (else `undecryptable`), the manifest agrees with the commit (else
-//! `manifest_mismatch`), and the process rules hold; on success, the duplicate key of step 6:
-//! an HMAC of (process, clave de elector).
-
-use std::io::{self, Read};
+//! kept while the upload was written (ADR 0021) — is `part_mismatch`. Then each part is read
+//! in kind order (`reading`): when its row kept the declared digest, its bytes are only
+//! decrypted — under ChaCha20-Poly1305/STREAM bytes that decrypt are the ones the device
+//! sealed — and hashed only if that fails, to tell bytes changed on disk from bytes that do not
+//! decrypt; without a kept digest, one pass hashes them while decrypting them (ADR 0021,
+//! amendment). A part whose digest is not the declared one is `part_mismatch` and one whose
+//! bytes are gone `upload_missing` (neither recorded; both counted against the device's
+//! budget), whatever its decryption gave, since a verdict on bytes other than the declared
+//! ones must never be recorded. Then the verdict on the content: the sealed key opens with the
+//! ring's seal key named by `seal_key_id` and the device's key, every part authenticates (else
+//! `undecryptable`), the manifest agrees with the commit (else `manifest_mismatch`), and the
+//! process rules hold; on success, the duplicate key of step 6: an HMAC of (process, clave de
+//! elector).
 
 use apoyo_sync::wire::Manifest;
 use apoyo_sync::wire::crypto::open_from_device;
 use apoyo_sync::wire::crypto::{self, PartOpener};
 use apoyo_sync::wire::{CommitRequest, Reason, limits};
 use apoyo_sync::{PartKind, wire::validate};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 use super::Job;
 use super::parts::{Available, HeldPart};
+use super::reading::{PartBytes, read_part};
 use crate::error::ApiError;
 use crate::state::Inner;
 
@@ -77,12 +79,11 @@ pub(super) fn check(
             (Some(dk), None) => Some(PartOpener::new(dk, id, a.kind)?),
             _ => None,
         };
-        let Some((sha256, authentic)) = read_part(inner, a, opener, &mut manifest)? else {
-            return Ok(Outcome::Refused(gone(a.kind)));
+        let (sha256, authentic) = match read_part(inner.blobs.as_ref(), a, opener, &mut manifest)? {
+            PartBytes::Held { sha256, authentic } => (sha256, authentic),
+            PartBytes::Differ => return Ok(Outcome::Refused(mismatch(a.kind))),
+            PartBytes::Gone => return Ok(Outcome::Refused(gone(a.kind))),
         };
-        if sha256 != a.declared_sha256 {
-            return Ok(Outcome::Refused(mismatch(a.kind)));
-        }
         if !authentic {
             failure.get_or_insert_with(|| format!("the {} part does not decrypt", a.kind.name()));
         }
@@ -108,7 +109,7 @@ pub(super) fn check(
 }
 
 /// The first part whose row already contradicts the commit (length, or the kept digest): no
-/// byte needs reading to refuse it. The bytes are still hashed for every other commit.
+/// byte needs reading to refuse it. A kept digest that agrees lets `reading` only decrypt.
 fn contradicted(available: &[Available]) -> Option<&Available> {
     available.iter().find(|a| {
         a.length != a.declared_length
@@ -129,83 +130,6 @@ fn gone(kind: PartKind) -> ApiError {
         Reason::UploadMissing,
         format!("the {} part's bytes are gone", kind.name()),
     )
-}
-
-/// One pass over a part's bytes: its SHA-256 and, with an opener, whether it authenticates
-/// (the manifest's plaintext goes to `manifest`, images' nowhere). `None` when the bytes its
-/// row promises are not on disk (the device must upload them again).
-fn read_part(
-    inner: &Inner,
-    a: &Available,
-    opener: Option<PartOpener>,
-    manifest: &mut Vec<u8>,
-) -> Result<Option<([u8; 32], bool)>, ApiError> {
-    let Some(mut opener) = opener else {
-        // Nothing to authenticate (the verdict is already `undecryptable`): the digest only.
-        return match inner.blobs.digest_upload(&a.upload, a.length) {
-            Ok(d) => Ok(d.map(|d| (d, false))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
-        };
-    };
-    let file = match inner.blobs.read_upload(&a.upload, a.length) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let mut input = Hashing {
-        inner: file,
-        hasher: Sha256::new(),
-        seen: 0,
-        error: None,
-    };
-    let opened = if a.kind == PartKind::Manifest {
-        opener.open_to(a.length, &mut input, manifest)
-    } else {
-        opener.open_to(a.length, &mut input, &mut io::sink())
-    };
-    let authentic = match opened {
-        Ok(_) => true,
-        Err(apoyo_sync::Error::Io(e)) => return Err(e.into()),
-        Err(_) => false,
-    };
-    // A part that failed early is still hashed to its end: `part_mismatch` comes first.
-    if let Err(e) = io::copy(&mut input, &mut io::sink()) {
-        input.error.get_or_insert(e);
-    }
-    match input.error {
-        Some(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Some(e) => Err(e.into()),
-        None if input.seen != a.length => Ok(None),
-        None => Ok(Some((input.hasher.finalize().into(), authentic))),
-    }
-}
-
-/// A reader that hashes what passes through it and keeps the first read error (the part
-/// opener turns any read error into an integrity failure).
-struct Hashing<R> {
-    inner: R,
-    hasher: Sha256,
-    seen: u64,
-    error: Option<io::Error>,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.inner.read(buf) {
-            Ok(n) => {
-                self.hasher.update(&buf[..n]);
-                self.seen += n as u64;
-                Ok(n)
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
-            Err(e) => {
-                let copy = io::Error::new(e.kind(), e.to_string());
-                self.error.get_or_insert(e);
-                Err(copy)
-            }
-        }
-    }
 }
 
 /// Steps 4-5 on the decrypted manifest; on success the duplicate key.

@@ -2,10 +2,12 @@
 //! as sha2's serialized state in the upload's row beside the offset, so that the next PATCH,
 //! on this replica or another, continues it; the PATCH that completes the upload stores the
 //! final digest instead. The commit compares it with the declared digest before reading any
-//! byte (a contradicting commit is refused at once); it still hashes the bytes in the same pass
-//! that decrypts them, so a byte changed on disk after the upload is `part_mismatch`, not a
-//! recorded `undecryptable` (ADR 0021: three SHA-256 passes over each byte in all — the PATCH's
-//! checksum, this running digest, the commit's — against two before).
+//! byte (a contradicting commit is refused at once); when they agree the commit only decrypts
+//! the bytes (the AEAD authenticates them) and hashes them again only when decryption fails,
+//! to tell bytes changed on disk after the upload (`part_mismatch`) from bytes that do not
+//! decrypt as uploaded (`undecryptable`), in one pass that hashes what it decrypts
+//! (`support::reading`; ADR 0021, amendment). So each byte is hashed twice on the usual path:
+//! the PATCH's tus checksum and this running digest.
 //!
 //! The state is sha2's own (`SerializableState`), never a hand-made one. A row without a
 //! state past offset 0 (written before schema 0006) keeps none: its upload completes without a
