@@ -1,7 +1,8 @@
 //! Issue 17, availability at the HTTP level, over real sockets against a real endpoint on
 //! loopback: a header trickle, an idle connection (fresh or kept alive) and a body trickle are
 //! closed; an honest slow body is not; a full connection budget still answers the newest
-//! client; bad settings are refused at start, never a panic later. (The descriptor-limit case
+//! client; bad settings are refused at start, never a panic later; the device lets an idle
+//! connection go before the endpoint closes it. (The descriptor-limit case
 //! runs `apoyo serve` as its own process: cli/tests/connections.rs.)
 
 mod common;
@@ -264,4 +265,17 @@ async fn a_refused_body_trickling_forever_is_answered_within_the_drain_bound() {
     .await
     .unwrap();
     e.ep.shutdown().await;
+}
+
+#[test]
+fn the_device_stops_reusing_an_idle_connection_before_the_endpoint_closes_it() {
+    // The endpoint closes a kept-alive connection `header_read_timeout` after its last
+    // answer; a device reusing one past that sends its request into a closing socket (on 2G,
+    // a PATCH waiting for its turn broke that way). The device's pool must let go first.
+    use apoyo_sync::testkit::sync::transport::POOL_IDLE_TIMEOUT;
+    let endpoint = apoyo_endpoint::DEFAULT_HEADER_READ_TIMEOUT;
+    assert!(
+        POOL_IDLE_TIMEOUT + Duration::from_secs(2) < endpoint,
+        "device pool idle {POOL_IDLE_TIMEOUT:?} vs endpoint keep-alive {endpoint:?}"
+    );
 }

@@ -146,6 +146,13 @@ pub struct HttpTransport {
 /// How long to wait for a TCP+TLS connection before calling the attempt failed.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How long an idle kept-alive connection is reused: below the server's own idle timeout
+/// (the reference endpoint closes a connection 20 s after its last answer; nginx 75 s, cloud
+/// load balancers 60 s), so a request never goes out on a connection the server is closing —
+/// on a 2G link, where lanes wait many seconds for a PATCH turn, that race broke PATCHes
+/// ("error sending request") and rescheduled their capture.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+
 impl HttpTransport {
     pub fn new(base_url: &str, tls: &TlsConfig) -> crate::Result<Self> {
         let base = base_url.trim_end_matches('/').to_string();
@@ -162,7 +169,7 @@ impl HttpTransport {
         }
         let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             // The base URL was checked (https, pinned host); a redirect must not move a body
             // or a token anywhere else.
             .redirect(reqwest::redirect::Policy::none());
