@@ -392,3 +392,68 @@ fn the_next_captures_patches_wait_until_the_previous_one_cannot_use_every_turn()
         );
     }
 }
+
+/// Every exchange takes at least `delay` (a long round trip); records when each one starts.
+struct SlowLink {
+    inner: HttpTransport,
+    delay: Duration,
+    starts: Mutex<Vec<std::time::Instant>>,
+}
+
+impl Transport for SlowLink {
+    fn send(&self, req: Request, limit: usize) -> SendFuture<'_> {
+        Box::pin(async move {
+            self.starts.lock().unwrap().push(std::time::Instant::now());
+            tokio::time::sleep(self.delay).await;
+            self.inner.send(req, limit).await
+        })
+    }
+}
+
+#[test]
+fn no_exchange_starts_with_less_than_a_round_trip_of_budget_left() {
+    let env = start();
+    let delay = Duration::from_millis(700);
+    let t = Arc::new(SlowLink {
+        inner: HttpTransport::new(&env.url, &TlsConfig::default()).expect("transport"),
+        delay,
+        starts: Mutex::new(Vec::new()),
+    });
+    let opts = EngineOptions {
+        transport: Some(t.clone()),
+        ..fast()
+    };
+    let e = env.activated("phone", opts);
+    for i in 0..CAPTURES {
+        e.capture(capture("revocacion-2022", 500 + i, 60)).unwrap();
+    }
+    // Exchanges go in waves a round trip apart (0.7 s, 1.4 s, …): one falls in the last
+    // round trip of this budget.
+    let budget = Duration::from_millis(4600);
+    let t0 = std::time::Instant::now();
+    let r = e.sync(Some(budget)).unwrap();
+    assert_eq!(r.stopped, StopReason::Budget, "{r:?}");
+    // Each exchange took at least `delay`: once one was answered, none may start with less
+    // than that left (it could only time out, its bytes sent for nothing).
+    let last_allowed = t0 + budget - delay + Duration::from_millis(30);
+    let starts = t.starts.lock().unwrap().clone();
+    let late: Vec<_> = starts
+        .iter()
+        .filter(|s| **s > last_allowed)
+        .map(|s| s.duration_since(t0))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "exchanges started too late: {late:?} of {budget:?}"
+    );
+    assert!(
+        starts.len() > 10,
+        "the run kept exchanging: {}",
+        starts.len()
+    );
+    // Nothing was held against the captures: the next run delivers them all, once.
+    let r = e.sync(Some(Duration::from_secs(60))).unwrap();
+    assert_eq!((r.pending, r.stopped), (0, StopReason::Drained), "{r:?}");
+    let stats = env.stats();
+    assert_eq!(stats["counted"], CAPTURES as u64, "{stats}");
+}

@@ -111,6 +111,8 @@ pub struct Client<'t> {
     /// The endpoint's clock minus the device's, from the last answer's `Date` header (v1.1,
     /// §6.5: kept for the record; the endpoint corrects skew from `sent_at`).
     clock_offset: Mutex<Option<time::Duration>>,
+    /// The quickest answered exchange so far: no exchange is answered sooner on this link.
+    quickest: Mutex<Option<Duration>>,
 }
 
 /// Longest a single exchange may take: a 64 KiB PATCH over a 2G link (≈ 30 kbit/s) needs ≈ 20 s.
@@ -125,7 +127,13 @@ impl<'t> Client<'t> {
             request_timeout: REQUEST_TIMEOUT,
             bytes_sent: AtomicU64::new(0),
             clock_offset: Mutex::new(None),
+            quickest: Mutex::new(None),
         }
+    }
+
+    /// The quickest exchange answered so far (its whole round trip), if any.
+    pub fn quickest_exchange(&self) -> Option<Duration> {
+        *self.quickest.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Body bytes of requests that were answered.
@@ -153,7 +161,13 @@ impl<'t> Client<'t> {
 
     async fn exchange(&self, req: Request, limit: usize) -> Outcome<Response> {
         let len = req.body.len() as u64;
+        let sent_at = self.clock.instant();
         let resp = self.transport.send(req, limit).await?;
+        let took = self.clock.instant().saturating_duration_since(sent_at);
+        {
+            let mut q = self.quickest.lock().unwrap_or_else(|e| e.into_inner());
+            *q = Some(q.map_or(took, |t| t.min(took)));
+        }
         self.bytes_sent.fetch_add(len, Ordering::Relaxed);
         if let Some(date) = resp
             .header("date")

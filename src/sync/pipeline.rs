@@ -20,7 +20,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 
 use super::client::Failure;
-use super::engine::{Item, MIN_EXCHANGE_TIME, Run, StopReason};
+use super::engine::{Item, Run, StopReason, exchange_floor};
 use super::tail::Tail;
 use super::upload::Lanes;
 use crate::error::{Error, Result};
@@ -43,7 +43,7 @@ pub(super) struct Ready {
 impl<'a> Run<'a> {
     /// Why the run must stop before its next exchange, if it must.
     fn stop_now(&self) -> Option<StopReason> {
-        if self.remaining() < MIN_EXCHANGE_TIME {
+        if self.remaining() < exchange_floor(&self.client) {
             return Some(StopReason::Budget);
         }
         self.held().map(StopReason::Held)

@@ -18,7 +18,7 @@ use futures_util::StreamExt;
 
 use super::client::{Client, Failure, Outcome, PatchResult};
 use super::control::{Hold, RunControl};
-use super::engine::{MIN_EXCHANGE_TIME, Run};
+use super::engine::{Run, exchange_floor};
 use super::patch_size::PatchSize;
 use super::tail::Tail;
 use crate::clock::SharedClock;
@@ -158,7 +158,7 @@ impl<'r, 'a> Lanes<'r, 'a> {
         if self.broken.get() || self.failure.borrow().is_some() {
             return Some(transient("another part's upload failed"));
         }
-        if self.remaining() < MIN_EXCHANGE_TIME {
+        if self.remaining() < exchange_floor(self.client) {
             return Some(transient("budget spent"));
         }
         self.held().map(|h| transient(h.describe()))
