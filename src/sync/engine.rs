@@ -163,6 +163,8 @@ pub async fn run(
     // The keyed duplicate hashes of closed processes are no longer needed on the phone.
     let now = store.clock().now();
     store.forget_closed_duplicates(now)?;
+    // What the last run learned about the link, if recent (ADR 0023).
+    let patch_size = super::link_memory::starting_patch_size(store)?;
     let mut run = Run {
         store,
         client,
@@ -172,14 +174,16 @@ pub async fn run(
         opts,
         rng,
         report,
-        patch_size: Default::default(),
+        patch_size,
     };
     run.refresh_catalog().await?;
     run.drain().await?;
     run.report.bytes_sent = run.client.bytes_sent();
-    if let Some(offset) = run.client.clock_offset() {
-        run.store.set_clock_offset(offset)?;
-    }
+    let offset = run.client.clock_offset();
+    // PATCHes cut by the run's own end (budget, hold) say nothing about the link (ADR 0023).
+    let cut_short =
+        run.remaining() < MIN_EXCHANGE_TIME || matches!(run.report.stopped, StopReason::Held(_));
+    super::link_memory::end_of_run(run.store, &run.patch_size, offset, cut_short)?;
     run.report.pending = run.store.pending_count()?;
     Ok(run.report)
 }
@@ -195,9 +199,13 @@ impl Run<'_> {
         if t < MIN_EXCHANGE_TIME || self.held().is_some() {
             return Ok(());
         }
+        // Refreshed from this endpoint a moment ago: the run's first exchange is an upload.
+        if super::link_memory::catalog_is_fresh(self.store)? {
+            return Ok(());
+        }
         // A failure here is not fatal: the cached catalog serves until the next run.
         if let Ok(list) = self.client.processes(t).await? {
-            self.store.put_processes(&list.processes)?;
+            super::link_memory::put_catalog(self.store, &list.processes)?;
         }
         Ok(())
     }
