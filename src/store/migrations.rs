@@ -12,6 +12,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../schema/0002_sync.sql"),
     include_str!("../../schema/0003_trust.sql"),
     include_str!("../../schema/0004_queue_counts.sql"),
+    include_str!("../../schema/0005_link_memory.sql"),
 ];
 
 /// The schema version this engine writes.
@@ -127,6 +128,43 @@ mod tests {
             .map(|x| x.unwrap())
             .collect();
         assert_eq!(upload, vec![(None, None, 0); 3]);
+    }
+
+    #[test]
+    fn migration_5_adds_an_empty_link_memory_and_keeps_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("v4.db")).unwrap();
+        migrate_to(&mut conn, 4).unwrap();
+        conn.execute(
+            "INSERT INTO captures (id, process_id, collector_kind, collector_id, captured_at, dup_key, state, total_bytes, updated_at)
+             VALUES ('01900000-0000-7000-8000-000000000000', 'p', 'auxiliar', 'a1', '2022-01-01T00:00:00Z', x'00', 'uploading', 10, '2022-01-01T00:00:00Z')",
+            [],
+        )
+        .unwrap();
+        migrate_to(&mut conn, 5).unwrap();
+        assert_eq!(version(&conn).unwrap(), 5);
+        // One row, nothing learned yet: the first run after the upgrade starts afresh.
+        let (rows, nulls): (i64, i64) = conn
+            .query_row(
+                "SELECT count(*), sum(patch_size IS NULL AND patch_ceiling IS NULL AND pace IS NULL
+                     AND slow_link IS NULL AND learned_at_ms IS NULL AND endpoint_url IS NULL
+                     AND catalog_url IS NULL AND catalog_at_ms IS NULL) FROM link_memory",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((rows, nulls), (1, 1));
+        // The singleton holds: a second row is refused.
+        assert!(
+            conn.execute("INSERT INTO link_memory (singleton) VALUES (2)", [])
+                .is_err()
+        );
+        let kept: (String, i64) = conn
+            .query_row("SELECT state, total_bytes FROM captures", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(kept, ("uploading".to_string(), 10));
     }
 
     #[test]

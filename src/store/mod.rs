@@ -24,6 +24,7 @@
 //! | `purge.rs` | crypto-shredding an acknowledged capture |
 //! | `processes.rs` | the process catalog |
 //! | `sync_state.rs` | registration, activation, upload progress, retries, receipts |
+//! | `link_state.rs` | what the last sync run learned about the link, when the catalog was refreshed (ADR 0023) |
 //! | `files.rs` | where part files live and listing them |
 //! | `trailer.rs` | the part-file trailer (ADR 0013) and shredding it |
 //! | `part_fs.rs` | the seam every part-file write, flush, removal and rename goes through (a fault layer in tests, ADR 0017) |
@@ -37,6 +38,7 @@ mod capture;
 mod db;
 mod export;
 mod files;
+mod link_state;
 pub mod migrations;
 mod open;
 pub mod part_fs;
@@ -53,6 +55,7 @@ mod trust;
 
 #[cfg(any(test, feature = "testkit"))]
 pub use capture::MAX_COLLECTOR_ID_LEN;
+pub use link_state::LinkRow;
 pub use read::{CaptureInfo, PartRecord, Status};
 pub use recover::OpenReport;
 #[cfg(any(test, feature = "testkit"))]

@@ -12,14 +12,7 @@ impl Store {
     pub fn put_processes(&mut self, list: &[Process]) -> Result<()> {
         let now = self.now_text()?;
         let tx = self.conn.transaction()?;
-        for p in list {
-            p.check()?;
-            tx.execute(
-                "INSERT INTO processes (id, definition, updated_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (id) DO UPDATE SET definition = excluded.definition, updated_at = excluded.updated_at",
-                params![p.id, p.to_json()?, now],
-            )?;
-        }
+        insert_processes(&tx, list, &now)?;
         tx.commit()?;
         Ok(())
     }
@@ -49,4 +42,21 @@ impl Store {
             .pop()
             .ok_or_else(|| Error::UnknownProcess(id.escape_default().to_string()))
     }
+}
+
+/// Adds or replaces `list` inside the caller's transaction (`updated_at` = `now`).
+pub(super) fn insert_processes(
+    tx: &rusqlite::Transaction<'_>,
+    list: &[Process],
+    now: &str,
+) -> Result<()> {
+    for p in list {
+        p.check()?;
+        tx.execute(
+            "INSERT INTO processes (id, definition, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET definition = excluded.definition, updated_at = excluded.updated_at",
+            params![p.id, p.to_json()?, now],
+        )?;
+    }
+    Ok(())
 }

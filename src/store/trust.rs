@@ -295,7 +295,9 @@ impl Store {
         Ok(cleared)
     }
 
-    /// Records the device clock's offset from the endpoint's `Date` at a contact.
+    /// Records the device clock's offset from the endpoint's `Date` at a contact. (A sync run
+    /// records it with its link memory in one transaction: `Store::record_run_end`.)
+    #[cfg_attr(not(feature = "testkit"), allow(dead_code))]
     pub fn set_clock_offset(&mut self, offset: time::Duration) -> Result<()> {
         let ms = i64::try_from(offset.whole_milliseconds()).unwrap_or(i64::MAX);
         self.conn().execute(

@@ -181,6 +181,8 @@ pub async fn run(
     // The keyed duplicate hashes of closed processes are no longer needed on the phone.
     let now = store.clock().now();
     store.forget_closed_duplicates(now)?;
+    // What the last run learned about the link, if recent (ADR 0023).
+    let patch_size = super::link_memory::starting_patch_size(store)?;
     let mut run = Run {
         store: RefCell::new(store),
         clock,
@@ -191,17 +193,20 @@ pub async fn run(
         opts,
         rng: RefCell::new(rng),
         report: RefCell::new(report),
-        patch_size: Default::default(),
+        patch_size: Cell::new(patch_size),
         patch_turns: tokio::sync::Semaphore::new(super::upload::PATCHES_AT_ONCE),
     };
     run.refresh_catalog().await?;
     run.drain().await?;
     let mut report = *run.report.get_mut();
     report.bytes_sent = run.client.bytes_sent();
+    let offset = run.client.clock_offset();
+    // PATCHes cut by the run's own end (budget, hold) say nothing about the link (ADR 0023).
+    let cut_short = run.remaining() < exchange_floor(&run.client)
+        || matches!(report.stopped, StopReason::Held(_));
+    let patch_size = run.patch_size.get();
     let store = run.store.get_mut();
-    if let Some(offset) = run.client.clock_offset() {
-        store.set_clock_offset(offset)?;
-    }
+    super::link_memory::end_of_run(store, &patch_size, offset, cut_short)?;
     report.pending = store.pending_count()?;
     Ok(report)
 }
@@ -223,9 +228,13 @@ impl<'a> Run<'a> {
         if t < MIN_EXCHANGE_TIME || self.held().is_some() {
             return Ok(());
         }
+        // Refreshed from this endpoint a moment ago: the run's first exchange is an upload.
+        if super::link_memory::catalog_is_fresh(&self.store())? {
+            return Ok(());
+        }
         // A failure here is not fatal: the cached catalog serves until the next run.
         if let Ok(list) = self.client.processes(t).await? {
-            self.store().put_processes(&list.processes)?;
+            super::link_memory::put_catalog(&mut self.store(), &list.processes)?;
         }
         Ok(())
     }

@@ -11,6 +11,7 @@
 //! - `upload`: the tus uploads of a capture's parts, two at a time, each resuming from the
 //!   endpoint's offset.
 //! - [`patch_size`]: how many bytes the next PATCH carries (ADR 0018).
+//! - `link_memory`: what a run hands the next one (PATCH sizing, catalog freshness, ADR 0023).
 //! - [`device`]: registration and activation.
 //! - [`retry`]: backoff with full jitter, `Retry-After`.
 //! - [`faults`]: a seeded fault-injecting transport (demo, tests, field tests).
@@ -26,6 +27,7 @@ pub mod device;
 pub mod engine;
 #[cfg(any(test, feature = "testkit"))]
 pub mod faults;
+mod link_memory;
 pub mod patch_size;
 pub mod pinning;
 mod pipeline;

@@ -14,7 +14,10 @@
 //! [`REGROW_AFTER`] PATCHes in a row succeed. It also says how many PATCHes (of different
 //! parts) may be in flight at once ([`PatchSize::at_once`], ADR 0022), and shrinks the PATCHes
 //! sent near the end of a run's budget to what the last one's pace acknowledges in time
-//! ([`PatchSize::fit`]).
+//! ([`PatchSize::fit`]). What a run learned (size, ceiling, pace, whether the round trips are
+//! long) is handed to the next run through the store ([`PatchSize::learned`],
+//! [`PatchSize::resume`], ADR 0023): a run resumed from a link with long round trips keeps its
+//! size through a slow round trip; every other rule applies as to a fresh run.
 
 use std::time::Duration;
 
@@ -69,6 +72,25 @@ pub struct PatchSize {
     /// Bytes per second of the last acknowledged PATCH, its round trip and any PATCH sharing
     /// the link included.
     last_pace: Option<f64>,
+    /// An exchange took longer than [`SLOW_ROUND_TRIP`] (in this run, or in the run it resumed).
+    slow_link: bool,
+    /// A PATCH was answered (acknowledged or failed) in this run: there is something to hand on.
+    answered: bool,
+    /// What was learned as of the run's last acknowledged PATCH (before any failure after it).
+    at_last_ack: Option<Learned>,
+}
+
+/// What a run learned about the link, handed to the next run (ADR 0023).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Learned {
+    /// The size of the next PATCH.
+    pub size: usize,
+    /// The ceiling a failure set ([`MAX`]: none).
+    pub ceiling: usize,
+    /// Bytes per second of the last acknowledged PATCH.
+    pub pace: Option<f64>,
+    /// Whether an exchange took longer than [`SLOW_ROUND_TRIP`].
+    pub slow_link: bool,
 }
 
 impl Default for PatchSize {
@@ -81,11 +103,53 @@ impl Default for PatchSize {
             acked_any: false,
             last_took: None,
             last_pace: None,
+            slow_link: false,
+            answered: false,
+            at_last_ack: None,
         }
     }
 }
 
 impl PatchSize {
+    /// A run's sizing that starts from what an earlier run `learned` (ADR 0023): its size
+    /// (within its ceiling), its ceiling and its pace; the streaks start over. A slow round
+    /// trip before the first PATCH drops the size to [`MIN`] as in a fresh run, unless the
+    /// earlier run's round trips were slow too (the same kind of link).
+    pub fn resume(learned: Learned) -> Self {
+        let ceiling = learned.ceiling.clamp(MIN, MAX);
+        PatchSize {
+            size: learned.size.clamp(MIN, ceiling),
+            ceiling,
+            last_pace: learned.pace.filter(|p| p.is_finite() && *p > 0.0),
+            slow_link: learned.slow_link,
+            ..PatchSize::default()
+        }
+    }
+
+    /// What this run learned, once a PATCH was answered (`None` before: nothing to hand on).
+    pub fn learned(&self) -> Option<Learned> {
+        self.answered.then_some(self.now_learned())
+    }
+
+    /// What this run learned as of its last acknowledged PATCH, leaving out the failures after
+    /// it: for a run whose last PATCHes were cut by its own end (budget, cancel), not by the
+    /// link. `None` when no PATCH was acknowledged.
+    pub fn learned_before_cut(&self) -> Option<Learned> {
+        self.at_last_ack.map(|l| Learned {
+            slow_link: self.slow_link,
+            ..l
+        })
+    }
+
+    fn now_learned(&self) -> Learned {
+        Learned {
+            size: self.size,
+            ceiling: self.ceiling,
+            pace: self.last_pace,
+            slow_link: self.slow_link,
+        }
+    }
+
     /// Bytes for the next PATCH.
     pub fn get(&self) -> usize {
         self.size
@@ -110,16 +174,24 @@ impl PatchSize {
     }
 
     /// Another exchange (an upload's creation or offset check) took `took`: before the run's
-    /// first acknowledged PATCH, a slow one means a slow link.
+    /// first acknowledged PATCH, a slow one means a slow link — unless the run resumed from a
+    /// link already known to be slow, whose size and pace still hold. A pace learned on a
+    /// prompt link says nothing of a slow one: it is dropped.
     pub fn round_trip(&mut self, took: Duration) {
-        if !self.acked_any && took > SLOW_ROUND_TRIP {
-            self.size = MIN;
+        if took <= SLOW_ROUND_TRIP {
+            return;
         }
+        if !self.acked_any && !self.slow_link {
+            self.size = MIN;
+            self.last_pace = None;
+        }
+        self.slow_link = true;
     }
 
     /// A PATCH of `sent` bytes was acknowledged after `took`.
     pub fn acknowledged(&mut self, sent: usize, took: Duration) {
         self.acked_any = true;
+        self.answered = true;
         self.last_took = Some(took);
         let pace = sent as f64 / took.as_secs_f64().max(1e-3);
         self.last_pace = Some(pace);
@@ -129,6 +201,12 @@ impl PatchSize {
             self.ceiling = (self.ceiling * 2).min(MAX);
             self.streak = 0;
         }
+        self.grow_or_shrink(sent, took);
+        self.at_last_ack = Some(self.now_learned());
+    }
+
+    /// The size rules of an acknowledged full PATCH.
+    fn grow_or_shrink(&mut self, sent: usize, took: Duration) {
         if sent < self.size {
             return; // a part's short tail says nothing about the link
         }
@@ -163,6 +241,7 @@ impl PatchSize {
 
     /// A PATCH failed (cut, timed out, refused).
     pub fn failed(&mut self) {
+        self.answered = true;
         self.last_took = None;
         self.ceiling = (self.size / 2).max(MIN);
         self.size = (self.size / 4).max(MIN);
@@ -308,5 +387,58 @@ mod tests {
             2 * MIN,
             "a prompt streak still regrows it, to the ceiling"
         );
+    }
+
+    #[test]
+    fn a_resumed_run_starts_where_the_last_one_left_off() {
+        // Slow 3G, learned a moment ago: 256 KiB, no failure, 60 kB/s, 2 s round trips.
+        let slow = Learned {
+            size: 4 * START,
+            ceiling: MAX,
+            pace: Some(60_000.0),
+            slow_link: true,
+        };
+        let mut p = PatchSize::resume(slow);
+        assert_eq!(p.get(), 4 * START);
+        assert!(p.learned().is_none(), "nothing learned in this run yet");
+        p.round_trip(Duration::from_secs(2));
+        assert_eq!(p.get(), 4 * START, "the same kind of link: the size holds");
+        assert_eq!(
+            p.fit(MAX, Duration::from_secs(1)),
+            48_000,
+            "the pace sizes the last ones"
+        );
+        ok(&mut p, 1, Duration::from_secs(3));
+        let l = p.learned().expect("a PATCH was answered");
+        assert_eq!((l.size, l.ceiling, l.slow_link), (4 * START, MAX, true));
+        // A run resumed from a prompt link that now answers slowly starts as a fresh one.
+        let mut q = PatchSize::resume(Learned {
+            slow_link: false,
+            ..slow
+        });
+        q.round_trip(SLOW_ROUND_TRIP + Duration::from_millis(1));
+        assert_eq!(q.get(), MIN);
+        assert_eq!(
+            q.fit(MAX, Duration::from_secs(1)),
+            MAX,
+            "its pace is forgotten"
+        );
+        // A resumed run that begins with failures shrinks as a fresh one does.
+        let mut r = PatchSize::resume(slow);
+        r.failed();
+        assert_eq!(r.get(), START);
+        r.failed();
+        assert_eq!(r.get(), MIN);
+        let l = r.learned().expect("failures are learned too");
+        assert_eq!((l.size, l.ceiling), (MIN, START / 2));
+        // Out-of-range memories are brought back within the rules.
+        let odd = PatchSize::resume(Learned {
+            size: 10 * MAX,
+            ceiling: 2 * START,
+            pace: Some(f64::NAN),
+            slow_link: false,
+        });
+        assert_eq!(odd.get(), 2 * START);
+        assert_eq!(odd.fit(MAX, Duration::from_secs(1)), MAX);
     }
 }
