@@ -279,7 +279,7 @@ fn a_cut_connection_with_several_requests_in_flight_loses_nothing_and_counts_not
 struct Ledger {
     /// Upload path → (capture, length).
     uploads: HashMap<String, (String, u64)>,
-    /// Captures in the order their first upload was created.
+    /// Captures in the order their first upload creation was sent.
     order: Vec<String>,
     complete: HashMap<String, usize>,
     /// (capture, parts of the capture before it held whole) at its first PATCH.
@@ -301,10 +301,20 @@ impl Recording {
     }
 
     fn before_send(&self, req: &Request) {
+        let mut l = self.ledger.lock().unwrap();
+        if req.method == Method::Post && req.path == "/v1/uploads" {
+            // Queue order: the order the captures' creations are sent (their answers may
+            // come back in another order).
+            let meta = Self::header(&req.headers, "upload-metadata").unwrap_or_default();
+            let capture = meta.split(',').next().unwrap_or_default().to_string();
+            if !l.order.contains(&capture) {
+                l.order.push(capture);
+            }
+            return;
+        }
         if req.method != Method::Patch {
             return;
         }
-        let mut l = self.ledger.lock().unwrap();
         let Some((capture, _)) = l.uploads.get(&req.path).cloned() else {
             return;
         };
@@ -327,9 +337,6 @@ impl Recording {
                 let length = Self::header(&req.headers, "upload-length").unwrap_or("0");
                 let location = Self::header(&resp.headers, "location").unwrap_or_default();
                 let path = &location[location.find("/v1/uploads/").unwrap()..];
-                if !l.order.contains(&capture) {
-                    l.order.push(capture.clone());
-                }
                 l.uploads
                     .insert(path.to_string(), (capture, length.parse().unwrap()));
             }

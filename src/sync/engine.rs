@@ -127,6 +127,11 @@ pub(super) struct Run<'a> {
     pub(super) patch_size: Cell<super::patch_size::PatchSize>,
     /// Turns for PATCHes, shared by the captures uploading at once (ADR 0022).
     pub(super) patch_turns: tokio::sync::Semaphore,
+    /// A capture's settlement stopped the run (re-activation, a hold, the budget): the other
+    /// capture under way stops at its next exchange, not counted as an attempt.
+    pub(super) halted: Cell<Option<StopReason>>,
+    /// A capture met a local error (the store): the other one stops too.
+    pub(super) broken: Cell<bool>,
 }
 
 /// Below this much remaining budget no new exchange is started (nor below the quickest
@@ -195,6 +200,8 @@ pub async fn run(
         report: RefCell::new(report),
         patch_size: Cell::new(patch_size),
         patch_turns: tokio::sync::Semaphore::new(super::upload::PATCHES_AT_ONCE),
+        halted: Cell::new(None),
+        broken: Cell::new(false),
     };
     run.refresh_catalog().await?;
     run.drain().await?;
@@ -255,6 +262,19 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
+    /// What a failure met while the run is halting counts as: the halt's own outcome, never
+    /// an attempt.
+    fn halting_item(&self) -> Option<Item> {
+        if self.broken.get() {
+            return Some(Item::OutOfTime);
+        }
+        Some(match self.halted.get()? {
+            StopReason::NeedsActivation => Item::NeedsActivation,
+            StopReason::Held(h) => Item::Held(h),
+            StopReason::Budget | StopReason::Drained => Item::OutOfTime,
+        })
+    }
+
     /// The backoff before attempt `attempts` (jitter from the run's generator).
     fn delay(&self, attempts: u32, retry_after: Option<Duration>) -> Duration {
         self.opts
@@ -270,6 +290,10 @@ impl<'a> Run<'a> {
         failure: Failure,
         progressed: bool,
     ) -> Result<Item> {
+        if let Some(item) = self.halting_item() {
+            // The other capture stopped the run (or broke it): this one stopped with it.
+            return Ok(item);
+        }
         if self.remaining() < exchange_floor(&self.client) {
             // The budget cut the exchange short, or left no time for another (less than a
             // round trip): not the endpoint's fault, no attempt counted.

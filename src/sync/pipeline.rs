@@ -43,6 +43,12 @@ pub(super) struct Ready {
 impl<'a> Run<'a> {
     /// Why the run must stop before its next exchange, if it must.
     fn stop_now(&self) -> Option<StopReason> {
+        if let Some(stop) = self.halted.get() {
+            return Some(stop);
+        }
+        if self.broken.get() {
+            return Some(StopReason::Budget);
+        }
         if self.remaining() < exchange_floor(&self.client) {
             return Some(StopReason::Budget);
         }
@@ -86,24 +92,28 @@ impl<'a> Run<'a> {
     /// A stop decided by one capture starts no other; the ones under way end their exchange in
     /// flight (their lanes check budget and holds before each exchange).
     async fn through(&self, due: Vec<CaptureId>) -> Result<Option<StopReason>> {
-        let width = if self.one_at_a_time() {
-            1
-        } else {
-            CAPTURES_AT_ONCE
+        // Read before each capture starts: a metered allowance met mid-run (Wi-Fi lost)
+        // applies to the next capture.
+        let width = || {
+            if self.one_at_a_time() {
+                1
+            } else {
+                CAPTURES_AT_ONCE
+            }
         };
         let mut due = due.into_iter();
         let mut flows = FuturesUnordered::new();
         let mut before: Option<Rc<Tail>> = None;
         let (mut stop, mut error) = (None, None);
         loop {
-            while stop.is_none() && error.is_none() && flows.len() < width {
+            while stop.is_none() && error.is_none() && flows.len() < width() {
                 if let Some(s) = self.stop_now() {
                     stop = Some(s);
                     break;
                 }
                 let Some(id) = due.next() else { break };
                 let tail = Rc::new(Tail::default());
-                let after = if width > 1 {
+                let after = if width() > 1 {
                     before.replace(tail.clone())
                 } else {
                     None
@@ -113,7 +123,10 @@ impl<'a> Run<'a> {
             let Some(out) = flows.next().await else { break };
             match out {
                 Ok(s) => stop = stop.or(s),
-                Err(e) => error = error.or(Some(e)),
+                Err(e) => {
+                    self.broken.set(true);
+                    error = error.or(Some(e));
+                }
             }
         }
         match error {
@@ -144,6 +157,15 @@ impl<'a> Run<'a> {
             return Ok(Some(stop));
         }
         self.commit(ready).await
+    }
+
+    /// Records why the run stops, so the other capture under way stops at its next
+    /// exchange (the first reason wins).
+    fn halt(&self, stop: StopReason) -> StopReason {
+        if self.halted.get().is_none() {
+            self.halted.set(Some(stop));
+        }
+        stop
     }
 
     /// Whether the run's exchanges must go one at a time (a metered allowance).
@@ -296,9 +318,9 @@ impl<'a> Run<'a> {
             Item::Duplicate => self.report.borrow_mut().duplicates += 1,
             Item::Quarantined => self.report.borrow_mut().quarantined += 1,
             Item::Rescheduled => {}
-            Item::NeedsActivation => return Ok(Some(StopReason::NeedsActivation)),
-            Item::OutOfTime => return Ok(Some(StopReason::Budget)),
-            Item::Held(h) => return Ok(Some(StopReason::Held(h))),
+            Item::NeedsActivation => return Ok(Some(self.halt(StopReason::NeedsActivation))),
+            Item::OutOfTime => return Ok(Some(self.halt(StopReason::Budget))),
+            Item::Held(h) => return Ok(Some(self.halt(StopReason::Held(h)))),
         }
         self.progress()?;
         Ok(None)

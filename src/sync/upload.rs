@@ -92,6 +92,9 @@ pub(super) struct Lanes<'r, 'a> {
     tail: Rc<Tail>,
     /// Lanes still running.
     running: Cell<usize>,
+    /// The run's halt (another capture stopped it, or broke it).
+    halted: &'r Cell<Option<super::engine::StopReason>>,
+    run_broken: &'r Cell<bool>,
 }
 
 impl<'r, 'a> Lanes<'r, 'a> {
@@ -111,6 +114,8 @@ impl<'r, 'a> Lanes<'r, 'a> {
             after,
             tail,
             running: Cell::new(0),
+            halted: &run.halted,
+            run_broken: &run.broken,
         }
     }
 
@@ -157,6 +162,9 @@ impl<'r, 'a> Lanes<'r, 'a> {
     fn stop_reason(&self) -> Option<Failure> {
         if self.broken.get() || self.failure.borrow().is_some() {
             return Some(transient("another part's upload failed"));
+        }
+        if self.run_broken.get() || self.halted.get().is_some() {
+            return Some(transient("the run is stopping"));
         }
         if self.remaining() < exchange_floor(self.client) {
             return Some(transient("budget spent"));
