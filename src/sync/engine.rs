@@ -208,12 +208,9 @@ pub async fn run(
     let mut report = *run.report.get_mut();
     report.bytes_sent = run.client.bytes_sent();
     let offset = run.client.clock_offset();
-    // PATCHes cut by the run's own end (budget, hold) say nothing about the link (ADR 0023).
-    let cut_short = run.remaining() < exchange_floor(&run.client)
-        || matches!(report.stopped, StopReason::Held(_));
     let patch_size = run.patch_size.get();
     let store = run.store.get_mut();
-    super::link_memory::end_of_run(store, &patch_size, offset, cut_short)?;
+    super::link_memory::end_of_run(store, &patch_size, offset)?;
     report.pending = store.pending_count()?;
     Ok(report)
 }
@@ -290,14 +287,18 @@ impl<'a> Run<'a> {
         failure: Failure,
         progressed: bool,
     ) -> Result<Item> {
-        if let Some(item) = self.halting_item() {
-            // The other capture stopped the run (or broke it): this one stopped with it.
-            return Ok(item);
-        }
-        if self.remaining() < exchange_floor(&self.client) {
-            // The budget cut the exchange short, or left no time for another (less than a
-            // round trip): not the endpoint's fault, no attempt counted.
-            return Ok(Item::OutOfTime);
+        // An answered refusal is acted on whenever it comes; a failure without one (a cut,
+        // a timeout, a 5xx) may be the run's own end.
+        if !matches!(failure, Failure::Refused { .. }) {
+            if let Some(item) = self.halting_item() {
+                // The other capture stopped the run (or broke it): this one stopped with it.
+                return Ok(item);
+            }
+            if self.remaining() < exchange_floor(&self.client) {
+                // The budget cut the exchange short, or left no time for another (less than
+                // a round trip): not the endpoint's fault, no attempt counted.
+                return Ok(Item::OutOfTime);
+            }
         }
         if let Some(h) = self.held() {
             // Held back (cancel, network policy): not the endpoint's fault, no attempt counted.

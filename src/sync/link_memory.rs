@@ -69,26 +69,16 @@ pub(super) fn put_catalog(store: &mut Store, list: &[Process]) -> Result<()> {
     store.put_endpoint_catalog(&url, list)
 }
 
-/// What a run hands on: all it learned, or — when the run itself cut its last PATCHes
-/// (`cut_short`: its budget ran out, or it was held) — what it knew at its last acknowledged
-/// PATCH, so a 30-second run's budget cut does not shrink the next run's PATCHes.
-fn to_remember(patch_size: &PatchSize, cut_short: bool) -> Option<Learned> {
-    if cut_short {
-        patch_size.learned_before_cut()
-    } else {
-        patch_size.learned()
-    }
-}
-
 /// A run's end: the endpoint clock's offset seen at its last answer and what the run learned
-/// about the link (if a PATCH was answered), in one transaction.
+/// about the link (if a PATCH was answered), in one transaction. A PATCH cut by the run's own
+/// end taught the sizing nothing (`upload::send_from` does not count it as a failure), so
+/// what the run knew at its end is what the link showed.
 pub(super) fn end_of_run(
     store: &mut Store,
     patch_size: &PatchSize,
     clock_offset: Option<time::Duration>,
-    cut_short: bool,
 ) -> Result<()> {
-    let link = match (to_remember(patch_size, cut_short), store.endpoint_url()?) {
+    let link = match (patch_size.learned(), store.endpoint_url()?) {
         (Some(l), Some(url)) => Some(LinkRow {
             endpoint_url: url,
             patch_size: l.size as u64,
@@ -119,30 +109,26 @@ mod tests {
         );
     }
 
+    use super::super::patch_size::START;
+
     #[test]
-    fn a_run_cut_by_its_own_end_hands_on_what_it_knew_at_its_last_acknowledged_patch() {
+    fn a_run_hands_on_its_failures_too() {
         let mut p = PatchSize::default();
-        assert_eq!(to_remember(&p, false), None, "no PATCH answered");
+        assert_eq!(p.learned(), None, "no PATCH answered");
         for _ in 0..4 {
             p.acknowledged(p.get(), Duration::from_millis(50));
         }
         let before = p.get();
         p.failed();
         p.failed();
-        let cut = to_remember(&p, true).expect("acknowledged PATCHes");
-        assert_eq!(
-            (cut.size, cut.ceiling),
-            (before, super::super::patch_size::MAX)
-        );
-        let failed = to_remember(&p, false).expect("answered PATCHes");
+        let failed = p.learned().expect("answered PATCHes");
         assert!(
             failed.size < before && failed.ceiling < before,
             "{failed:?}"
         );
-        // Nothing acknowledged, only cut: nothing to hand on.
+        // Nothing acknowledged, only cut by the link: the cut is handed on.
         let mut q = PatchSize::default();
         q.failed();
-        assert_eq!(to_remember(&q, true), None);
-        assert!(to_remember(&q, false).is_some());
+        assert!(q.learned().is_some_and(|l| l.size < START));
     }
 }

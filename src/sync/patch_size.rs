@@ -76,8 +76,6 @@ pub struct PatchSize {
     slow_link: bool,
     /// A PATCH was answered (acknowledged or failed) in this run: there is something to hand on.
     answered: bool,
-    /// What was learned as of the run's last acknowledged PATCH (before any failure after it).
-    at_last_ack: Option<Learned>,
 }
 
 /// What a run learned about the link, handed to the next run (ADR 0023).
@@ -105,7 +103,6 @@ impl Default for PatchSize {
             last_pace: None,
             slow_link: false,
             answered: false,
-            at_last_ack: None,
         }
     }
 }
@@ -131,16 +128,6 @@ impl PatchSize {
         self.answered.then_some(self.now_learned())
     }
 
-    /// What this run learned as of its last acknowledged PATCH, leaving out the failures after
-    /// it: for a run whose last PATCHes were cut by its own end (budget, cancel), not by the
-    /// link. `None` when no PATCH was acknowledged.
-    pub fn learned_before_cut(&self) -> Option<Learned> {
-        self.at_last_ack.map(|l| Learned {
-            slow_link: self.slow_link,
-            ..l
-        })
-    }
-
     fn now_learned(&self) -> Learned {
         Learned {
             size: self.size,
@@ -164,13 +151,28 @@ impl PatchSize {
     }
 
     /// The bytes of a PATCH that is to be acknowledged within `left`: `want`, or less when the
-    /// last PATCH's pace says it would not be (never below [`FIT_MIN`]).
-    pub fn fit(&self, want: usize, left: Duration) -> usize {
+    /// last PATCH's pace says it would not be, never below [`FIT_MIN`] (a slow pace must not
+    /// stop a link from ever moving again). With a known `round_trip` (the run's quickest
+    /// exchange) a PATCH costs that round trip plus its bytes at the rate the last PATCH moved
+    /// them once the round trip is taken out, and `0` means the round trip alone would not be
+    /// answered within the share of `left`: send nothing.
+    pub fn fit(&self, want: usize, left: Duration, round_trip: Option<Duration>) -> usize {
         let Some(pace) = self.last_pace else {
             return want;
         };
-        let fits = (pace * left.as_secs_f64() * FIT_SHARE) as usize;
-        want.min(fits.max(FIT_MIN))
+        let share = left.as_secs_f64() * FIT_SHARE;
+        let Some(rtt) = round_trip.map(|r| r.as_secs_f64()) else {
+            return want.min(((pace * share) as usize).max(FIT_MIN));
+        };
+        // The last PATCH's bytes over its time less the round trip (its pace when unknown).
+        let rate = match self.last_took.map(|t| t.as_secs_f64()) {
+            Some(took) if took > rtt => pace * took / (took - rtt),
+            _ => pace,
+        };
+        if share <= rtt {
+            return 0;
+        }
+        want.min(((rate * (share - rtt)) as usize).max(FIT_MIN))
     }
 
     /// Another exchange (an upload's creation or offset check) took `took`: before the run's
@@ -202,7 +204,6 @@ impl PatchSize {
             self.streak = 0;
         }
         self.grow_or_shrink(sent, took);
-        self.at_last_ack = Some(self.now_learned());
     }
 
     /// The size rules of an acknowledged full PATCH.
@@ -320,14 +321,38 @@ mod tests {
     #[test]
     fn near_the_end_of_the_budget_a_patch_carries_what_fits() {
         let mut p = PatchSize::default();
-        assert_eq!(p.fit(MIN, Duration::from_secs(1)), MIN, "no pace known yet");
+        assert_eq!(
+            p.fit(MIN, Duration::from_secs(1), None),
+            MIN,
+            "no pace known yet"
+        );
         // 2G: 16 KiB acknowledged in 8 s, ≈2 kB/s.
         p.acknowledged(MIN, Duration::from_secs(8));
-        assert_eq!(p.fit(MIN, Duration::from_secs(20)), MIN);
-        let fit = p.fit(MIN, Duration::from_secs(4));
+        assert_eq!(p.fit(MIN, Duration::from_secs(20), None), MIN);
+        let fit = p.fit(MIN, Duration::from_secs(4), None);
         assert!(fit < MIN / 2 && fit > MIN / 4, "{fit}");
-        assert_eq!(p.fit(MIN, Duration::from_millis(10)), FIT_MIN);
-        assert_eq!(p.fit(100, Duration::from_millis(10)), 100);
+        assert_eq!(p.fit(MIN, Duration::from_millis(10), None), FIT_MIN);
+        assert_eq!(p.fit(100, Duration::from_millis(10), None), 100);
+    }
+
+    #[test]
+    fn with_a_known_round_trip_a_patch_that_cannot_be_answered_in_time_is_not_sent() {
+        // Slow 3G: 2 s round trips, 64 KiB acknowledged in 3.2 s (≈53 kB/s once the round
+        // trip is taken out; a pace of ≈20 kB/s with it).
+        let mut p = PatchSize::default();
+        p.acknowledged(START, Duration::from_millis(3200));
+        let rtt = Some(Duration::from_secs(2));
+        // 2.1 s left: the round trip alone takes 2 s of the 1.68 s share. Without the round
+        // trip the pace rule would send ≈34 kB, answered after ≈2.6 s: cut by the budget.
+        assert_eq!(p.fit(START, Duration::from_millis(2100), rtt), 0);
+        assert!(p.fit(START, Duration::from_millis(2100), None) > 30_000);
+        // 3.5 s left: 2.8 s of share, 0.8 s of it for bytes at ≈55 kB/s.
+        let fit = p.fit(START, Duration::from_millis(3500), rtt);
+        assert!((40_000..50_000).contains(&fit), "{fit}");
+        // Plenty of time: the whole PATCH.
+        assert_eq!(p.fit(START, Duration::from_secs(30), rtt), START);
+        // A part's small tail that fits is sent whole.
+        assert_eq!(p.fit(100, Duration::from_millis(2600), rtt), 100);
     }
 
     #[test]
@@ -404,7 +429,7 @@ mod tests {
         p.round_trip(Duration::from_secs(2));
         assert_eq!(p.get(), 4 * START, "the same kind of link: the size holds");
         assert_eq!(
-            p.fit(MAX, Duration::from_secs(1)),
+            p.fit(MAX, Duration::from_secs(1), None),
             48_000,
             "the pace sizes the last ones"
         );
@@ -419,7 +444,7 @@ mod tests {
         q.round_trip(SLOW_ROUND_TRIP + Duration::from_millis(1));
         assert_eq!(q.get(), MIN);
         assert_eq!(
-            q.fit(MAX, Duration::from_secs(1)),
+            q.fit(MAX, Duration::from_secs(1), None),
             MAX,
             "its pace is forgotten"
         );
@@ -439,6 +464,6 @@ mod tests {
             slow_link: false,
         });
         assert_eq!(odd.get(), 2 * START);
-        assert_eq!(odd.fit(MAX, Duration::from_secs(1)), MAX);
+        assert_eq!(odd.fit(MAX, Duration::from_secs(1), None), MAX);
     }
 }

@@ -113,11 +113,9 @@ impl<'a> Run<'a> {
                 }
                 let Some(id) = due.next() else { break };
                 let tail = Rc::new(Tail::default());
-                let after = if width() > 1 {
-                    before.replace(tail.clone())
-                } else {
-                    None
-                };
+                // Every capture hands over to the next, also one started one at a time.
+                let previous = before.replace(tail.clone());
+                let after = if width() > 1 { previous } else { None };
                 flows.push(self.deliver(id, after, tail));
             }
             let Some(out) = flows.next().await else { break };
@@ -213,6 +211,10 @@ impl<'a> Run<'a> {
         let lanes = Lanes::new(self, after, tail);
         let out = lanes.upload_all(&id, &parts).await;
         let progressed = lanes.progressed();
+        if lanes.out_of_time() && matches!(out, Ok(Err(_))) {
+            // The run's end, not the endpoint: no attempt counted, offsets recorded.
+            return Ok((Some(self.halt(StopReason::Budget)), None));
+        }
         let out = match out {
             Ok(Ok(parts)) => {
                 let ready = Ready {

@@ -92,6 +92,8 @@ pub(super) struct Lanes<'r, 'a> {
     tail: Rc<Tail>,
     /// Lanes still running.
     running: Cell<usize>,
+    /// A lane stopped because no PATCH could be answered before the run's end.
+    out_of_time: Cell<bool>,
     /// The run's halt (another capture stopped it, or broke it).
     halted: &'r Cell<Option<super::engine::StopReason>>,
     run_broken: &'r Cell<bool>,
@@ -114,6 +116,7 @@ impl<'r, 'a> Lanes<'r, 'a> {
             after,
             tail,
             running: Cell::new(0),
+            out_of_time: Cell::new(false),
             halted: &run.halted,
             run_broken: &run.broken,
         }
@@ -127,6 +130,11 @@ impl<'r, 'a> Lanes<'r, 'a> {
         if left < self.patch_size.get().at_once() {
             self.tail.open();
         }
+    }
+
+    /// Whether a lane stopped because the run's budget could not fit another PATCH.
+    pub(super) fn out_of_time(&self) -> bool {
+        self.out_of_time.get()
     }
 
     /// Whether bytes were acknowledged in this attempt.
@@ -361,7 +369,13 @@ impl<'r, 'a> Lanes<'r, 'a> {
             }
             let size = self.patch_size.get();
             let want = ((part.ct_len - offset) as usize).min(size.get());
-            let n = size.fit(want, self.remaining());
+            let n = size.fit(want, self.remaining(), self.client.quickest_exchange());
+            if n == 0 {
+                // Not even a small PATCH would be answered before the run ends.
+                self.out_of_time.set(true);
+                self.store().set_uploaded(id, part.kind, offset)?;
+                return Ok(Pass::Failed(transient("budget spent")));
+            }
             // The body is read straight into the buffer the request sends (no second copy).
             let mut body = vec![0u8; n];
             reader.seek(SeekFrom::Start(offset))?;
@@ -371,6 +385,9 @@ impl<'r, 'a> Lanes<'r, 'a> {
             let took = self.clock.instant().saturating_duration_since(sent_at);
             match &result {
                 Ok(PatchResult::Accepted(_)) => self.sizing(|p| p.acknowledged(n, took)),
+                // A PATCH cut by the run's own end (less than a round trip left) says nothing
+                // about the link (ADR 0023): not a failure of the sizing.
+                _ if self.remaining() < exchange_floor(self.client) => {}
                 _ => self.sizing(PatchSize::failed),
             }
             match result {
