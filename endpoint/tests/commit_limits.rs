@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use apoyo_endpoint::{Chaos, EndpointConfig, Injected, Route};
 use apoyo_sync::testkit::ManualClock;
-use apoyo_sync::wire::Reason;
+use apoyo_sync::wire::{CommitRequest, Reason};
 use common::*;
 use limited::start;
 use reqwest::Method;
@@ -83,15 +83,44 @@ async fn entered(rx: mpsc::Receiver<()>) {
 
 const WINDOW: Duration = Duration::from_secs(600);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn other_requests_complete_while_a_commit_reads_its_parts() {
+/// An endpoint whose commits' content phases report to (and can be held by) a [`Hold`], with a
+/// budget of `refusals` refused commits per `window`, on `clock` if given.
+async fn held_endpoint(
+    refusals: u32,
+    window: Duration,
+    clock: Option<ManualClock>,
+) -> (Arc<Hold>, Arc<Harness>) {
     let hold = Arc::new(Hold::default());
     let chaos: Arc<dyn Chaos> = hold.clone();
     let opts = Opts {
         chaos: Some(chaos),
+        clock,
         ..Default::default()
     };
-    let h = Arc::new(start(opts, 20, WINDOW).await);
+    (hold, Arc::new(start(opts, refusals, window).await))
+}
+
+/// Sends `req` as `device` from its own task and returns once its content phase is held: the
+/// task and the release.
+async fn commit_held(
+    h: &Arc<Harness>,
+    hold: &Hold,
+    device: &str,
+    token: &str,
+    req: CommitRequest,
+) -> (tokio::task::JoinHandle<Answer>, mpsc::Sender<()>) {
+    let (entered_rx, release) = hold.watch(device);
+    let task = {
+        let (h, token) = (h.clone(), token.to_string());
+        tokio::spawn(async move { h.commit(&token, &req).await })
+    };
+    entered(entered_rx).await;
+    (task, release)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_requests_complete_while_a_commit_reads_its_parts() {
+    let (hold, h) = held_endpoint(20, WINDOW, None).await;
     let mut a = h.store_device("a").await;
     let mut b = h.store_device("b").await;
     let ba_id = a.capture_clave(REVOCACION, &clave(1));
@@ -99,12 +128,14 @@ async fn other_requests_complete_while_a_commit_reads_its_parts() {
     let bb_id = b.capture_clave(REVOCACION, &clave(2));
     let bb = b.bundle(&bb_id);
     let parts_a = h.upload_all(&a.token, &ba, 256 * 1024).await;
-    let (entered_rx, release) = hold.watch(a.store.device_id());
-    let commit_a = {
-        let (h, token, req) = (h.clone(), a.token.clone(), ba.commit_request(parts_a));
-        tokio::spawn(async move { h.commit(&token, &req).await })
-    };
-    entered(entered_rx).await;
+    let (commit_a, release) = commit_held(
+        &h,
+        &hold,
+        a.store.device_id(),
+        &a.token,
+        ba.commit_request(parts_a),
+    )
+    .await;
     // A's content phase is held open. With it under the database lock, none of this would
     // get an answer: B's token lookup, uploads and whole commit all need the database.
     let during = tokio::time::timeout(Duration::from_secs(20), async {
@@ -126,23 +157,19 @@ async fn other_requests_complete_while_a_commit_reads_its_parts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_deleted_while_its_commit_reads_it_is_upload_missing() {
-    let hold = Arc::new(Hold::default());
-    let chaos: Arc<dyn Chaos> = hold.clone();
-    let opts = Opts {
-        chaos: Some(chaos),
-        ..Default::default()
-    };
-    let h = Arc::new(start(opts, 20, WINDOW).await);
+    let (hold, h) = held_endpoint(20, WINDOW, None).await;
     let mut a = h.store_device("a").await;
     let b_id = a.capture_clave(REVOCACION, &clave(3));
     let b = a.bundle(&b_id);
     let parts = h.upload_all(&a.token, &b, 256 * 1024).await;
-    let (entered_rx, release) = hold.watch(a.store.device_id());
-    let commit = {
-        let (h, token, req) = (h.clone(), a.token.clone(), b.commit_request(parts.clone()));
-        tokio::spawn(async move { h.commit(&token, &req).await })
-    };
-    entered(entered_rx).await;
+    let (commit, release) = commit_held(
+        &h,
+        &hold,
+        a.store.device_id(),
+        &a.token,
+        b.commit_request(parts.clone()),
+    )
+    .await;
     // The front, already read, is terminated by its device before the decision.
     let del = h
         .send(h.tus(Method::DELETE, &parts[0].upload, &a.token))
@@ -157,23 +184,19 @@ async fn an_upload_deleted_while_its_commit_reads_it_is_upload_missing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_capture_decided_while_another_delivery_reads_it_is_replayed_to_that_delivery() {
-    let hold = Arc::new(Hold::default());
-    let chaos: Arc<dyn Chaos> = hold.clone();
-    let opts = Opts {
-        chaos: Some(chaos),
-        ..Default::default()
-    };
-    let h = Arc::new(start(opts, 1, WINDOW).await);
+    let (hold, h) = held_endpoint(1, WINDOW, None).await;
     let mut a = h.store_device("a").await;
     let b_id = a.capture_clave(REVOCACION, &clave(7));
     let b = a.bundle(&b_id);
     let parts = h.upload_all(&a.token, &b, 256 * 1024).await;
-    let (entered_rx, release) = hold.watch(a.store.device_id());
-    let first = {
-        let (h, token, req) = (h.clone(), a.token.clone(), b.commit_request(parts.clone()));
-        tokio::spawn(async move { h.commit(&token, &req).await })
-    };
-    entered(entered_rx).await;
+    let (first, release) = commit_held(
+        &h,
+        &hold,
+        a.store.device_id(),
+        &a.token,
+        b.commit_request(parts.clone()),
+    )
+    .await;
     // A second delivery (the first one's answer seemed lost) is decided through another
     // replica while the first reads (in one replica it would wait for the first: gate test).
     let other = limited::another_replica(&h, 1, WINDOW).await;
@@ -347,13 +370,7 @@ async fn a_budget_of_nothing_or_a_window_over_a_day_is_refused_at_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_changed_on_disk_are_a_part_mismatch_found_by_reading_them() {
-    let hold = Arc::new(Hold::default());
-    let chaos: Arc<dyn Chaos> = hold.clone();
-    let opts = Opts {
-        chaos: Some(chaos),
-        ..Default::default()
-    };
-    let h = start(opts, 2, WINDOW).await;
+    let (hold, h) = held_endpoint(2, WINDOW, None).await;
     let mut dev = h.store_device("a").await;
     let device = dev.store.device_id().to_string();
     let b_id = dev.capture_clave(REVOCACION, &clave(7));
@@ -378,13 +395,7 @@ async fn bytes_changed_on_disk_are_a_part_mismatch_found_by_reading_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copies_of_one_commit_sent_at_once_read_the_parts_once() {
-    let hold = Arc::new(Hold::default());
-    let chaos: Arc<dyn Chaos> = hold.clone();
-    let opts = Opts {
-        chaos: Some(chaos),
-        ..Default::default()
-    };
-    let h = Arc::new(start(opts, 1, WINDOW).await);
+    let (hold, h) = held_endpoint(1, WINDOW, None).await;
     let mut dev = h.store_device("a").await;
     let device = dev.store.device_id().to_string();
     let b_id = dev.capture_clave(REVOCACION, &clave(8));
