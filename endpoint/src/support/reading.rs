@@ -61,8 +61,12 @@ pub(super) fn read_part(
                 authentic: true,
             });
         }
-        // The plaintext of the chunks that did open is not the verdict's: start again.
-        manifest.zeroize();
+        // The plaintext of the manifest's chunks that did open is not the verdict's: start
+        // again (only this part's own: another part's failed pass leaves an opened manifest
+        // alone, whatever the order the parts are read in).
+        if a.kind == PartKind::Manifest {
+            manifest.zeroize();
+        }
         #[cfg(test)]
         seam::between_passes();
     }
